@@ -1,0 +1,8 @@
+"""Spark job entry point for training: `spark-submit jobs/train.py [flags]` or a Synapse job definition."""
+
+import sys
+
+from synapse_ml_track.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["train", *sys.argv[1:]]))

@@ -1,0 +1,326 @@
+"""Job configuration: defaults < environment < config file < command-line flags.
+
+A configuration is a small tree of dataclasses. Every layer is a nested dict with the same
+keys; unknown keys and values of the wrong type are rejected with the key's dotted name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from synapse_ml_track.errors import ConfigError
+
+MODEL_TYPES = ("logistic_regression", "random_forest", "gbt")
+INPUT_FORMATS = ("csv", "parquet", "delta")
+NULL_POLICIES = ("drop", "reject")
+AUTH_METHODS = ("env", "keyvault", "managed_identity", "auto")
+
+
+@dataclass
+class DataConfig:
+    path: str | None = None
+    format: str | None = None
+    schema: str | None = None
+    schema_sample_rows: int = 1000
+    csv_options: dict[str, str] = field(default_factory=dict)
+    label: str = "species"
+    numeric_features: list[str] | None = None
+    categorical_features: list[str] | None = None
+    exclude: list[str] = field(default_factory=list)
+    nulls: str = "drop"
+    train_fraction: float = 0.8
+    seed: int = 42
+
+
+@dataclass
+class ModelConfig:
+    type: str = "logistic_regression"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrackingConfig:
+    uri: str | None = None
+    local_dir: str = "mlruns"
+    experiment_name: str | None = "synapse-ml-track"
+    experiment_id: str | None = None
+    run_name: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    registered_model_name: str = "penguins-classifier"
+    register: bool = True
+    dfs_tmp: str | None = None
+    request_timeout: float = 30.0
+    max_retries: int = 5
+    preflight_timeout: float = 10.0
+    local_result_dir: str = "mlruns/local-results"
+
+
+@dataclass
+class GateConfig:
+    min_metrics: dict[str, float] = field(default_factory=dict)
+    compare_to_champion: bool = False
+    champion_metric: str = "f1"
+    champion_alias: str = "champion"
+    fail_on_reject: bool = False
+
+
+@dataclass
+class AzureConfig:
+    subscription_id: str | None = None
+    resource_group: str | None = None
+    workspace_name: str | None = None
+    region: str | None = None
+    auth: str = "auto"
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_certificate_path: str | None = None
+    managed_identity_client_id: str | None = None
+    key_vault_name: str | None = None
+    key_vault_linked_service: str | None = None
+    tenant_id_secret: str = "aml-sp-tenant-id"
+    client_id_secret: str = "aml-sp-client-id"
+    client_secret_secret: str = "aml-sp-client-secret"
+    authority_host: str | None = None
+
+
+@dataclass
+class JobConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    azure: AzureConfig = field(default_factory=AzureConfig)
+    run_key: str | None = None
+    force: bool = False
+    output: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Environment variables and the keys they set. MLflow's own variables keep their meaning.
+ENVIRONMENT_KEYS = {
+    "MLFLOW_TRACKING_URI": "tracking.uri",
+    "MLFLOW_EXPERIMENT_NAME": "tracking.experiment_name",
+    "MLFLOW_EXPERIMENT_ID": "tracking.experiment_id",
+    "MLFLOW_DFS_TMP": "tracking.dfs_tmp",
+    "AZURE_SUBSCRIPTION_ID": "azure.subscription_id",
+    "AZURE_RESOURCE_GROUP": "azure.resource_group",
+    "AZUREML_WORKSPACE_NAME": "azure.workspace_name",
+    "AZUREML_REGION": "azure.region",
+    "AZURE_AUTHORITY_HOST": "azure.authority_host",
+}
+
+# Name and id name one experiment: whichever a higher layer sets replaces both below it.
+_EXPERIMENT_KEYS = ("experiment_name", "experiment_id")
+
+
+def environment_layer(environ: Mapping[str, str]) -> dict[str, Any]:
+    layer: dict[str, Any] = {}
+    for variable, dotted in ENVIRONMENT_KEYS.items():
+        value = environ.get(variable)
+        if value:
+            set_dotted(layer, dotted, value)
+    return layer
+
+
+def file_layer(path: str | os.PathLike[str]) -> dict[str, Any]:
+    config_path = Path(path)
+    if not config_path.is_file():
+        raise ConfigError(f"config file not found: {config_path} (pass an existing YAML or JSON file to --config)")
+    text = config_path.read_text(encoding="utf-8")
+    try:
+        loaded = json.loads(text) if config_path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        first_line = str(exc).splitlines()[0]
+        raise ConfigError(f"config file {config_path} is not valid YAML/JSON: {first_line}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {config_path} must hold a mapping of sections, not {type(loaded).__name__}")
+    return loaded
+
+
+def parse_assignment(assignment: str) -> tuple[str, Any]:
+    """Parse `section.key=value` from --set; the value is read as YAML (numbers, lists, booleans)."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects KEY=VALUE (for example model.params.maxIter=50), got {assignment!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"config key {dotted!r} descends into {part!r}, which is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def merge_layers(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Overlay layers left to right: later layers win, key by key."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        _overlay(merged, layer, path="")
+    return merged
+
+
+def _overlay(target: dict[str, Any], layer: Mapping[str, Any], path: str) -> None:
+    if path == "tracking." and any(key in layer for key in _EXPERIMENT_KEYS):
+        for key in _EXPERIMENT_KEYS:
+            target[key] = None
+    for key, value in layer.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _overlay(target[key], value, path=f"{path}{key}.")
+        else:
+            target[key] = dict(value) if isinstance(value, Mapping) else value
+
+
+def build_config(
+    *,
+    config_path: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> JobConfig:
+    """Resolve the job configuration from its layers (flags > config file > environment > defaults)."""
+    layers = [JobConfig().to_dict(), environment_layer(os.environ if environ is None else environ)]
+    if config_path:
+        layers.append(file_layer(config_path))
+    if overrides:
+        layers.append(dict(overrides))
+    config = from_dict(merge_layers(*layers))
+    validate(config)
+    return config
+
+
+def from_dict(tree: Mapping[str, Any]) -> JobConfig:
+    return _build(JobConfig, tree, prefix="")
+
+
+def _build(cls: type, tree: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(tree, Mapping):
+        raise ConfigError(f"config section {prefix.rstrip('.') or '(top)'} must be a mapping, got {tree!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in tree.items():
+        if key not in known:
+            suggestion = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f" (did you mean '{prefix}{suggestion[0]}'?)" if suggestion else f" (known keys: {', '.join(sorted(known))})"
+            raise ConfigError(f"unknown config key '{prefix}{key}'{hint}")
+        hint_type = hints[key]
+        if dataclasses.is_dataclass(hint_type):
+            values[key] = _build(hint_type, value or {}, prefix=f"{prefix}{key}.")
+        else:
+            values[key] = _coerce(value, hint_type, f"{prefix}{key}")
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, dotted: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [arg for arg in args if arg is not type(None)]
+        return _coerce(value, inner, dotted)
+    if hint is Any:
+        return value
+    if origin is list:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise ConfigError(f"config key '{dotted}' must be a list, got {value!r}")
+        return [_coerce(item, args[0], f"{dotted}[]") for item in items]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config key '{dotted}' must be a mapping of names to values, got {value!r}")
+        return {str(k): _coerce(v, args[1], f"{dotted}.{k}") for k, v in value.items()}
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"config key '{dotted}' must be true or false, got {value!r}")
+    if hint in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"config key '{dotted}' must be a number, got {value!r}")
+        try:
+            number = hint(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key '{dotted}' must be {'an integer' if hint is int else 'a number'}, got {value!r}") from None
+        if hint is int and isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"config key '{dotted}' must be an integer, got {value!r}")
+        return number
+    if hint is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"config key '{dotted}' must be a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def validate(config: JobConfig) -> None:
+    def one_of(dotted: str, value: str | None, allowed: tuple[str, ...]) -> None:
+        if value is not None and value not in allowed:
+            raise ConfigError(f"config key '{dotted}' must be one of {', '.join(allowed)}, got {value!r}")
+
+    one_of("model.type", config.model.type, MODEL_TYPES)
+    one_of("data.format", config.data.format, INPUT_FORMATS)
+    one_of("data.nulls", config.data.nulls, NULL_POLICIES)
+    one_of("azure.auth", config.azure.auth, AUTH_METHODS)
+    if not 0.0 < config.data.train_fraction < 1.0:
+        raise ConfigError(
+            f"config key 'data.train_fraction' must be between 0 and 1 (exclusive), got {config.data.train_fraction}"
+        )
+    if config.data.schema_sample_rows < 1:
+        raise ConfigError("config key 'data.schema_sample_rows' must be at least 1")
+    if not config.data.label:
+        raise ConfigError("config key 'data.label' must name the label column")
+    if not config.tracking.experiment_name and not config.tracking.experiment_id:
+        raise ConfigError("set tracking.experiment_name or tracking.experiment_id (or MLFLOW_EXPERIMENT_NAME)")
+    if config.tracking.register and not config.tracking.registered_model_name:
+        raise ConfigError("config key 'tracking.registered_model_name' is empty; name the model or set tracking.register=false")
+    for metric, threshold in config.gate.min_metrics.items():
+        if not isinstance(threshold, (int, float)):
+            raise ConfigError(f"config key 'gate.min_metrics.{metric}' must be a number")
+    listed = (config.data.numeric_features or []) + (config.data.categorical_features or [])
+    if config.data.label in listed:
+        raise ConfigError(f"the label column '{config.data.label}' is also listed as a feature; remove it from the feature lists")
+    repeated = sorted({name for name in listed if listed.count(name) > 1})
+    if repeated:
+        raise ConfigError(f"feature columns listed twice: {', '.join(repeated)}; list each once, as numeric or categorical")
+
+
+SECRET_MARKERS = ("secret", "password", "token", "credential")
+
+
+def redacted(tree: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a config tree safe to print or log: values under secret-looking keys are masked.
+
+    Keys naming where a secret lives (Key Vault secret names) are kept: they are not secrets.
+    """
+    safe: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            safe[key] = redacted(value)
+        elif any(marker in key.lower() for marker in SECRET_MARKERS) and not key.endswith("_secret") and value:
+            safe[key] = "***"
+        else:
+            safe[key] = value
+    return safe

@@ -1,0 +1,236 @@
+"""Reading, checking and splitting the training data."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Iterator
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from synapse_ml_track.config import DataConfig
+from synapse_ml_track.errors import DataError
+
+BUNDLED_PENGUINS_SCHEMA = (
+    "species STRING, island STRING, bill_length_mm DOUBLE, bill_depth_mm DOUBLE, "
+    "flipper_length_mm DOUBLE, body_mass_g DOUBLE, sex STRING, year INT"
+)
+NUMERIC_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType, T.DecimalType)
+SPLIT_COLUMN = "_split_bucket"
+
+
+def bundled_penguins_path() -> str:
+    return str(resources.files("synapse_ml_track") / "data" / "penguins.csv")
+
+
+@dataclass(frozen=True)
+class InputSource:
+    path: str
+    format: str
+    schema: str | None
+    bundled: bool = False
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    label: str
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.numeric + self.categorical
+
+
+def resolve_source(data: DataConfig) -> InputSource:
+    if not data.path:
+        return InputSource(bundled_penguins_path(), "csv", data.schema or BUNDLED_PENGUINS_SCHEMA, bundled=True)
+    input_format = data.format or _format_from_path(data.path)
+    return InputSource(data.path, input_format, data.schema)
+
+
+def _format_from_path(path: str) -> str:
+    stripped = path.rstrip("/")
+    suffix = Path(stripped).suffix.lower()
+    if suffix in (".csv", ".txt"):
+        return "csv"
+    if suffix == ".parquet":
+        return "parquet"
+    if _is_local(path) and Path(_local_path(path), "_delta_log").is_dir():
+        return "delta"
+    if _is_local(path) and Path(_local_path(path)).is_dir():
+        return "parquet"
+    raise DataError(f"cannot tell the format of {path!r} from its name; set data.format to csv, parquet or delta")
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file://")
+
+
+def _local_path(path: str) -> str:
+    return path[len("file://") :] if path.startswith("file://") else path
+
+
+def read_input(spark: SparkSession, source: InputSource, data: DataConfig) -> DataFrame:
+    if _is_local(source.path) and not os.path.exists(_local_path(source.path)):
+        raise DataError(f"input not found: {source.path} (check data.path / --input)")
+    try:
+        if source.format == "csv":
+            return _read_csv(spark, source, data)
+        if source.format == "delta":
+            return spark.read.format("delta").load(source.path)
+        return spark.read.parquet(source.path)
+    except DataError:
+        raise
+    except Exception as exc:  # Spark raises AnalysisException, SparkException or a bare Py4JJavaError
+        if source.format == "delta" and "DATA_SOURCE_NOT_FOUND" in str(exc):
+            raise DataError(
+                "reading Delta needs the delta-spark package on the Spark classpath (present on Synapse); "
+                "install delta-spark locally or use csv/parquet"
+            ) from None
+        raise DataError(
+            f"cannot read {source.path} as {source.format}: {spark_error_line(exc)}; check the path and data.format"
+        ) from None
+
+
+def _read_csv(spark: SparkSession, source: InputSource, data: DataConfig) -> DataFrame:
+    options = {"header": "true", "mode": "FAILFAST", **data.csv_options}
+    schema = source.schema or _infer_csv_schema(spark, source.path, data.schema_sample_rows, options)
+    try:
+        return spark.read.options(**options).schema(schema).csv(source.path)
+    except Exception as exc:
+        if "DDL" in str(exc) or "PARSE_SYNTAX_ERROR" in str(exc):
+            raise DataError(f"data.schema is not a valid Spark DDL schema: {spark_error_line(exc)}") from None
+        raise
+
+
+def _infer_csv_schema(spark: SparkSession, path: str, sample_rows: int, options: dict[str, str]) -> T.StructType:
+    """Infer a CSV schema from the first lines only: a full inferSchema pass reads the data twice."""
+    lines = [row.value for row in spark.read.text(path).limit(sample_rows + 1).collect()]
+    if not lines:
+        raise DataError(f"input {path} is empty: it needs a header line and data rows")
+    sample = spark.sparkContext.parallelize(lines, 1)
+    return spark.read.options(**{**options, "inferSchema": "true", "mode": "PERMISSIVE"}).csv(sample).schema
+
+
+def feature_spec(schema: T.StructType, data: DataConfig) -> FeatureSpec:
+    """Choose the feature columns: the explicit lists, or every column but the label and exclusions."""
+    types = {f.name: f.dataType for f in schema.fields}
+    available = ", ".join(types)
+    if data.label not in types:
+        raise DataError(f"label column '{data.label}' is not in the input (columns: {available}); set data.label")
+    named = (data.numeric_features or []) + (data.categorical_features or []) + list(data.exclude)
+    missing = [name for name in named if name not in types]
+    if missing:
+        raise DataError(f"column(s) {', '.join(missing)} not in the input (columns: {available}); fix the feature lists")
+
+    if data.numeric_features is None and data.categorical_features is None:
+        candidates = [n for n in types if n != data.label and n not in data.exclude]
+        numeric = [n for n in candidates if isinstance(types[n], NUMERIC_TYPES)]
+        categorical = [n for n in candidates if isinstance(types[n], T.StringType | T.BooleanType)]
+    else:
+        numeric = list(data.numeric_features or [])
+        categorical = list(data.categorical_features or [])
+        not_numeric = [n for n in numeric if not isinstance(types[n], NUMERIC_TYPES)]
+        if not_numeric:
+            raise DataError(
+                f"numeric feature(s) {', '.join(not_numeric)} hold non-numeric values "
+                f"({', '.join(f'{n}: {types[n].simpleString()}' for n in not_numeric)}); "
+                "clean the data or list them under data.categorical_features"
+            )
+    if not numeric and not categorical:
+        raise DataError(f"no feature columns found besides the label (columns: {available}); set data.numeric_features")
+    return FeatureSpec(data.label, tuple(numeric), tuple(categorical))
+
+
+def prepare(df: DataFrame, spec: FeatureSpec, nulls: str) -> DataFrame:
+    """Keep the label and features (numeric ones as double); drop rows with nulls, or refuse them."""
+    selected = df.select(spec.label, *[F.col(c).cast("double").alias(c) for c in spec.numeric], *spec.categorical)
+    if nulls == "drop":
+        return selected.dropna()
+    null_counts = selected.select(
+        [F.sum(F.col(c).isNull().cast("long")).alias(c) for c in selected.columns]
+    ).first()
+    with_nulls = {c: n for c, n in null_counts.asDict().items() if n}
+    if with_nulls:
+        listing = ", ".join(f"{c} ({n})" for c, n in with_nulls.items())
+        raise DataError(f"null values in {listing}; clean the data or set data.nulls=drop")
+    return selected
+
+
+def split(df: DataFrame, train_fraction: float, seed: int) -> tuple[DataFrame, DataFrame]:
+    """Split by a seeded hash of each row's values.
+
+    Unlike randomSplit, the outcome depends only on the rows and the seed, not on partitioning
+    or row order, so the same input and seed give the same split on a laptop and on a pool.
+    """
+    bucket = F.pmod(F.xxhash64(F.lit(seed), *df.columns), F.lit(1_000_000)) / F.lit(1_000_000.0)
+    tagged = df.withColumn(SPLIT_COLUMN, bucket)
+    train = tagged.where(F.col(SPLIT_COLUMN) < train_fraction).drop(SPLIT_COLUMN)
+    test = tagged.where(F.col(SPLIT_COLUMN) >= train_fraction).drop(SPLIT_COLUMN)
+    return train, test
+
+
+def class_counts(train: DataFrame, test: DataFrame, label: str) -> tuple[dict[str, int], dict[str, int]]:
+    """Rows per class in each split, from one aggregation over the two splits."""
+    both = train.withColumn("_in_train", F.lit(True)).unionByName(test.withColumn("_in_train", F.lit(False)))
+    rows = both.groupBy("_in_train", F.col(label).cast("string").alias("_class")).count().collect()
+    train_counts = {r["_class"]: r["count"] for r in rows if r["_in_train"]}
+    test_counts = {r["_class"]: r["count"] for r in rows if not r["_in_train"]}
+    return train_counts, test_counts
+
+
+def check_classes(train_counts: dict[str, int], test_counts: dict[str, int], spec: FeatureSpec, model_type: str) -> list[str]:
+    if not train_counts and not test_counts:
+        raise DataError("no rows left to train on (empty input, or every row had a null); check the input and data.nulls")
+    if not train_counts or not test_counts:
+        empty = "training" if not train_counts else "test"
+        raise DataError(f"the {empty} split is empty; add rows or change data.train_fraction")
+    classes = sorted(set(train_counts) | set(test_counts), key=str)
+    if len(classes) < 2:
+        raise DataError(
+            f"label '{spec.label}' has a single class ({classes[0]!r}); a classifier needs at least two classes"
+        )
+    only_in_test = sorted(set(test_counts) - set(train_counts))
+    if only_in_test:
+        raise DataError(
+            f"class(es) {', '.join(map(repr, only_in_test))} of '{spec.label}' appear only in the test split; "
+            "add rows of those classes or change data.seed / data.train_fraction"
+        )
+    if model_type == "gbt" and len(classes) > 2:
+        raise DataError(
+            f"model.type gbt supports binary labels only, but '{spec.label}' has {len(classes)} classes; "
+            "use random_forest or logistic_regression"
+        )
+    return classes
+
+
+@contextmanager
+def malformed_input_errors(source: InputSource) -> Iterator[None]:
+    """Turn Spark's FAILFAST parse failure (raised at the first action) into a DataError."""
+    try:
+        yield
+    except Exception as exc:
+        text = str(exc)
+        if "MALFORMED_RECORD" not in text and "Malformed records" not in text:
+            raise
+        detail = next((line.strip() for line in text.splitlines() if "Malformed CSV record" in line or "parse" in line.lower()), "")
+        raise DataError(
+            f"a row of {source.path} does not match the schema (a non-numeric value in a numeric column?): "
+            f"{detail[:200]}; fix the data or data.schema"
+        ) from None
+
+
+def spark_error_line(exc: Exception) -> str:
+    """The informative line of a Spark error (the JVM's message, not py4j's call-site preamble)."""
+    text = (getattr(exc, "desc", None) or str(exc)).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if "Exception:" in line:
+            return line.split("Exception:", 1)[1].strip()[:300]
+    return lines[0][:300] if lines else type(exc).__name__

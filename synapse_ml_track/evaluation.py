@@ -1,0 +1,118 @@
+"""Metrics and evaluation artifacts from one pass over the test predictions."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyspark.ml.evaluation import BinaryClassificationEvaluator
+from pyspark.sql import DataFrame
+
+from synapse_ml_track.pipeline import LABEL_INDEX, PREDICTION_INDEX
+
+
+@dataclass
+class Evaluation:
+    labels: list[str]
+    confusion: list[list[int]]  # rows: true class, columns: predicted class, in `labels` order
+    metrics: dict[str, float] = field(default_factory=dict)
+    per_class: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def evaluate(predictions: DataFrame, labels: list[str]) -> Evaluation:
+    """Metrics from the confusion matrix, which one small aggregation yields.
+
+    MulticlassClassificationEvaluator would scan the predictions once per metric; the matrix
+    holds everything those scans compute. Pass a cached DataFrame when AUC is also wanted.
+    """
+    counts = predictions.groupBy(LABEL_INDEX, PREDICTION_INDEX).count().collect()
+    size = len(labels)
+    confusion = [[0] * size for _ in range(size)]
+    for row in counts:
+        confusion[int(row[LABEL_INDEX])][int(row[PREDICTION_INDEX])] += row["count"]
+    evaluation = _from_confusion(labels, confusion)
+    if size == 2:
+        auc = BinaryClassificationEvaluator(
+            labelCol=LABEL_INDEX, rawPredictionCol="rawPrediction", metricName="areaUnderROC"
+        ).evaluate(predictions)
+        evaluation.metrics["auc"] = float(auc)
+    return evaluation
+
+
+def _from_confusion(labels: list[str], confusion: list[list[int]]) -> Evaluation:
+    total = sum(map(sum, confusion))
+    per_class: dict[str, dict[str, float]] = {}
+    weighted = {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    for i, label in enumerate(labels):
+        true_positive = confusion[i][i]
+        support = sum(confusion[i])
+        predicted = sum(row[i] for row in confusion)
+        precision = true_positive / predicted if predicted else 0.0
+        recall = true_positive / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[label] = {"precision": precision, "recall": recall, "f1": f1, "support": float(support)}
+        for name, value in (("precision", precision), ("recall", recall), ("f1", f1)):
+            weighted[name] += value * support / total if total else 0.0
+    accuracy = sum(confusion[i][i] for i in range(len(labels))) / total if total else 0.0
+    metrics = {"accuracy": accuracy, **weighted, "test_rows": float(total)}
+    return Evaluation(labels=labels, confusion=confusion, metrics=metrics, per_class=per_class)
+
+
+def classification_report_text(evaluation: Evaluation) -> str:
+    width = max([len(label) for label in evaluation.labels] + [12])
+    lines = [f"{'class':<{width}}  precision     recall         f1    support"]
+    for label in evaluation.labels:
+        scores = evaluation.per_class[label]
+        lines.append(
+            f"{label:<{width}}  {scores['precision']:9.4f}  {scores['recall']:9.4f}  {scores['f1']:9.4f}  {int(scores['support']):9d}"
+        )
+    m = evaluation.metrics
+    lines.append("")
+    lines.append(f"{'accuracy':<{width}}  {'':9}  {'':9}  {m['accuracy']:9.4f}  {int(m['test_rows']):9d}")
+    lines.append(
+        f"{'weighted avg':<{width}}  {m['precision']:9.4f}  {m['recall']:9.4f}  {m['f1']:9.4f}  {int(m['test_rows']):9d}"
+    )
+    if "auc" in m:
+        lines.append(f"{'auc':<{width}}  {m['auc']:9.4f}")
+    return "\n".join(lines) + "\n"
+
+
+def write_artifacts(evaluation: Evaluation, weights: dict | None, directory: Path) -> None:
+    """Confusion matrix PNG, classification report (text and JSON), feature weights."""
+    directory.mkdir(parents=True, exist_ok=True)
+    report = {
+        "labels": evaluation.labels,
+        "metrics": evaluation.metrics,
+        "per_class": evaluation.per_class,
+        "confusion_matrix": evaluation.confusion,
+    }
+    (directory / "classification_report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    (directory / "classification_report.txt").write_text(classification_report_text(evaluation), encoding="utf-8")
+    if weights is not None:
+        (directory / f"{weights['kind']}.json").write_text(json.dumps(weights["values"], indent=2), encoding="utf-8")
+    plot_confusion_matrix(evaluation, directory / "confusion_matrix.png")
+
+
+def plot_confusion_matrix(evaluation: Evaluation, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    size = len(evaluation.labels)
+    figure, axes = plt.subplots(figsize=(2 + 1.1 * size, 1.6 + 1.0 * size))
+    image = axes.imshow(evaluation.confusion, cmap="Blues")
+    axes.set_xticks(range(size), labels=evaluation.labels, rotation=45, ha="right")
+    axes.set_yticks(range(size), labels=evaluation.labels)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title("Confusion matrix (test split)")
+    peak = max(max(row) for row in evaluation.confusion) or 1
+    for i, row in enumerate(evaluation.confusion):
+        for j, count in enumerate(row):
+            axes.text(j, i, str(count), ha="center", va="center", color="white" if count > peak / 2 else "black")
+    figure.colorbar(image, ax=axes)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

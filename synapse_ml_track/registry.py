@@ -1,0 +1,166 @@
+"""Logging the Spark model as run artifacts and registering it.
+
+The model is saved locally and uploaded as plain run artifacts, then registered from its
+`runs:/` source. That path uses only endpoints every backend serves: MLflow 3's logged-model
+endpoints are not served by Azure Machine Learning.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import mlflow.spark
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.tracking import MlflowClient
+from pyspark.ml import PipelineModel
+
+log = logging.getLogger(__name__)
+
+MODEL_ARTIFACT_PATH = "model"
+CHAMPION_TAG = "smt.champion"
+
+
+def model_pip_requirements() -> list[str]:
+    """Pinned from the training environment; explicit, because inferring them costs ~18 s a model."""
+    pins = []
+    for distribution, fallback in (("pyspark", None), ("mlflow-skinny", "mlflow"), ("pandas", None), ("numpy", None)):
+        for name in (distribution, fallback):
+            if not name:
+                continue
+            try:
+                pins.append(f"{distribution}=={metadata.version(name)}")
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    return pins
+
+
+def save_model(
+    model: PipelineModel,
+    path: Path,
+    signature: ModelSignature,
+    input_example,
+    dfs_tmp: str | None,
+) -> Path:
+    mlflow.spark.save_model(
+        model,
+        str(path),
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=model_pip_requirements(),
+        dfs_tmpdir=dfs_tmp,
+    )
+    return path
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    name: str
+    version: str
+    source: str
+
+
+def register(
+    client: MlflowClient, name: str, run_id: str, *, resumed: bool = False, wait_seconds: float = 300
+) -> RegisteredVersion:
+    """Create the registered model if needed and a version from the run's model artifacts.
+
+    A version that does not become READY is deleted, so a failure leaves nothing half-registered.
+    A resumed run reuses the version it registered before it was interrupted.
+    """
+    if resumed:
+        existing = version_for_run(client, name, run_id)
+        if existing is not None:
+            return existing
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    source = f"runs:/{run_id}/{MODEL_ARTIFACT_PATH}"
+    version = client.create_model_version(name, source, run_id=run_id)
+    try:
+        _wait_until_ready(client, name, version.version, version.status, wait_seconds)
+    except BaseException:
+        _delete_quietly(client, name, version.version)
+        raise
+    return RegisteredVersion(name, str(version.version), source)
+
+
+def _wait_until_ready(client: MlflowClient, name: str, version: str, status: str, wait_seconds: float) -> None:
+    deadline = time.monotonic() + wait_seconds
+    while status == "PENDING_REGISTRATION":
+        if time.monotonic() > deadline:
+            raise MlflowException(f"model {name} version {version} was still pending after {wait_seconds:.0f} s")
+        time.sleep(1)
+        status = client.get_model_version(name, version).status
+    if status != "READY":
+        raise MlflowException(f"model {name} version {version} ended as {status}")
+
+
+def _delete_quietly(client: MlflowClient, name: str, version: str) -> None:
+    try:
+        client.delete_model_version(name, version)
+    except Exception as exc:  # noqa: BLE001 - reporting the original failure matters more
+        log.warning("could not delete unfinished model version %s/%s: %s", name, version, str(exc).splitlines()[0])
+
+
+def version_for_run(client: MlflowClient, name: str, run_id: str) -> RegisteredVersion | None:
+    """A version already registered from this run (a resumed run must not register twice)."""
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    for version in versions:
+        if version.run_id == run_id and version.status == "READY":
+            return RegisteredVersion(name, str(version.version), version.source)
+    return None
+
+
+def champion_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    """The champion's version: by alias where the registry has aliases, else by the champion tag."""
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        if not _aliases_unsupported(exc):
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return None  # no such model yet, or no champion yet
+            raise
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    tagged = [v for v in versions if v.tags.get(CHAMPION_TAG) == alias]
+    return str(max(int(v.version) for v in tagged)) if tagged else None
+
+
+def promote(client: MlflowClient, version: RegisteredVersion, alias: str) -> str:
+    """Point the alias at this version; where aliases are not served, move the champion tag instead.
+
+    Returns how the promotion was recorded: "alias" or "tag".
+    """
+    try:
+        client.set_registered_model_alias(version.name, alias, version.version)
+        return "alias"
+    except MlflowException as exc:
+        if not _aliases_unsupported(exc):
+            raise
+        log.warning("the registry does not support aliases; marking the champion with the %s tag", CHAMPION_TAG)
+    for other in client.search_model_versions(f"name='{version.name}'"):
+        if other.tags.get(CHAMPION_TAG) == alias and str(other.version) != version.version:
+            client.delete_model_version_tag(version.name, other.version, CHAMPION_TAG)
+    client.set_model_version_tag(version.name, version.version, CHAMPION_TAG, alias)
+    return "tag"
+
+
+def _aliases_unsupported(exc: MlflowException) -> bool:
+    return exc.error_code in ("ENDPOINT_NOT_FOUND", "NOT_IMPLEMENTED") or exc.get_http_status_code() in (405, 501)

@@ -1,0 +1,15 @@
+"""Run keys: a re-run of the same pipeline activity finds its earlier run instead of starting another."""
+
+from __future__ import annotations
+
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+RUN_KEY_TAG = "smt.run_key"
+
+
+def find_keyed_run(client: MlflowClient, experiment_id: str, run_key: str) -> Run | None:
+    """The newest run tagged with this key. Sorted here: AML cannot order runs server-side by tags."""
+    escaped = run_key.replace("'", "\\'")
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{escaped}'", max_results=50)
+    return max(runs, key=lambda run: run.info.start_time or 0) if runs else None

@@ -1,0 +1,95 @@
+"""A checked connection to the tracking server and registry, made before any training starts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import Mapping
+from pathlib import Path
+
+import requests
+from mlflow.entities import Dataset, DatasetInput, InputTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from synapse_ml_track import aml
+from synapse_ml_track.config import JobConfig
+from synapse_ml_track.data import InputSource
+from synapse_ml_track.errors import TrackingError
+from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.tracking import (
+    Limits,
+    configure_http,
+    describe_failure,
+    fail_fast_http,
+    is_remote,
+    limits_for,
+    local_tracking_uri,
+    resolve_experiment,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrackingSession:
+    uri: str
+    client: MlflowClient
+    experiment_id: str
+    limits: Limits
+
+    @staticmethod
+    def is_tracking_failure(exc: BaseException) -> bool:
+        return isinstance(exc, (MlflowException, requests.RequestException, ConnectionError, TimeoutError))
+
+    def log_input(self, run_id: str, source: InputSource, schema_json: str, rows: int) -> None:
+        """Record the training input without scanning it: the digest covers location and schema."""
+        digest = hashlib.sha256(f"{source.path}|{source.format}|{schema_json}".encode()).hexdigest()[:36]
+        dataset = Dataset(
+            name=source.path.rstrip("/").rsplit("/", 1)[-1] or source.path,
+            digest=digest,
+            source_type="spark" if not source.bundled else "local",
+            source=json.dumps({"path": source.path, "format": source.format}),
+            schema=schema_json,
+            profile=json.dumps({"num_rows": rows}),
+        )
+        context = InputTag("mlflow.data.context", "training")
+        try:
+            self.client.log_inputs(run_id, [DatasetInput(dataset, tags=[context])])
+        except MlflowException as exc:
+            if exc.get_http_status_code() != 404:
+                raise
+            log.warning("the tracking server does not record dataset inputs (HTTP 404); input not logged")
+
+
+def open_session(config: JobConfig, redactor: Redactor, environ: Mapping[str, str] | None = None) -> TrackingSession:
+    """Resolve the tracking URI, set up Azure credentials when needed, and check the server answers.
+
+    Fails within the preflight timeout when the server is unreachable or refuses us, instead of
+    letting MLflow's retry schedule stall the job for minutes after training.
+    """
+    tracking = config.tracking
+    uri, _ = aml.connect(tracking.uri, config.azure, os.environ if environ is None else environ, redactor)
+    uri = uri or local_tracking_uri(tracking.local_dir)
+    configure_http(tracking)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    artifact_location = None if is_remote(uri) else _local_artifact_location(tracking.local_dir)
+    try:
+        with fail_fast_http(tracking.preflight_timeout):
+            experiment_id = resolve_experiment(client, tracking, artifact_location)
+            if tracking.register:
+                client.search_registered_models(filter_string=f"name='{tracking.registered_model_name}'", max_results=1)
+    except TrackingError:
+        raise
+    except Exception as exc:
+        if not TrackingSession.is_tracking_failure(exc):
+            raise
+        raise TrackingError(redactor.redact(describe_failure(exc, uri))) from None
+    return TrackingSession(uri=uri, client=client, experiment_id=experiment_id, limits=limits_for(uri))
+
+
+def _local_artifact_location(local_dir: str) -> str:
+    return (Path(local_dir).resolve() / "artifacts").as_uri()

@@ -1,0 +1,220 @@
+"""The training job: read, split, fit, evaluate, track, register; one MLflow run per job."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow.spark
+from mlflow.models import infer_signature
+from pyspark.ml import PipelineModel
+from pyspark.sql import SparkSession
+
+from synapse_ml_track import data as data_module
+from synapse_ml_track import gate, registry
+from synapse_ml_track.config import JobConfig
+from synapse_ml_track.context import run_tags
+from synapse_ml_track.errors import GateRejected, JobError, TrackingError
+from synapse_ml_track.evaluation import Evaluation, evaluate, write_artifacts
+from synapse_ml_track.pipeline import build_classifier, build_pipeline, feature_weights, fit_label_indexer
+from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.runs import find_keyed_run
+from synapse_ml_track.session import TrackingSession
+from synapse_ml_track.tracking import RunTracker, describe_failure
+
+log = logging.getLogger(__name__)
+
+INPUT_EXAMPLE_ROWS = 5
+
+
+@dataclass
+class TrainingResult:
+    run_id: str
+    experiment_id: str
+    model_uri: str
+    model_version: str | None
+    registered_model_name: str | None
+    metrics: dict[str, float]
+    local_result_dir: str
+    status: str = "registered"
+    reason: str | None = None
+    tracking_uri: str | None = None
+    model: PipelineModel | None = None  # the fitted model, in memory; not part of the summary
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "run_id": self.run_id,
+            "experiment_id": self.experiment_id,
+            "model_uri": self.model_uri,
+            "registered_model_name": self.registered_model_name,
+            "model_version": self.model_version,
+            "metrics": self.metrics,
+            "reason": self.reason,
+            "tracking_uri": self.tracking_uri,
+            "local_result_dir": self.local_result_dir,
+        }
+
+
+def config_params(config: JobConfig, classifier) -> dict[str, Any]:
+    """Every setting that shapes the result, and the estimator's full parameter map."""
+    data = config.data
+    params: dict[str, Any] = {
+        "data.path": data.path or "bundled:penguins",
+        "data.format": data.format or "",
+        "data.label": data.label,
+        "data.nulls": data.nulls,
+        "data.train_fraction": data.train_fraction,
+        "data.seed": data.seed,
+        "data.exclude": ",".join(data.exclude),
+        "model.type": config.model.type,
+    }
+    for name, value in sorted(data.csv_options.items()):
+        params[f"data.csv_options.{name}"] = value
+    for param, value in classifier.extractParamMap().items():
+        params[f"estimator.{param.name}"] = value
+    return params
+
+
+def run_training(spark: SparkSession, config: JobConfig, session: TrackingSession, redactor: Redactor) -> TrainingResult:
+    keyed = find_keyed_run(session.client, session.experiment_id, config.run_key) if config.run_key else None
+    if keyed is not None and keyed.info.status == "FINISHED" and not config.force:
+        log.info("run key %s already has finished run %s; reporting it (pass --force to train again)", config.run_key, keyed.info.run_id)
+        return _result_of_finished_run(session, config, keyed)
+
+    resume = keyed is not None and not config.force
+    if resume:
+        log.info("resuming run %s of run key %s", keyed.info.run_id, config.run_key)
+        tracker = RunTracker.resume(session.client, keyed, session.limits, redactor)
+    else:
+        tags = {**run_tags(spark, config.run_key), **config.tracking.tags}
+        tracker = RunTracker.start(session.client, session.experiment_id, config.tracking.run_name, tags, session.limits, redactor)
+    try:
+        return _train_and_track(spark, config, session, tracker, resumed=resume)
+    except GateRejected:
+        raise  # the run itself finished; only the model was refused
+    except JobError as exc:
+        tracker.fail(str(exc))
+        raise
+    except Exception as exc:
+        tracker.fail(describe_failure(exc, session.uri) if session.is_tracking_failure(exc) else f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _train_and_track(
+    spark: SparkSession, config: JobConfig, session: TrackingSession, tracker: RunTracker, resumed: bool
+) -> TrainingResult:
+    source = data_module.resolve_source(config.data)
+    classifier = build_classifier(config.model.type, config.model.params, config.data.seed)
+    tracker.log_params(config_params(config, classifier))
+
+    with data_module.malformed_input_errors(source):
+        raw = data_module.read_input(spark, source, config.data)
+        spec = data_module.feature_spec(raw.schema, config.data)
+        prepared = data_module.prepare(raw, spec, config.data.nulls).cache()
+        try:
+            train, test = data_module.split(prepared, config.data.train_fraction, config.data.seed)
+            train_counts, test_counts = data_module.class_counts(train, test, spec.label)
+            data_module.check_classes(train_counts, test_counts, spec, config.model.type)
+
+            label_indexer = fit_label_indexer(train, spec.label)
+            labels = list(label_indexer.labels)
+            model = build_pipeline(spec, classifier, labels).fit(label_indexer.transform(train))
+            test_indexed = label_indexer.transform(test)
+            evaluation = evaluate_model(model, test_indexed, labels)
+            champion_metrics = _champion_metrics(session, config, test_indexed, labels)
+            sample = test.select(*spec.columns).limit(INPUT_EXAMPLE_ROWS).toPandas()
+            sample_predictions = model.transform(test.select(*spec.columns).limit(INPUT_EXAMPLE_ROWS)).select("prediction").toPandas()
+        finally:
+            prepared.unpersist()
+
+    train_rows = sum(train_counts.values())
+    metrics = {
+        **evaluation.metrics,
+        "train_rows": float(train_rows),
+        **{f"{name}_{label}": value for label, scores in evaluation.per_class.items() for name, value in scores.items() if name != "support"},
+    }
+    signature = infer_signature(sample, sample_predictions)
+    result_dir = Path(config.tracking.local_result_dir).resolve() / tracker.run_id
+    write_artifacts(evaluation, feature_weights(model, spec), result_dir / "evaluation")
+    (result_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    model_dir = registry.save_model(model, result_dir / "model", signature, sample, config.tracking.dfs_tmp)
+    log.info("model and evaluation saved locally at %s", result_dir)
+
+    decision = gate.decide(config.gate, metrics, champion_metrics) if config.tracking.register else None
+    try:
+        session.log_input(tracker.run_id, source, json.dumps({"mlflow_colspec": signature.inputs.to_dict()}), train_rows + int(evaluation.metrics["test_rows"]))
+        tracker.log_metrics(metrics, tags=decision.tags() if decision else None)
+        tracker.log_artifacts(result_dir / "evaluation")
+        tracker.log_artifacts(model_dir, registry.MODEL_ARTIFACT_PATH)
+        version = None
+        if decision and decision.register:
+            name = config.tracking.registered_model_name
+            version = registry.register(session.client, name, tracker.run_id, resumed=resumed)
+            registry.promote(session.client, version, config.gate.champion_alias)
+        tracker.finish()
+    except Exception as exc:
+        if not session.is_tracking_failure(exc):
+            raise
+        raise TrackingError(f"{describe_failure(exc, session.uri)}; the trained model and metrics are saved at {result_dir}") from None
+
+    if decision and not decision.register:
+        log.warning("model not registered: %s", decision.reason)
+        if config.gate.fail_on_reject:
+            raise GateRejected(f"model not registered: {decision.reason}")
+    return TrainingResult(
+        run_id=tracker.run_id,
+        experiment_id=session.experiment_id,
+        model_uri=f"runs:/{tracker.run_id}/{registry.MODEL_ARTIFACT_PATH}",
+        model_version=version.version if version else None,
+        registered_model_name=config.tracking.registered_model_name if version else None,
+        metrics=metrics,
+        local_result_dir=str(result_dir),
+        status="registered" if version else ("rejected" if decision else "tracked"),
+        reason=decision.reason if decision else None,
+        tracking_uri=session.uri,
+        model=model,
+    )
+
+
+def evaluate_model(model, test_indexed, labels: list[str]) -> Evaluation:
+    predictions = model.transform(test_indexed).cache()
+    try:
+        return evaluate(predictions, labels)
+    finally:
+        predictions.unpersist()
+
+
+def _champion_metrics(session: TrackingSession, config: JobConfig, test_indexed, labels: list[str]) -> dict[str, float] | None:
+    """The current champion's metrics on this run's test split, or None when there is nothing to beat."""
+    if not (config.tracking.register and config.gate.compare_to_champion):
+        return None
+    name = config.tracking.registered_model_name
+    version = registry.champion_version(session.client, name, config.gate.champion_alias)
+    if version is None:
+        return None
+    champion = mlflow.spark.load_model(f"models:/{name}/{version}", dfs_tmpdir=config.tracking.dfs_tmp)
+    if list(champion.stages[-1].getLabels()) != labels:
+        log.warning("champion %s/%s predicts other classes than this run's; it is not compared", name, version)
+        return None
+    return evaluate_model(champion, test_indexed, labels).metrics
+
+
+def _result_of_finished_run(session: TrackingSession, config: JobConfig, run) -> TrainingResult:
+    name = config.tracking.registered_model_name
+    version = registry.version_for_run(session.client, name, run.info.run_id) if config.tracking.register else None
+    return TrainingResult(
+        run_id=run.info.run_id,
+        experiment_id=run.info.experiment_id,
+        model_uri=f"runs:/{run.info.run_id}/{registry.MODEL_ARTIFACT_PATH}",
+        model_version=version.version if version else None,
+        registered_model_name=name if version else None,
+        metrics=dict(run.data.metrics),
+        local_result_dir=str(Path(config.tracking.local_result_dir).resolve() / run.info.run_id),
+        status="reused",
+        reason=f"run key {config.run_key} already finished in run {run.info.run_id}; pass --force to train again",
+        tracking_uri=session.uri,
+    )
