@@ -1,0 +1,319 @@
+"""`synapse-ml-track deploy`: ship the jobs to an Azure Synapse workspace.
+
+The plan, in order: build the package wheel; upload the wheel, the job scripts, the job
+configuration and the bundled sample data to the workspace's ADLS Gen2 filesystem; create or
+update the Spark job definitions (train, score) and the training pipeline from the templates in
+jobs/synapse/. `--dry-run` prints the same plan and calls nothing.
+
+Azure is reached through DefaultAzureCredential (az login, environment variables or a managed
+identity); this module reads no secret and prints only names, paths and job arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import json
+import re
+import string
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from synapse_ml_track.config import build_config
+from synapse_ml_track.errors import JobError
+
+# Synapse memory-optimized sizes: (cores, memory) of one executor or the driver.
+EXECUTOR_SIZES = {"Small": (4, "28g"), "Medium": (8, "56g"), "Large": (16, "112g")}
+TEMPLATE_DIR = Path("jobs", "synapse")
+JOB_DEFINITION_TEMPLATES = ("train.sjd.json", "score.sjd.json")
+PIPELINE_TEMPLATES = ("train.pipeline.json",)
+JOB_SCRIPTS = ("jobs/train.py", "jobs/score.py")
+SAMPLE_DATA = "synapse_ml_track/data/penguins.csv"
+# Import name -> distribution to install, for a real (not dry-run) deploy.
+AZURE_PACKAGES = {
+    "azure.identity": "azure-identity",
+    "azure.storage.filedatalake": "azure-storage-file-datalake",
+    "azure.synapse.artifacts": "azure-synapse-artifacts",
+}
+STORAGE_ACCOUNT_PATTERN = re.compile(r"^[a-z0-9]{3,24}$")
+
+
+class DeployError(JobError):
+    """The deployment cannot go ahead or an Azure call failed."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workspace", required=True, help="Synapse workspace name (Bicep output synapseWorkspaceName)")
+    parser.add_argument(
+        "--storage-account", required=True, help="the workspace's ADLS Gen2 account (Bicep output dataLakeAccountName)"
+    )
+    parser.add_argument("--filesystem", default="synapse", help="filesystem in that account (default: %(default)s)")
+    parser.add_argument(
+        "--prefix", default="synapse-ml-track", help="folder in the filesystem that receives the uploads (default: %(default)s)"
+    )
+    parser.add_argument("--spark-pool", default="mltrack", help="Spark 3.5 pool the jobs run on (default: %(default)s)")
+    parser.add_argument(
+        "--config", required=True, help="job configuration file (YAML or JSON) to upload; it is validated first"
+    )
+    parser.add_argument(
+        "--model-uri", help="model the score job loads (default: models:/<tracking.registered_model_name>/latest)"
+    )
+    parser.add_argument(
+        "--executor-size", choices=sorted(EXECUTOR_SIZES), default="Small", help="driver and executor size (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--num-executors", type=_positive_int, default=2, help="executors per job (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--source", type=Path, help="source checkout with setup.cfg and jobs/ (default: the one this package runs from)"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print every step of the plan and call nothing")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        plan = make_plan(args)
+        if args.dry_run:
+            print_plan(plan)
+            return 0
+        target = SynapseTarget(args.workspace, args.storage_account, args.filesystem)
+        execute(plan, target)
+    except JobError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+class Target(Protocol):
+    """Where a plan lands: the workspace's filesystem and its artifacts API."""
+
+    def upload(self, path: str, data: bytes) -> None: ...
+
+    def put_job_definition(self, document: dict[str, Any]) -> None: ...
+
+    def put_pipeline(self, document: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class BuildWheel:
+    source: Path
+    wheel: Path
+
+    def describe(self) -> str:
+        return f"build wheel {self.wheel.name} from {self.source} (pip wheel --no-deps)"
+
+    def apply(self, target: Target) -> None:
+        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(self.wheel.parent), str(self.source)]
+        if subprocess.run(command, check=False).returncode != 0:
+            raise DeployError(f"building the wheel failed: {' '.join(command)}")
+        if not self.wheel.is_file():
+            raise DeployError(f"pip built no {self.wheel.name} in {self.wheel.parent}; check the version in setup.cfg")
+
+
+@dataclass(frozen=True)
+class Upload:
+    local: Path
+    path: str
+    uri: str
+
+    def describe(self) -> str:
+        return f"upload {self.local} -> {self.uri}"
+
+    def apply(self, target: Target) -> None:
+        target.upload(self.path, self.local.read_bytes())
+
+
+@dataclass(frozen=True)
+class PutJobDefinition:
+    document: dict[str, Any]
+
+    def describe(self) -> str:
+        properties = self.document["properties"]
+        job = properties["jobProperties"]
+        return (
+            f"create or update Spark job definition '{self.document['name']}' on pool "
+            f"{properties['targetBigDataPool']['referenceName']} (Spark {properties['requiredSparkVersion']}, "
+            f"{job['numExecutors']} x {job['executorCores']} cores/{job['executorMemory']} executors): "
+            f"{' '.join([job['file'], *job['args']])}"
+        )
+
+    def apply(self, target: Target) -> None:
+        target.put_job_definition(self.document)
+
+
+@dataclass(frozen=True)
+class PutPipeline:
+    document: dict[str, Any]
+
+    def describe(self) -> str:
+        runs = "; ".join(
+            f"activity '{activity['name']}' runs '{activity['typeProperties']['sparkJob']['referenceName']}' "
+            f"with {' '.join(activity['typeProperties']['args'])}"
+            for activity in self.document["properties"]["activities"]
+        )
+        return f"create or update pipeline '{self.document['name']}': {runs}"
+
+    def apply(self, target: Target) -> None:
+        target.put_pipeline(self.document)
+
+
+Step = BuildWheel | Upload | PutJobDefinition | PutPipeline
+
+
+@dataclass(frozen=True)
+class Plan:
+    workspace: str
+    base_uri: str
+    steps: tuple[Step, ...]
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    """Check the inputs and lay out every step; touches neither Azure nor the build."""
+    if not STORAGE_ACCOUNT_PATTERN.match(args.storage_account):
+        raise DeployError(f"--storage-account {args.storage_account!r} is not a storage account name (3-24 lowercase letters, digits)")
+    source = find_source(args.source)
+    config_file = Path(args.config)
+    config = build_config(config_path=str(config_file), environ={})
+    prefix = args.prefix.strip("/")
+    base_uri = f"abfss://{args.filesystem}@{args.storage_account}.dfs.core.windows.net/{prefix}"
+    wheel = source / "dist" / wheel_name(source)
+    values = {
+        "base_uri": base_uri,
+        "spark_pool": args.spark_pool,
+        "wheel": wheel.name,
+        "config": config_file.name,
+        "model_uri": args.model_uri or f"models:/{config.tracking.registered_model_name}/latest",
+    }
+    shipped = [(source / script, script) for script in JOB_SCRIPTS]
+    shipped += [(config_file, f"config/{config_file.name}"), (source / SAMPLE_DATA, "data/penguins.csv")]
+    missing = [str(local) for local, _ in shipped if not local.is_file()]
+    if missing:
+        raise DeployError(f"files to upload are missing: {', '.join(missing)}")
+    steps: list[Step] = [BuildWheel(source, wheel)]
+    uploads = [(wheel, f"dist/{wheel.name}"), *shipped]
+    steps += [Upload(local, f"{prefix}/{name}", f"{base_uri}/{name}") for local, name in uploads]
+    for template in JOB_DEFINITION_TEMPLATES:
+        document = render(load_template(source, template), values)
+        steps.append(PutJobDefinition(size_job(document, args.executor_size, args.num_executors)))
+    steps += [PutPipeline(render(load_template(source, template), values)) for template in PIPELINE_TEMPLATES]
+    return Plan(args.workspace, base_uri, tuple(steps))
+
+
+def print_plan(plan: Plan) -> None:
+    print(f"Deploy plan for Synapse workspace {plan.workspace}, files under {plan.base_uri}")
+    print("Dry run: nothing is built, uploaded or changed.")
+    for number, step in enumerate(plan.steps, start=1):
+        print(f"{number:3}. {step.describe()}")
+
+
+def execute(plan: Plan, target: Target) -> None:
+    from azure.core.exceptions import AzureError
+
+    total = len(plan.steps)
+    for number, step in enumerate(plan.steps, start=1):
+        print(f"[{number}/{total}] {step.describe()}", flush=True)
+        try:
+            step.apply(target)
+        except (AzureError, OSError) as exc:
+            first_line = (str(exc).strip().splitlines() or [""])[0]
+            raise DeployError(f"step {number} failed: {type(exc).__name__}: {first_line}") from exc
+    print(f"Deployed: {total} steps done.")
+
+
+def find_source(explicit: Path | None) -> Path:
+    candidates = [explicit] if explicit else [Path(__file__).resolve().parents[1], Path.cwd()]
+    for candidate in candidates:
+        if (candidate / "setup.cfg").is_file() and (candidate / TEMPLATE_DIR).is_dir():
+            return candidate.resolve()
+    raise DeployError("deploy needs the source checkout (setup.cfg and jobs/synapse/): run it from the repository or pass --source")
+
+
+def wheel_name(source: Path) -> str:
+    setup = configparser.ConfigParser()
+    setup.read(source / "setup.cfg", encoding="utf-8")
+    name = re.sub(r"[-_.]+", "_", setup["metadata"]["name"])
+    return f"{name}-{setup['metadata']['version']}-py3-none-any.whl"
+
+
+def load_template(source: Path, name: str) -> dict[str, Any]:
+    path = source / TEMPLATE_DIR / name
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DeployError(f"cannot read template {path}: {exc}") from None
+
+
+def render(template: Any, values: dict[str, str]) -> Any:
+    """Fill ${name} placeholders in every string of a JSON document."""
+    if isinstance(template, str):
+        try:
+            return string.Template(template).substitute(values)
+        except (KeyError, ValueError) as exc:
+            raise DeployError(f"template string {template!r} has an unknown placeholder: {exc}") from None
+    if isinstance(template, list):
+        return [render(item, values) for item in template]
+    if isinstance(template, dict):
+        return {key: render(value, values) for key, value in template.items()}
+    return template
+
+
+def size_job(document: dict[str, Any], size: str, executors: int) -> dict[str, Any]:
+    """Set driver and executor sizing; dynamic allocation is pinned to the executor count."""
+    cores, memory = EXECUTOR_SIZES[size]
+    job = document["properties"]["jobProperties"]
+    job.update(driverCores=cores, driverMemory=memory, executorCores=cores, executorMemory=memory, numExecutors=executors)
+    job["conf"].update(
+        {"spark.dynamicAllocation.minExecutors": str(executors), "spark.dynamicAllocation.maxExecutors": str(executors)}
+    )
+    return document
+
+
+class SynapseTarget:
+    """The real target: ADLS Gen2 uploads and Synapse artifacts through the Azure SDKs."""
+
+    def __init__(self, workspace: str, storage_account: str, filesystem: str) -> None:
+        require_azure_packages()
+        from azure.identity import DefaultAzureCredential
+        from azure.storage.filedatalake import DataLakeServiceClient
+        from azure.synapse.artifacts import ArtifactsClient
+
+        credential = DefaultAzureCredential()
+        service = DataLakeServiceClient(f"https://{storage_account}.dfs.core.windows.net", credential=credential)
+        self._filesystem = service.get_file_system_client(filesystem)
+        self._artifacts = ArtifactsClient(credential=credential, endpoint=f"https://{workspace}.dev.azuresynapse.net")
+
+    def upload(self, path: str, data: bytes) -> None:
+        self._filesystem.get_file_client(path).upload_data(data, overwrite=True)
+
+    def put_job_definition(self, document: dict[str, Any]) -> None:
+        from azure.synapse.artifacts.models import SparkJobDefinition
+
+        properties = SparkJobDefinition.deserialize(document["properties"])
+        operations = self._artifacts.spark_job_definition
+        operations.begin_create_or_update_spark_job_definition(document["name"], properties).result()
+
+    def put_pipeline(self, document: dict[str, Any]) -> None:
+        from azure.synapse.artifacts.models import PipelineResource
+
+        self._artifacts.pipeline.begin_create_or_update_pipeline(document["name"], PipelineResource.deserialize(document)).result()
+
+
+def require_azure_packages() -> None:
+    missing = []
+    for module, distribution in AZURE_PACKAGES.items():
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(distribution)
+    if missing:
+        raise DeployError(f"deploy needs {', '.join(missing)}: pip install {' '.join(missing)} (--dry-run works without them)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
