@@ -1,0 +1,122 @@
+"""Every kind of bad input: one clear line, a non-zero exit, the run FAILED, nothing registered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from synapse_ml_track.config import DataConfig
+from synapse_ml_track.data import bundled_penguins_path, feature_spec, prepare, read_input, resolve_source, split
+
+MODEL = "bad-input-model"
+
+
+def penguins() -> pd.DataFrame:
+    return pd.read_csv(bundled_penguins_path())
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> str:
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+def class_only_in_test(spark, tmp_path: Path) -> list[str]:
+    """Penguins plus one row of a new class, with a seed that puts that row in the test split."""
+    frame = penguins().dropna()
+    rare = frame.iloc[[0]].assign(species="Emperor")
+    data = pd.concat([frame, rare])
+    path = write_csv(tmp_path / "rare.csv", data)
+    config = DataConfig(path=path)
+    source = resolve_source(config)
+    raw = read_input(spark, source, config)
+    prepared = prepare(raw, feature_spec(raw.schema, config), config.nulls).where("species = 'Emperor'")
+    seed = next(s for s in range(100) if split(prepared, config.train_fraction, s)[1].count() == 1)
+    return ["--input", path, "--seed", str(seed)]
+
+
+CASES = {
+    "missing path": (lambda spark, tmp: ["--input", str(tmp / "nope.csv")], "input not found"),
+    "unreadable format": (
+        lambda spark, tmp: ["--input", str(_write_text(tmp / "broken.parquet", "this is not parquet"))],
+        "cannot read",
+    ),
+    "label absent": (lambda spark, tmp: ["--label", "kind"], "label column 'kind' is not in the input"),
+    "feature absent": (lambda spark, tmp: ["--numeric-features", "wing_span"], "wing_span not in the input"),
+    "non-numeric feature values (sampled)": (
+        lambda spark, tmp: [
+            "--input", write_csv(tmp / "text.csv", penguins().astype({"bill_length_mm": str}).replace({"bill_length_mm": {"39.1": "long"}})),
+            "--numeric-features", "bill_length_mm,bill_depth_mm",
+        ],
+        "hold non-numeric values",
+    ),
+    "non-numeric feature values (explicit schema)": (
+        lambda spark, tmp: [
+            "--input", str(_write_text(tmp / "late.csv", "species,bill_length_mm\nAdelie,39.1\nGentoo,47.5\nAdelie,abc\n")),
+            "--schema", "species STRING, bill_length_mm DOUBLE",
+        ],
+        "does not match the schema",
+    ),
+    "empty after filtering": (
+        lambda spark, tmp: ["--input", write_csv(tmp / "nulls.csv", penguins().assign(sex=None))],
+        "no rows left to train on",
+    ),
+    "single class": (
+        lambda spark, tmp: ["--input", write_csv(tmp / "one.csv", penguins().assign(species="Adelie"))],
+        "has a single class ('Adelie')",
+    ),
+    "class only in test split": (class_only_in_test, "'Emperor' of 'species' appear only in the test split"),
+    "gbt with three classes": (lambda spark, tmp: ["--model-type", "gbt"], "gbt supports binary labels only"),
+    "nulls rejected": (lambda spark, tmp: ["--nulls", "reject"], "null values in"),
+    "bad hyperparameter": (lambda spark, tmp: ["--param", "maxIterations=5"], "model.params.maxIterations is not a parameter"),
+}
+
+
+def _write_text(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_fails_cleanly_with_a_failed_run(case, run_cli, mlflow_server, spark, tmp_path):
+    make_args, expected = CASES[case]
+    experiment = f"bad-{case.replace(' ', '-').replace('(', '').replace(')', '')}"
+    result = run_cli(
+        "train", "--tracking-uri", mlflow_server.uri, "--experiment-name", experiment,
+        "--registered-model-name", MODEL, *make_args(spark, tmp_path),
+    )
+    assert result.exit_code == 2, result.stderr
+    assert expected in result.error_line
+    assert "Traceback" not in result.stderr
+    client = MlflowClient(mlflow_server.uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert [run.info.status for run in runs] == ["FAILED"]
+    assert expected in runs[0].data.tags["smt.error"]
+    assert client.search_model_versions(f"name='{MODEL}'") == []
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--set", "data.lable=species"], "unknown config key 'data.lable' (did you mean 'data.label'?)"),
+        (["--set", "data.train_fraction=1.5"], "'data.train_fraction' must be between 0 and 1"),
+        (["--set", "data.seed=abc"], "'data.seed' must be an integer"),
+        (["--config", "missing.yaml"], "config file not found: missing.yaml"),
+    ],
+)
+def test_bad_config_fails_before_any_run(args, expected, run_cli, mlflow_server):
+    result = run_cli("train", "--tracking-uri", mlflow_server.uri, "--experiment-name", "bad-config", *args)
+    assert result.exit_code == 2
+    assert expected in result.error_line
+    assert MlflowClient(mlflow_server.uri).get_experiment_by_name("bad-config") is None
+
+
+def test_dead_tracking_server_fails_fast_with_one_line(run_cli):
+    from conftest import free_port
+
+    result = run_cli("train", "--tracking-uri", f"http://127.0.0.1:{free_port()}")
+    assert result.exit_code == 3
+    assert "cannot reach the MLflow tracking server" in result.error_line
+    assert not Path("mlruns/local-results").exists()

@@ -1,0 +1,74 @@
+"""Data preparation: schema, feature selection, null handling, deterministic split (chispa equality)."""
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import types as T
+
+from synapse_ml_track.config import DataConfig
+from synapse_ml_track.data import (
+    BUNDLED_PENGUINS_SCHEMA,
+    class_counts,
+    feature_spec,
+    prepare,
+    read_input,
+    resolve_source,
+    split,
+)
+from synapse_ml_track.errors import DataError
+
+SCHEMA = T.StructType([
+    T.StructField("kind", T.StringType()),
+    T.StructField("size", T.IntegerType()),
+    T.StructField("colour", T.StringType()),
+])
+
+
+def test_bundled_default_reads_with_its_schema(spark):
+    source = resolve_source(DataConfig())
+    assert source.bundled and source.format == "csv" and source.schema == BUNDLED_PENGUINS_SCHEMA
+    frame = read_input(spark, source, DataConfig())
+    assert frame.count() == 344
+    assert dict(frame.dtypes)["bill_length_mm"] == "double"
+
+
+def test_csv_schema_is_inferred_from_a_sample(spark, tmp_path):
+    path = tmp_path / "small.csv"
+    path.write_text("kind,size,colour\na,1,red\nb,2,blue\n")
+    config = DataConfig(path=str(path), label="kind")
+    frame = read_input(spark, resolve_source(config), config)
+    assert frame.schema == SCHEMA
+
+
+def test_features_are_inferred_from_types_and_listed_ones_checked(spark):
+    spec = feature_spec(SCHEMA, DataConfig(label="kind"))
+    assert (spec.numeric, spec.categorical) == (("size",), ("colour",))
+    with pytest.raises(DataError, match="numeric feature\\(s\\) colour hold non-numeric values"):
+        feature_spec(SCHEMA, DataConfig(label="kind", numeric_features=["colour"]))
+
+
+def test_prepare_drops_nulls_and_casts_numeric_to_double(spark):
+    frame = spark.createDataFrame([("a", 1, "red"), ("b", None, "blue"), (None, 3, "red")], SCHEMA)
+    spec = feature_spec(SCHEMA, DataConfig(label="kind"))
+    expected = spark.createDataFrame(
+        [("a", 1.0, "red")],
+        T.StructType([T.StructField("kind", T.StringType()), T.StructField("size", T.DoubleType()), T.StructField("colour", T.StringType())]),
+    )
+    assert_df_equality(prepare(frame, spec, "drop"), expected, ignore_nullable=True)
+    with pytest.raises(DataError, match=r"null values in kind \(1\), size \(1\)"):
+        prepare(frame, spec, "reject")
+
+
+def test_split_depends_on_rows_and_seed_not_on_partitioning(spark):
+    frame = spark.range(2000).selectExpr("cast(id as string) as kind", "cast(id % 7 as int) as size", "'x' as colour")
+    train_a, test_a = split(frame, 0.75, seed=3)
+    train_b, test_b = split(frame.repartition(5).orderBy("size"), 0.75, seed=3)
+    assert_df_equality(train_a, train_b, ignore_row_order=True)
+    assert_df_equality(test_a, test_b, ignore_row_order=True)
+    assert 1300 < train_a.count() < 1700
+    assert split(frame, 0.75, seed=4)[1].exceptAll(test_a).count() > 0
+
+
+def test_class_counts_per_split(spark):
+    frame = spark.createDataFrame([("a", 1, "r")] * 3 + [("b", 2, "r")], SCHEMA)
+    train, test = frame.limit(3), frame.exceptAll(frame.limit(3))
+    assert class_counts(train, test, "kind") == ({"a": 3}, {"b": 1})

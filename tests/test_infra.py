@@ -1,0 +1,291 @@
+"""Offline validation of infra/: every Bicep file parses (pycep-parser), modules are wired with
+the parameters they declare, the Spark pool installs the repository's requirements.txt, the
+roles and secure defaults are in place, and checkov finds no failure but explained skips.
+
+pycep-parser and checkov live in their own virtualenv (their pins clash with MLflow's); they
+run as subprocesses from SMT_TOOLS_BIN (default .venv-tools/bin)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import string
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+INFRA = REPO / "infra"
+MAIN = INFRA / "main.bicep"
+BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
+INSTALL_HINT = "python3.11 -m venv .venv-tools && .venv-tools/bin/pip install -r tools-requirements.txt"
+BUILT_IN_ROLES = {
+    "AzureML Data Scientist": "f6c7c914-8db3-469d-8ca1-694a8f32e121",
+    "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+    "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
+}
+PARSE_SCRIPT = """
+import json, sys
+from pathlib import Path
+from pycep import BicepParser
+parser = BicepParser()
+result = {}
+for name in sys.argv[1:]:
+    try:
+        result[name] = {"tree": parser.parse(file_path=Path(name))}
+    except Exception as exc:  # report every file's parse error, not just the first
+        result[name] = {"error": f"{type(exc).__name__}: {exc}"}
+print(json.dumps(result, default=str))
+"""
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false")
+
+
+def tool(name: str) -> Path:
+    bin_dir = Path(os.environ.get("SMT_TOOLS_BIN", REPO / ".venv-tools" / "bin"))
+    path = bin_dir / name
+    if path.exists():
+        return path
+    message = f"{name} not found in {bin_dir}; install the tools with `{INSTALL_HINT}` or set SMT_TOOLS_BIN"
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def parsed() -> dict[str, dict[str, Any]]:
+    python = tool("python")
+    result = subprocess.run(
+        [str(python), "-c", PARSE_SCRIPT, *map(str, BICEP_FILES)], capture_output=True, text=True, check=True, timeout=300
+    )
+    return {Path(name).relative_to(INFRA).as_posix(): outcome for name, outcome in json.loads(result.stdout).items()}
+
+
+@pytest.fixture(scope="module")
+def trees(parsed) -> dict[str, dict[str, Any]]:
+    failed = {name: outcome["error"] for name, outcome in parsed.items() if "error" in outcome}
+    assert not failed, f"Bicep files that do not parse: {failed}"
+    return {name: outcome["tree"] for name, outcome in parsed.items()}
+
+
+@pytest.fixture(scope="module")
+def checkov_report() -> dict[str, Any]:
+    checkov = tool("checkov")
+    environment = {**os.environ, "BC_SKIP_MAPPING": "TRUE"}
+    result = subprocess.run(
+        [str(checkov), "--directory", str(INFRA), "--framework", "bicep", "--output", "json", "--skip-download"],
+        capture_output=True, text=True, env=environment, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.stdout.strip(), f"checkov printed no report:\n{result.stderr[-3000:]}"
+    return json.loads(result.stdout)
+
+
+def resources(tree: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: body for name, body in tree.get("resources", {}).items() if body["type"] == kind}
+
+
+def body(resource: dict[str, Any]) -> dict[str, Any]:
+    """A resource's properties, looking through an `if (...)` condition."""
+    config = resource["config"]
+    return config["config"] if "condition" in config else config
+
+
+def dotted(node: Any) -> str:
+    """`a.b.c` for a chain of property accessors, the identifier itself otherwise."""
+    if isinstance(node, dict) and node.get("operator", {}).get("type") == "property_accessor":
+        operands = node["operator"]["operands"]
+        return f"{dotted(operands['operand_1'])}.{dotted(operands['operand_2'])}"
+    return str(node)
+
+
+def description(declaration: dict[str, Any]) -> str:
+    return next((d["argument"] for d in declaration.get("decorators", []) if d["type"] == "description"), "")
+
+
+def decorator(declaration: dict[str, Any], kind: str) -> Any:
+    return next((d["argument"] for d in declaration.get("decorators", []) if d["type"] == kind), None)
+
+
+@pytest.mark.parametrize("path", [p.relative_to(INFRA).as_posix() for p in BICEP_FILES])
+def test_bicep_file_parses(parsed, path):
+    assert "error" not in parsed[path], parsed[path].get("error")
+
+
+def test_main_is_a_thin_layer_over_modules(trees):
+    main = trees["main.bicep"]
+    assert not main.get("resources"), "main.bicep declares resources; put them in a module"
+    for name, module in main["modules"].items():
+        assert (INFRA / module["detail"]["path"]).is_file(), f"module {name} points at a missing file"
+
+
+def test_module_calls_pass_exactly_the_declared_parameters(trees):
+    for caller, tree in trees.items():
+        for name, module in tree.get("modules", {}).items():
+            target = (Path(caller).parent / module["detail"]["path"]).as_posix()
+            declared = trees[target]["parameters"]
+            passed = set(body(module)["params"])
+            required = {param for param, spec in declared.items() if spec["default"] is None}
+            assert passed <= set(declared), f"{caller}: module {name} passes unknown {sorted(passed - set(declared))}"
+            assert required <= passed, f"{caller}: module {name} misses required {sorted(required - passed)}"
+
+
+def test_generated_names_fit_the_module_limits(trees):
+    main = trees["main.bicep"]
+    worst = {
+        name: "a" * (decorator(spec, "max_length") or 0) or max(decorator(spec, "allowed") or [""], key=len)
+        for name, spec in main["parameters"].items()
+    }
+    worst["suffix"] = "a" * main["variables"]["suffix"]["value"]["function"]["parameters"]["number_to_take"]
+    for module_name, module in main["modules"].items():
+        declared = trees[module["detail"]["path"]]["parameters"]
+        for param, value in body(module)["params"].items():
+            if not (isinstance(value, str) and "${" in value):
+                continue
+            longest = string.Template(value).substitute(worst)
+            limit = decorator(declared[param], "max_length")
+            assert limit is None or len(longest) <= limit, f"{module_name}.{param} can reach {len(longest)} > {limit} characters"
+
+
+def test_parameters_and_outputs_are_described(trees):
+    for path, tree in trees.items():
+        for kind in ("parameters", "outputs"):
+            for name, declaration in tree.get(kind, {}).items():
+                assert description(declaration), f"{path}: {kind[:-1]} {name} has no @description"
+
+
+def test_spark_pool_is_35_autoscaled_autopaused_with_the_repository_requirements(trees):
+    pools = [(path, pool) for path, tree in trees.items() for pool in resources(tree, "Microsoft.Synapse/workspaces/bigDataPools").values()]
+    assert len(pools) == 1, "expected exactly one Spark pool"
+    path, pool = pools[0]
+    properties = body(pool)["properties"]
+    assert properties["sparkVersion"] == "3.5"
+    assert properties["autoScale"]["enabled"] is True
+    assert properties["autoPause"]["enabled"] is True
+    requirements = properties["libraryRequirements"]
+    assert requirements["filename"] == "requirements.txt"
+    assert requirements["content"]["function"]["type"] == "load_text_content"
+    loaded = (INFRA / Path(path).parent / requirements["content"]["function"]["parameters"]["file_path"]).resolve()
+    assert loaded == REPO / "requirements.txt", f"the pool loads {loaded}, not the repository's requirements.txt"
+
+
+def test_role_assignments_grant_the_documented_roles(trees):
+    granted = set()
+    for tree in trees.values():
+        symbols = {name: spec["type"] for name, spec in tree.get("resources", {}).items()}
+        role_ids = tree.get("variables", {}).get("roleIds", {}).get("value", {})
+        for assignment in resources(tree, "Microsoft.Authorization/roleAssignments").values():
+            config = body(assignment)
+            role_key = dotted(config["properties"]["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]).split(".")[-1]
+            granted.add((role_ids[role_key], symbols[config["scope"]], config["properties"]["principalId"]))
+    expected = {
+        (BUILT_IN_ROLES["AzureML Data Scientist"], "Microsoft.MachineLearningServices/workspaces", "servicePrincipalObjectId"),
+        (BUILT_IN_ROLES["Key Vault Secrets User"], "Microsoft.KeyVault/vaults", "synapsePrincipalId"),
+        (BUILT_IN_ROLES["Storage Blob Data Contributor"], "Microsoft.Storage/storageAccounts", "synapsePrincipalId"),
+    }
+    assert expected <= granted, f"missing role assignments: {expected - granted}"
+
+
+def test_roles_are_wired_to_the_right_resources(trees):
+    params = body(trees["main.bicep"]["modules"]["roles"])["params"]
+    assert dotted(params["synapsePrincipalId"]) == "synapse.outputs.principalId"
+    assert dotted(params["amlWorkspaceName"]) == "aml.outputs.name"
+    assert dotted(params["jobKeyVaultName"]) == "jobVault.outputs.name"
+    assert dotted(params["dataLakeAccountName"]) == "dataLake.outputs.name"
+    main_modules = trees["main.bicep"]["modules"]
+    assert body(main_modules["jobVault"])["params"]["enableRbacAuthorization"] is True, "Key Vault Secrets User needs an RBAC vault"
+    assert body(main_modules["dataLake"])["params"]["isHnsEnabled"] is True, "Synapse needs ADLS Gen2"
+
+
+def test_storage_and_key_vault_have_secure_defaults(trees):
+    storage = trees["modules/storage.bicep"]
+    (account,) = resources(storage, "Microsoft.Storage/storageAccounts").values()
+    properties = body(account)["properties"]
+    assert properties["minimumTlsVersion"] == "TLS1_2"
+    assert properties["allowBlobPublicAccess"] is False
+    assert properties["supportsHttpsTrafficOnly"] is True
+    (blob,) = resources(storage, "Microsoft.Storage/storageAccounts/blobServices").values()
+    assert body(blob)["properties"]["deleteRetentionPolicy"]["enabled"] is True
+    assert body(blob)["properties"]["containerDeleteRetentionPolicy"]["enabled"] is True
+    (vault,) = resources(trees["modules/keyvault.bicep"], "Microsoft.KeyVault/vaults").values()
+    assert body(vault)["properties"]["enableSoftDelete"] is True
+    assert body(vault)["properties"]["enablePurgeProtection"] is True
+
+
+def test_every_service_sends_diagnostics_to_log_analytics(trees):
+    monitored = (
+        "Microsoft.Storage/storageAccounts",
+        "Microsoft.KeyVault/vaults",
+        "Microsoft.MachineLearningServices/workspaces",
+        "Microsoft.Synapse/workspaces",
+    )
+    for path, tree in trees.items():
+        diagnosed = {body(setting)["scope"] for setting in resources(tree, "Microsoft.Insights/diagnosticSettings").values()}
+        for kind in monitored:
+            for name, resource in resources(tree, kind).items():
+                if not resource["existing"]:
+                    assert name in diagnosed, f"{path}: {name} ({kind}) has no diagnostic setting"
+
+
+def test_outputs_give_names_and_tracking_uri_parts(trees):
+    outputs = set(trees["main.bicep"]["outputs"])
+    expected = {
+        "amlWorkspaceName", "amlRegion", "subscriptionId", "resourceGroupName", "mlflowTrackingUri",
+        "synapseWorkspaceName", "sparkPoolName", "dataLakeAccountName", "dataLakeFilesystem", "jobKeyVaultName",
+        "clientSecretName",
+    }  # fmt: skip
+    assert expected <= outputs, f"missing outputs: {expected - outputs}"
+
+
+def test_dev_parameters_file_fits_main(trees):
+    declared = trees["main.bicep"]["parameters"]
+    values = json.loads((INFRA / "main.parameters.dev.json").read_text(encoding="utf-8"))["parameters"]
+    assert set(values) <= set(declared), f"unknown parameters: {set(values) - set(declared)}"
+    required = {name for name, spec in declared.items() if spec["default"] is None}
+    assert required <= set(values), f"required parameters missing: {required - set(values)}"
+    for name, entry in values.items():
+        value, spec = entry["value"], declared[name]
+        allowed = decorator(spec, "allowed")
+        assert allowed is None or value in allowed, f"{name}={value!r} is not one of {allowed}"
+        if isinstance(value, str):
+            assert len(value) >= (decorator(spec, "min_length") or 0)
+            assert len(value) <= (decorator(spec, "max_length") or len(value))
+        if isinstance(value, int):
+            assert value >= (decorator(spec, "min_value") or value)
+            assert value <= (decorator(spec, "max_value") or value)
+    assert values["sparkMaxNodes"]["value"] >= values["sparkMinNodes"]["value"]
+
+
+def test_linked_services_match_the_infrastructure(trees):
+    key_vault = json.loads((INFRA / "linked-services" / "keyvault.json").read_text(encoding="utf-8"))
+    azure_ml = json.loads((INFRA / "linked-services" / "azureml.json").read_text(encoding="utf-8"))
+    assert key_vault["properties"]["type"] == "AzureKeyVault"
+    assert azure_ml["properties"]["type"] == "AzureMLService"
+    settings = azure_ml["properties"]["typeProperties"]
+    assert {"subscriptionId", "resourceGroupName", "mlWorkspaceName", "servicePrincipalId", "tenant"} <= set(settings)
+    secret = settings["servicePrincipalKey"]
+    assert secret["type"] == "AzureKeyVaultSecret"
+    assert secret["store"] == {"referenceName": key_vault["name"], "type": "LinkedServiceReference"}
+    assert secret["secretName"] == trees["main.bicep"]["variables"]["secretNames"]["value"]["clientSecret"]
+    placeholders = set(re.findall(r"\$\{(\w+)\}", json.dumps([key_vault, azure_ml])))
+    documented = (REPO / "docs" / "run-on-synapse.md").read_text(encoding="utf-8")
+    for placeholder in placeholders:
+        assert f"{placeholder}=" in documented, f"docs/run-on-synapse.md does not say how to set {placeholder}"
+
+
+def test_checkov_reports_no_failed_checks(checkov_report):
+    summary = checkov_report["summary"]
+    assert summary["parsing_errors"] == 0, "checkov could not parse some Bicep files"
+    assert summary["passed"] > 0, "checkov ran no check"
+    failed = [f"{c['check_id']} {c['resource']} ({c['file_path']})" for c in checkov_report["results"]["failed_checks"]]
+    assert not failed, "checkov failed checks (fix them, or skip with //checkov:skip=ID:reason):\n" + "\n".join(failed)
+
+
+def test_checkov_skips_are_explained(checkov_report):
+    for check in checkov_report["results"]["skipped_checks"]:
+        reason = (check["check_result"].get("suppress_comment") or "").strip()
+        assert len(reason) >= 20, f"{check['check_id']} on {check['resource']} is skipped without a written reason"
