@@ -3,17 +3,22 @@
 azureml-mlflow builds a credential chain that ends in interactive browser and device-code
 login, which hang a headless job for ~15 minutes. We resolve a service-principal credential
 ourselves and hand the plugin a service context that holds it, before MLflow's first call
-(the plugin caches one context per tracking URI).
+(the plugin caches one context per tracking URI, and MLflow caches one store per URI).
+
+Checked against azureml-mlflow 1.62.0.post6 with mlflow 3.15.0: the plugin ignores the
+`/mlflow/v1.0` in the URI and calls `https://HOST[:PORT]/mlflow/v2.0/subscriptions/...` (https
+hard-coded, port kept); see tests/test_aml.py, which runs the job through the real plugin.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Mapping
+import re
+from typing import Any, Mapping
 from urllib.parse import urlparse
 
-from synapse_ml_track.auth import ResolvedCredential, check_token, resolve_credential
+from synapse_ml_track.auth import BOUNDED_HTTP, ResolvedCredential, check_token, resolve_credential
 from synapse_ml_track.config import AzureConfig
 from synapse_ml_track.errors import ConfigError, TrackingError
 from synapse_ml_track.redaction import Redactor
@@ -25,6 +30,14 @@ WORKSPACE_PATH = (
     "/mlflow/v1.0/subscriptions/{subscription}/resourceGroups/{resource_group}"
     "/providers/Microsoft.MachineLearningServices/workspaces/{workspace}"
 )
+# The plugin's own pattern (azureml/mlflow/_internal/utils.py _WORKSPACE_INFO_REGEX).
+_WORKSPACE_RE = re.compile(
+    r".*/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/Microsoft\.MachineLearningServices/workspaces/([^/]+)/?$"
+)
+URI_SHAPE = (
+    "azureml://<region>.api.azureml.ms/mlflow/v1.0/subscriptions/<id>/resourceGroups/<rg>"
+    "/providers/Microsoft.MachineLearningServices/workspaces/<name>"
+)
 
 
 def is_aml_uri(uri: str) -> bool:
@@ -35,15 +48,31 @@ def workspace_configured(azure: AzureConfig) -> bool:
     return bool(azure.subscription_id and azure.resource_group and azure.workspace_name)
 
 
+def workspace_of(uri: str) -> tuple[str, str, str]:
+    """(subscription, resource group, workspace) named by an azureml:// tracking URI."""
+    parsed = urlparse(uri)
+    match = _WORKSPACE_RE.match(parsed.path)
+    if parsed.scheme != AML_SCHEME or not parsed.netloc or not match:
+        raise ConfigError(f"tracking URI {uri} is not an AML workspace URI ({URI_SHAPE})")
+    return match.group(1), match.group(2), match.group(3)
+
+
 def offline_tracking_uri(azure: AzureConfig) -> str:
-    """The workspace's tracking URI from its region, with no network call."""
+    """The workspace's tracking URI from its region, with no network call.
+
+    Regions are written as ARM names ("westeurope"); "West Europe" is accepted too.
+    Private-link workspaces have another host: set tracking.uri to the workspace's URI instead.
+    """
+    region = (azure.region or "").replace(" ", "").lower()
+    if not re.fullmatch(r"[a-z0-9]+", region):
+        raise ConfigError(f"azure.region {azure.region!r} is not an Azure region name such as westeurope")
     path = WORKSPACE_PATH.format(
         subscription=azure.subscription_id, resource_group=azure.resource_group, workspace=azure.workspace_name
     )
-    return f"{AML_SCHEME}://{azure.region}.api.azureml.ms{path}"
+    return f"{AML_SCHEME}://{region}.api.azureml.ms{path}"
 
 
-def lookup_tracking_uri(azure: AzureConfig, credential: ResolvedCredential) -> str:
+def lookup_tracking_uri(azure: AzureConfig, credential: ResolvedCredential, redactor: Redactor | None = None) -> str:
     """Ask ARM for the workspace's tracking URI (azure-ai-ml), when the region is not configured."""
     try:
         from azure.ai.ml import MLClient
@@ -52,14 +81,26 @@ def lookup_tracking_uri(azure: AzureConfig, credential: ResolvedCredential) -> s
             "finding the workspace's tracking URI needs azure-ai-ml; install it, or set azure.region "
             "(AZUREML_REGION) so the URI is built offline"
         ) from None
-    client = MLClient(credential.credential, azure.subscription_id, azure.resource_group, azure.workspace_name)
     try:
-        return client.workspaces.get(azure.workspace_name).mlflow_tracking_uri
+        # Bounded like the token request: a dead ARM endpoint fails in seconds, not after minutes of retries.
+        client = MLClient(
+            credential.credential, azure.subscription_id, azure.resource_group, azure.workspace_name, **BOUNDED_HTTP
+        )
+        uri = client.workspaces.get(azure.workspace_name).mlflow_tracking_uri
     except Exception as exc:  # noqa: BLE001 - azure-core raises many types; the message is what matters
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if redactor is not None:
+            first = redactor.redact(first)
         raise TrackingError(
-            f"cannot read workspace {azure.workspace_name} in resource group {azure.resource_group}: {first[:300]}"
+            f"cannot read workspace {azure.workspace_name} in resource group {azure.resource_group} "
+            f"(subscription {azure.subscription_id}) from Azure Resource Manager: {first[:300]} "
+            "(does the service principal have a role on the workspace? or set azure.region to skip this lookup)"
         ) from None
+    if not uri:
+        raise TrackingError(
+            f"workspace {azure.workspace_name} reports no MLflow tracking URI; set tracking.uri to it explicitly"
+        )
+    return uri
 
 
 def connect(
@@ -67,44 +108,59 @@ def connect(
 ) -> tuple[str | None, ResolvedCredential | None]:
     """The tracking URI to use and, for an AML workspace, the credential installed for it.
 
-    Returns (None, None) when neither a URI nor a workspace is configured.
+    An explicit URI (config, flag or MLFLOW_TRACKING_URI) wins; an http(s) or other non-AML URI
+    needs no Azure credential. Otherwise the workspace named by azure.subscription_id,
+    azure.resource_group and azure.workspace_name is found offline from azure.region, or through
+    ARM. Returns (None, None) when neither a URI nor a workspace is configured.
     """
     if uri and not is_aml_uri(uri):
         return uri, None
     if not uri and not workspace_configured(azure):
         return None, None
+    if uri:
+        workspace_of(uri)  # a malformed URI is a config error, reported before any credential is needed
     credential = resolve_credential(azure, environ, redactor)
     check_token(credential, redactor)
     if not uri:
-        uri = offline_tracking_uri(azure) if azure.region else lookup_tracking_uri(azure, credential)
+        uri = offline_tracking_uri(azure) if azure.region else lookup_tracking_uri(azure, credential, redactor)
+        workspace_of(uri)
     install_credential(uri, credential)
     return uri, credential
 
 
 def install_credential(uri: str, credential: ResolvedCredential) -> None:
-    """Give azureml-mlflow a service context holding our credential for this tracking URI."""
+    """Give azureml-mlflow a service context holding our credential for this exact tracking URI.
+
+    Installed before MLflow's first call, the plugin never builds its own credential chain (the
+    one ending in interactive login). Where a context for the URI exists already (an earlier
+    MLflow call in this process, or azure-ai-ml's workspace lookup, which registers one), its
+    credential is replaced in place: MLflow caches one store per URI, and the cached store keeps
+    a reference to that same context object.
+    """
     os.environ.setdefault("AZUREML_CURRENT_CLOUD", "AzureCloud")  # skips a cloud-metadata request
     from azureml.mlflow._common._cloud.cloud import _get_cloud_or_default
     from azureml.mlflow._internal.service_context_loader import _AzureMLServiceContextLoader
     from azureml.mlflow._internal.utils import ServiceContext
 
+    subscription, resource_group, workspace = workspace_of(uri)
     parsed = urlparse(uri)
-    parts = parsed.path.strip("/").split("/")
-    try:
-        fields = {parts[i].lower(): parts[i + 1] for i in range(0, len(parts) - 1)}
-        subscription, resource_group, workspace = fields["subscriptions"], fields["resourcegroups"], fields["workspaces"]
-    except KeyError:
-        raise ConfigError(
-            f"tracking URI {uri} is not an AML workspace URI (azureml://<region>.api.azureml.ms/mlflow/v1.0/"
-            "subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.MachineLearningServices/workspaces/<name>)"
-        ) from None
+    host_url = f"https://{parsed.netloc}"  # what the plugin itself builds: https, port kept
+    cloud = _get_cloud_or_default()
+    if _AzureMLServiceContextLoader.has_service_context(uri):
+        existing: Any = _AzureMLServiceContextLoader.get_service_context(uri)
+        if isinstance(existing, ServiceContext):
+            existing._auth = credential.credential
+            existing._host_url = host_url
+            existing._cloud = cloud
+            log.info("tracking in AML workspace %s as %s (credential replaced)", workspace, credential.source)
+            return
     context = ServiceContext(
-        host_url=f"https://{parsed.netloc}",
+        host_url=host_url,
         subscription_id=subscription,
         workspace_name=workspace,
         resource_group_name=resource_group,
         auth=credential.credential,
-        cloud=_get_cloud_or_default(),
+        cloud=cloud,
     )
     _AzureMLServiceContextLoader.add_service_context(uri, context)
     log.info("tracking in AML workspace %s as %s", workspace, credential.source)

@@ -3,6 +3,8 @@
 Order under `azure.auth: auto`: the environment (AZURE_TENANT_ID, AZURE_CLIENT_ID and
 AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH), then Key Vault through Synapse's
 mssparkutils. A managed identity is used only when `azure.auth: managed_identity` says so.
+When nothing usable is found the job stops with one line naming what is missing: no browser,
+no device code, no waiting.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ log = logging.getLogger(__name__)
 ARM_SCOPE = "https://management.azure.com/.default"
 # azure-core transport settings: a dead authority fails in seconds, not after minutes of retries.
 BOUNDED_HTTP = {"connection_timeout": 10, "read_timeout": 20, "retry_total": 1}
+SECRET_VARIABLE = "AZURE_CLIENT_SECRET"
+CERTIFICATE_VARIABLE = "AZURE_CLIENT_CERTIFICATE_PATH"
+CERTIFICATE_PASSWORD_VARIABLE = "AZURE_CLIENT_CERTIFICATE_PASSWORD"
 
 
 @dataclass(frozen=True)
@@ -50,47 +55,79 @@ def resolve_credential(
     if method == "managed_identity":
         return _managed_identity(azure)
     if method == "env":
-        return _from_environment(azure, environ, redactor, required=True)
+        resolved, missing = _from_environment(azure, environ, redactor)
+        if resolved is None:
+            raise CredentialError(f"azure.auth is env but {_listing(missing)} not set; set it in the job's environment")
+        return resolved
     if method == "keyvault":
-        return _from_key_vault(azure, redactor, mssparkutils_loader, required=True)
-    resolved = _from_environment(azure, environ, redactor, required=False) or _from_key_vault(
-        azure, redactor, mssparkutils_loader, required=False
-    )
-    if resolved is None:
-        raise CredentialError(
-            "no Azure service-principal credential: set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET "
-            "(or AZURE_CLIENT_CERTIFICATE_PATH), or on Synapse set azure.key_vault_name so the secret is read from "
-            "Key Vault; interactive login is never attempted in a job"
+        return _from_key_vault(azure, redactor, mssparkutils_loader, required=True)  # type: ignore[return-value]
+    resolved, missing = _from_environment(azure, environ, redactor)
+    if resolved is not None:
+        return resolved
+    resolved = _from_key_vault(azure, redactor, mssparkutils_loader, required=False)
+    if resolved is not None:
+        return resolved
+    if azure.key_vault_name:
+        key_vault = (
+            f"azure.key_vault_name is {azure.key_vault_name!r} but Synapse's mssparkutils is not available here "
+            "(Key Vault secrets are read only on a Synapse pool)"
         )
-    return resolved
+    else:
+        key_vault = "on Synapse, set azure.key_vault_name to read the secret from Key Vault"
+    raise CredentialError(
+        f"no Azure service-principal credential for Azure Machine Learning: {_listing(missing)} not set; "
+        f"{key_vault}; interactive login is never attempted in a job"
+    )
 
 
-def _from_environment(azure: AzureConfig, environ: Mapping[str, str], redactor: Redactor, required: bool) -> ResolvedCredential | None:
+def _listing(missing: list[str]) -> str:
+    if len(missing) == 1:
+        return f"{missing[0]} is"
+    return f"{', '.join(missing[:-1])} and {missing[-1]} are"
+
+
+def _from_environment(
+    azure: AzureConfig, environ: Mapping[str, str], redactor: Redactor
+) -> tuple[ResolvedCredential | None, list[str]]:
+    """The environment's service principal, or None and the names of what is missing."""
     from azure.identity import CertificateCredential, ClientSecretCredential
 
     tenant_id = environ.get("AZURE_TENANT_ID") or azure.tenant_id
     client_id = environ.get("AZURE_CLIENT_ID") or azure.client_id
-    secret = environ.get("AZURE_CLIENT_SECRET")
-    certificate = environ.get("AZURE_CLIENT_CERTIFICATE_PATH") or azure.client_certificate_path
+    secret = environ.get(SECRET_VARIABLE)
+    certificate = environ.get(CERTIFICATE_VARIABLE) or azure.client_certificate_path
     missing = [name for name, value in (("AZURE_TENANT_ID", tenant_id), ("AZURE_CLIENT_ID", client_id)) if not value]
     if not (secret or certificate):
-        missing.append("AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH)")
+        missing.append(f"{SECRET_VARIABLE} (or {CERTIFICATE_VARIABLE})")
     if missing:
-        if required:
-            raise CredentialError(f"azure.auth is env but {', '.join(missing)} is not set; set it in the job's environment")
-        return None
+        return None, missing
     options = {**BOUNDED_HTTP, **_authority(azure)}
     if secret:
         redactor.add(secret)
-        return ResolvedCredential(ClientSecretCredential(tenant_id, client_id, secret, **options), "environment (client secret)")
-    return ResolvedCredential(
-        CertificateCredential(tenant_id, client_id, certificate_path=certificate, **options), "environment (client certificate)"
-    )
+        credential = ClientSecretCredential(tenant_id, client_id, secret, **options)
+        return ResolvedCredential(credential, "environment (client secret)"), []
+    password = environ.get(CERTIFICATE_PASSWORD_VARIABLE)
+    if password:
+        redactor.add(password)
+        options["password"] = password.encode()
+    try:
+        credential = CertificateCredential(tenant_id, client_id, certificate_path=certificate, **options)
+    except Exception as exc:  # noqa: BLE001 - OSError, ValueError and cryptography's errors all mean "unusable"
+        detail = redactor.redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        raise CredentialError(
+            f"cannot use the client certificate {certificate} ({CERTIFICATE_VARIABLE}): {detail[:200]} "
+            f"(it must be a PEM or PKCS12 file holding the private key; set {CERTIFICATE_PASSWORD_VARIABLE} if it is encrypted)"
+        ) from None
+    return ResolvedCredential(credential, "environment (client certificate)"), []
 
 
 def _from_key_vault(
     azure: AzureConfig, redactor: Redactor, mssparkutils_loader: Callable[[], Any | None], required: bool
 ) -> ResolvedCredential | None:
+    """Tenant id, client id and secret from Key Vault via mssparkutils (the pool's managed identity).
+
+    A tenant or client id in the config (azure.tenant_id, azure.client_id) is used as is and not read.
+    """
     from azure.identity import ClientSecretCredential
 
     if not azure.key_vault_name:
@@ -105,12 +142,14 @@ def _from_key_vault(
                 "(run on a Synapse pool, or use AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET)"
             )
         return None
-    values = {}
+    values = {"tenant_id": azure.tenant_id, "client_id": azure.client_id, "client_secret": None}
     for field, secret_name in (
         ("tenant_id", azure.tenant_id_secret),
         ("client_id", azure.client_id_secret),
         ("client_secret", azure.client_secret_secret),
     ):
+        if values[field]:
+            continue
         try:
             if azure.key_vault_linked_service:
                 value = mssparkutils.credentials.getSecret(azure.key_vault_name, secret_name, azure.key_vault_linked_service)
@@ -118,13 +157,16 @@ def _from_key_vault(
                 value = mssparkutils.credentials.getSecret(azure.key_vault_name, secret_name)
         except Exception as exc:  # noqa: BLE001 - mssparkutils raises py4j errors of many kinds
             detail = redactor.redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            via = f" through linked service '{azure.key_vault_linked_service}'" if azure.key_vault_linked_service else ""
             raise CredentialError(
-                f"cannot read secret '{secret_name}' from Key Vault '{azure.key_vault_name}': {detail[:200]} "
+                f"cannot read secret '{secret_name}' from Key Vault '{azure.key_vault_name}'{via}: {detail[:200]} "
                 "(does the Synapse managed identity have Key Vault Secrets User on the vault?)"
             ) from None
         if not value:
             raise CredentialError(f"secret '{secret_name}' in Key Vault '{azure.key_vault_name}' is empty")
-        values[field] = value
+        if field == "client_secret":
+            redactor.add(value)
+        values[field] = value.strip()
     redactor.add(values["client_secret"])
     credential = ClientSecretCredential(
         values["tenant_id"], values["client_id"], values["client_secret"], **BOUNDED_HTTP, **_authority(azure)
@@ -138,11 +180,16 @@ def _managed_identity(azure: AzureConfig) -> ResolvedCredential:
     options: dict[str, Any] = dict(BOUNDED_HTTP)
     if azure.managed_identity_client_id:
         options["client_id"] = azure.managed_identity_client_id
-    return ResolvedCredential(ManagedIdentityCredential(**options), "managed identity")
+    who = f" {azure.managed_identity_client_id}" if azure.managed_identity_client_id else ""
+    return ResolvedCredential(ManagedIdentityCredential(**options), f"managed identity{who}")
 
 
-def _authority(azure: AzureConfig) -> dict[str, str]:
-    return {"authority": azure.authority_host} if azure.authority_host else {}
+def _authority(azure: AzureConfig) -> dict[str, Any]:
+    """A sovereign cloud's (or a test's) Azure AD host. Azure AD instance discovery
+    (a request to login.microsoftonline.com) knows only Microsoft's hosts, so it is skipped then."""
+    if not azure.authority_host:
+        return {}
+    return {"authority": azure.authority_host, "disable_instance_discovery": True}
 
 
 def check_token(resolved: ResolvedCredential, redactor: Redactor) -> None:

@@ -12,6 +12,7 @@ import logging
 import sys
 from typing import Any, Callable, Sequence
 
+from synapse_ml_track import deploy
 from synapse_ml_track.config import JobConfig, build_config, parse_assignment, redacted, set_dotted
 from synapse_ml_track.errors import ConfigError, JobError
 from synapse_ml_track.redaction import Redactor
@@ -80,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="check config, credentials, tracking server and registry, then exit")
     _add_common(check)
     check.add_argument("--registered-model-name")
+
+    deploy_parser = commands.add_parser("deploy", help="build the wheel and publish jobs and pipeline to a Synapse workspace")
+    deploy.add_arguments(deploy_parser)
+    deploy_parser.set_defaults(log_level="INFO", debug=False)
     return parser
 
 
@@ -107,7 +112,15 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def load_config(args: argparse.Namespace) -> JobConfig:
-    return build_config(config_path=args.config, overrides=overrides_from_args(args))
+    return build_config(config_path=args.config, overrides=overrides_from_args(args), read_remote=read_remote_text)
+
+
+def read_remote_text(path: str) -> str:
+    """A config file on the cluster's storage (abfss://, wasbs://...), read through Spark."""
+    from synapse_ml_track.spark import get_or_create_spark
+
+    rows = get_or_create_spark("synapse-ml-track").read.text(path, wholetext=True).collect()
+    return rows[0][0] if rows else ""
 
 
 def configure_logging(level: str, redactor: Redactor) -> None:
@@ -169,6 +182,7 @@ def write_summary(summary: dict[str, Any], output: str | None) -> None:
 COMMANDS: dict[str, Callable[[argparse.Namespace, Redactor], int]] = {
     "train": cmd_train,
     "check": cmd_check,
+    "deploy": lambda args, redactor: deploy.run(args),
 }
 
 

@@ -14,7 +14,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -134,11 +134,22 @@ def environment_layer(environ: Mapping[str, str]) -> dict[str, Any]:
     return layer
 
 
-def file_layer(path: str | os.PathLike[str]) -> dict[str, Any]:
+def file_layer(path: str, read_remote: Callable[[str], str] | None = None) -> dict[str, Any]:
+    """A config file's settings; paths with a scheme (abfss://...) are read with `read_remote`."""
     config_path = Path(path)
-    if not config_path.is_file():
+    remote = "://" in path and not path.startswith("file://")
+    if remote:
+        if read_remote is None:
+            raise ConfigError(f"cannot read config {path}: remote config files need a Spark session")
+        try:
+            text = read_remote(path)
+        except Exception as exc:  # noqa: BLE001 - Spark's error types vary; the path is what matters
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"cannot read config file {path}: {first[:200]}") from None
+    elif not config_path.is_file():
         raise ConfigError(f"config file not found: {config_path} (pass an existing YAML or JSON file to --config)")
-    text = config_path.read_text(encoding="utf-8")
+    else:
+        text = config_path.read_text(encoding="utf-8")
     try:
         loaded = json.loads(text) if config_path.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
@@ -198,11 +209,12 @@ def build_config(
     config_path: str | None = None,
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    read_remote: Callable[[str], str] | None = None,
 ) -> JobConfig:
     """Resolve the job configuration from its layers (flags > config file > environment > defaults)."""
     layers = [JobConfig().to_dict(), environment_layer(os.environ if environ is None else environ)]
     if config_path:
-        layers.append(file_layer(config_path))
+        layers.append(file_layer(config_path, read_remote))
     if overrides:
         layers.append(dict(overrides))
     config = from_dict(merge_layers(*layers))

@@ -52,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--filesystem", default="synapse", help="filesystem in that account (default: %(default)s)")
     parser.add_argument(
-        "--prefix", default="synapse-ml-track", help="folder in the filesystem that receives the uploads (default: %(default)s)"
+        "--prefix",
+        default="synapse-ml-track",
+        help="folder in the filesystem that receives the uploads (default: %(default)s)",
     )
     parser.add_argument("--spark-pool", default="mltrack", help="Spark 3.5 pool the jobs run on (default: %(default)s)")
     parser.add_argument(
@@ -62,7 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model-uri", help="model the score job loads (default: models:/<tracking.registered_model_name>/latest)"
     )
     parser.add_argument(
-        "--executor-size", choices=sorted(EXECUTOR_SIZES), default="Small", help="driver and executor size (default: %(default)s)"
+        "--executor-size",
+        choices=sorted(EXECUTOR_SIZES),
+        default="Small",
+        help="driver and executor size (default: %(default)s)",
     )
     parser.add_argument(
         "--num-executors", type=_positive_int, default=2, help="executors per job (default: %(default)s)"
@@ -106,7 +111,8 @@ class BuildWheel:
         return f"build wheel {self.wheel.name} from {self.source} (pip wheel --no-deps)"
 
     def apply(self, target: Target) -> None:
-        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(self.wheel.parent), str(self.source)]
+        wheel_dir = str(self.wheel.parent)
+        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", wheel_dir, str(self.source)]
         if subprocess.run(command, check=False).returncode != 0:
             raise DeployError(f"building the wheel failed: {' '.join(command)}")
         if not self.wheel.is_file():
@@ -173,7 +179,9 @@ class Plan:
 def make_plan(args: argparse.Namespace) -> Plan:
     """Check the inputs and lay out every step; touches neither Azure nor the build."""
     if not STORAGE_ACCOUNT_PATTERN.match(args.storage_account):
-        raise DeployError(f"--storage-account {args.storage_account!r} is not a storage account name (3-24 lowercase letters, digits)")
+        raise DeployError(
+            f"--storage-account {args.storage_account!r} is not a storage account name (3-24 lowercase letters, digits)"
+        )
     source = find_source(args.source)
     config_file = Path(args.config)
     config = build_config(config_path=str(config_file), environ={})
@@ -228,7 +236,9 @@ def find_source(explicit: Path | None) -> Path:
     for candidate in candidates:
         if (candidate / "setup.cfg").is_file() and (candidate / TEMPLATE_DIR).is_dir():
             return candidate.resolve()
-    raise DeployError("deploy needs the source checkout (setup.cfg and jobs/synapse/): run it from the repository or pass --source")
+    raise DeployError(
+        "deploy needs the source checkout (setup.cfg and jobs/synapse/): run it from the repository or pass --source"
+    )
 
 
 def wheel_name(source: Path) -> str:
@@ -264,7 +274,9 @@ def size_job(document: dict[str, Any], size: str, executors: int) -> dict[str, A
     """Set driver and executor sizing; dynamic allocation is pinned to the executor count."""
     cores, memory = EXECUTOR_SIZES[size]
     job = document["properties"]["jobProperties"]
-    job.update(driverCores=cores, driverMemory=memory, executorCores=cores, executorMemory=memory, numExecutors=executors)
+    job.update(
+        driverCores=cores, driverMemory=memory, executorCores=cores, executorMemory=memory, numExecutors=executors
+    )
     job["conf"].update(
         {"spark.dynamicAllocation.minExecutors": str(executors), "spark.dynamicAllocation.maxExecutors": str(executors)}
     )
@@ -298,7 +310,9 @@ class SynapseTarget:
     def put_pipeline(self, document: dict[str, Any]) -> None:
         from azure.synapse.artifacts.models import PipelineResource
 
-        self._artifacts.pipeline.begin_create_or_update_pipeline(document["name"], PipelineResource.deserialize(document)).result()
+        self._artifacts.pipeline.begin_create_or_update_pipeline(
+            document["name"], PipelineResource.deserialize(document)
+        ).result()
 
 
 def require_azure_packages() -> None:
@@ -309,7 +323,9 @@ def require_azure_packages() -> None:
         except ImportError:
             missing.append(distribution)
     if missing:
-        raise DeployError(f"deploy needs {', '.join(missing)}: pip install {' '.join(missing)} (--dry-run works without them)")
+        raise DeployError(
+            f"deploy needs {', '.join(missing)}: pip install {' '.join(missing)} (--dry-run works without them)"
+        )
 
 
 def _positive_int(text: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,7 +197,10 @@ def _champion_metrics(session: TrackingSession, config: JobConfig, test_indexed,
     version = registry.champion_version(session.client, name, config.gate.champion_alias)
     if version is None:
         return None
-    champion = mlflow.spark.load_model(f"models:/{name}/{version}", dfs_tmpdir=config.tracking.dfs_tmp)
+    champion_run = session.client.get_model_version(name, version).run_id
+    with tempfile.TemporaryDirectory() as download_dir:
+        local_model = session.client.download_artifacts(champion_run, registry.MODEL_ARTIFACT_PATH, download_dir)
+        champion = mlflow.spark.load_model(local_model, dfs_tmpdir=config.tracking.dfs_tmp)
     if list(champion.stages[-1].getLabels()) != labels:
         log.warning("champion %s/%s predicts other classes than this run's; it is not compared", name, version)
         return None

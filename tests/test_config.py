@@ -67,3 +67,15 @@ def test_invalid_yaml_is_reported_with_the_file(tmp_path):
 def test_redacted_masks_secret_values_but_keeps_secret_names():
     tree = {"azure": {"client_secret_secret": "aml-sp-client-secret", "client_password": "hunter2hunter2"}}
     assert redacted(tree) == {"azure": {"client_secret_secret": "aml-sp-client-secret", "client_password": "***"}}
+
+
+def test_remote_config_is_read_through_spark(spark, tmp_path):
+    from synapse_ml_track.cli import read_remote_text
+
+    config_file = tmp_path / "remote.yaml"
+    config_file.write_text("data:\n  seed: 3\n")
+    # Spark reads any Hadoop filesystem URI (abfss:// on Synapse); file: stands in for it here.
+    assert read_remote_text(f"file:{config_file}") == "data:\n  seed: 3\n"
+    config = build_config(config_path="abfss://jobs@lake.dfs.core.windows.net/train.yaml", environ={},
+                          read_remote=lambda path: config_file.read_text())
+    assert config.data.seed == 3

@@ -77,7 +77,14 @@ def source_copy(tmp_path) -> Path:
 def deploy_args(config_file: Path, *extra: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     deploy.add_arguments(parser)
-    base = ["--workspace", "syn-mltrack-dev-abc123", "--storage-account", "stdlmltrackdevabc123", "--config", str(config_file)]
+    base = [
+        "--workspace",
+        "syn-mltrack-dev-abc123",
+        "--storage-account",
+        "stdlmltrackdevabc123",
+        "--config",
+        str(config_file),
+    ]
     return parser.parse_args([*base, *extra])
 
 
@@ -105,7 +112,9 @@ def test_dry_run_of_the_repository_prints_the_complete_ordered_plan(config_file,
 
 
 def test_dry_run_applies_executor_sizing(config_file, source_copy, no_azure_no_build, capsys):
-    sized = deploy_args(config_file, "--dry-run", "--source", str(source_copy), "--executor-size", "Medium", "--num-executors", "3")
+    sized = deploy_args(
+        config_file, "--dry-run", "--source", str(source_copy), "--executor-size", "Medium", "--num-executors", "3"
+    )
     assert deploy.run(sized) == 0
     job_lines = [line for line in plan_lines(capsys.readouterr().out) if "Spark job definition" in line]
     assert len(job_lines) == 2 and all("3 x 8 cores/56g executors" in line for line in job_lines)
@@ -120,7 +129,9 @@ def test_invalid_config_stops_before_any_step(tmp_path, no_azure_no_build, capsy
     assert not plan_lines(captured.out)
 
 
-def test_real_deploy_without_the_sdks_names_them_and_builds_nothing(config_file, source_copy, no_azure_no_build, capsys):
+def test_real_deploy_without_the_sdks_names_them_and_builds_nothing(
+    config_file, source_copy, no_azure_no_build, capsys
+):
     assert deploy.run(deploy_args(config_file, "--source", str(source_copy))) != 0
     error = capsys.readouterr().err
     assert "azure-synapse-artifacts" in error and "azure-storage-file-datalake" in error
@@ -172,9 +183,9 @@ def test_real_deploy_executes_the_plan_in_order(config_file, source_copy, monkey
         "synapse-ml-track/config/synapse.yaml",
         "synapse-ml-track/data/penguins.csv",
     ]
-    assert dict(payload for kind, payload in target.calls if kind == "upload")["synapse-ml-track/config/synapse.yaml"] == (
-        CONFIG_TEXT.encode()
-    )
+    assert dict(payload for kind, payload in target.calls if kind == "upload")[
+        "synapse-ml-track/config/synapse.yaml"
+    ] == (CONFIG_TEXT.encode())
     artifacts = [(kind, payload["name"]) for kind, payload in target.calls if kind != "upload"]
     assert artifacts == [
         ("job definition", "synapse-ml-track-train"),

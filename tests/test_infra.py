@@ -61,7 +61,11 @@ def tool(name: str) -> Path:
 def parsed() -> dict[str, dict[str, Any]]:
     python = tool("python")
     result = subprocess.run(
-        [str(python), "-c", PARSE_SCRIPT, *map(str, BICEP_FILES)], capture_output=True, text=True, check=True, timeout=300
+        [str(python), "-c", PARSE_SCRIPT, *map(str, BICEP_FILES)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
     )
     return {Path(name).relative_to(INFRA).as_posix(): outcome for name, outcome in json.loads(result.stdout).items()}
 
@@ -148,7 +152,9 @@ def test_generated_names_fit_the_module_limits(trees):
                 continue
             longest = string.Template(value).substitute(worst)
             limit = decorator(declared[param], "max_length")
-            assert limit is None or len(longest) <= limit, f"{module_name}.{param} can reach {len(longest)} > {limit} characters"
+            assert (
+                limit is None or len(longest) <= limit
+            ), f"{module_name}.{param} can reach {len(longest)} > {limit} characters"
 
 
 def test_parameters_and_outputs_are_described(trees):
@@ -159,7 +165,11 @@ def test_parameters_and_outputs_are_described(trees):
 
 
 def test_spark_pool_is_35_autoscaled_autopaused_with_the_repository_requirements(trees):
-    pools = [(path, pool) for path, tree in trees.items() for pool in resources(tree, "Microsoft.Synapse/workspaces/bigDataPools").values()]
+    pools = [
+        (path, pool)
+        for path, tree in trees.items()
+        for pool in resources(tree, "Microsoft.Synapse/workspaces/bigDataPools").values()
+    ]
     assert len(pools) == 1, "expected exactly one Spark pool"
     path, pool = pools[0]
     properties = body(pool)["properties"]
@@ -180,10 +190,16 @@ def test_role_assignments_grant_the_documented_roles(trees):
         role_ids = tree.get("variables", {}).get("roleIds", {}).get("value", {})
         for assignment in resources(tree, "Microsoft.Authorization/roleAssignments").values():
             config = body(assignment)
-            role_key = dotted(config["properties"]["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]).split(".")[-1]
+            role_key = dotted(
+                config["properties"]["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]
+            ).split(".")[-1]
             granted.add((role_ids[role_key], symbols[config["scope"]], config["properties"]["principalId"]))
     expected = {
-        (BUILT_IN_ROLES["AzureML Data Scientist"], "Microsoft.MachineLearningServices/workspaces", "servicePrincipalObjectId"),
+        (
+            BUILT_IN_ROLES["AzureML Data Scientist"],
+            "Microsoft.MachineLearningServices/workspaces",
+            "servicePrincipalObjectId",
+        ),
         (BUILT_IN_ROLES["Key Vault Secrets User"], "Microsoft.KeyVault/vaults", "synapsePrincipalId"),
         (BUILT_IN_ROLES["Storage Blob Data Contributor"], "Microsoft.Storage/storageAccounts", "synapsePrincipalId"),
     }
@@ -197,7 +213,9 @@ def test_roles_are_wired_to_the_right_resources(trees):
     assert dotted(params["jobKeyVaultName"]) == "jobVault.outputs.name"
     assert dotted(params["dataLakeAccountName"]) == "dataLake.outputs.name"
     main_modules = trees["main.bicep"]["modules"]
-    assert body(main_modules["jobVault"])["params"]["enableRbacAuthorization"] is True, "Key Vault Secrets User needs an RBAC vault"
+    assert (
+        body(main_modules["jobVault"])["params"]["enableRbacAuthorization"] is True
+    ), "Key Vault Secrets User needs an RBAC vault"
     assert body(main_modules["dataLake"])["params"]["isHnsEnabled"] is True, "Synapse needs ADLS Gen2"
 
 
@@ -224,7 +242,9 @@ def test_every_service_sends_diagnostics_to_log_analytics(trees):
         "Microsoft.Synapse/workspaces",
     )
     for path, tree in trees.items():
-        diagnosed = {body(setting)["scope"] for setting in resources(tree, "Microsoft.Insights/diagnosticSettings").values()}
+        diagnosed = {
+            body(setting)["scope"] for setting in resources(tree, "Microsoft.Insights/diagnosticSettings").values()
+        }
         for kind in monitored:
             for name, resource in resources(tree, kind).items():
                 if not resource["existing"]:

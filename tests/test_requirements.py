@@ -26,7 +26,12 @@ PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s=;#]+)
 RUNTIME_PREINSTALLED = {"mlflow-skinny": "2.18.0", "azureml-mlflow": "1.60.0", "azure-ai-ml": "1.28.1"}
 # The pool runs Linux x86-64 with CPython 3.11.
 POOL_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux2014_x86_64")
-NETWORK_FAILURES = ("NewConnectionError", "Name or service not known", "Temporary failure in name resolution", "Max retries exceeded")
+NETWORK_FAILURES = (
+    "NewConnectionError",
+    "Name or service not known",
+    "Temporary failure in name resolution",
+    "Max retries exceeded",
+)
 
 
 def pins() -> dict[str, Version]:
@@ -68,7 +73,9 @@ def test_pins_never_downgrade_the_runtime():
     for name, version in pins().items():
         floor = RUNTIME_PREINSTALLED.get(name)
         if floor:
-            assert version >= Version(floor), f"{name}=={version} is below the runtime's {floor}: the pool cannot downgrade"
+            assert version >= Version(
+                floor
+            ), f"{name}=={version} is below the runtime's {floor}: the pool cannot downgrade"
 
 
 def test_pins_are_package_dependencies_within_its_ranges():
@@ -76,9 +83,9 @@ def test_pins_are_package_dependencies_within_its_ranges():
     for name, version in pins().items():
         assert name != "pyspark", "the pool provides pyspark; never install it there"
         assert name in declared, f"{name} is pinned for the pool but is not a dependency in setup.cfg"
-        assert declared[name].specifier.contains(version, prereleases=True), (
-            f"{name}=={version} is outside setup.cfg's {declared[name]}"
-        )
+        assert declared[name].specifier.contains(
+            version, prereleases=True
+        ), f"{name}=={version} is outside setup.cfg's {declared[name]}"
 
 
 def pyspark_requirements() -> list[str]:
@@ -90,8 +97,8 @@ def pyspark_requirements() -> list[str]:
     chosen = []
     for line in importlib.metadata.requires("pyspark") or []:
         requirement = Requirement(line)
-        extras = {extra for extra in wanted if requirement.marker and requirement.marker.evaluate({"extra": extra})}
-        if requirement.marker is None or extras:
+        marker = requirement.marker
+        if marker is None or any(marker.evaluate({"extra": extra}) for extra in wanted):
             requirement.marker = None
             chosen.append(str(requirement))
     return sorted(set(chosen))
@@ -101,7 +108,10 @@ def package_index() -> str:
     configured = os.environ.get("PIP_INDEX_URL")
     if not configured:
         result = subprocess.run(
-            [sys.executable, "-m", "pip", "config", "get", "global.index-url"], capture_output=True, text=True, check=False
+            [sys.executable, "-m", "pip", "config", "get", "global.index-url"],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         configured = result.stdout.strip() if result.returncode == 0 else ""
     return (configured or "https://pypi.org/simple").rstrip("/")

@@ -42,7 +42,9 @@ def rendered(name: str) -> dict[str, Any]:
 
 
 def bicep_default(parameter: str) -> str:
-    match = re.search(rf"^param {parameter} \w+ = '([^']*)'$", (REPO / "infra" / "main.bicep").read_text(encoding="utf-8"), re.M)
+    match = re.search(
+        rf"^param {parameter} \w+ = '([^']*)'$", (REPO / "infra" / "main.bicep").read_text(encoding="utf-8"), re.M
+    )
     assert match, f"main.bicep has no string default for {parameter}"
     return match[1]
 
@@ -84,7 +86,9 @@ def test_job_definition_has_the_documented_shape(name):
     assert properties["language"] == "python"
     job = properties["jobProperties"]
     for key, kind in JOB_PROPERTY_TYPES.items():
-        assert isinstance(job.get(key), kind) and not isinstance(job.get(key), bool), f"jobProperties.{key} must be {kind.__name__}"
+        assert isinstance(job.get(key), kind) and not isinstance(
+            job.get(key), bool
+        ), f"jobProperties.{key} must be {kind.__name__}"
     assert job["name"] == document["name"]
     assert all(isinstance(arg, str) for arg in job["args"])
     assert all(isinstance(value, str) for value in job["conf"].values()), "Spark conf values are strings"
@@ -101,7 +105,11 @@ def test_job_definition_sizing_is_consistent_and_fits_the_dev_pool(name):
     assert (job["executorCores"], job["executorMemory"]) in sizes
     assert (job["driverCores"], job["driverMemory"]) in sizes
     conf = job["conf"]
-    assert conf["spark.dynamicAllocation.minExecutors"] == conf["spark.dynamicAllocation.maxExecutors"] == str(job["numExecutors"])
+    assert (
+        conf["spark.dynamicAllocation.minExecutors"]
+        == conf["spark.dynamicAllocation.maxExecutors"]
+        == str(job["numExecutors"])
+    )
     parameters = json.loads((REPO / "infra" / "main.parameters.dev.json").read_text(encoding="utf-8"))["parameters"]
     node_cores = deploy.EXECUTOR_SIZES[parameters["sparkNodeSize"]["value"]][0]
     needed = job["driverCores"] + job["numExecutors"] * job["executorCores"]
@@ -145,9 +153,9 @@ def test_pipeline_passes_run_id_and_config_path(pipeline):
     for arg in args:
         if arg.startswith("@"):
             match = PARAMETER_EXPRESSION.match(arg)
-            assert arg == "@pipeline().RunId" or (match and match[1] in pipeline["properties"]["parameters"]), (
-                f"unknown expression {arg}"
-            )
+            assert arg == "@pipeline().RunId" or (
+                match and match[1] in pipeline["properties"]["parameters"]
+            ), f"unknown expression {arg}"
 
 
 def test_pipeline_args_parse_with_the_job_parser(job_parser, pipeline):

@@ -3,7 +3,9 @@
 @description('Azure region of the workspace; also the host prefix of its MLflow tracking URI.')
 param location string
 
-@description('Name of the Azure ML workspace.')
+@description('Name of the Azure ML workspace: 3-33 letters, digits, hyphens or underscores.')
+@minLength(3)
+@maxLength(33)
 param name string
 
 @description('Resource id of the workspace storage account (no hierarchical namespace).')

@@ -5,9 +5,12 @@
 param location string
 
 @description('Name of the Log Analytics workspace.')
+@minLength(4)
+@maxLength(63)
 param logAnalyticsName string
 
 @description('Name of the Application Insights component.')
+@maxLength(260)
 param appInsightsName string
 
 @description('Days Log Analytics keeps logs and metrics.')

@@ -5,7 +5,8 @@
 @description('Azure region of the workspace and pool.')
 param location string
 
-@description('Name of the Synapse workspace.')
+@description('Name of the Synapse workspace: up to 50 lowercase letters, digits and hyphens, globally unique.')
+@maxLength(50)
 param name string
 
 @description('Resource id of the ADLS Gen2 account that is the workspace default storage.')
@@ -79,12 +80,12 @@ resource workspace 'Microsoft.Synapse/workspaces@2021-06-01' = {
   }
 }
 
-resource firewallRules 'Microsoft.Synapse/workspaces/firewallRules@2021-06-01' = [for range in allowedIpRanges: {
+resource firewallRules 'Microsoft.Synapse/workspaces/firewallRules@2021-06-01' = [for ipRange in allowedIpRanges: {
   parent: workspace
-  name: range.name
+  name: ipRange.name
   properties: {
-    startIpAddress: range.startIpAddress
-    endIpAddress: range.endIpAddress
+    startIpAddress: ipRange.startIpAddress
+    endIpAddress: ipRange.endIpAddress
   }
 }]
 

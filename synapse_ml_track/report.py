@@ -1,0 +1,225 @@
+"""The runs report: an experiment's training runs side by side, with the model versions they produced.
+
+Written as a CSV and a Markdown table (best run first) and a PNG of one metric across runs.
+Only searches Azure Machine Learning serves are used: no server-side ordering by metrics, params
+or tags and no OR in filters, so runs are fetched page by page and filtered and sorted here.
+
+mlflow, pandas and matplotlib are imported where they are used: cli imports this module to
+build its parser, and `--help` should not wait seconds for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from synapse_ml_track.config import JobConfig
+from synapse_ml_track.errors import ConfigError, TrackingError
+from synapse_ml_track.redaction import Redactor
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow.entities import Experiment, Run
+    from mlflow.tracking import MlflowClient
+
+PAGE_SIZE = 100
+JOB_TAG = "smt.job"  # scoring runs carry smt.job=score; they are not part of the comparison
+HEADLINE_METRICS = ("accuracy", "f1", "precision", "recall")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--experiment", dest="experiment_name", help="experiment to report on (same as --experiment-name)")
+    parser.add_argument("--metric", help="metric to rank and plot the runs by (default: gate.champion_metric, f1)")
+    parser.add_argument("--model-name", dest="registered_model_name", help="registered model whose versions to show")
+    parser.add_argument("--output-dir", default="report", help="where to write runs.csv, runs.md and <metric>.png")
+    parser.add_argument("--max-runs", type=_positive_int, default=100, help="at most this many runs, newest first")
+    parser.add_argument("--output", help="also write the JSON summary to this file")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def connect(config: JobConfig, redactor: Redactor) -> tuple[str, MlflowClient, Experiment]:
+    """A checked, read-only connection: unlike a job's session, a report creates no experiment."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from synapse_ml_track import aml
+    from synapse_ml_track.session import TrackingSession
+    from synapse_ml_track.tracking import configure_http, describe_failure, fail_fast_http, local_tracking_uri
+
+    tracking = config.tracking
+    uri, _ = aml.connect(tracking.uri, config.azure, os.environ, redactor)
+    uri = uri or local_tracking_uri(tracking.local_dir)
+    configure_http(tracking)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    try:
+        with fail_fast_http(tracking.preflight_timeout):
+            if tracking.experiment_id:
+                experiment = client.get_experiment(tracking.experiment_id)
+            else:
+                experiment = client.get_experiment_by_name(tracking.experiment_name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise TrackingError(redactor.redact(describe_failure(exc, uri))) from None
+        experiment = None
+    except Exception as exc:
+        if not TrackingSession.is_tracking_failure(exc):
+            raise
+        raise TrackingError(redactor.redact(describe_failure(exc, uri))) from None
+    if experiment is None:
+        raise ConfigError(f"experiment '{tracking.experiment_id or tracking.experiment_name}' not found at {uri}")
+    return uri, client, experiment
+
+
+def training_runs(client: MlflowClient, experiment_id: str, max_runs: int) -> list[Run]:
+    """Up to max_runs training runs in the server's own order (newest first on MLflow), page by page."""
+    runs: list[Run] = []
+    token = None
+    while len(runs) < max_runs:
+        page = client.search_runs([experiment_id], max_results=PAGE_SIZE, page_token=token)
+        runs += [run for run in page if run.data.tags.get(JOB_TAG, "train") == "train"]
+        token = page.token
+        if not token:
+            break
+    return runs[:max_runs]
+
+
+def versions_by_run(client: MlflowClient, name: str) -> dict[str, list[str]]:
+    """Each run's registered versions of the model, labelled with their aliases: {"run id": ["2 (champion)"]}."""
+    from mlflow.exceptions import MlflowException
+
+    from synapse_ml_track.registry import CHAMPION_TAG
+
+    found: dict[str, list[tuple[int, str]]] = {}
+    token = None
+    while True:
+        try:
+            page = client.search_model_versions(f"name='{name}'", page_token=token)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return {}
+            raise
+        for version in page:
+            aliases = list(version.aliases)
+            if not aliases and CHAMPION_TAG in version.tags:  # registries without aliases: see registry.promote
+                aliases = [version.tags[CHAMPION_TAG]]
+            label = f"{version.version} ({', '.join(aliases)})" if aliases else str(version.version)
+            found.setdefault(version.run_id, []).append((int(version.version), label))
+        token = page.token
+        if not token:
+            break
+    return {run_id: [label for _, label in sorted(labels)] for run_id, labels in found.items()}
+
+
+def runs_table(runs: list[Run], metric: str, versions: dict[str, list[str]]) -> pd.DataFrame:
+    """One row per run, best `metric` first (runs without it last), newest first among equals."""
+    import pandas as pd
+
+    metrics = [metric, *(m for m in HEADLINE_METRICS if m != metric)]
+    rows = [
+        {
+            "run_id": run.info.run_id,
+            "run_name": run.info.run_name,
+            "start_time": datetime.fromtimestamp(run.info.start_time / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+            "status": run.info.status,
+            "model_type": run.data.params.get("model.type"),
+            **{name: run.data.metrics.get(name, math.nan) for name in metrics},
+            "model_version": ", ".join(versions.get(run.info.run_id, [])),
+            "run_key": run.data.tags.get("smt.run_key", ""),
+        }
+        for run in runs
+    ]
+    table = pd.DataFrame(rows, columns=["run_id", "run_name", "start_time", "status", "model_type", *metrics, "model_version", "run_key"])
+    return table.sort_values([metric, "start_time"], ascending=[False, False], na_position="last", kind="stable").reset_index(drop=True)
+
+
+def markdown(table: pd.DataFrame) -> str:
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return "" if math.isnan(value) else f"{value:.4f}"
+        return "" if value is None else str(value).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "|".join("---" for _ in table.columns) + "|"]
+    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def write_plot(table: pd.DataFrame, metric: str, title: str, path: Path) -> None:
+    """The metric per run in start order, the best run marked, each run labelled with its model version."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    runs = table.dropna(subset=[metric]).sort_values("start_time", kind="stable")
+    positions = list(range(len(runs)))
+    labels = [f"{row.run_name}\nv{row.model_version}" if row.model_version else row.run_name for row in runs.itertuples()]
+    best = runs[metric].idxmax()
+    figure, axes = plt.subplots(figsize=(max(6.0, 1.1 * len(runs) + 2), 4.5))
+    axes.plot(positions, runs[metric], marker="o")
+    axes.plot([positions[runs.index.get_loc(best)]], [runs[metric][best]], marker="*", markersize=16, color="tab:orange", label="best")
+    for x, value in zip(positions, runs[metric]):
+        axes.annotate(f"{value:.4f}", (x, value), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8)
+    axes.set_xticks(positions, labels, rotation=30, ha="right", fontsize=8)
+    axes.margins(x=0.1, y=0.25)
+    axes.set_ylabel(metric)
+    axes.set_title(title)
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def build_report(
+    client: MlflowClient, experiment: Experiment, metric: str, model_name: str, output_dir: Path, max_runs: int
+) -> dict[str, Any]:
+    runs = training_runs(client, experiment.experiment_id, max_runs)
+    if not runs:
+        raise ConfigError(f"experiment '{experiment.name}' has no training runs to report on")
+    logged = sorted({name for run in runs for name in run.data.metrics})
+    if metric not in logged:
+        raise ConfigError(f"no run of experiment '{experiment.name}' logged metric '{metric}' (logged: {', '.join(logged)})")
+
+    table = runs_table(runs, metric, versions_by_run(client, model_name))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    files = {"csv": output_dir / "runs.csv", "markdown": output_dir / "runs.md", "plot": output_dir / f"{metric}.png"}
+    table.to_csv(files["csv"], index=False)
+    files["markdown"].write_text(markdown(table), encoding="utf-8")
+    write_plot(table, metric, f"{metric} of {len(runs)} runs in {experiment.name}", files["plot"])
+    best = table.iloc[0]
+    return {
+        "experiment": experiment.name,
+        "experiment_id": experiment.experiment_id,
+        "metric": metric,
+        "runs": len(table),
+        "best_run_id": best["run_id"],
+        "best_value": float(best[metric]),
+        "best_model_version": best["model_version"] or None,
+        "files": {kind: str(path) for kind, path in files.items()},
+    }
+
+
+def cmd_report(args: argparse.Namespace, redactor: Redactor) -> int:
+    from synapse_ml_track.cli import load_config, write_summary
+
+    config = load_config(args)
+    uri, client, experiment = connect(config, redactor)
+    metric = args.metric or config.gate.champion_metric
+    summary = build_report(
+        client, experiment, metric, config.tracking.registered_model_name, Path(args.output_dir), args.max_runs
+    )
+    summary["tracking_uri"] = uri
+    print(Path(summary["files"]["markdown"]).read_text(encoding="utf-8"))
+    print(f"best run:        {summary['best_run_id']} ({metric} {summary['best_value']:.4f})")
+    print(f"written:         {', '.join(summary['files'].values())}")
+    write_summary(summary, config.output)
+    return 0

@@ -1,0 +1,298 @@
+"""The batch-scoring job: check the input against a registered model's signature, score, write, track.
+
+One MLflow run per job, in the same experiment as training (tag smt.job=score). The output holds
+the input's columns, the predicted class, one probability column per class and the model's lineage.
+
+mlflow (and the modules built on it) is imported where it is used: cli imports this module to
+build its parser, and `--help` should not wait seconds for mlflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import reduce
+from operator import or_
+from typing import TYPE_CHECKING, Any
+
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from synapse_ml_track import data as data_module
+from synapse_ml_track.config import JobConfig
+from synapse_ml_track.context import run_tags
+from synapse_ml_track.errors import ConfigError, DataError, JobError, TrackingError
+from synapse_ml_track.pipeline import PREDICTION, PROBABILITY
+from synapse_ml_track.redaction import Redactor
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+    from synapse_ml_track.session import TrackingSession
+    from synapse_ml_track.tracking import RunTracker
+
+log = logging.getLogger(__name__)
+
+JOB_TAG = "smt.job"
+LINEAGE_COLUMNS = ("model_name", "model_version", "model_run_id", "scored_at")
+MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[^/@]+))?$")
+INTEGRAL_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
+# Input column types each signature type accepts. Training logs numeric features as double,
+# so any numeric column will do: the pipeline assembles them as doubles anyway.
+ACCEPTED_TYPES = {
+    "double": data_module.NUMERIC_TYPES,
+    "float": data_module.NUMERIC_TYPES,
+    "long": INTEGRAL_TYPES,
+    "integer": INTEGRAL_TYPES,
+    "string": (T.StringType,),
+    "boolean": (T.BooleanType,),
+    "datetime": (T.TimestampType, T.TimestampNTZType, T.DateType),
+    "binary": (T.BinaryType,),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model-uri",
+        help="models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME (its latest version); "
+        "default: models:/<tracking.registered_model_name>@<gate.champion_alias>",
+    )
+    parser.add_argument("--input", help="CSV, Parquet or Delta path to score (default: the bundled penguins data)")
+    parser.add_argument("--format", choices=["csv", "parquet", "delta"], help="input format (default: from the path)")
+    parser.add_argument("--output-path", required=True, help="where to write the scores")
+    parser.add_argument(
+        "--output-format", choices=["delta", "parquet"], help="default: delta where the Spark session has Delta Lake, else parquet"
+    )
+    parser.add_argument("--mode", choices=["errorifexists", "overwrite"], default="errorifexists", help="when the output exists")
+    parser.add_argument("--run-key", help="idempotency key of the calling pipeline run, kept as a run tag")
+    parser.add_argument("--output", help="also write the JSON summary to this file")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: str
+    run_id: str
+
+    @property
+    def uri(self) -> str:
+        """The pinned URI: an alias that moves while the job runs does not change what it loads."""
+        return f"models:/{self.name}/{self.version}"
+
+
+def default_model_uri(config: JobConfig) -> str:
+    return f"models:/{config.tracking.registered_model_name}@{config.gate.champion_alias}"
+
+
+def resolve_model(client: MlflowClient, model_uri: str) -> ModelRef:
+    """The registered version a models:/ URI names: by number, by alias, or the latest READY one."""
+    from mlflow.exceptions import MlflowException
+
+    from synapse_ml_track import registry
+
+    match = MODEL_URI.match(model_uri)
+    if not match:
+        raise ConfigError(
+            f"model URI {model_uri!r} is not models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME"
+        )
+    name, version, alias = match.group("name", "version", "alias")
+    try:
+        if alias:
+            version = registry.champion_version(client, name, alias)
+            if version is None:
+                raise ConfigError(f"no version of model '{name}' has the alias '{alias}' (or there is no such model)")
+        elif version is None:
+            ready = [int(v.version) for v in client.search_model_versions(f"name='{name}'") if v.status == "READY"]
+            if not ready:
+                raise ConfigError(f"model '{name}' has no registered version ready to load")
+            version = str(max(ready))
+        details = client.get_model_version(name, version)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise ConfigError(f"{model_uri}: no such registered model or version") from None
+    if details.status != "READY":
+        raise ConfigError(f"model '{name}' version {version} is {details.status}, not READY")
+    return ModelRef(name, str(details.version), details.run_id)
+
+
+def signature_columns(schema: T.StructType, signature, model: str) -> list[str]:
+    """The model's input columns present in the input, after checking none is missing or mistyped."""
+    if signature is None:
+        raise ConfigError(f"model {model} has no input signature, so its input cannot be checked; log it with one")
+    specs = signature.inputs.inputs
+    types = {field.name: field.dataType for field in schema.fields}
+    missing = [spec.name for spec in specs if spec.name not in types and spec.required]
+    if missing:
+        raise DataError(
+            f"input lacks column(s) {', '.join(missing)} that model {model} needs (input columns: {', '.join(types)})"
+        )
+    mistyped = [
+        f"{spec.name} is {types[spec.name].simpleString()}, the model expects {spec.type.name}"
+        for spec in specs
+        if spec.name in types and not isinstance(types[spec.name], ACCEPTED_TYPES.get(spec.type.name, T.DataType))
+    ]
+    if mistyped:
+        raise DataError(f"input column(s) of the wrong type for model {model}: {'; '.join(mistyped)}; fix the data or data.schema")
+    return [spec.name for spec in specs if spec.name in types]
+
+
+def count_nulls(df: DataFrame, columns: list[str]) -> tuple[int, dict[str, int]]:
+    """Rows with a null in any of the columns, and nulls per column, from one aggregation."""
+    any_null = reduce(or_, [F.col(c).isNull() for c in columns])
+    row = df.select(
+        F.count(F.when(any_null, 1)).alias("_rows"), *[F.count(F.when(F.col(c).isNull(), 1)).alias(c) for c in columns]
+    ).first()
+    return row["_rows"], {c: row[c] for c in columns if row[c]}
+
+
+def probability_column(label: str) -> str:
+    return "probability_" + re.sub(r"\W", "_", label)
+
+
+def scored_columns(labels: list[str], model: ModelRef, scored_at: datetime) -> list:
+    """The prediction, the class probabilities as plain doubles (in the model's label order), lineage."""
+    probabilities = vector_to_array(F.col(PROBABILITY))
+    return [
+        F.col(PREDICTION),
+        *[probabilities[i].alias(probability_column(label)) for i, label in enumerate(labels)],
+        F.lit(model.name).alias("model_name"),
+        F.lit(model.version).alias("model_version"),
+        F.lit(model.run_id).alias("model_run_id"),
+        F.lit(scored_at).alias("scored_at"),
+    ]
+
+
+def output_format(spark: SparkSession, requested: str | None) -> str:
+    if requested:
+        return requested
+    return "delta" if "DeltaSparkSessionExtension" in spark.conf.get("spark.sql.extensions", "") else "parquet"
+
+
+def run_scoring(
+    spark: SparkSession,
+    config: JobConfig,
+    session: TrackingSession,
+    redactor: Redactor,
+    model_uri: str,
+    output_path: str,
+    *,
+    mode: str = "errorifexists",
+    requested_format: str | None = None,
+) -> dict[str, Any]:
+    from synapse_ml_track.tracking import RunTracker, describe_failure
+
+    tags = {**run_tags(spark, config.run_key), **config.tracking.tags, JOB_TAG: "score"}
+    tracker = RunTracker.start(session.client, session.experiment_id, config.tracking.run_name, tags, session.limits, redactor)
+    try:
+        summary = _score(spark, config, session, tracker, model_uri, output_path, mode, output_format(spark, requested_format))
+        tracker.finish()
+        return summary
+    except JobError as exc:
+        tracker.fail(str(exc))
+        raise
+    except Exception as exc:
+        if not session.is_tracking_failure(exc):
+            tracker.fail(f"{type(exc).__name__}: {exc}")
+            raise
+        message = describe_failure(exc, session.uri)
+        tracker.fail(message)
+        raise TrackingError(message) from None
+
+
+def _score(
+    spark: SparkSession,
+    config: JobConfig,
+    session: TrackingSession,
+    tracker: RunTracker,
+    model_uri: str,
+    output_path: str,
+    mode: str,
+    fmt: str,
+) -> dict[str, Any]:
+    import mlflow
+    import mlflow.spark
+    from mlflow.models import get_model_info
+
+    source = data_module.resolve_source(config.data)
+    tracker.log_params(
+        {"model_uri": model_uri, "data.path": source.path, "data.format": source.format,
+         "output.path": output_path, "output.format": fmt, "output.mode": mode}
+    )
+    model = resolve_model(session.client, model_uri)
+    tracker.log_params({"model.name": model.name, "model.version": model.version, "model.run_id": model.run_id})
+    mlflow.set_tracking_uri(session.uri)  # models:/ URIs resolve against the global registry URI
+    mlflow.set_registry_uri(session.uri)
+    described = f"{model.name}/{model.version}"
+
+    with data_module.malformed_input_errors(source):
+        raw = data_module.read_input(spark, source, config.data)
+        columns = signature_columns(raw.schema, get_model_info(model.uri).signature, described)
+        clashes = [c for c in raw.columns if c in (PREDICTION, *LINEAGE_COLUMNS) or c.startswith("probability_")]
+        if clashes:
+            raise DataError(f"input already has output column(s) {', '.join(clashes)}; drop or rename them before scoring")
+        skipped, nulls = count_nulls(raw, columns)
+        if skipped and config.data.nulls == "reject":
+            listing = ", ".join(f"{c} ({n})" for c, n in nulls.items())
+            raise DataError(f"{skipped} row(s) have nulls in model input columns: {listing}; clean the data or set data.nulls=drop")
+
+        pipeline = mlflow.spark.load_model(model.uri, dfs_tmpdir=config.tracking.dfs_tmp)
+        labels = list(pipeline.stages[-1].getLabels())
+        scored_at = datetime.now(timezone.utc)
+        scored = pipeline.transform(raw.dropna(subset=columns) if skipped else raw)
+        output = scored.select(*raw.columns, *scored_columns(labels, model, scored_at))
+        try:
+            output.write.format(fmt).mode(mode).save(output_path)
+        except Exception as exc:
+            if "PATH_ALREADY_EXISTS" not in str(exc) and "DELTA_PATH_EXISTS" not in str(exc):
+                raise
+            raise DataError(f"output {output_path} already exists; pass --mode overwrite to replace it") from None
+
+    counts = {r[PREDICTION]: r["count"] for r in spark.read.format(fmt).load(output_path).groupBy(PREDICTION).count().collect()}
+    rows = sum(counts.values())
+    tracker.log_metrics(
+        {"rows_scored": rows, "rows_skipped": skipped, **{f"predicted_{label}": counts.get(label, 0) for label in labels}}
+    )
+    log.info("scored %s rows with %s into %s (%s)", rows, described, output_path, fmt)
+    return {
+        "status": "scored",
+        "run_id": tracker.run_id,
+        "experiment_id": session.experiment_id,
+        "model_uri": model.uri,
+        "model_name": model.name,
+        "model_version": model.version,
+        "model_run_id": model.run_id,
+        "input": source.path,
+        "output_path": output_path,
+        "output_format": fmt,
+        "rows_scored": rows,
+        "rows_skipped": skipped,
+        "predicted": {label: counts.get(label, 0) for label in labels},
+        "scored_at": scored_at.isoformat(),
+        "tracking_uri": session.uri,
+    }
+
+
+def cmd_score(args: argparse.Namespace, redactor: Redactor) -> int:
+    from synapse_ml_track.cli import load_config, write_summary
+    from synapse_ml_track.session import open_session
+    from synapse_ml_track.spark import get_or_create_spark
+
+    config = load_config(args)
+    session = open_session(config, redactor)
+    spark = get_or_create_spark("synapse-ml-track-score")
+    summary = run_scoring(
+        spark, config, session, redactor, args.model_uri or default_model_uri(config), args.output_path,
+        mode=args.mode, requested_format=args.output_format,
+    )
+    print(f"run id:          {summary['run_id']} (experiment {summary['experiment_id']})")
+    print(f"model:           {summary['model_name']} version {summary['model_version']} (run {summary['model_run_id']})")
+    print(f"scored:          {summary['rows_scored']} rows, {summary['rows_skipped']} skipped for nulls")
+    print(f"output:          {summary['output_path']} ({summary['output_format']})")
+    write_summary(summary, config.output)
+    return 0
