@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -77,6 +78,8 @@ def _local_path(path: str) -> str:
 
 
 def read_input(spark: SparkSession, source: InputSource, data: DataConfig) -> DataFrame:
+    if source.bundled:
+        return _read_bundled(spark, source)
     if _is_local(source.path) and not os.path.exists(_local_path(source.path)):
         raise DataError(f"input not found: {source.path} (check data.path / --input)")
     try:
@@ -96,6 +99,19 @@ def read_input(spark: SparkSession, source: InputSource, data: DataConfig) -> Da
         raise DataError(
             f"cannot read {source.path} as {source.format}: {spark_error_line(exc)}; check the path and data.format"
         ) from None
+
+
+def _read_bundled(spark: SparkSession, source: InputSource) -> DataFrame:
+    """The bundled data set, read on the driver: the package may be a zip (pyFiles) or live only on
+    the driver's disk, where executors cannot read it."""
+    import pandas as pd
+
+    resource = resources.files("synapse_ml_track") / "data" / "penguins.csv"
+    frame = pd.read_csv(io.BytesIO(resource.read_bytes()), dtype=str, keep_default_na=False)
+    rows = [tuple(value if value != "" else None for value in row) for row in frame.itertuples(index=False)]
+    text_frame = spark.createDataFrame(rows, T.StructType([T.StructField(c, T.StringType()) for c in frame.columns]))
+    schema = T._parse_datatype_string(source.schema)
+    return text_frame.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
 
 
 def _read_csv(spark: SparkSession, source: InputSource, data: DataConfig) -> DataFrame:

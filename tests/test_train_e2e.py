@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import zipfile
 
 import mlflow.pyfunc
 import mlflow.spark
@@ -131,13 +132,23 @@ def test_other_model_types_and_feature_selection(run_cli, tmp_path):
     assert "feature_importances.json" in artifacts
 
 
-def test_spark_submit_runs_the_job_script(tmp_path):
-    """pyspark's own spark-submit runs jobs/train.py as a Synapse job definition would."""
+def test_spark_submit_runs_the_job_script_with_the_wheel(tmp_path):
+    """pyspark's own spark-submit runs jobs/train.py with the package shipped as a wheel in
+    --py-files, as the Synapse job definition does; the wheel carries the bundled data."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path / "dist"), str(REPO)],
+        check=True, capture_output=True, timeout=300,
+    )
+    (wheel,) = (tmp_path / "dist").glob("synapse_ml_track-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert {"synapse_ml_track/data/penguins.csv", "synapse_ml_track/data/PENGUINS_LICENSE.txt"} <= set(archive.namelist())
+
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     env.pop("MLFLOW_TRACKING_URI", None)
     completed = subprocess.run(
         [
             str(VENV_BIN / "spark-submit"), "--master", "local[1]", "--conf", "spark.ui.enabled=false",
+            "--py-files", str(wheel),
             str(REPO / "jobs" / "train.py"), "--run-name", "from-spark-submit", "--no-register",
         ],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
