@@ -12,7 +12,7 @@ import logging
 import sys
 from typing import Any, Callable, Sequence
 
-from synapse_ml_track import deploy
+from synapse_ml_track import deploy, report, scoring
 from synapse_ml_track.config import JobConfig, build_config, parse_assignment, redacted, set_dotted
 from synapse_ml_track.errors import ConfigError, JobError
 from synapse_ml_track.redaction import Redactor
@@ -81,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="check config, credentials, tracking server and registry, then exit")
     _add_common(check)
     check.add_argument("--registered-model-name")
+
+    score = commands.add_parser("score", help="batch-score data with a registered model")
+    _add_common(score)
+    scoring.add_arguments(score)
+
+    report_parser = commands.add_parser("report", help="compare an experiment's runs: CSV, Markdown and a plot")
+    _add_common(report_parser)
+    report.add_arguments(report_parser)
 
     deploy_parser = commands.add_parser("deploy", help="build the wheel and publish jobs and pipeline to a Synapse workspace")
     deploy.add_arguments(deploy_parser)
@@ -182,6 +190,8 @@ def write_summary(summary: dict[str, Any], output: str | None) -> None:
 COMMANDS: dict[str, Callable[[argparse.Namespace, Redactor], int]] = {
     "train": cmd_train,
     "check": cmd_check,
+    "score": lambda args, redactor: scoring.cmd_score(args, redactor),
+    "report": lambda args, redactor: report.cmd_report(args, redactor),
     "deploy": lambda args, redactor: deploy.run(args),
 }
 
