@@ -119,13 +119,29 @@ def connect(
         return None, None
     if uri:
         workspace_of(uri)  # a malformed URI is a config error, reported before any credential is needed
+    cloud = plugin_cloud()
     credential = resolve_credential(azure, environ, redactor)
-    check_token(credential, redactor)
+    check_token(credential, redactor, scope=cloud._get_default_scope())  # the scope the plugin will ask for
     if not uri:
         uri = offline_tracking_uri(azure) if azure.region else lookup_tracking_uri(azure, credential, redactor)
         workspace_of(uri)
     install_credential(uri, credential)
     return uri, credential
+
+
+def plugin_cloud() -> Any:
+    """azureml-mlflow's cloud (endpoints, token scope): AZUREML_CURRENT_CLOUD, AzureCloud when unset.
+
+    Naming it also keeps the plugin from asking management.azure.com for cloud metadata each
+    time it builds a service context.
+    """
+    os.environ.setdefault("AZUREML_CURRENT_CLOUD", "AzureCloud")
+    from azureml.mlflow._common._cloud.cloud import KNOWN_CLOUDS, _get_cloud_or_default
+
+    name = os.environ["AZUREML_CURRENT_CLOUD"]
+    if name not in KNOWN_CLOUDS:
+        raise ConfigError(f"AZUREML_CURRENT_CLOUD is {name!r}; azureml-mlflow knows {', '.join(sorted(KNOWN_CLOUDS))}")
+    return _get_cloud_or_default(name)
 
 
 def install_credential(uri: str, credential: ResolvedCredential) -> None:
@@ -137,15 +153,13 @@ def install_credential(uri: str, credential: ResolvedCredential) -> None:
     credential is replaced in place: MLflow caches one store per URI, and the cached store keeps
     a reference to that same context object.
     """
-    os.environ.setdefault("AZUREML_CURRENT_CLOUD", "AzureCloud")  # skips a cloud-metadata request
-    from azureml.mlflow._common._cloud.cloud import _get_cloud_or_default
     from azureml.mlflow._internal.service_context_loader import _AzureMLServiceContextLoader
     from azureml.mlflow._internal.utils import ServiceContext
 
     subscription, resource_group, workspace = workspace_of(uri)
     parsed = urlparse(uri)
     host_url = f"https://{parsed.netloc}"  # what the plugin itself builds: https, port kept
-    cloud = _get_cloud_or_default()
+    cloud = plugin_cloud()
     if _AzureMLServiceContextLoader.has_service_context(uri):
         existing: Any = _AzureMLServiceContextLoader.get_service_context(uri)
         if isinstance(existing, ServiceContext):

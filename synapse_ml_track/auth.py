@@ -192,10 +192,13 @@ def _authority(azure: AzureConfig) -> dict[str, Any]:
     return {"authority": azure.authority_host, "disable_instance_discovery": True}
 
 
-def check_token(resolved: ResolvedCredential, redactor: Redactor) -> None:
-    """Acquire a token now, so a wrong secret fails here rather than deep inside MLflow."""
+def check_token(resolved: ResolvedCredential, redactor: Redactor, scope: str = ARM_SCOPE) -> None:
+    """Acquire a token now, so a wrong secret fails here rather than deep inside MLflow.
+
+    The credential caches it: the plugin's first request, which asks for the same scope, reuses it.
+    """
     try:
-        resolved.credential.get_token(ARM_SCOPE)
+        resolved.credential.get_token(scope)
     except Exception as exc:  # noqa: BLE001 - azure-identity raises several unrelated types
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CredentialError(

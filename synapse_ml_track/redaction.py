@@ -8,7 +8,8 @@ import re
 MASK = "***"
 # Bearer tokens and SAS signatures can appear in library error messages even when we never held them.
 _PATTERNS = (
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/]+=*"),
+    # Real tokens are hundreds of characters; 16 keeps "Bearer token not provided." readable.
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/]{16,}=*"),
     re.compile(r"(?i)(sig=)[^&\s\"']+"),
     re.compile(r"(?i)(client_secret=)[^&\s\"']+"),
 )

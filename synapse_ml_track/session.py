@@ -40,6 +40,7 @@ class TrackingSession:
     client: MlflowClient
     experiment_id: str
     limits: Limits
+    credential_source: str | None = None  # "environment (client secret)", "key vault kv-ml", ...; None off Azure
 
     @staticmethod
     def is_tracking_failure(exc: BaseException) -> bool:
@@ -72,7 +73,7 @@ def open_session(config: JobConfig, redactor: Redactor, environ: Mapping[str, st
     letting MLflow's retry schedule stall the job for minutes after training.
     """
     tracking = config.tracking
-    uri, _ = aml.connect(tracking.uri, config.azure, os.environ if environ is None else environ, redactor)
+    uri, credential = aml.connect(tracking.uri, config.azure, os.environ if environ is None else environ, redactor)
     uri = uri or local_tracking_uri(tracking.local_dir)
     configure_http(tracking)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -88,7 +89,13 @@ def open_session(config: JobConfig, redactor: Redactor, environ: Mapping[str, st
         if not TrackingSession.is_tracking_failure(exc):
             raise
         raise TrackingError(redactor.redact(describe_failure(exc, uri))) from None
-    return TrackingSession(uri=uri, client=client, experiment_id=experiment_id, limits=limits_for(uri))
+    return TrackingSession(
+        uri=uri,
+        client=client,
+        experiment_id=experiment_id,
+        limits=limits_for(uri),
+        credential_source=credential.source if credential else None,
+    )
 
 
 def _local_artifact_location(local_dir: str) -> str:

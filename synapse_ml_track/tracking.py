@@ -93,15 +93,46 @@ def describe_failure(exc: Exception, uri: str) -> str:
         return f"the MLflow tracking server at {uri} did not answer in time"
     if isinstance(exc, MlflowException):
         code = exc.get_http_status_code() if hasattr(exc, "get_http_status_code") else None
-        if code in (401, 403) or "401" in text[:200] or "403" in text[:200] or "PERMISSION_DENIED" in text:
+        aml_refusal = _aml_auth_error(exc)
+        if code in (401, 403) or aml_refusal or "401" in text[:200] or "403" in text[:200] or "PERMISSION_DENIED" in text:
+            reason = f"HTTP {code}" if code in (401, 403) else (aml_refusal or "HTTP 401/403")
             return (
-                f"the tracking server at {uri} refused the credentials (HTTP {code or '401/403'}); "
+                f"the tracking server at {uri} refused the credentials ({reason}); "
                 "check the service principal and its role on the workspace"
             )
         first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
         return f"tracking server error at {uri}: {first[:300]}"
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     return f"tracking failed at {uri}: {type(exc).__name__}: {first[:300]}"
+
+
+# Codes in the JSON body AML answers a refused request with; MLflow reads that body as an
+# INTERNAL_ERROR and the HTTP status is lost (mlflow/mlflow#5846).
+_AML_AUTH_CODES = {
+    "authorizationerror", "authenticationerror", "authorizationfailed", "authenticationfailed",
+    "invalidauthenticationtoken", "expiredauthenticationtoken", "unauthorized", "forbidden",
+}
+
+
+def _aml_auth_error(exc: MlflowException) -> str | None:
+    """'<code>: <message>' when the error body is AML's refusal of the token or the role, else None."""
+    body = getattr(exc, "json", None)
+    node = _lower_keys(_lower_keys(body).get("error")) if isinstance(body, dict) else None
+    error = node if isinstance(node, dict) else {}
+    codes = []
+    while isinstance(node, dict):
+        if node.get("code"):
+            codes.append(str(node["code"]))
+        node = _lower_keys(node.get("innererror") or node.get("inner_error"))
+    refusals = [c for c in codes if c.lower() in _AML_AUTH_CODES]
+    if not refusals:
+        return None
+    message = str(error.get("message") or "").strip().splitlines()
+    return f"{refusals[-1]}: {message[0][:200]}" if message else refusals[-1]
+
+
+def _lower_keys(value):
+    return {str(k).lower(): v for k, v in value.items()} if isinstance(value, dict) else value
 
 
 def resolve_experiment(client: MlflowClient, tracking: TrackingConfig, artifact_location: str | None) -> str:

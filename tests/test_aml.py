@@ -1,0 +1,350 @@
+"""Tracking in an Azure Machine Learning workspace, through the real azureml-mlflow plugin.
+
+The workspace is tests/aml_server.py: an HTTPS server on 127.0.0.1 that serves MLflow only under
+AML's REST prefix, demands a bearer token its own fake Azure AD issued, and refuses what AML does
+not serve (`/logged-models`, the asynchronous batch endpoints), in front of a real `mlflow server`.
+azure-identity's real ClientSecretCredential gets the token from that fake Azure AD.
+
+Not emulated: AML's artifact store. The real service hands out blob-storage SAS URLs; here the
+mlflow server has a plain local artifact root, so runs' artifact_uri is a local path and the client
+writes artifacts to disk. Azure Resource Manager cannot be reached either: the workspace lookup
+runs the real azure-ai-ml MLClient with its HTTP transport replaced by a stub that answers the one
+ARM GET it makes (the ARM boundary), so azure-ai-ml's own parsing and plugin hook still run.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import mlflow
+import pytest
+import requests
+import urllib3
+from azure.core.pipeline.transport import RequestsTransport
+from mlflow.tracking import MlflowClient
+
+from synapse_ml_track import aml
+from synapse_ml_track.auth import ARM_SCOPE
+from synapse_ml_track.config import AzureConfig, build_config
+from synapse_ml_track.data import bundled_penguins_path
+from synapse_ml_track.errors import ConfigError, CredentialError
+from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.tracking import AML_LIMITS, RunTracker, limits_for
+
+from aml_server import aml_env, aml_server, offline  # noqa: F401 - fixtures
+from conftest import free_port
+
+EXPECTED_ARTIFACTS = {"classification_report.json", "classification_report.txt", "confusion_matrix.png", "coefficients.json", "model"}
+
+
+def test_training_job_tracks_and_registers_in_the_aml_workspace(run_cli, aml_env, aml_server, offline, spark, tmp_path):
+    staging = tmp_path / "dfs-staging"
+    result = run_cli(
+        "train",
+        "--tracking-uri", aml_server.tracking_uri,
+        "--experiment-name", "aml-e2e",
+        "--registered-model-name", "penguins-aml",
+        "--tag", "team=ml",
+        "--run-key", "aml-pipeline-run-1",
+        "--set", f"tracking.dfs_tmp={staging}",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert staging.is_dir() and not any(staging.iterdir())  # the Spark model was staged there, then cleaned up
+    summary = result.summary
+    assert summary["tracking_uri"] == aml_server.tracking_uri
+
+    # What arrived, read back with a plain MlflowClient from the mlflow server behind the proxy.
+    client = MlflowClient(aml_server.upstream.uri)
+    run = client.get_run(summary["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.type"] == "logistic_regression"
+    assert run.data.params["estimator.maxIter"] == "100"
+    assert set(run.data.metrics) >= {"accuracy", "f1", "f1_Adelie", "test_rows", "train_rows"}
+    assert run.data.metrics == pytest.approx(summary["metrics"])
+    assert run.data.tags["team"] == "ml" and run.data.tags["smt.run_key"] == "aml-pipeline-run-1"
+    assert run.data.tags["smt.gate"] == "passed"
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == EXPECTED_ARTIFACTS
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "model")} >= {"model/MLmodel", "model/sparkml"}
+    version = client.get_model_version("penguins-aml", summary["model_version"])
+    assert version.run_id == run.info.run_id and version.status == "READY"
+    assert version.source == f"runs:/{run.info.run_id}/model"
+    assert client.get_model_version_by_alias("penguins-aml", "champion").version == version.version
+
+    # How it arrived: every call under the workspace prefix, with the token issued to our client.
+    calls = aml_server.api_calls()
+    paths = {path for _, path, _ in calls}
+    assert {
+        "/api/2.0/mlflow/runs/create",
+        "/api/2.0/mlflow/runs/log-batch",
+        "/api/2.0/mlflow/registered-models/create",
+        "/api/2.0/mlflow/model-versions/create",
+        "/api/2.0/mlflow/registered-models/alias",
+        "/api/2.0/mlflow/runs/update",
+    } <= paths
+    assert all(r.client_id == aml_env.client_id for r in aml_server.recorded("aml")), "a request without our token"
+    assert not [c for c in calls if "/logged-models" in c[1] and c[2] < 300], "AML does not serve /logged-models"
+    assert not [c for c in calls if "/preview/" in c[1]], "the async batch endpoint was used"
+    failed = [c for c in calls if c[2] >= 400 and c[1] != "/api/2.0/mlflow/experiments/get-by-name"]  # a new experiment
+    assert not failed, f"failed requests: {failed}"
+    # One token for the whole job (the credential caches it), asked for the ARM scope by our client.
+    token_requests = aml_server.recorded("token")
+    assert len(token_requests) == 1 and token_requests[0].status == 200
+    assert f"scope={requests.utils.quote(ARM_SCOPE, safe='')}" in token_requests[0].body.decode()
+    assert not aml_server.recorded("other")
+    assert offline == [], f"tried to reach {offline}"
+
+
+def test_registered_model_loads_back_and_is_compared_as_champion(run_cli, aml_env, aml_server, offline, spark):
+    first = run_cli(
+        "train", "--tracking-uri", aml_server.tracking_uri, "--experiment-name", "aml-champion",
+        "--registered-model-name", "penguins-aml-champion",
+    )
+    assert first.exit_code == 0, first.stderr
+    aml_server.clear()
+    mlflow.set_tracking_uri(aml_server.tracking_uri)
+    mlflow.set_registry_uri(aml_server.tracking_uri)
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/penguins-aml-champion/{first.summary['model_version']}")
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+    features = spark.read.csv(bundled_penguins_path(), header=True, inferSchema=True).dropna().drop("species")
+    assert set(model.predict(features.toPandas())) == {"Adelie", "Chinstrap", "Gentoo"}
+    calls = aml_server.api_calls()
+    assert ("GET", "/api/2.0/mlflow/model-versions/get-download-uri", 200) in calls
+    # mlflow 3 also asks for logged models while downloading; AML answers 404 and mlflow carries on.
+    assert all(status == 404 for _, path, status in calls if "/logged-models" in path)
+
+    # The same data and seed again, compared with the champion: downloaded through the plugin, equal, not registered.
+    second = run_cli(
+        "train", "--tracking-uri", aml_server.tracking_uri, "--experiment-name", "aml-champion",
+        "--registered-model-name", "penguins-aml-champion", "--set", "gate.compare_to_champion=true",
+    )
+    assert second.exit_code == 0, second.stderr
+    assert second.summary["status"] == "rejected" and "does not beat the champion" in second.summary["reason"]
+    client = MlflowClient(aml_server.upstream.uri)
+    assert client.get_model_version_by_alias("penguins-aml-champion", "champion").version == first.summary["model_version"]
+    assert offline == []
+
+
+def test_aml_limits_are_respected_by_chunking_and_warnings(aml_env, aml_server, caplog):
+    """AML allows 50 tags and 50 metric names a run, 250 metrics a batch, names of 250 characters."""
+    uri, _ = aml.connect(aml_server.tracking_uri, AzureConfig(authority_host=aml_server.authority), aml_env.environ, Redactor())
+    assert limits_for(uri) == AML_LIMITS
+    client = MlflowClient(uri, uri)
+    experiment_id = client.create_experiment("aml-limits")
+    caplog.set_level(logging.WARNING, logger="synapse_ml_track")
+    tags = {f"tag{i:02}": "v" for i in range(60)}
+    tracker = RunTracker.start(client, experiment_id, "limits", tags, AML_LIMITS, Redactor())
+    tracker.log_params({f"param{i:03}": i for i in range(120)})
+    tracker.log_metrics({"m" * 300: 1.0, **{f"metric{i:02}": float(i) for i in range(60)}})
+    tracker.finish()
+
+    run = MlflowClient(aml_server.upstream.uri).get_run(tracker.run_id)
+    assert len(run.data.tags) <= 50
+    assert len(run.data.params) == 120
+    assert len(run.data.metrics) == 50 and "m" * 250 in run.data.metrics
+    batches = [json.loads(r.body) for r in aml_server.recorded("aml") if r.path.endswith("/runs/log-batch")]
+    assert [len(b.get("params", [])) for b in batches if b.get("params")] == [100, 20]
+    assert all(len(b.get("metrics", [])) <= 250 for b in batches)
+    warnings = " ".join(r.getMessage() for r in caplog.records)
+    assert "allows 50 tags a run" in warnings and "allows 50 metric names a run" in warnings and "shortened" in warnings
+
+
+def test_offline_uri_from_region_installs_the_credential_for_the_plugin(aml_env, aml_server, offline, monkeypatch):
+    def no_arm(*args, **kwargs):
+        raise AssertionError("with azure.region set, ARM must not be asked")
+
+    monkeypatch.setattr("azure.ai.ml.MLClient", no_arm)
+    azure = AzureConfig(
+        subscription_id="sub-1", resource_group="rg-1", workspace_name="ws-1", region="West Europe", authority_host=aml_server.authority
+    )
+    uri, credential = aml.connect(None, azure, aml_env.environ, Redactor())
+    assert uri == (
+        "azureml://westeurope.api.azureml.ms/mlflow/v1.0/subscriptions/sub-1/resourceGroups/rg-1"
+        "/providers/Microsoft.MachineLearningServices/workspaces/ws-1"
+    )
+    # The plugin's own store for that URI uses our credential and builds the host it will call.
+    from mlflow.tracking._tracking_service.utils import _get_store
+
+    creds = _get_store(uri).get_host_creds()
+    assert creds.host == (
+        "https://westeurope.api.azureml.ms/mlflow/v2.0/subscriptions/sub-1/resourceGroups/rg-1"
+        "/providers/Microsoft.MachineLearningServices/workspaces/ws-1"
+    )
+    assert aml_server.tokens[creds.token] == aml_env.client_id
+    assert offline == []
+
+
+def test_token_scope_follows_the_plugins_cloud(aml_env, aml_server, monkeypatch):
+    """The preflight token is asked for the ARM scope of AZUREML_CURRENT_CLOUD, as the plugin will ask."""
+    monkeypatch.setenv("AZUREML_CURRENT_CLOUD", "AzureUSGovernment")
+    config = AzureConfig(authority_host=aml_server.authority)
+    with pytest.raises(CredentialError, match=r"AADSTS70011: .*https://management\.usgovcloudapi\.net/\.default"):
+        aml.connect(aml_server.tracking_uri, config, aml_env.environ, Redactor())
+    monkeypatch.setenv("AZUREML_CURRENT_CLOUD", "AzureMoonCloud")
+    with pytest.raises(ConfigError, match="AZUREML_CURRENT_CLOUD is 'AzureMoonCloud'; azureml-mlflow knows AzureChinaCloud"):
+        aml.connect(aml_server.tracking_uri, config, aml_env.environ, Redactor())
+
+
+def test_explicit_uri_wins_over_the_workspace_settings(aml_env, monkeypatch):
+    monkeypatch.setattr("azure.ai.ml.MLClient", lambda *a, **k: pytest.fail("no lookup when a URI is given"))
+    azure = AzureConfig(subscription_id="s", resource_group="r", workspace_name="w")
+    assert aml.connect("http://127.0.0.1:5000", azure, aml_env.environ, Redactor()) == ("http://127.0.0.1:5000", None)
+    config = build_config(environ={"MLFLOW_TRACKING_URI": "https://mlflow.example.org", "AZURE_SUBSCRIPTION_ID": "s"})
+    assert config.tracking.uri == "https://mlflow.example.org"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "azureml://westeurope.api.azureml.ms/mlflow/v1.0/subscriptions/s/resourceGroups/r",
+        "azureml:///mlflow/v1.0/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/workspaces/w",
+    ],
+)
+def test_malformed_aml_uri_is_a_config_error_before_any_credential(uri):
+    with pytest.raises(ConfigError, match="is not an AML workspace URI"):
+        aml.connect(uri, AzureConfig(), {}, Redactor())
+
+
+class ArmStub(requests.Session):
+    """Answers azure-ai-ml's ARM request for the workspace, in place of the network, beneath azure-core's
+    real RequestsTransport; records what was asked and with which token."""
+
+    def __init__(self, workspace: dict) -> None:
+        super().__init__()
+        self.workspace = workspace
+        self.seen: list[tuple[str, str, str | None]] = []
+
+    def request(self, method, url, headers=None, **kwargs):
+        self.seen.append((method, url, (headers or {}).get("Authorization")))
+        body = json.dumps(self.workspace).encode()
+        headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+        response = requests.Response()
+        response.raw = urllib3.HTTPResponse(body=io.BytesIO(body), headers=headers, status=200, preload_content=False)
+        response.status_code, response.reason, response.url = 200, "OK", url
+        response.headers.update(headers)
+        return response
+
+
+def test_check_finds_the_workspace_through_azure_ai_ml(run_cli, aml_env, aml_server, offline, monkeypatch):
+    """No URI and no region: the tracking URI comes from MLClient(...).workspaces.get (ARM stubbed)."""
+    from azure.ai.ml import MLClient
+
+    scope = aml_server.prefix.split("/mlflow/v2.0", 1)[1]
+    stub = ArmStub({
+        "id": scope,
+        "name": aml_server.workspace,
+        "type": "Microsoft.MachineLearningServices/workspaces",
+        "location": "westeurope",
+        "kind": "Default",
+        "properties": {
+            "friendlyName": aml_server.workspace,
+            "workspaceId": "4f2b9d55-1d7a-4c4e-9b52-7a8e0d3c1a10",
+            "provisioningState": "Succeeded",
+            "discoveryUrl": "https://westeurope.api.azureml.ms/discovery",
+            "mlFlowTrackingUri": aml_server.tracking_uri,
+        },
+    })
+    constructed = []
+
+    def stubbed_client(*args, **kwargs):
+        constructed.append((args, kwargs))
+        return MLClient(*args, transport=RequestsTransport(session=stub, session_owner=False), **kwargs)
+
+    monkeypatch.setattr("azure.ai.ml.MLClient", stubbed_client)
+    monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", aml_server.subscription_id)
+    monkeypatch.setenv("AZURE_RESOURCE_GROUP", aml_server.resource_group)
+    monkeypatch.setenv("AZUREML_WORKSPACE_NAME", aml_server.workspace)
+
+    result = run_cli("check", "--experiment-name", "aml-lookup")
+    assert result.exit_code == 0, result.stderr
+    # azure-ai-ml hands back the v2.0 form of the URI (and registers a context of its own for it).
+    assert f"ok: tracking server azureml://127.0.0.1:{aml_server.port}{aml_server.prefix} answers" in result.stdout
+    (args, kwargs), = constructed
+    assert args[1:] == (aml_server.subscription_id, aml_server.resource_group, aml_server.workspace)
+    assert kwargs["retry_total"] <= 1 and kwargs["connection_timeout"] <= 10
+    (method, url, authorization), = stub.seen
+    assert method == "GET" and url.startswith(f"https://management.azure.com{scope}?api-version=")
+    assert aml_server.tokens[authorization.removeprefix("Bearer ")] == aml_env.client_id
+    assert {r.client_id for r in aml_server.recorded("aml")} == {aml_env.client_id}
+    assert offline == []
+
+
+def test_workspace_lookup_failure_is_one_line(run_cli, aml_env, aml_server, monkeypatch):
+    class Denied:
+        def __init__(self, *args, **kwargs):
+            self.workspaces = self
+
+        def get(self, name):
+            raise RuntimeError(
+                f"(AuthorizationFailed) The client '{aml_env.client_id}' does not have authorization to perform action "
+                "'Microsoft.MachineLearningServices/workspaces/read'\nCode: AuthorizationFailed"
+            )
+
+    monkeypatch.setattr("azure.ai.ml.MLClient", Denied)
+    monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", "sub-x")
+    monkeypatch.setenv("AZURE_RESOURCE_GROUP", "rg-x")
+    monkeypatch.setenv("AZUREML_WORKSPACE_NAME", "ws-x")
+    result = run_cli("check")
+    assert result.exit_code == 3
+    assert "cannot read workspace ws-x in resource group rg-x" in result.error_line
+    assert "AuthorizationFailed" in result.error_line and "Traceback" not in result.stderr
+
+
+# ---- preflight: `synapse-ml-track check` -------------------------------------------------------
+
+
+def test_check_passes_against_a_healthy_workspace(run_cli, aml_env, aml_server, offline):
+    result = run_cli("check", "--tracking-uri", aml_server.tracking_uri, "--experiment-name", "aml-check")
+    assert result.exit_code == 0, result.stderr
+    assert f"ok: tracking server {aml_server.tracking_uri} answers" in result.stdout
+    assert "ok: model registry is readable" in result.stdout
+    paths = {path for _, path, _ in aml_server.api_calls()}
+    assert "/api/2.0/mlflow/experiments/get-by-name" in paths and "/api/2.0/mlflow/registered-models/search" in paths
+    assert offline == []
+
+
+def test_check_fails_fast_when_the_workspace_is_unreachable(run_cli, aml_env, aml_server):
+    dead = aml_server.tracking_uri.replace(f":{aml_server.port}/", f":{free_port()}/")
+    result = run_cli("check", "--tracking-uri", dead)
+    assert result.exit_code == 3
+    assert result.error_line.startswith(f"error: cannot reach the MLflow tracking server at {dead}")
+    assert "Traceback" not in result.stderr
+
+
+def test_check_names_the_credentials_when_the_workspace_answers_401(run_cli, aml_env, aml_server):
+    """AML answers 401 with a JSON body of its own, which MLflow reports as INTERNAL_ERROR (status lost)."""
+    aml_server.revoked = True
+    result = run_cli("check", "--tracking-uri", aml_server.tracking_uri)
+    assert result.exit_code == 3
+    assert "refused the credentials (AuthorizationError" in result.error_line
+    assert "check the service principal and its role on the workspace" in result.error_line
+
+
+def test_check_names_the_role_when_the_workspace_answers_403(run_cli, aml_env, aml_server):
+    aml_server.clients[aml_env.client_id].has_role = False
+    result = run_cli("check", "--tracking-uri", aml_server.tracking_uri)
+    assert result.exit_code == 3
+    assert "refused the credentials (HTTP 403)" in result.error_line
+    assert "role on the workspace" in result.error_line
+
+
+def test_check_reports_a_wrong_secret_before_calling_the_workspace(run_cli, aml_env, aml_server, monkeypatch):
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", "smt-wrong-secret-0123456789")
+    result = run_cli("check", "--tracking-uri", aml_server.tracking_uri)
+    assert result.exit_code == 4
+    assert "could not get an Azure AD token with the environment (client secret) credential" in result.error_line
+    assert "AADSTS7000215" in result.error_line
+    assert "smt-wrong-secret-0123456789" not in result.stderr + result.stdout
+    assert aml_server.recorded("aml") == []
+
+
+def test_check_fails_fast_when_azure_ad_is_unreachable(run_cli, aml_env, aml_server, monkeypatch):
+    monkeypatch.setenv("AZURE_AUTHORITY_HOST", f"https://127.0.0.1:{free_port()}")
+    result = run_cli("check", "--tracking-uri", aml_server.tracking_uri)
+    assert result.exit_code == 4
+    assert "could not get an Azure AD token" in result.error_line
+    assert aml_server.recorded("aml") == []
