@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Any, Callable, Sequence
 
 from synapse_ml_track import deploy, report, scoring
 from synapse_ml_track.config import JobConfig, build_config, parse_assignment, redacted, set_dotted
-from synapse_ml_track.errors import ConfigError, JobError
+from synapse_ml_track.errors import JobError
 from synapse_ml_track.redaction import Redactor
 
 log = logging.getLogger("synapse_ml_track")
@@ -132,6 +133,9 @@ def read_remote_text(path: str) -> str:
 
 
 def configure_logging(level: str, redactor: Redactor) -> None:
+    # MLflow would otherwise reset logging when first imported and draw progress bars in job logs.
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     root = logging.getLogger()
@@ -173,6 +177,8 @@ def cmd_check(args: argparse.Namespace, redactor: Redactor) -> int:
 
     config = load_config(args)
     session = open_session(config, redactor)
+    if session.credential_source:
+        print(f"ok: Azure AD token acquired with the {session.credential_source} credential")
     print(f"ok: tracking server {session.uri} answers; experiment {session.experiment_id} is readable")
     if config.tracking.register:
         print(f"ok: model registry is readable (model name {config.tracking.registered_model_name})")
@@ -190,8 +196,8 @@ def write_summary(summary: dict[str, Any], output: str | None) -> None:
 COMMANDS: dict[str, Callable[[argparse.Namespace, Redactor], int]] = {
     "train": cmd_train,
     "check": cmd_check,
-    "score": lambda args, redactor: scoring.cmd_score(args, redactor),
-    "report": lambda args, redactor: report.cmd_report(args, redactor),
+    "score": scoring.cmd_score,
+    "report": report.cmd_report,
     "deploy": lambda args, redactor: deploy.run(args),
 }
 

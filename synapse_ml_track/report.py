@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from synapse_ml_track.config import JobConfig
 from synapse_ml_track.errors import ConfigError, TrackingError
 from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.runs import JOB_TAG, RUN_KEY_TAG
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 PAGE_SIZE = 100
-JOB_TAG = "smt.job"  # scoring runs carry smt.job=score; they are not part of the comparison
 HEADLINE_METRICS = ("accuracy", "f1", "precision", "recall")
 
 
@@ -93,36 +93,40 @@ def training_runs(client: MlflowClient, experiment_id: str, max_runs: int) -> li
     return runs[:max_runs]
 
 
-def versions_by_run(client: MlflowClient, name: str) -> dict[str, list[str]]:
-    """Each run's registered versions of the model, labelled with their aliases: {"run id": ["2 (champion)"]}."""
+def versions_by_run(client: MlflowClient, name: str) -> dict[str, list[tuple[int, list[str]]]]:
+    """Each run's registered versions of the model with their aliases: {"run id": [(2, ["champion"])]}."""
     from mlflow.exceptions import MlflowException
 
     from synapse_ml_track.registry import CHAMPION_TAG
 
-    found: dict[str, list[tuple[int, str]]] = {}
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return {}
+        raise
+    aliases: dict[str, list[str]] = {}
+    for alias, version in (model.aliases or {}).items():
+        aliases.setdefault(str(version), []).append(alias)
+    found: dict[str, list[tuple[int, list[str]]]] = {}
     token = None
     while True:
-        try:
-            page = client.search_model_versions(f"name='{name}'", page_token=token)
-        except MlflowException as exc:
-            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-                return {}
-            raise
+        page = client.search_model_versions(f"name='{name}'", page_token=token)
         for version in page:
-            aliases = list(version.aliases)
-            if not aliases and CHAMPION_TAG in version.tags:  # registries without aliases: see registry.promote
-                aliases = [version.tags[CHAMPION_TAG]]
-            label = f"{version.version} ({', '.join(aliases)})" if aliases else str(version.version)
-            found.setdefault(version.run_id, []).append((int(version.version), label))
+            names = aliases.get(str(version.version), [])
+            if not names and CHAMPION_TAG in version.tags:  # registries without aliases: see registry.promote
+                names = [version.tags[CHAMPION_TAG]]
+            found.setdefault(version.run_id, []).append((int(version.version), sorted(names)))
         token = page.token
         if not token:
             break
-    return {run_id: [label for _, label in sorted(labels)] for run_id, labels in found.items()}
+    return {run_id: sorted(versions) for run_id, versions in found.items()}
 
 
-def runs_table(runs: list[Run], metric: str, versions: dict[str, list[str]]) -> pd.DataFrame:
+def runs_table(runs: list[Run], metric: str, versions: dict[str, list[tuple[int, list[str]]]]) -> pd.DataFrame:
     """One row per run, best `metric` first (runs without it last), newest first among equals."""
     import pandas as pd
+
 
     metrics = [metric, *(m for m in HEADLINE_METRICS if m != metric)]
     rows = [
@@ -133,12 +137,13 @@ def runs_table(runs: list[Run], metric: str, versions: dict[str, list[str]]) -> 
             "status": run.info.status,
             "model_type": run.data.params.get("model.type"),
             **{name: run.data.metrics.get(name, math.nan) for name in metrics},
-            "model_version": ", ".join(versions.get(run.info.run_id, [])),
-            "run_key": run.data.tags.get("smt.run_key", ""),
+            "model_version": ", ".join(str(number) for number, _ in versions.get(run.info.run_id, [])),
+            "aliases": ", ".join(alias for _, aliases in versions.get(run.info.run_id, []) for alias in aliases),
+            "run_key": run.data.tags.get(RUN_KEY_TAG, ""),
         }
         for run in runs
     ]
-    table = pd.DataFrame(rows, columns=["run_id", "run_name", "start_time", "status", "model_type", *metrics, "model_version", "run_key"])
+    table = pd.DataFrame(rows, columns=["run_id", "run_name", "start_time", "status", "model_type", *metrics, "model_version", "aliases", "run_key"])
     return table.sort_values([metric, "start_time"], ascending=[False, False], na_position="last", kind="stable").reset_index(drop=True)
 
 
@@ -162,7 +167,10 @@ def write_plot(table: pd.DataFrame, metric: str, title: str, path: Path) -> None
 
     runs = table.dropna(subset=[metric]).sort_values("start_time", kind="stable")
     positions = list(range(len(runs)))
-    labels = [f"{row.run_name}\nv{row.model_version}" if row.model_version else row.run_name for row in runs.itertuples()]
+    labels = [
+        row.run_name + (f"\nv{row.model_version}" if row.model_version else "") + (f" ({row.aliases})" if row.aliases else "")
+        for row in runs.itertuples()
+    ]
     best = runs[metric].idxmax()
     figure, axes = plt.subplots(figsize=(max(6.0, 1.1 * len(runs) + 2), 4.5))
     axes.plot(positions, runs[metric], marker="o")

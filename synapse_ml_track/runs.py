@@ -6,6 +6,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 RUN_KEY_TAG = "smt.run_key"
+JOB_TAG = "smt.job"  # "train" or "score": the runs report compares training runs only
 
 
 def find_keyed_run(client: MlflowClient, experiment_id: str, run_key: str) -> Run | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import reduce
@@ -29,6 +30,7 @@ from synapse_ml_track.context import run_tags
 from synapse_ml_track.errors import ConfigError, DataError, JobError, TrackingError
 from synapse_ml_track.pipeline import PREDICTION, PROBABILITY
 from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.runs import JOB_TAG
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -38,7 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-JOB_TAG = "smt.job"
 LINEAGE_COLUMNS = ("model_name", "model_version", "model_run_id", "scored_at")
 MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[^/@]+))?$")
 INTEGRAL_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
@@ -81,7 +82,7 @@ class ModelRef:
 
     @property
     def uri(self) -> str:
-        """The pinned URI: an alias that moves while the job runs does not change what it loads."""
+        """The pinned URI: an alias moved while the job runs does not change what it loads."""
         return f"models:/{self.name}/{self.version}"
 
 
@@ -133,13 +134,17 @@ def signature_columns(schema: T.StructType, signature, model: str) -> list[str]:
             f"input lacks column(s) {', '.join(missing)} that model {model} needs (input columns: {', '.join(types)})"
         )
     mistyped = [
-        f"{spec.name} is {types[spec.name].simpleString()}, the model expects {spec.type.name}"
+        f"{spec.name} is {types[spec.name].simpleString()}, the model expects {_type_name(spec)}"
         for spec in specs
-        if spec.name in types and not isinstance(types[spec.name], ACCEPTED_TYPES.get(spec.type.name, T.DataType))
+        if spec.name in types and not isinstance(types[spec.name], ACCEPTED_TYPES.get(_type_name(spec), T.DataType))
     ]
     if mistyped:
         raise DataError(f"input column(s) of the wrong type for model {model}: {'; '.join(mistyped)}; fix the data or data.schema")
     return [spec.name for spec in specs if spec.name in types]
+
+
+def _type_name(spec) -> str:
+    return getattr(spec.type, "name", str(spec.type))  # scalar types are DataType members; array/object types are not
 
 
 def count_nulls(df: DataFrame, columns: list[str]) -> tuple[int, dict[str, int]]:
@@ -215,9 +220,10 @@ def _score(
     mode: str,
     fmt: str,
 ) -> dict[str, Any]:
-    import mlflow
     import mlflow.spark
     from mlflow.models import get_model_info
+
+    from synapse_ml_track.registry import MODEL_ARTIFACT_PATH
 
     source = data_module.resolve_source(config.data)
     tracker.log_params(
@@ -226,39 +232,29 @@ def _score(
     )
     model = resolve_model(session.client, model_uri)
     tracker.log_params({"model.name": model.name, "model.version": model.version, "model.run_id": model.run_id})
-    mlflow.set_tracking_uri(session.uri)  # models:/ URIs resolve against the global registry URI
-    mlflow.set_registry_uri(session.uri)
-    described = f"{model.name}/{model.version}"
 
-    with data_module.malformed_input_errors(source):
+    with data_module.malformed_input_errors(source), tempfile.TemporaryDirectory() as download_dir:
         raw = data_module.read_input(spark, source, config.data)
-        columns = signature_columns(raw.schema, get_model_info(model.uri).signature, described)
-        clashes = [c for c in raw.columns if c in (PREDICTION, *LINEAGE_COLUMNS) or c.startswith("probability_")]
-        if clashes:
-            raise DataError(f"input already has output column(s) {', '.join(clashes)}; drop or rename them before scoring")
-        skipped, nulls = count_nulls(raw, columns)
-        if skipped and config.data.nulls == "reject":
-            listing = ", ".join(f"{c} ({n})" for c, n in nulls.items())
-            raise DataError(f"{skipped} row(s) have nulls in model input columns: {listing}; clean the data or set data.nulls=drop")
-
-        pipeline = mlflow.spark.load_model(model.uri, dfs_tmpdir=config.tracking.dfs_tmp)
+        # As training loads the champion: from the run artifacts the version was registered from,
+        # with this session's client, so no global MLflow URI is involved.
+        local_model = session.client.download_artifacts(model.run_id, MODEL_ARTIFACT_PATH, download_dir)
+        columns = signature_columns(raw.schema, get_model_info(local_model).signature, f"{model.name}/{model.version}")
+        pipeline = mlflow.spark.load_model(local_model, dfs_tmpdir=config.tracking.dfs_tmp)
         labels = list(pipeline.stages[-1].getLabels())
         scored_at = datetime.now(timezone.utc)
+        clashes = [c for c in raw.columns if c in (PREDICTION, *map(probability_column, labels), *LINEAGE_COLUMNS)]
+        if clashes:
+            raise DataError(f"input already has output column(s) {', '.join(clashes)}; drop or rename them before scoring")
+        skipped = _skipped_rows(raw, columns, config.data.nulls)
         scored = pipeline.transform(raw.dropna(subset=columns) if skipped else raw)
-        output = scored.select(*raw.columns, *scored_columns(labels, model, scored_at))
-        try:
-            output.write.format(fmt).mode(mode).save(output_path)
-        except Exception as exc:
-            if "PATH_ALREADY_EXISTS" not in str(exc) and "DELTA_PATH_EXISTS" not in str(exc):
-                raise
-            raise DataError(f"output {output_path} already exists; pass --mode overwrite to replace it") from None
+        _write(scored.select(*raw.columns, *scored_columns(labels, model, scored_at)), fmt, mode, output_path)
 
     counts = {r[PREDICTION]: r["count"] for r in spark.read.format(fmt).load(output_path).groupBy(PREDICTION).count().collect()}
     rows = sum(counts.values())
     tracker.log_metrics(
         {"rows_scored": rows, "rows_skipped": skipped, **{f"predicted_{label}": counts.get(label, 0) for label in labels}}
     )
-    log.info("scored %s rows with %s into %s (%s)", rows, described, output_path, fmt)
+    log.info("scored %s rows with %s version %s into %s (%s)", rows, model.name, model.version, output_path, fmt)
     return {
         "status": "scored",
         "run_id": tracker.run_id,
@@ -276,6 +272,25 @@ def _score(
         "scored_at": scored_at.isoformat(),
         "tracking_uri": session.uri,
     }
+
+
+def _skipped_rows(df: DataFrame, columns: list[str], nulls: str) -> int:
+    """Rows the model cannot score (a null in an input column): counted under nulls=drop, refused under reject."""
+    skipped, per_column = count_nulls(df, columns)
+    if skipped and nulls == "reject":
+        listing = ", ".join(f"{c} ({n})" for c, n in per_column.items())
+        raise DataError(f"{skipped} row(s) have nulls in model input columns: {listing}; clean the data or set data.nulls=drop")
+    return skipped
+
+
+def _write(scores: DataFrame, fmt: str, mode: str, path: str) -> None:
+    try:
+        # overwriteSchema: on Delta, a model with other classes replaces the probability columns (Parquet ignores it).
+        scores.write.format(fmt).mode(mode).option("overwriteSchema", "true").save(path)
+    except Exception as exc:
+        if "PATH_ALREADY_EXISTS" not in str(exc) and "DELTA_PATH_EXISTS" not in str(exc):
+            raise
+        raise DataError(f"output {path} already exists; pass --mode overwrite to replace it") from None
 
 
 def cmd_score(args: argparse.Namespace, redactor: Redactor) -> int:

@@ -22,7 +22,7 @@ from synapse_ml_track.errors import GateRejected, JobError, TrackingError
 from synapse_ml_track.evaluation import Evaluation, evaluate, write_artifacts
 from synapse_ml_track.pipeline import build_classifier, build_pipeline, feature_weights, fit_label_indexer
 from synapse_ml_track.redaction import Redactor
-from synapse_ml_track.runs import find_keyed_run
+from synapse_ml_track.runs import JOB_TAG, find_keyed_run
 from synapse_ml_track.session import TrackingSession
 from synapse_ml_track.tracking import RunTracker, describe_failure
 
@@ -91,7 +91,7 @@ def run_training(spark: SparkSession, config: JobConfig, session: TrackingSessio
         log.info("resuming run %s of run key %s", keyed.info.run_id, config.run_key)
         tracker = RunTracker.resume(session.client, keyed, session.limits, redactor)
     else:
-        tags = {**run_tags(spark, config.run_key), **config.tracking.tags}
+        tags = {**run_tags(spark, config.run_key), **config.tracking.tags, JOB_TAG: "train"}
         tracker = RunTracker.start(session.client, session.experiment_id, config.tracking.run_name, tags, session.limits, redactor)
     try:
         return _train_and_track(spark, config, session, tracker, resumed=resume)

@@ -1,0 +1,157 @@
+"""The batch-scoring job against a real MLflow server: round trip, lineage, signature checks, aliases."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import pandas as pd
+import pytest
+from chispa import assert_df_equality
+from mlflow.tracking import MlflowClient
+from pyspark.ml.functions import vector_to_array
+
+from synapse_ml_track.config import build_config
+from synapse_ml_track.data import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
+from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.session import open_session
+from synapse_ml_track.training import run_training
+
+LABELS = ["Adelie", "Chinstrap", "Gentoo"]
+PROBABILITIES = [f"probability_{label}" for label in LABELS]
+
+
+@pytest.fixture(scope="module")
+def registered(spark, mlflow_server, tmp_path_factory):
+    """Two registered versions of one model (1: logistic regression, 2: random forest), trained once for
+    the module; in-process so the tests can compare the scores with the in-memory models."""
+    suffix = uuid.uuid4().hex[:8]
+    experiment, model = f"scoring-{suffix}", f"scored-{suffix}"
+    results_dir = tmp_path_factory.mktemp("scoring-train")
+    redactor = Redactor()
+    results = []
+    for model_overrides in ({}, {"type": "random_forest", "params": {"numTrees": 5}}):
+        config = build_config(
+            overrides={
+                "model": model_overrides,
+                "tracking": {
+                    "uri": mlflow_server.uri, "experiment_name": experiment,
+                    "registered_model_name": model, "local_result_dir": str(results_dir),
+                },
+            },
+            environ={},
+        )
+        results.append(run_training(spark, config, open_session(config, redactor, environ={}), redactor))
+    assert [r.model_version for r in results] == ["1", "2"]
+    return experiment, model, results
+
+
+def score(run_cli, server, experiment, output, *args):
+    return run_cli("score", "--tracking-uri", server.uri, "--experiment-name", experiment, "--output-path", str(output), *args)
+
+
+def penguins(spark):
+    return spark.read.csv(bundled_penguins_path(), header=True, schema=BUNDLED_PENGUINS_SCHEMA)
+
+
+def last_scoring_run(client, experiment_id):
+    return client.search_runs([experiment_id], "tags.`smt.job` = 'score'", order_by=["attributes.start_time DESC"])[0]
+
+
+def test_scores_match_the_trained_model_with_probabilities_and_lineage(run_cli, registered, mlflow_server, spark, tmp_path):
+    experiment, model, (first, _) = registered
+    output = tmp_path / "scores"
+    result = score(run_cli, mlflow_server, experiment, output, "--model-uri", f"models:/{model}/1", "--run-key", "pipeline-7")
+    assert result.exit_code == 0, result.stderr
+    summary = result.summary
+    scored = spark.read.parquet(str(output))
+
+    # Round trip: the registered model, loaded and applied by the job, answers like the in-memory model.
+    source = penguins(spark)
+    complete = source.dropna(subset=[c for c in source.columns if c != "species"])
+    probabilities = vector_to_array("probability")
+    expected = first.model.transform(complete).select(
+        *source.columns, "prediction", *[probabilities[i].alias(name) for i, name in enumerate(PROBABILITIES)]
+    )
+    assert_df_equality(scored.select(*expected.columns), expected, ignore_row_order=True)
+    assert summary["rows_scored"] == scored.count() == complete.count() == 333
+    assert summary["rows_skipped"] == source.count() - complete.count() == 11
+
+    frame = scored.toPandas()
+    assert frame[PROBABILITIES].sum(axis=1).to_numpy() == pytest.approx(1.0, abs=1e-9)
+    assert (frame[PROBABILITIES].idxmax(axis=1).str.removeprefix("probability_") == frame["prediction"]).all()
+    lineage = frame[["model_name", "model_version", "model_run_id", "scored_at"]].drop_duplicates()
+    assert lineage.to_dict("records") == [
+        {
+            "model_name": model, "model_version": "1", "model_run_id": first.run_id,
+            "scored_at": pd.Timestamp(datetime.fromisoformat(summary["scored_at"])).tz_convert(None),
+        }
+    ]
+    assert dict(scored.dtypes)["scored_at"] == "timestamp"
+
+    client = MlflowClient(mlflow_server.uri)
+    run = client.get_run(summary["run_id"])
+    assert run.info.status == "FINISHED" and run.info.experiment_id == first.experiment_id
+    assert run.data.tags["smt.job"] == "score" and run.data.tags["smt.run_key"] == "pipeline-7"
+    assert run.data.params["model_uri"] == f"models:/{model}/1"
+    assert (run.data.params["model.version"], run.data.params["model.run_id"]) == ("1", first.run_id)
+    assert run.data.params["data.path"] == bundled_penguins_path() and run.data.params["output.path"] == str(output)
+    assert run.data.metrics["rows_scored"] == 333 and run.data.metrics["rows_skipped"] == 11
+    assert sum(run.data.metrics[f"predicted_{label}"] for label in LABELS) == 333
+    assert summary["predicted"] == frame["prediction"].value_counts().to_dict()
+
+
+BAD_INPUTS = {
+    "missing column": (lambda frame: frame.drop(columns=["bill_depth_mm"]), (), "input lacks column(s) bill_depth_mm that model"),
+    "mistyped column": (
+        lambda frame: frame.assign(flipper_length_mm=frame.flipper_length_mm.map("{} mm".format)),
+        (),
+        "flipper_length_mm is string, the model expects double",
+    ),
+    "nulls refused": (lambda frame: frame, ("--set", "data.nulls=reject"), "11 row(s) have nulls in model input columns: "),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=list(BAD_INPUTS))
+def test_input_that_does_not_fit_the_model_fails_and_writes_nothing(case, run_cli, registered, mlflow_server, tmp_path):
+    experiment, model, (first, _) = registered
+    change, flags, message = BAD_INPUTS[case]
+    bad_input = tmp_path / "bad.csv"
+    change(pd.read_csv(bundled_penguins_path())).to_csv(bad_input, index=False)
+    output = tmp_path / "scores"
+
+    result = score(run_cli, mlflow_server, experiment, output, "--model-uri", f"models:/{model}/1", "--input", str(bad_input), *flags)
+
+    assert result.exit_code == 2
+    assert message in result.error_line
+    assert not output.exists()
+    run = last_scoring_run(MlflowClient(mlflow_server.uri), first.experiment_id)
+    assert run.info.status == "FAILED" and message in run.data.tags["smt.error"]
+    assert run.data.params["data.path"] == str(bad_input)
+
+
+def test_alias_latest_and_default_model_uris_and_output_modes(run_cli, registered, mlflow_server, tmp_path):
+    experiment, model, (first, second) = registered
+    MlflowClient(mlflow_server.uri).set_registered_model_alias(model, "champion", "1")
+    output = tmp_path / "scores"
+
+    by_alias = score(run_cli, mlflow_server, experiment, output, "--model-uri", f"models:/{model}@champion")
+    assert by_alias.exit_code == 0, by_alias.stderr
+    assert (by_alias.summary["model_version"], by_alias.summary["model_uri"]) == ("1", f"models:/{model}/1")
+
+    exists = score(run_cli, mlflow_server, experiment, output, "--model-uri", f"models:/{model}")
+    assert exists.exit_code == 2
+    assert exists.error_line == f"error: output {output} already exists; pass --mode overwrite to replace it"
+
+    latest = score(run_cli, mlflow_server, experiment, output, "--model-uri", f"models:/{model}", "--mode", "overwrite")
+    assert latest.exit_code == 0, latest.stderr
+    assert (latest.summary["model_version"], latest.summary["model_run_id"]) == ("2", second.run_id)
+
+    # No --model-uri: the champion of tracking.registered_model_name.
+    default = score(run_cli, mlflow_server, experiment, output, "--mode", "overwrite", "--set", f"tracking.registered_model_name={model}")
+    assert default.exit_code == 0, default.stderr
+    assert (default.summary["model_version"], default.summary["model_run_id"]) == ("1", first.run_id)
+
+    unknown = score(run_cli, mlflow_server, experiment, tmp_path / "other", "--model-uri", f"models:/{model}@staging")
+    assert unknown.exit_code == 2
+    assert f"no version of model '{model}' has the alias 'staging'" in unknown.error_line
