@@ -13,6 +13,7 @@ from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import pytest
 import requests
 from pyspark.sql import SparkSession
@@ -38,6 +39,22 @@ def spark() -> SparkSession:
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture(autouse=True)
+def isolated_mlflow_uris(monkeypatch):
+    """Each test starts and ends with MLflow's global URIs unset.
+
+    mlflow.set_registry_uri also exports MLFLOW_REGISTRY_URI and set_registry_uri(None) does not
+    remove it, so one test's registry would otherwise leak into every later MlflowClient.
+    """
+    for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(variable, raising=False)
+    yield
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+    for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        os.environ.pop(variable, None)
 
 
 def free_port() -> int:
