@@ -136,6 +136,8 @@ def configure_logging(level: str, redactor: Redactor) -> None:
     # MLflow would otherwise reset logging when first imported and draw progress bars in job logs.
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # A job talks to its tracking server only: no usage telemetry to MLflow's own endpoint.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     root = logging.getLogger()

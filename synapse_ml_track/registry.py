@@ -19,6 +19,8 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from pyspark.ml import PipelineModel
 
+from synapse_ml_track.tracking import create_once
+
 log = logging.getLogger(__name__)
 
 MODEL_ARTIFACT_PATH = "model"
@@ -66,7 +68,13 @@ class RegisteredVersion:
 
 
 def register(
-    client: MlflowClient, name: str, run_id: str, *, resumed: bool = False, wait_seconds: float = 300
+    client: MlflowClient,
+    name: str,
+    run_id: str,
+    *,
+    resumed: bool = False,
+    create_attempts: int = 1,
+    wait_seconds: float = 300,
 ) -> RegisteredVersion:
     """Create the registered model if needed and a version from the run's model artifacts.
 
@@ -83,7 +91,11 @@ def register(
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
     source = f"runs:/{run_id}/{MODEL_ARTIFACT_PATH}"
-    version = client.create_model_version(name, source, run_id=run_id)
+    version = create_once(
+        lambda: client.create_model_version(name, source, run_id=run_id),
+        lambda: next((v for v in client.search_model_versions(f"name='{name}'") if v.run_id == run_id), None),
+        attempts=create_attempts,
+    )
     try:
         _wait_until_ready(client, name, version.version, version.status, wait_seconds)
     except BaseException:

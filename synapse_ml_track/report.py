@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from synapse_ml_track.config import JobConfig
-from synapse_ml_track.errors import ConfigError, TrackingError
+from synapse_ml_track.errors import ConfigError
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.runs import JOB_TAG, RUN_KEY_TAG
 
@@ -49,35 +48,10 @@ def _positive_int(text: str) -> int:
 
 def connect(config: JobConfig, redactor: Redactor) -> tuple[str, MlflowClient, Experiment]:
     """A checked, read-only connection: unlike a job's session, a report creates no experiment."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
+    from synapse_ml_track.session import open_session
 
-    from synapse_ml_track import aml
-    from synapse_ml_track.session import TrackingSession
-    from synapse_ml_track.tracking import configure_http, describe_failure, fail_fast_http, local_tracking_uri
-
-    tracking = config.tracking
-    uri, _ = aml.connect(tracking.uri, config.azure, os.environ, redactor)
-    uri = uri or local_tracking_uri(tracking.local_dir)
-    configure_http(tracking)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    try:
-        with fail_fast_http(tracking.preflight_timeout):
-            if tracking.experiment_id:
-                experiment = client.get_experiment(tracking.experiment_id)
-            else:
-                experiment = client.get_experiment_by_name(tracking.experiment_name)
-    except MlflowException as exc:
-        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-            raise TrackingError(redactor.redact(describe_failure(exc, uri))) from None
-        experiment = None
-    except Exception as exc:
-        if not TrackingSession.is_tracking_failure(exc):
-            raise
-        raise TrackingError(redactor.redact(describe_failure(exc, uri))) from None
-    if experiment is None:
-        raise ConfigError(f"experiment '{tracking.experiment_id or tracking.experiment_name}' not found at {uri}")
-    return uri, client, experiment
+    session = open_session(config, redactor, create_experiment=False)
+    return session.uri, session.client, session.client.get_experiment(session.experiment_id)
 
 
 def training_runs(client: MlflowClient, experiment_id: str, max_runs: int) -> list[Run]:

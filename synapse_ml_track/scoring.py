@@ -193,7 +193,11 @@ def run_scoring(
     from synapse_ml_track.tracking import RunTracker, describe_failure
 
     tags = {**run_tags(spark, config.run_key), **config.tracking.tags, JOB_TAG: "score"}
-    tracker = RunTracker.start(session.client, session.experiment_id, config.tracking.run_name, tags, session.limits, redactor)
+    with session.tracking_errors():
+        tracker = RunTracker.start(
+            session.client, session.experiment_id, config.tracking.run_name, tags, session.limits, redactor,
+            create_attempts=session.create_attempts,
+        )
     try:
         summary = _score(spark, config, session, tracker, model_uri, output_path, mode, output_format(spark, requested_format))
         tracker.finish()

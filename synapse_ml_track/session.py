@@ -6,8 +6,9 @@ import hashlib
 import json
 import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterator, Mapping
 from pathlib import Path
 
 import requests
@@ -18,16 +19,16 @@ from mlflow.tracking import MlflowClient
 from synapse_ml_track import aml
 from synapse_ml_track.config import JobConfig
 from synapse_ml_track.data import InputSource
-from synapse_ml_track.errors import TrackingError
+from synapse_ml_track.errors import JobError, TrackingError
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.tracking import (
     Limits,
     configure_http,
     describe_failure,
-    fail_fast_http,
     is_remote,
     limits_for,
     local_tracking_uri,
+    probe,
     resolve_experiment,
 )
 
@@ -40,7 +41,20 @@ class TrackingSession:
     client: MlflowClient
     experiment_id: str
     limits: Limits
+    create_attempts: int = 1  # tries for a create whose lost response is looked up before resending
     credential_source: str | None = None  # "environment (client secret)", "key vault kv-ml", ...; None off Azure
+
+    @contextmanager
+    def tracking_errors(self) -> Iterator[None]:
+        """Tracking-server failures as one readable TrackingError; other errors pass through."""
+        try:
+            yield
+        except JobError:
+            raise
+        except Exception as exc:
+            if not self.is_tracking_failure(exc):
+                raise
+            raise TrackingError(describe_failure(exc, self.uri)) from None
 
     @staticmethod
     def is_tracking_failure(exc: BaseException) -> bool:
@@ -66,7 +80,9 @@ class TrackingSession:
             log.warning("the tracking server does not record dataset inputs (HTTP 404); input not logged")
 
 
-def open_session(config: JobConfig, redactor: Redactor, environ: Mapping[str, str] | None = None) -> TrackingSession:
+def open_session(
+    config: JobConfig, redactor: Redactor, environ: Mapping[str, str] | None = None, *, create_experiment: bool = True
+) -> TrackingSession:
     """Resolve the tracking URI, set up Azure credentials when needed, and check the server answers.
 
     Fails within the preflight timeout when the server is unreachable or refuses us, instead of
@@ -79,11 +95,12 @@ def open_session(config: JobConfig, redactor: Redactor, environ: Mapping[str, st
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     artifact_location = None if is_remote(uri) else _local_artifact_location(tracking.local_dir)
     try:
-        with fail_fast_http(tracking.preflight_timeout):
-            experiment_id = resolve_experiment(client, tracking, artifact_location)
-            if tracking.register:
-                client.search_registered_models(filter_string=f"name='{tracking.registered_model_name}'", max_results=1)
-    except TrackingError:
+        timeout = tracking.preflight_timeout
+        experiment_id = probe(lambda: resolve_experiment(client, tracking, artifact_location, uri, create_experiment), timeout)
+        if tracking.register:
+            name_filter = f"name='{tracking.registered_model_name}'"
+            probe(lambda: client.search_registered_models(filter_string=name_filter, max_results=1), timeout)
+    except JobError:
         raise
     except Exception as exc:
         if not TrackingSession.is_tracking_failure(exc):
@@ -94,6 +111,7 @@ def open_session(config: JobConfig, redactor: Redactor, environ: Mapping[str, st
         client=client,
         experiment_id=experiment_id,
         limits=limits_for(uri),
+        create_attempts=tracking.max_retries + 1,
         credential_source=credential.source if credential else None,
     )
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 from urllib.parse import urlparse
 
 from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
@@ -16,12 +18,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from synapse_ml_track.config import TrackingConfig
-from synapse_ml_track.errors import TrackingError
+from synapse_ml_track.errors import ConfigError, TrackingError
 from synapse_ml_track.redaction import Redactor
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ERROR_TAG = "smt.error"
+ATTEMPT_TAG = "smt.attempt_id"  # finds a run whose creation response was lost
 
 
 @dataclass(frozen=True)
@@ -62,18 +66,30 @@ def is_remote(uri: str) -> bool:
 
 
 def configure_http(tracking: TrackingConfig) -> None:
-    """Bound MLflow's REST retries: its defaults (7 retries, factor 2, 120 s timeout) stall for minutes."""
+    """Bound MLflow's REST retries: its defaults (7 retries, factor 2, 120 s timeout) stall for minutes.
+
+    A server's Retry-After is ignored: urllib3 would honour one of hours; our backoff is bounded.
+    """
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(tracking.max_retries)
     os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, int(tracking.request_timeout)))
+    os.environ["MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER"] = "false"
+    # set_terminated would fetch the run again only to print a "View run" link to stdout.
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
 
 
 @contextmanager
-def fail_fast_http(timeout: float) -> Iterator[None]:
-    """No retries and a short timeout while probing whether the server is there at all."""
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, int(timeout)))
+def no_http_retries(timeout: float | None = None) -> Iterator[None]:
+    """MLflow's HTTP layer makes one attempt (and, given a timeout, waits at most that long).
+
+    For probing whether the server is there at all, and for requests that are not safe to
+    repeat blindly: the caller decides whether and how to try again.
+    """
+    settings = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    if timeout is not None:
+        settings["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, int(timeout)))
+    saved = {key: os.environ.get(key) for key in settings}
+    os.environ.update(settings)
     try:
         yield
     finally:
@@ -84,9 +100,75 @@ def fail_fast_http(timeout: float) -> Iterator[None]:
                 os.environ[key] = value
 
 
+_RETRYABLE_STATUS = (408, 429, 500, 502, 503, 504)
+_TOO_MANY_STATUS = re.compile(r"too many (\d{3}) error responses")
+
+
+def busy_status(exc: BaseException) -> int | None:
+    """The HTTP status when the server answered but was busy or failing (worth another try)."""
+    match = _TOO_MANY_STATUS.search(str(exc))  # urllib3 gave up on a retryable status
+    if match and int(match.group(1)) in _RETRYABLE_STATUS:
+        return int(match.group(1))
+    if isinstance(exc, MlflowException) and exc.error_code in ("REQUEST_LIMIT_EXCEEDED", "TEMPORARILY_UNAVAILABLE"):
+        return exc.get_http_status_code()
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A busy answer, a dropped connection or a timeout; not a refusal or a bad request."""
+    if busy_status(exc):
+        return True
+    text = str(exc)
+    return any(marker in text for marker in ("Connection aborted", "RemoteDisconnected", "Read timed out", "ReadTimeout", "ProtocolError", "Connection reset"))
+
+
+def probe(call: Callable[[], T], timeout: float, attempts: int = 3, backoff: float = 1.0) -> T:
+    """Ask once with a short timeout; only a busy answer (429/5xx) is asked again, a few times.
+
+    A refused connection or a silent server fails at once, instead of after MLflow's retries.
+    """
+    attempt = 0
+    while True:
+        try:
+            with no_http_retries(timeout):
+                return call()
+        except Exception as exc:
+            attempt += 1
+            if not busy_status(exc) or attempt >= attempts:
+                raise
+        time.sleep(backoff * 2 ** (attempt - 1))
+
+
+def create_once(create: Callable[[], T], find: Callable[[], T | None], attempts: int, backoff: float = 1.0) -> T:
+    """Call a non-idempotent create, retrying only after checking the earlier call did not land.
+
+    MLflow's HTTP layer would resend a create whose response was lost, making a second run or
+    model version. Here each attempt is sent once; after a transient failure, `find` looks for
+    what the lost attempt may have created before another is sent.
+    """
+    attempt = 0
+    while True:
+        try:
+            with no_http_retries():
+                return create()
+        except Exception as exc:
+            attempt += 1
+            if not is_transient(exc) or attempt >= attempts:
+                raise
+        time.sleep(min(backoff * 2 ** (attempt - 1), 10.0))
+        found = find()
+        if found is not None:
+            return found
+
+
 def describe_failure(exc: Exception, uri: str) -> str:
     """One line for a tracking failure, without MLflow's retry-history dump."""
     text = str(exc)
+    status = busy_status(exc)
+    if status:
+        return f"the MLflow tracking server at {uri} kept answering HTTP {status} (busy or failing); try again later"
+    if "Read timed out" in text or "ReadTimeoutError" in text:
+        return f"the MLflow tracking server at {uri} did not answer in time"
     if "Max retries exceeded" in text or "Connection refused" in text or "NewConnectionError" in text:
         return f"cannot reach the MLflow tracking server at {uri} (connection failed); is it running and is the URI right?"
     if "timed out" in text.lower() or "ReadTimeout" in text:
@@ -135,11 +217,18 @@ def _lower_keys(value):
     return {str(k).lower(): v for k, v in value.items()} if isinstance(value, dict) else value
 
 
-def resolve_experiment(client: MlflowClient, tracking: TrackingConfig, artifact_location: str | None) -> str:
-    """The experiment id for the configured id or name, creating a named experiment on first use."""
+def resolve_experiment(
+    client: MlflowClient, tracking: TrackingConfig, artifact_location: str | None, uri: str, create: bool = True
+) -> str:
+    """The experiment id for the configured id or name; a named experiment is created on first use
+    when `create` is set."""
     if tracking.experiment_id:
-        experiment = client.get_experiment(tracking.experiment_id)
-        return experiment.experiment_id
+        try:
+            return client.get_experiment(tracking.experiment_id).experiment_id
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            raise ConfigError(f"experiment '{tracking.experiment_id}' not found at {uri}") from None
     experiment = client.get_experiment_by_name(tracking.experiment_name)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
@@ -147,7 +236,14 @@ def resolve_experiment(client: MlflowClient, tracking: TrackingConfig, artifact_
                 f"experiment '{tracking.experiment_name}' is deleted; restore it or choose another tracking.experiment_name"
             )
         return experiment.experiment_id
-    return client.create_experiment(tracking.experiment_name, artifact_location=artifact_location)
+    if not create:
+        raise ConfigError(f"experiment '{tracking.experiment_name}' not found at {uri}")
+    try:
+        return client.create_experiment(tracking.experiment_name, artifact_location=artifact_location)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # an earlier attempt landed, or a concurrent job
+            raise
+        return client.get_experiment_by_name(tracking.experiment_name).experiment_id
 
 
 class RunTracker:
@@ -170,9 +266,16 @@ class RunTracker:
         tags: Mapping[str, str],
         limits: Limits,
         redactor: Redactor,
+        create_attempts: int = 1,
     ) -> "RunTracker":
-        safe_tags = cls._fit_tags(dict(tags), limits, redactor, already=0)
-        run = client.create_run(experiment_id, run_name=run_name, tags=safe_tags)
+        """Create the run; a lost response is detected by the attempt-id tag, never sent twice."""
+        attempt_id = uuid.uuid4().hex
+        safe_tags = {**cls._fit_tags(dict(tags), limits, redactor, already=1), ATTEMPT_TAG: attempt_id}
+        run = create_once(
+            lambda: client.create_run(experiment_id, run_name=run_name, tags=safe_tags),
+            lambda: _run_with_attempt_id(client, experiment_id, attempt_id),
+            attempts=create_attempts,
+        )
         tracker = cls(client, run.info.run_id, limits, redactor)
         tracker._tag_count = len(safe_tags)
         return tracker
@@ -240,10 +343,15 @@ class RunTracker:
     def fail(self, message: str) -> None:
         """Best effort: mark the run FAILED with the reason; the server may be the thing that failed."""
         try:
-            self.set_tag(ERROR_TAG, message)
-            self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FAILED))
+            probe(lambda: self.set_tag(ERROR_TAG, message), timeout=10)
+            probe(lambda: self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FAILED)), timeout=10)
         except Exception as exc:  # noqa: BLE001 - the original failure is what the user must see
             log.warning("could not mark run %s as FAILED: %s", self.run_id, self.redactor.redact(str(exc).splitlines()[0]))
+
+
+def _run_with_attempt_id(client: MlflowClient, experiment_id: str, attempt_id: str) -> Run | None:
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{ATTEMPT_TAG}` = '{attempt_id}'", max_results=1)
+    return runs[0] if runs else None
 
 
 def _fit_key(key: str, limits: Limits) -> str:

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.spark
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.types import ColSpec, Schema
 from pyspark.ml import PipelineModel
 from pyspark.sql import SparkSession
 
@@ -20,7 +21,7 @@ from synapse_ml_track.config import JobConfig
 from synapse_ml_track.context import run_tags
 from synapse_ml_track.errors import GateRejected, JobError, TrackingError
 from synapse_ml_track.evaluation import Evaluation, evaluate, write_artifacts
-from synapse_ml_track.pipeline import build_classifier, build_pipeline, feature_weights, fit_label_indexer
+from synapse_ml_track.pipeline import PREDICTION, build_classifier, build_pipeline, feature_weights, fit_label_indexer
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.runs import JOB_TAG, find_keyed_run
 from synapse_ml_track.session import TrackingSession
@@ -81,18 +82,21 @@ def config_params(config: JobConfig, classifier) -> dict[str, Any]:
 
 
 def run_training(spark: SparkSession, config: JobConfig, session: TrackingSession, redactor: Redactor) -> TrainingResult:
-    keyed = find_keyed_run(session.client, session.experiment_id, config.run_key) if config.run_key else None
-    if keyed is not None and keyed.info.status == "FINISHED" and not config.force:
-        log.info("run key %s already has finished run %s; reporting it (pass --force to train again)", config.run_key, keyed.info.run_id)
-        return _result_of_finished_run(session, config, keyed)
-
-    resume = keyed is not None and not config.force
-    if resume:
-        log.info("resuming run %s of run key %s", keyed.info.run_id, config.run_key)
-        tracker = RunTracker.resume(session.client, keyed, session.limits, redactor)
-    else:
-        tags = {**run_tags(spark, config.run_key), **config.tracking.tags, JOB_TAG: "train"}
-        tracker = RunTracker.start(session.client, session.experiment_id, config.tracking.run_name, tags, session.limits, redactor)
+    with session.tracking_errors():
+        keyed = find_keyed_run(session.client, session.experiment_id, config.run_key) if config.run_key else None
+        if keyed is not None and keyed.info.status == "FINISHED" and not config.force:
+            log.info("run key %s already has finished run %s; reporting it (pass --force to train again)", config.run_key, keyed.info.run_id)
+            return _result_of_finished_run(session, config, keyed)
+        resume = keyed is not None and not config.force
+        if resume:
+            log.info("resuming run %s of run key %s", keyed.info.run_id, config.run_key)
+            tracker = RunTracker.resume(session.client, keyed, session.limits, redactor)
+        else:
+            tags = {**run_tags(spark, config.run_key), **config.tracking.tags, JOB_TAG: "train"}
+            tracker = RunTracker.start(
+                session.client, session.experiment_id, config.tracking.run_name, tags, session.limits, redactor,
+                create_attempts=session.create_attempts,
+            )
     try:
         return _train_and_track(spark, config, session, tracker, resumed=resume)
     except GateRejected:
@@ -101,8 +105,12 @@ def run_training(spark: SparkSession, config: JobConfig, session: TrackingSessio
         tracker.fail(str(exc))
         raise
     except Exception as exc:
-        tracker.fail(describe_failure(exc, session.uri) if session.is_tracking_failure(exc) else f"{type(exc).__name__}: {exc}")
-        raise
+        if not session.is_tracking_failure(exc):
+            tracker.fail(f"{type(exc).__name__}: {exc}")
+            raise
+        message = describe_failure(exc, session.uri)
+        tracker.fail(message)
+        raise TrackingError(redactor.redact(message)) from None
 
 
 def _train_and_track(
@@ -128,7 +136,6 @@ def _train_and_track(
             evaluation = evaluate_model(model, test_indexed, labels)
             champion_metrics = _champion_metrics(session, config, test_indexed, labels)
             sample = test.select(*spec.columns).limit(INPUT_EXAMPLE_ROWS).toPandas()
-            sample_predictions = model.transform(test.select(*spec.columns).limit(INPUT_EXAMPLE_ROWS)).select("prediction").toPandas()
         finally:
             prepared.unpersist()
 
@@ -138,7 +145,8 @@ def _train_and_track(
         "train_rows": float(train_rows),
         **{f"{name}_{label}": value for label, scores in evaluation.per_class.items() for name, value in scores.items() if name != "support"},
     }
-    signature = infer_signature(sample, sample_predictions)
+    # The output is always the decoded class name; no need to run the model to learn that.
+    signature = ModelSignature(inputs=infer_signature(sample).inputs, outputs=Schema([ColSpec("string", PREDICTION)]))
     result_dir = Path(config.tracking.local_result_dir).resolve() / tracker.run_id
     write_artifacts(evaluation, feature_weights(model, spec), result_dir / "evaluation")
     (result_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
@@ -154,7 +162,9 @@ def _train_and_track(
         version = None
         if decision and decision.register:
             name = config.tracking.registered_model_name
-            version = registry.register(session.client, name, tracker.run_id, resumed=resumed)
+            version = registry.register(
+                session.client, name, tracker.run_id, resumed=resumed, create_attempts=session.create_attempts
+            )
             registry.promote(session.client, version, config.gate.champion_alias)
         tracker.finish()
     except Exception as exc:

@@ -1,0 +1,320 @@
+"""The job against a flaky tracking server: retried without duplicates, failing fast and clearly.
+
+A fault-injecting proxy (tests/fault_proxy.py) on 127.0.0.1 sits in front of a real MLflow
+server; each test scripts its faults. "The server dies" is the proxy dying: open connections are
+reset and new ones refused, exactly what the job would see, while the real server behind it
+stays up so the test can read what it holds. The client's retry waits are recorded and shortened
+(the `retries` fixture), so the tests assert on the retry mechanism rather than on wall-clock
+time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow.spark
+import pytest
+import urllib3.util.retry
+from mlflow.tracking import MlflowClient
+
+from synapse_ml_track.config import build_config
+from synapse_ml_track.pipeline import build_classifier
+from synapse_ml_track.training import config_params
+
+from conftest import free_port
+from fault_proxy import FaultProxy, Rule
+
+pytestmark = pytest.mark.timeout(240)
+
+LOG_BATCH = r"/runs/log-batch$"
+PARAMS = '"params"'
+METRICS = '"metrics"'
+MAX_RETRIES = 5  # tracking.max_retries default
+HTTP_SETTINGS = (
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT",
+    "MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER",
+)
+
+
+@dataclass
+class RetryLog:
+    """What urllib3's retry policy decided during a test."""
+
+    attempts: list[tuple[str, str, object, object]] = field(default_factory=list)  # (method, url, budget left, cause)
+    waits: list[float] = field(default_factory=list)  # seconds the policy asked to sleep
+    elsewhere: list[tuple[str, str]] = field(default_factory=list)  # not tracking API calls (e.g. MLflow telemetry)
+
+    def budgets(self) -> set:
+        return {budget for _, _, budget, _ in self.attempts}
+
+
+@pytest.fixture(autouse=True)
+def http_settings_restored(monkeypatch):
+    """The job exports its HTTP retry settings to the environment; undo that after each test."""
+    for key in HTTP_SETTINGS:
+        if key in os.environ:
+            monkeypatch.setenv(key, os.environ[key])
+        else:
+            monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture
+def retries(monkeypatch) -> RetryLog:
+    """Record each retry decision and each requested wait; wait at most 50 ms for real."""
+    record = RetryLog()
+    original = urllib3.util.retry.Retry.increment
+
+    def increment(self, method=None, url=None, response=None, error=None, *args, **kwargs):
+        cause = type(error).__name__ if error is not None else getattr(response, "status", None)
+        if str(url).startswith("/api/2.0/mlflow/"):
+            record.attempts.append((method, url, self.total, cause))
+        else:
+            record.elsewhere.append((method, url))
+        return original(self, method, url, response, error, *args, **kwargs)
+
+    def sleep(seconds: float) -> None:
+        record.waits.append(seconds)
+        time.sleep(min(seconds, 0.05))
+
+    monkeypatch.setattr(urllib3.util.retry.Retry, "increment", increment)
+    monkeypatch.setattr(urllib3.util.retry, "time", types.SimpleNamespace(sleep=sleep, time=time.time))
+    return record
+
+
+@pytest.fixture
+def proxy(mlflow_server):
+    with FaultProxy(mlflow_server.uri) as running:
+        yield running
+
+
+def train(run_cli, uri: str, name: str, *extra: str):
+    return run_cli(
+        "train", "--tracking-uri", uri, "--experiment-name", name, "--registered-model-name", name, "--run-name", name, *extra
+    )
+
+
+def expected_params() -> dict[str, str]:
+    config = build_config(environ={})
+    classifier = build_classifier(config.model.type, config.model.params, config.data.seed)
+    return {key: str(value) for key, value in config_params(config, classifier).items()}
+
+
+def assert_tracked_exactly_once(uri: str, name: str, summary: dict) -> None:
+    """One finished run holding every param and metric once, and one READY champion version."""
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(name)
+    runs = client.search_runs([experiment.experiment_id])
+    assert [r.info.run_id for r in runs] == [summary["run_id"]], "a retried request created another run"
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.params == expected_params()
+    assert run.data.metrics == pytest.approx(summary["metrics"])
+    histories = {key: len(client.get_metric_history(run.info.run_id, key)) for key in run.data.metrics}
+    assert histories == {key: 1 for key in summary["metrics"]}, "a metric was stored more than once"
+    assert len(run.inputs.dataset_inputs) == 1
+    versions = client.search_model_versions(f"name='{name}'")
+    assert [(v.version, v.run_id, v.status) for v in versions] == [("1", run.info.run_id, "READY")]
+    assert client.get_model_version_by_alias(name, "champion").version == "1"
+
+
+def assert_all_faults_fired(proxy: FaultProxy) -> None:
+    unused = [rule for rule in proxy.rules if rule.used < rule.times]
+    assert not unused, f"faults never triggered (the job's requests changed?): {unused}"
+
+
+def saved_at(error_line: str) -> Path:
+    assert "saved at " in error_line, error_line
+    return Path(error_line.rsplit("saved at ", 1)[1].strip())
+
+
+# ---------------------------------------------------------------------------------------------
+# transient faults: the job completes and the run holds everything exactly once
+
+
+def test_bursts_of_429_and_503_are_retried_and_logged_once(run_cli, proxy, mlflow_server, retries):
+    proxy.add(
+        Rule("respond", r"/runs/create$", status=429, retry_after="1", times=2),
+        Rule("respond", LOG_BATCH, body_contains=PARAMS, status=503, times=3),
+        Rule("respond", LOG_BATCH, body_contains=METRICS, status=429, times=2),
+        Rule("respond", r"/model-versions/create$", status=503, times=2),
+        Rule("respond", r"/registered-models/alias$", status=503, times=1),
+    )
+    result = train(run_cli, proxy.url, "faults-bursts")
+
+    assert result.exit_code == 0, result.stderr
+    assert_all_faults_fired(proxy)
+    assert_tracked_exactly_once(mlflow_server.uri, "faults-bursts", result.summary)
+    # Each injected answer cost exactly one retry, and the waits between them stayed short.
+    assert len(proxy.faults()) == 10
+    assert sorted(cause for *_, cause in retries.attempts) == sorted([429] * 4 + [503] * 6)
+    assert len(retries.waits) <= 10 and max(retries.waits, default=0) <= 60
+
+
+def test_dropped_connections_and_slow_responses_do_not_duplicate(run_cli, proxy, mlflow_server, retries):
+    proxy.add(
+        # the connection drops before the server sees the request
+        Rule("drop", r"/runs/log-inputs$"),
+        # the server applies the request, the response is lost: the retry repeats an applied request
+        Rule("drop", LOG_BATCH, body_contains=METRICS, forward=True),
+        # slow, but within the request timeout
+        Rule("delay", LOG_BATCH, body_contains=PARAMS, delay=2),
+        # slower than the timeout: the client gives up and retries; the original still arrives later
+        Rule("delay", r"/runs/update$", delay=10),
+    )
+    result = train(run_cli, proxy.url, "faults-drops", "--set", "tracking.request_timeout=8")
+    assert proxy.wait_idle(30)
+
+    assert result.exit_code == 0, result.stderr
+    assert_all_faults_fired(proxy)
+    assert len(proxy.forwarded(r"POST .*/runs/log-batch$")) == 3  # params once, metrics twice
+    assert len(proxy.forwarded(r"POST .*/runs/update$")) == 2
+    assert_tracked_exactly_once(mlflow_server.uri, "faults-drops", result.summary)
+    assert {cause for *_, cause in retries.attempts} <= {"ProtocolError", "ReadTimeoutError"}
+
+
+# ---------------------------------------------------------------------------------------------
+# the server is not there at the start: fail fast, clearly, leaving nothing behind
+
+
+def test_server_refusing_connections_at_start_fails_at_once(run_cli, tmp_path, retries):
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    result = train(run_cli, uri, "faults-down")
+
+    assert result.exit_code == 3
+    assert result.error_line.startswith(f"error: cannot reach the MLflow tracking server at {uri}")
+    assert "Traceback" not in result.stderr
+    # The mechanism that bounds the wait: one attempt, with no retry budget and no backoff.
+    assert len(retries.attempts) == 1 and retries.budgets() == {0}
+    assert retries.waits == []
+    assert not (tmp_path / "mlruns").exists(), "nothing is written locally before the server answered"
+
+
+def test_server_dying_at_the_first_request_fails_at_once(run_cli, proxy, mlflow_server, tmp_path, retries):
+    proxy.add(Rule("die", r"/experiments/get-by-name$"))
+    result = train(run_cli, proxy.url, "faults-dies-first")
+
+    assert result.exit_code == 3
+    assert result.error_line.startswith(f"error: cannot reach the MLflow tracking server at {proxy.url}")
+    assert len(proxy.snapshot()) == 1 and len(retries.attempts) == 1 and retries.budgets() == {0}
+    assert MlflowClient(mlflow_server.uri).get_experiment_by_name("faults-dies-first") is None
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_server_hanging_at_start_fails_after_the_preflight_timeout(run_cli, proxy, mlflow_server, tmp_path, retries):
+    proxy.add(Rule("delay", r"/experiments/get-by-name$", delay=3))
+    result = train(run_cli, proxy.url, "faults-hangs", "--set", "tracking.preflight_timeout=1")
+
+    assert result.exit_code == 3
+    assert proxy.url in result.error_line and "Traceback" not in result.stderr
+    assert len(retries.attempts) == 1 and retries.budgets() == {0}  # gave up after one timed-out attempt
+    assert retries.attempts[0][3] == "ReadTimeoutError"
+    assert not (tmp_path / "mlruns").exists()
+    assert proxy.wait_idle(15)
+    assert MlflowClient(mlflow_server.uri).get_experiment_by_name("faults-hangs") is None
+
+
+# ---------------------------------------------------------------------------------------------
+# the server dies mid-run: non-zero exit, clear message, the result kept locally, nothing half-registered
+
+
+def test_server_dying_after_training_keeps_the_result_locally(run_cli, proxy, mlflow_server, retries):
+    proxy.add(Rule("die", LOG_BATCH, body_contains=METRICS))
+    result = train(run_cli, proxy.url, "faults-dies-mid-run")
+
+    assert result.exit_code == 3
+    assert result.error_line.startswith(f"error: cannot reach the MLflow tracking server at {proxy.url}")
+    # The trained model and its metrics are on disk, at the path the message prints.
+    directory = saved_at(result.error_line)
+    assert directory.is_absolute() and (directory / "model" / "MLmodel").is_file()
+    metrics = json.loads((directory / "metrics.json").read_text())
+    assert 0.9 <= metrics["accuracy"] <= 1.0 and "f1_Adelie" in metrics
+    assert (directory / "evaluation" / "classification_report.json").is_file()
+    assert mlflow.spark.load_model(str(directory / "model")).stages[-1].getLabels() == ["Adelie", "Chinstrap", "Gentoo"]
+    # Nothing registered; the run never reached FINISHED.
+    client = MlflowClient(mlflow_server.uri)
+    assert client.get_run(directory.name).info.status == "RUNNING"
+    assert client.search_model_versions("name='faults-dies-mid-run'") == []
+    # Bounded: the failing call and the attempt to mark the run FAILED each used at most their retry budget.
+    assert 0 < len(retries.attempts) <= 2 * (MAX_RETRIES + 1)
+
+
+def test_server_dying_during_registration_leaves_no_version(run_cli, proxy, mlflow_server, retries):
+    proxy.add(Rule("die", r"/model-versions/create$"))
+    result = train(run_cli, proxy.url, "faults-dies-registering")
+
+    assert result.exit_code == 3
+    directory = saved_at(result.error_line)
+    assert (directory / "model" / "MLmodel").is_file()
+    client = MlflowClient(mlflow_server.uri)
+    assert client.search_model_versions("name='faults-dies-registering'") == []
+    run = client.get_run(directory.name)
+    assert run.info.status == "RUNNING"
+    # The model files a version would have pointed at were complete before registration began.
+    assert (Path(run.info.artifact_uri.removeprefix("file://")) / "model" / "MLmodel").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# faults that MLflow's own HTTP layer handles badly, and the library handles for it
+
+
+def test_retry_after_from_the_server_cannot_stall_the_job(run_cli, proxy, retries):
+    proxy.add(Rule("respond", r"/runs/create$", status=429, retry_after="3600"))
+    result = train(run_cli, proxy.url, "faults-retry-after", "--no-register")
+
+    assert result.exit_code == 0, result.stderr
+    assert max(retries.waits, default=0) <= 60, f"asked to wait {max(retries.waits)} s"
+
+
+def test_one_busy_answer_at_start_is_retried(run_cli, proxy, mlflow_server, retries):
+    proxy.add(Rule("respond", r"/experiments/get-by-name$", status=503))
+    result = train(run_cli, proxy.url, "faults-busy-at-start", "--no-register")
+
+    assert result.exit_code == 0, result.error_line
+
+
+def test_lost_responses_to_creates_make_no_duplicates(run_cli, proxy, mlflow_server, retries):
+    proxy.add(
+        Rule("drop", r"/runs/create$", forward=True),
+        Rule("drop", r"/model-versions/create$", forward=True),
+    )
+    result = train(run_cli, proxy.url, "faults-lost-creates")
+
+    assert result.exit_code == 0, result.stderr
+    assert_tracked_exactly_once(mlflow_server.uri, "faults-lost-creates", result.summary)
+
+
+def test_server_dying_before_training_gives_a_clear_message(run_cli, proxy, retries):
+    proxy.add(Rule("die", LOG_BATCH, body_contains=PARAMS))
+    result = train(run_cli, proxy.url, "faults-dies-early")
+
+    assert result.exit_code == 3, result.error_line
+    assert result.error_line.startswith(f"error: cannot reach the MLflow tracking server at {proxy.url}")
+
+
+# ---------------------------------------------------------------------------------------------
+# a job failing against a server that is failing too
+
+
+def test_marking_the_run_failed_makes_one_attempt_at_a_dead_server(run_cli, proxy, retries):
+    proxy.add(Rule("die", LOG_BATCH, body_contains=PARAMS))
+    result = train(run_cli, proxy.url, "faults-dies-fail-once", "--no-register")
+
+    assert result.exit_code == 3
+    marking = [url for _, url, *_ in retries.attempts if url.endswith(("/runs/set-tag", "/runs/update"))]
+    assert len(marking) <= 2, f"{len(marking)} attempts to mark the run FAILED: {marking}"
+
+
+def test_a_silent_server_is_reported_as_not_answering(run_cli, proxy, retries):
+    proxy.add(Rule("delay", r"/experiments/get-by-name$", delay=3))
+    result = train(run_cli, proxy.url, "faults-silent", "--set", "tracking.preflight_timeout=1")
+
+    assert result.exit_code == 3
+    assert result.error_line == f"error: the MLflow tracking server at {proxy.url} did not answer in time"
+    assert proxy.wait_idle(15)
