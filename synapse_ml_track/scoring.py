@@ -27,7 +27,7 @@ from pyspark.sql import types as T
 from synapse_ml_track import data as data_module
 from synapse_ml_track.config import JobConfig
 from synapse_ml_track.context import run_tags
-from synapse_ml_track.errors import ConfigError, DataError, JobError, TrackingError
+from synapse_ml_track.errors import ConfigError, DataError
 from synapse_ml_track.pipeline import PREDICTION, PROBABILITY
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.runs import JOB_TAG
@@ -190,7 +190,7 @@ def run_scoring(
     mode: str = "errorifexists",
     requested_format: str | None = None,
 ) -> dict[str, Any]:
-    from synapse_ml_track.tracking import RunTracker, describe_failure
+    from synapse_ml_track.tracking import RunTracker
 
     tags = {**run_tags(spark, config.run_key), **config.tracking.tags, JOB_TAG: "score"}
     with session.tracking_errors():
@@ -198,20 +198,10 @@ def run_scoring(
             session.client, session.experiment_id, config.tracking.run_name, tags, session.limits, redactor,
             create_attempts=session.create_attempts,
         )
-    try:
+    with session.failing_run(tracker):
         summary = _score(spark, config, session, tracker, model_uri, output_path, mode, output_format(spark, requested_format))
         tracker.finish()
-        return summary
-    except JobError as exc:
-        tracker.fail(str(exc))
-        raise
-    except Exception as exc:
-        if not session.is_tracking_failure(exc):
-            tracker.fail(f"{type(exc).__name__}: {exc}")
-            raise
-        message = describe_failure(exc, session.uri)
-        tracker.fail(message)
-        raise TrackingError(message) from None
+    return summary
 
 
 def _score(

@@ -23,6 +23,7 @@ from synapse_ml_track.errors import JobError, TrackingError
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.tracking import (
     Limits,
+    RunTracker,
     configure_http,
     describe_failure,
     is_remote,
@@ -55,6 +56,23 @@ class TrackingSession:
             if not self.is_tracking_failure(exc):
                 raise
             raise TrackingError(describe_failure(exc, self.uri)) from None
+
+    @contextmanager
+    def failing_run(self, tracker: RunTracker) -> Iterator[None]:
+        """Any failure inside ends the run FAILED with its reason; a tracking failure becomes one
+        TrackingError line instead of MLflow's retry history."""
+        try:
+            yield
+        except JobError as exc:
+            tracker.fail(str(exc))
+            raise
+        except Exception as exc:
+            if not self.is_tracking_failure(exc):
+                tracker.fail(f"{type(exc).__name__}: {exc}")
+                raise
+            message = describe_failure(exc, self.uri)
+            tracker.fail(message)
+            raise TrackingError(message) from None
 
     @staticmethod
     def is_tracking_failure(exc: BaseException) -> bool:

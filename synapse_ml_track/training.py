@@ -19,7 +19,7 @@ from synapse_ml_track import data as data_module
 from synapse_ml_track import gate, registry
 from synapse_ml_track.config import JobConfig
 from synapse_ml_track.context import run_tags
-from synapse_ml_track.errors import GateRejected, JobError, TrackingError
+from synapse_ml_track.errors import GateRejected, TrackingError
 from synapse_ml_track.evaluation import Evaluation, evaluate, write_artifacts
 from synapse_ml_track.pipeline import PREDICTION, build_classifier, build_pipeline, feature_weights, fit_label_indexer
 from synapse_ml_track.redaction import Redactor
@@ -97,20 +97,11 @@ def run_training(spark: SparkSession, config: JobConfig, session: TrackingSessio
                 session.client, session.experiment_id, config.tracking.run_name, tags, session.limits, redactor,
                 create_attempts=session.create_attempts,
             )
-    try:
-        return _train_and_track(spark, config, session, tracker, resumed=resume)
-    except GateRejected:
-        raise  # the run itself finished; only the model was refused
-    except JobError as exc:
-        tracker.fail(str(exc))
-        raise
-    except Exception as exc:
-        if not session.is_tracking_failure(exc):
-            tracker.fail(f"{type(exc).__name__}: {exc}")
-            raise
-        message = describe_failure(exc, session.uri)
-        tracker.fail(message)
-        raise TrackingError(redactor.redact(message)) from None
+    with session.failing_run(tracker):
+        result = _train_and_track(spark, config, session, tracker, resumed=resume)
+    if result.status == "rejected" and config.gate.fail_on_reject:
+        raise GateRejected(f"model not registered: {result.reason}")  # the run itself finished
+    return result
 
 
 def _train_and_track(
@@ -174,8 +165,6 @@ def _train_and_track(
 
     if decision and not decision.register:
         log.warning("model not registered: %s", decision.reason)
-        if config.gate.fail_on_reject:
-            raise GateRejected(f"model not registered: {decision.reason}")
     return TrainingResult(
         run_id=tracker.run_id,
         experiment_id=session.experiment_id,
