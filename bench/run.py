@@ -187,33 +187,13 @@ class Context:
 
 
 def spark_work(spark, config):
-    """Exactly the Spark work of the job (synapse_ml_track.training._train_and_track) minus tracking."""
+    """Exactly the Spark work of the job (synapse_ml_track.training.fit_and_evaluate), no tracking."""
     from synapse_ml_track import data, pipeline, training
 
-    source = data.resolve_source(config.data)
     classifier = pipeline.build_classifier(config.model.type, config.model.params, config.data.seed)
-    with data.malformed_input_errors(source):
-        raw = data.read_input(spark, source, config.data)
-        spec = data.feature_spec(raw.schema, config.data)
-        prepared = data.prepare(raw, spec, config.data.nulls).cache()
-        try:
-            train, test = data.split(prepared, config.data.train_fraction, config.data.seed)
-            train_counts, test_counts = data.class_counts(train, test, spec.label)
-            data.check_classes(train_counts, test_counts, spec, config.model.type)
-            label_indexer = training.fit_label_indexer(train, spec.label)
-            labels = list(label_indexer.labels)
-            model = pipeline.build_pipeline(spec, classifier, labels).fit(label_indexer.transform(train))
-            test_indexed = label_indexer.transform(test)
-            evaluation = training.evaluate_model(model, test_indexed, labels)
-        finally:
-            prepared.unpersist()
-    metrics = {
-        **evaluation.metrics,
-        "train_rows": float(sum(train_counts.values())),
-        **{f"{n}_{label}": v for label, scores in evaluation.per_class.items() for n, v in scores.items() if n != "support"},
-    }
-    spark_work.last = (model, test_indexed, labels)  # for the one-off measurements
-    return classifier, model, metrics
+    fitted = training.fit_and_evaluate(spark, config, data.resolve_source(config.data), classifier)
+    spark_work.last = (fitted.model, fitted.test_indexed, fitted.labels)  # for the one-off measurements
+    return classifier, fitted.model, fitted.metrics
 
 
 def case_a(ctx: Context) -> dict:

@@ -7,17 +7,19 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import mlflow.spark
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.types import ColSpec, Schema
 from pyspark.ml import PipelineModel
-from pyspark.sql import SparkSession
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
 
 from synapse_ml_track import data as data_module
 from synapse_ml_track import gate, registry
 from synapse_ml_track.config import JobConfig
+from synapse_ml_track.data import FeatureSpec, InputSource
 from synapse_ml_track.context import run_tags
 from synapse_ml_track.errors import GateRejected, TrackingError
 from synapse_ml_track.evaluation import Evaluation, evaluate, write_artifacts
@@ -104,13 +106,39 @@ def run_training(spark: SparkSession, config: JobConfig, session: TrackingSessio
     return result
 
 
-def _train_and_track(
-    spark: SparkSession, config: JobConfig, session: TrackingSession, tracker: RunTracker, resumed: bool
-) -> TrainingResult:
-    source = data_module.resolve_source(config.data)
-    classifier = build_classifier(config.model.type, config.model.params, config.data.seed)
-    tracker.log_params(config_params(config, classifier))
+@dataclass
+class FittedModel:
+    spec: FeatureSpec
+    model: PipelineModel
+    labels: list[str]
+    evaluation: Evaluation
+    train_rows: int
+    test_indexed: DataFrame  # the test split with its label index, for further evaluation
+    sample: pd.DataFrame  # a few test rows of the model's input: the input example
+    champion_metrics: dict[str, float] | None = None
 
+    @property
+    def metrics(self) -> dict[str, float]:
+        per_class = {
+            f"{name}_{label}": value
+            for label, scores in self.evaluation.per_class.items()
+            for name, value in scores.items()
+            if name != "support"
+        }
+        return {**self.evaluation.metrics, "train_rows": float(self.train_rows), **per_class}
+
+
+def fit_and_evaluate(
+    spark: SparkSession,
+    config: JobConfig,
+    source: InputSource,
+    classifier,
+    champion: Callable[[DataFrame, list[str]], dict[str, float] | None] | None = None,
+) -> FittedModel:
+    """The job's Spark work, without tracking: read, check, split, fit, evaluate on the test split.
+
+    `champion`, when given, scores the current champion on the same test split while it is cached.
+    """
     with data_module.malformed_input_errors(source):
         raw = data_module.read_input(spark, source, config.data)
         spec = data_module.feature_spec(raw.schema, config.data)
@@ -125,28 +153,37 @@ def _train_and_track(
             model = build_pipeline(spec, classifier, labels).fit(label_indexer.transform(train))
             test_indexed = label_indexer.transform(test)
             evaluation = evaluate_model(model, test_indexed, labels)
-            champion_metrics = _champion_metrics(session, config, test_indexed, labels)
+            champion_metrics = champion(test_indexed, labels) if champion else None
             sample = test.select(*spec.columns).limit(INPUT_EXAMPLE_ROWS).toPandas()
         finally:
             prepared.unpersist()
+    return FittedModel(
+        spec, model, labels, evaluation, sum(train_counts.values()), test_indexed, sample, champion_metrics
+    )
 
-    train_rows = sum(train_counts.values())
-    metrics = {
-        **evaluation.metrics,
-        "train_rows": float(train_rows),
-        **{f"{name}_{label}": value for label, scores in evaluation.per_class.items() for name, value in scores.items() if name != "support"},
-    }
+
+def _train_and_track(
+    spark: SparkSession, config: JobConfig, session: TrackingSession, tracker: RunTracker, resumed: bool
+) -> TrainingResult:
+    source = data_module.resolve_source(config.data)
+    classifier = build_classifier(config.model.type, config.model.params, config.data.seed)
+    tracker.log_params(config_params(config, classifier))
+    fitted = fit_and_evaluate(
+        spark, config, source, classifier, champion=lambda test, labels: _champion_metrics(session, config, test, labels)
+    )
+    metrics = fitted.metrics
+
     # The output is always the decoded class name; no need to run the model to learn that.
-    signature = ModelSignature(inputs=infer_signature(sample).inputs, outputs=Schema([ColSpec("string", PREDICTION)]))
+    signature = ModelSignature(inputs=infer_signature(fitted.sample).inputs, outputs=Schema([ColSpec("string", PREDICTION)]))
     result_dir = Path(config.tracking.local_result_dir).resolve() / tracker.run_id
-    write_artifacts(evaluation, feature_weights(model, spec), result_dir / "evaluation")
+    write_artifacts(fitted.evaluation, feature_weights(fitted.model, fitted.spec), result_dir / "evaluation")
     (result_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    model_dir = registry.save_model(model, result_dir / "model", signature, sample, config.tracking.dfs_tmp)
+    model_dir = registry.save_model(fitted.model, result_dir / "model", signature, fitted.sample, config.tracking.dfs_tmp)
     log.info("model and evaluation saved locally at %s", result_dir)
 
-    decision = gate.decide(config.gate, metrics, champion_metrics) if config.tracking.register else None
+    decision = gate.decide(config.gate, metrics, fitted.champion_metrics) if config.tracking.register else None
     try:
-        session.log_input(tracker.run_id, source, json.dumps({"mlflow_colspec": signature.inputs.to_dict()}), train_rows + int(evaluation.metrics["test_rows"]))
+        session.log_input(tracker.run_id, source, json.dumps({"mlflow_colspec": signature.inputs.to_dict()}), fitted.train_rows + int(fitted.evaluation.metrics["test_rows"]))
         tracker.log_metrics(metrics, tags=decision.tags() if decision else None)
         tracker.log_artifacts(result_dir / "evaluation")
         tracker.log_artifacts(model_dir, registry.MODEL_ARTIFACT_PATH)
@@ -176,7 +213,7 @@ def _train_and_track(
         status="registered" if version else ("rejected" if decision else "tracked"),
         reason=decision.reason if decision else None,
         tracking_uri=session.uri,
-        model=model,
+        model=fitted.model,
     )
 
 
