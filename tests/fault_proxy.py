@@ -297,10 +297,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 exchange.outcome = f"fault:{rule.status}"
                 self._respond(rule.status, rule.retry_after)
             elif rule.action == "drop":
-                if rule.forward:
-                    self._call_upstream(body)
-                    exchange.reached_server = True
-                exchange.outcome = "fault:drop" + ("+forwarded" if rule.forward else "")
+                self._forward_if_asked(rule, body, exchange)
                 self._drop()
             elif rule.action == "delay":
                 exchange.outcome = f"fault:delay{rule.delay:g}s+forwarded"
@@ -310,10 +307,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 else:
                     exchange.outcome = self._forward(body, exchange, prefix=exchange.outcome + ":")
             elif rule.action == "die":
-                if rule.forward:
-                    self._call_upstream(body)
-                    exchange.reached_server = True
-                exchange.outcome = "fault:die" + ("+forwarded" if rule.forward else "")
+                self._forward_if_asked(rule, body, exchange)
                 proxy.die()
                 self._drop()
         except (ConnectionError, TimeoutError, OSError) as exc:
@@ -324,6 +318,13 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             proxy._record(exchange)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
+
+    def _forward_if_asked(self, rule, body: bytes, exchange) -> None:
+        """A fault that lets the request reach the server first (its response is then lost)."""
+        if rule.forward:
+            self._call_upstream(body)
+            exchange.reached_server = True
+        exchange.outcome = f"fault:{rule.action}" + ("+forwarded" if rule.forward else "")
 
     def _call_upstream(self, body: bytes) -> tuple[int, str, list[tuple[str, str]], bytes]:
         conn = http.client.HTTPConnection(self.owner._upstream_host, self.owner._upstream_port, timeout=UPSTREAM_TIMEOUT)
