@@ -1,41 +1,66 @@
-"""An Azure-Machine-Learning-shaped MLflow endpoint and Azure AD token endpoint on 127.0.0.1.
+"""A local double of an Azure Machine Learning workspace, strict where the jobs depend on it.
 
-One HTTPS server (a self-signed certificate for IP 127.0.0.1, made with `cryptography`; clients
-trust it through REQUESTS_CA_BUNDLE) plays two Azure services:
+One HTTPS server on 127.0.0.1 (a self-signed certificate; clients trust it through
+REQUESTS_CA_BUNDLE) plays the Azure services the jobs talk to. Each behaviour below names its
+source; where the double is stricter than anything documented, it says so.
 
-* Azure AD, at the authority `https://127.0.0.1:PORT`: tenant discovery
-  (`/<tenant>/v2.0/.well-known/openid-configuration`) and the client-credentials token POST
-  (`/<tenant>/oauth2/v2.0/token`), checking the client id and its secret or signed certificate
-  assertion, and the ARM scope. So azure-identity's real ClientSecretCredential and
-  CertificateCredential (with MSAL underneath) run end to end.
-* The AML workspace's MLflow endpoint, only under the prefix the azureml-mlflow plugin builds
-  (`/mlflow/v2.0/subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.MachineLearningServices/
-  workspaces/<ws>`, 404 anywhere else). Every request needs `Authorization: Bearer <token>` with a
-  token this server issued: otherwise 401 with the JSON body AML sends (mlflow/mlflow#5846). A
-  token issued to a service principal without a role on the workspace gets 403 with an empty body
-  (as AML answers, Azure/azure-sdk-for-python#31429). What AML does not serve answers 404 (empty
-  body): the MLflow 3 `/logged-models` endpoints and the plugin's asynchronous batch endpoints
-  (`/api/2.0/preview/mlflow/runs/log-batch-async`, `.../get-run-data-status`). The rest is
-  forwarded, prefix stripped, to a real `mlflow server` (tests/conftest.start_mlflow_server).
+* **Azure AD** at the authority `https://127.0.0.1:PORT`: tenant discovery and the
+  client-credentials token POST, checking the client id and its secret or signed certificate
+  assertion and the ARM scope, so azure-identity's real ClientSecretCredential and
+  CertificateCredential (MSAL underneath) run end to end. Tokens are JWTs with `exp`, `aud`, `appid`.
+* **The workspace's MLflow API**, only under the prefix azureml-mlflow builds
+  (`/mlflow/v2.0/subscriptions/…/workspaces/<ws>`: azureml/mlflow/_store/azureml_reststore.py
+  `get_host_credentials` uses v2.0 for any mlflow 2.x/3.x), forwarded to a real `mlflow server`
+  after these checks:
+  - a bearer token this server issued, else 401 with AML's JSON body (mlflow/mlflow#5846); a
+    principal without a role on the workspace gets 403 with an empty body (Azure/azure-sdk-for-python#31429);
+  - 404 for what AML does not serve: MLflow 3's `/logged-models` endpoints and the plugin's
+    asynchronous batch endpoints (platform notes, "Version trap"; azureml/mlflow/_store/tracking/store.py);
+  - registered-model aliases are not served (404): they are absent from AML's MLflow support
+    matrix (learn.microsoft.com/azure/machine-learning/how-to-manage-models-mlflow, "Support matrix");
+  - search filters AML refuses get 400: `!=` on tags and `OR` in run searches
+    (how-to-track-experiments-mlflow, "Support matrix"; Azure/azure-sdk-for-python#42155),
+    `order_by` on metrics, params or tags, and registered-model searches by anything but an exact
+    name (how-to-manage-models-mlflow, "Support matrix");
+  - AML's run limits, checked before anything is stored (MicrosoftDocs/azure-ai-docs,
+    articles/machine-learning/resource-limits-capacity.md, "Runs" and "Metrics"): 50 tags a run,
+    tag keys of 100 characters and values of 1,000, 50 metric names a run, 250 metric values a batch;
+  - `mlflow.source.*` tags given at run creation are dropped (Azure/azure-sdk-for-python#45207);
+  - at most `page_size` results a search page, with a next_page_token. AML documents no page
+    size: the double pages small so a client that ignores the token is caught (stricter than documented);
+  - throttling on request: 429 with Retry-After (learn.microsoft.com/azure/machine-learning/
+    how-to-manage-quotas, "Azure Machine Learning API throttling": clients must honour 429);
+  - run and experiment artifact locations in AML's own form
+    (`azureml://…/mlflow/v2.0/…/workspaces/<ws>/experiments/<id>/runs/<run>/artifacts`, the
+    form the plugin parses: azureml/mlflow/_store/artifact/utils.py `_ARTIFACT_URI_REGEX`), so
+    MLflow picks the plugin's artifact repository, as against a real workspace.
+* **The run-history artifact service and blob storage** (tests/aml_artifacts.py): write-once
+  artifact paths, SAS-signed blob URLs, transfers by azure-storage-blob's real client.
 
-Where this stops being AML: the real service hands out blob-storage SAS URLs for artifacts
-(`/history/v1.0/.../artifacts/batch/metadata`, then an upload to `*.blob.core.windows.net`), which
-cannot be emulated offline. The mlflow server here has a plain local --default-artifact-root, so
-runs get a local-path artifact_uri and the client writes artifacts straight to disk.
+Not emulated: Azure Resource Manager (tests stub it beneath azure-ai-ml), the model registry's
+own storage (a model version is downloaded from its run's artifacts), private endpoints.
 
 Every request is recorded (method, path, status, bodies, which client's token) for assertions.
+Run on its own: `python tests/aml_server.py` (or `make aml-double`) prints one JSON line with the
+tracking URI and the environment a client needs, then serves until interrupted.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import ipaddress
 import json
+import re
 import secrets
+import signal
 import ssl
+import sys
+import tempfile
 import threading
 import time
 import urllib.parse
+import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -48,13 +73,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from aml_artifacts import BLOB_HOST, HISTORY_PREFIX, ArtifactStore, Response, aml_error, json_response
+
 ARM_SCOPE = "https://management.azure.com/.default"
 WORKSPACE_PREFIX = (
     "/mlflow/v2.0/subscriptions/{subscription}/resourceGroups/{resource_group}"
     "/providers/Microsoft.MachineLearningServices/workspaces/{workspace}"
 )
-# What AML does not serve (see the module docstring).
+API = "/api/2.0/mlflow"
 UNSERVED = ("/logged-models", "/api/2.0/preview/mlflow/runs/log-batch-async", "/api/2.0/preview/mlflow/runs/get-run-data-status")
+ALIAS_ENDPOINTS = (f"{API}/registered-models/alias",)
 # The body AML answers a request without a usable bearer token with (mlflow/mlflow#5846).
 AML_401_BODY = {
     "error": {
@@ -65,6 +93,19 @@ AML_401_BODY = {
     },
     "componentName": "mlflow",
 }
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """AML's documented per-run limits (resource-limits-capacity.md, "Runs" and "Metrics")."""
+
+    tags_per_run: int = 50
+    tag_key_length: int = 100
+    tag_value_length: int = 1000
+    metric_names_per_run: int = 50
+    metrics_per_batch: int = 250
+    # Not on the limits page, but what AML answers (Azure/azure-sdk-for-python#35685).
+    params_per_run: int = 200
 
 
 def _key() -> rsa.RSAPrivateKey:
@@ -143,8 +184,15 @@ class Recorded:
     body: bytes
     response_body: bytes
     client_id: str | None  # whose token authorised the request, if any
-    kind: str  # "token" (Azure AD), "discovery", "aml", "other"
+    kind: str  # "token" (Azure AD), "discovery", "aml", "artifacts", "blob", "other"
     at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Throttle:
+    pattern: re.Pattern
+    times: int
+    retry_after: int
 
 
 @dataclass
@@ -152,11 +200,13 @@ class AmlServer:
     """See the module docstring. Start with `start()`, stop with `stop()`; `upstream` is the real mlflow server."""
 
     upstream_uri: str
-    tls_dir: Path
+    state_dir: Path
     tenant_id: str = "11111111-2222-3333-4444-555555555555"
     subscription_id: str = "00000000-aaaa-bbbb-cccc-000000000001"
     resource_group: str = "rg-ml"
     workspace: str = "ws-ml"
+    limits: RunLimits = field(default_factory=RunLimits)
+    page_size: int = 20
     clients: dict[str, ServicePrincipal] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     tokens: dict[str, str] = field(default_factory=dict)  # access token -> client id
@@ -167,13 +217,37 @@ class AmlServer:
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self.ca_bundle, self._key_path = make_tls_certificate(self.tls_dir)
+        self._throttles: list[Throttle] = []
+        self._signing_key = secrets.token_bytes(32)
+        self.ca_bundle, self._key_path = make_tls_certificate(self.state_dir / "tls")
+        self.artifacts = ArtifactStore(self.state_dir / "blobs", lambda: self.authority)
+        self.artifacts.history_prefix = HISTORY_PREFIX.format(
+            subscription=self.subscription_id, resource_group=self.resource_group, workspace=self.workspace
+        )
 
     # ---- configuration -------------------------------------------------------------------
     def add_client(self, client_id: str, secret: str | None = None, certificate: x509.Certificate | None = None, has_role: bool = True) -> ServicePrincipal:
         principal = ServicePrincipal(client_id, secret, certificate, has_role)
         self.clients[client_id] = principal
         return principal
+
+    def issue_token(self, client_id: str, lifetime: int = 3600) -> str:
+        """An ARM-audience access token for a known principal, as Azure AD would issue it."""
+        now = int(time.time())
+        claims = {
+            "aud": "https://management.azure.com/", "iss": f"{self.authority}/{self.tenant_id}/v2.0",
+            "iat": now, "nbf": now, "exp": now + lifetime, "appid": client_id, "tid": self.tenant_id,
+            "jti": uuid.uuid4().hex,
+        }  # fmt: skip
+        token = jwt.encode(claims, self._signing_key, algorithm="HS256")
+        with self._lock:
+            self.tokens[token] = client_id
+        return token
+
+    def throttle(self, pattern: str, times: int = 1, retry_after: int = 1) -> None:
+        """Answer the next `times` workspace requests whose path matches with 429 and Retry-After."""
+        with self._lock:
+            self._throttles.append(Throttle(re.compile(pattern), times, retry_after))
 
     @property
     def authority(self) -> str:
@@ -191,6 +265,9 @@ class AmlServer:
         """What AML's studio shows (v1.0): the plugin swaps in v2.0 itself under mlflow 3."""
         return f"azureml://127.0.0.1:{self.port}{self.workspace_path()}"
 
+    def run_artifact_uri(self, experiment_id: str, run_id: str) -> str:
+        return f"azureml://127.0.0.1:{self.port}{self.prefix}/experiments/{experiment_id}/runs/{run_id}/artifacts"
+
     # ---- lifecycle -----------------------------------------------------------------------
     def start(self) -> "AmlServer":
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -203,10 +280,19 @@ class AmlServer:
         return self
 
     def stop(self) -> None:
+        self.artifacts.released.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+
+    def reset(self) -> None:
+        """Back to a well-behaved workspace, with an empty request record."""
+        with self._lock:
+            self.requests.clear()
+            self._throttles.clear()
+        self.revoked = False
+        self.artifacts.hang_blob_requests = False
 
     # ---- what happened ---------------------------------------------------------------------
     def record(self, entry: Recorded) -> None:
@@ -224,6 +310,14 @@ class AmlServer:
     def clear(self) -> None:
         with self._lock:
             self.requests.clear()
+
+    def _take_throttle(self, path: str) -> Throttle | None:
+        with self._lock:
+            for rule in self._throttles:
+                if rule.times > 0 and rule.pattern.search(path):
+                    rule.times -= 1
+                    return rule
+        return None
 
 
 class _TlsServer(ThreadingHTTPServer):
@@ -255,7 +349,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._dispatch()
 
+    def do_HEAD(self) -> None:
+        self._dispatch()
+
     def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
         self._dispatch()
 
     def do_PATCH(self) -> None:
@@ -270,25 +370,35 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         aml = self.aml
         tenant = f"/{aml.tenant_id}"
+        client: str | None = None
         if parsed.path == f"{tenant}/v2.0/.well-known/openid-configuration" and self.command == "GET":
-            status, payload, client = 200, self._openid_configuration(), None
-            kind = "discovery"
+            response, kind = json_response(200, self._openid_configuration()), "discovery"
         elif parsed.path == f"{tenant}/oauth2/v2.0/token" and self.command == "POST":
-            status, payload, client = self._token(body)
+            response, client = self._token(body)
             kind = "token"
+        elif parsed.path.startswith(aml.artifacts.history_prefix + "/"):
+            response, client = self._authorized(lambda: aml.artifacts.handle(
+                self.command, parsed.path[len(aml.artifacts.history_prefix):], _query(parsed), body, self._run_exists
+            ))
+            kind = "artifacts"
+        elif parsed.path.startswith(f"/{BLOB_HOST}/"):
+            # Blob storage authorises by the SAS in the URL alone, not by a bearer token.
+            response = aml.artifacts.handle_blob(self.command, parsed.path[len(BLOB_HOST) + 2:], _query(parsed), self.headers, body)
+            kind = "blob"
         elif parsed.path == aml.prefix or parsed.path.startswith(aml.prefix + "/"):
-            status, payload, client = self._workspace(parsed, body)
+            response, client = self._authorized(lambda: self._workspace(parsed, body))
             kind = "aml"
         else:
-            status, payload, client = 404, b"", None
-            kind = "other"
-        raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        aml.record(Recorded(self.command, parsed.path, parsed.query, status, body, raw, client, kind))
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json" if raw else "text/plain")
-        self.send_header("Content-Length", str(len(raw)))
+            response, kind = Response(404), "other"
+        aml.record(Recorded(self.command, parsed.path, parsed.query, response.status, body, response.body, client, kind))
+        self.send_response(response.status)
+        headers = {"Content-Type": "application/json" if response.body else "text/plain", **response.headers}
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)) if self.command != "HEAD" else headers.get("Content-Length", "0"))
         self.end_headers()
-        self.wfile.write(raw)
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
 
     # ---- Azure AD ----------------------------------------------------------------------------
     def _openid_configuration(self) -> dict[str, Any]:
@@ -304,21 +414,20 @@ class _Handler(BaseHTTPRequestHandler):
             "tenant_region_scope": "EU",
         }
 
-    def _token(self, body: bytes) -> tuple[int, dict[str, Any], str | None]:
+    def _token(self, body: bytes) -> tuple[Response, str | None]:
         form = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
         client_id = form.get("client_id", "")
         principal = self.aml.clients.get(client_id)
         if form.get("grant_type") != "client_credentials":
-            return 400, {"error": "unsupported_grant_type", "error_description": "AADSTS70003: only client_credentials here"}, None
+            return json_response(400, {"error": "unsupported_grant_type", "error_description": "AADSTS70003: only client_credentials here"}), None
         if principal is None:
-            return 400, {"error": "unauthorized_client", "error_description": f"AADSTS700016: Application with identifier '{client_id}' was not found in the directory."}, None
+            return json_response(400, {"error": "unauthorized_client", "error_description": f"AADSTS700016: Application with identifier '{client_id}' was not found in the directory."}), None
         if not self._client_authenticated(principal, form):
-            return 401, {"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID."}, None
+            return json_response(401, {"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID."}), None
         if form.get("scope") != ARM_SCOPE:
-            return 400, {"error": "invalid_scope", "error_description": f"AADSTS70011: The provided value for scope {form.get('scope')} is not valid."}, client_id
-        token = "eyJ0eXAi." + secrets.token_urlsafe(48)
-        self.aml.tokens[token] = client_id
-        return 200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}, client_id
+            return json_response(400, {"error": "invalid_scope", "error_description": f"AADSTS70011: The provided value for scope {form.get('scope')} is not valid."}), client_id
+        token = self.aml.issue_token(client_id)
+        return json_response(200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}), client_id
 
     def _client_authenticated(self, principal: ServicePrincipal, form: dict[str, str]) -> bool:
         if "client_secret" in form:
@@ -337,124 +446,308 @@ class _Handler(BaseHTTPRequestHandler):
         return False
 
     # ---- the AML workspace -----------------------------------------------------------------------
-    def _workspace(self, parsed: urllib.parse.SplitResult, body: bytes) -> tuple[int, Any, str | None]:
+    def _authorized(self, serve) -> tuple[Response, str | None]:
         aml = self.aml
         header = self.headers.get("Authorization", "")
         token = header[len("Bearer "):] if header.startswith("Bearer ") else None
         client_id = aml.tokens.get(token) if token else None
+        if client_id is not None:
+            try:
+                jwt.decode(token, aml._signing_key, algorithms=["HS256"], audience="https://management.azure.com/")
+            except jwt.ExpiredSignatureError:
+                client_id = None
         if client_id is None or aml.revoked:
-            return 401, AML_401_BODY, None
+            return json_response(401, AML_401_BODY), None
         if not aml.clients[client_id].has_role:
-            return 403, b"", client_id
+            return Response(403), client_id
+        return serve(), client_id
+
+    def _workspace(self, parsed: urllib.parse.SplitResult, body: bytes) -> Response:
+        aml = self.aml
         rest = parsed.path[len(aml.prefix):] or "/"
-        if any(rest.startswith(p) or p in rest for p in UNSERVED):
-            return 404, b"", client_id
+        throttled = aml._take_throttle(rest)
+        if throttled is not None:
+            response = aml_error(429, "UserError", "The request was throttled: too many requests.", "TooManyRequests")
+            response.headers["Retry-After"] = str(throttled.retry_after)
+            return response
+        if any(p in rest for p in UNSERVED) or rest in ALIAS_ENDPOINTS or rest.endswith("/get-by-alias"):
+            return Response(404)
+        query = _query(parsed)
+        request = json.loads(body) if body and self.command in ("POST", "PATCH", "DELETE") else {}
+        refusal = self._refusal(rest, query, request)
+        if refusal is not None:
+            return refusal
+        if rest == f"{API}/runs/create":
+            # AML drops mlflow.source.* tags given at creation (Azure/azure-sdk-for-python#45207).
+            request["tags"] = [t for t in request.get("tags", []) if not t["key"].startswith("mlflow.source.")]
+            body = json.dumps(request).encode()
+        if rest == f"{API}/model-versions/get-download-uri":
+            return self._download_uri(query)
+        query_string = urllib.parse.urlencode(self._paged(rest, query), doseq=True)
         upstream = requests.request(
             self.command,
-            aml.upstream_uri + rest + (f"?{parsed.query}" if parsed.query else ""),
+            aml.upstream_uri + rest + (f"?{query_string}" if query_string else ""),
             data=body or None,
             headers={"Content-Type": self.headers.get("Content-Type", "application/json")},
             timeout=60,
         )
-        return upstream.status_code, upstream.content, client_id
+        content = upstream.content
+        if upstream.ok and content:
+            content = json.dumps(self._aml_locations(upstream.json())).encode()
+        return Response(upstream.status_code, content, {"Content-Type": upstream.headers.get("Content-Type", "application/json")})
+
+    def _paged(self, rest: str, query: dict[str, str]) -> dict[str, str]:
+        if rest.endswith("/search") and self.command == "GET":
+            query = dict(query)
+            query["max_results"] = str(min(int(query.get("max_results") or self.aml.page_size), self.aml.page_size))
+        return query
+
+    def _refusal(self, rest: str, query: dict[str, str], request: dict[str, Any]) -> Response | None:
+        if rest == f"{API}/runs/search":
+            if self.command == "POST":
+                request["max_results"] = min(int(request.get("max_results") or self.aml.page_size), self.aml.page_size)
+            return _run_filter_refusal(request.get("filter") or "", request.get("order_by") or [])
+        if rest == f"{API}/registered-models/search":
+            return _registered_model_filter_refusal(query.get("filter") or "")
+        if rest == f"{API}/model-versions/search":
+            return _model_version_filter_refusal(query.get("filter") or "")
+        if rest == f"{API}/metrics/get-history" and int(query.get("max_results") or 0) >= 1000:
+            # mlflow/mlflow#10694: AML refuses MLflow's default page of 25,000 metric values.
+            size = query["max_results"]
+            return mlflow_error(400, "UserError", f"MaxResults = {size} is invalid: MaxResults must be less than 1000.", "BAD_REQUEST")
+        if rest in (f"{API}/runs/create", f"{API}/runs/log-batch", f"{API}/runs/set-tag", f"{API}/runs/log-metric", f"{API}/runs/log-parameter"):
+            return self._limit_refusal(rest, request)
+        return None
+
+    def _limit_refusal(self, rest: str, request: dict[str, Any]) -> Response | None:
+        limits = self.aml.limits
+        tags = request.get("tags") or ([{"key": request["key"], "value": request["value"]}] if rest.endswith("set-tag") else [])
+        metrics = request.get("metrics") or ([request] if rest.endswith("log-metric") else [])
+        params = request.get("params") or ([request] if rest.endswith("log-parameter") else [])
+        for tag in tags:
+            if len(tag["key"]) > limits.tag_key_length:
+                return _limit_error("Tags.Key", limits.tag_key_length, len(tag["key"]))
+            if len(tag.get("value") or "") > limits.tag_value_length:
+                return _limit_error("Tags.Value", limits.tag_value_length, len(tag["value"]))
+        if len(metrics) > limits.metrics_per_batch:
+            return _limit_error("MetricV2Dto.Value/Count", limits.metrics_per_batch, len(metrics))
+        if rest.endswith("runs/create"):
+            kept = [t for t in tags if not t["key"].startswith("mlflow.source.")]
+            return _limit_error("Tags", limits.tags_per_run, len(kept)) if len(kept) > limits.tags_per_run else None
+        run = self._upstream_run(request.get("run_id") or request.get("run_uuid"))
+        if run is None:
+            return None  # the upstream server answers for a missing run
+        data = run.get("data", {})
+        all_tags = {t["key"] for t in data.get("tags", [])} | {t["key"] for t in tags}
+        if len(all_tags) > limits.tags_per_run:
+            return _limit_error("Tags", limits.tags_per_run, len(all_tags))
+        names = {m["key"] for m in data.get("metrics", [])} | {m["key"] for m in metrics}
+        if len(names) > limits.metric_names_per_run:
+            return _limit_error("MetricNames", limits.metric_names_per_run, len(names))
+        all_params = {p["key"] for p in data.get("params", [])} | {p["key"] for p in params}
+        if len(all_params) > limits.params_per_run:
+            return _limit_error("Parameters", limits.params_per_run, len(all_params))
+        return None
+
+    def _upstream_run(self, run_id: str | None) -> dict | None:
+        if not run_id:
+            return None
+        answer = requests.get(f"{self.aml.upstream_uri}{API}/runs/get", params={"run_id": run_id}, timeout=60)
+        return answer.json()["run"] if answer.ok else None
+
+    def _run_exists(self, experiment_id: str, run_id: str) -> bool:
+        run = self._upstream_run(run_id)
+        return run is not None and run["info"]["experiment_id"] == experiment_id
+
+    def _download_uri(self, query: dict[str, str]) -> Response:
+        """Where a version's files are: its `runs:/` source resolved to the run's AML artifact location."""
+        answer = requests.get(f"{self.aml.upstream_uri}{API}/model-versions/get", params=query, timeout=60)
+        if not answer.ok:
+            return Response(answer.status_code, answer.content, {"Content-Type": "application/json"})
+        version = answer.json()["model_version"]
+        match = re.match(r"^runs:/([^/]+)/(.+)$", version.get("source", ""))
+        run = self._upstream_run(match.group(1)) if match else None
+        if run is None:
+            return aml_error(400, "UserError", f"Model version source {version.get('source')} is not a run artifact", "BadArgument")
+        base = self.aml.run_artifact_uri(run["info"]["experiment_id"], run["info"]["run_id"])
+        return json_response(200, {"artifact_uri": f"{base}/{match.group(2)}"})
+
+    def _aml_locations(self, payload: Any) -> Any:
+        """Run and experiment artifact locations as AML reports them (see the module docstring)."""
+        if isinstance(payload, list):
+            return [self._aml_locations(item) for item in payload]
+        if not isinstance(payload, dict):
+            return payload
+        out = {key: self._aml_locations(value) for key, value in payload.items()}
+        if "artifact_uri" in out and "run_id" in out and "experiment_id" in out:
+            out["artifact_uri"] = self.aml.run_artifact_uri(out["experiment_id"], out["run_id"])
+        if "artifact_location" in out and "experiment_id" in out:
+            out["artifact_location"] = f"azureml://127.0.0.1:{self.aml.port}{self.aml.prefix}/experiments/{out['experiment_id']}"
+        return out
 
 
-# ---- pytest fixtures: import them into a test module (`from aml_server import aml_server, aml_env, ...`) ----
-
-import atexit  # noqa: E402 - only the fixtures need these
-import socket  # noqa: E402
-import uuid  # noqa: E402
-
-import pytest  # noqa: E402
-
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
-# MLflow's own usage telemetry (config.mlflow-telemetry.io): blocked too, but it is not Azure's doing.
-NOT_AZURE = (".mlflow-telemetry.io",)
+def _query(parsed: urllib.parse.SplitResult) -> dict[str, str]:
+    return {k: v[-1] for k, v in urllib.parse.parse_qs(parsed.query, keep_blank_values=True).items()}
 
 
-_SHARED: dict[str, AmlServer] = {}
+# ---- AML's filter grammar ---------------------------------------------------------------------------
+
+_CLAUSE = re.compile(
+    r"^\s*(?P<key>(?:(?:attributes?|tags?|params?|parameters?|metrics?)\.)?(?:`[^`]+`|\"[^\"]+\"|[\w.]+))\s*"
+    r"(?P<op>!=|<>|>=|<=|=|<|>|(?:NOT\s+)?I?LIKE|(?:NOT\s+)?IN)\s*(?P<value>.+?)\s*$",
+    re.IGNORECASE,
+)
 
 
-def shared_aml_server(tmp_path_factory) -> AmlServer:
-    """One AmlServer (and mlflow server) for the whole test session, stopped when Python exits.
-
-    Test modules import the `aml_server` fixture, which pytest would otherwise set up once per
-    module; the mlflow server takes seconds to start (a minute on a loaded machine).
-    """
-    if "server" not in _SHARED:
-        from conftest import start_mlflow_server
-
-        try:
-            upstream = start_mlflow_server(tmp_path_factory.mktemp("aml-upstream"))
-        except RuntimeError:  # conftest waits 60 s; a busy machine can need longer: once more
-            upstream = start_mlflow_server(tmp_path_factory.mktemp("aml-upstream-retry"))
-        server = AmlServer(upstream.uri, tmp_path_factory.mktemp("aml-tls")).start()
-        server.upstream = upstream  # type: ignore[attr-defined]
-        _SHARED["server"] = server
-        atexit.register(upstream.stop)
-        atexit.register(server.stop)
-    return _SHARED["server"]
+def _clauses(filter_string: str) -> list[re.Match] | str:
+    """The AND-joined clauses of a filter, or the part AML refuses."""
+    if any(re.search(r"\bOR\b", part, re.IGNORECASE) for part in _unquoted(filter_string)):
+        return filter_string
+    matches = []
+    for part in _split_outside_quotes(filter_string):
+        match = _CLAUSE.match(part)
+        if not match:
+            return part.strip()
+        matches.append(match)
+    return matches
 
 
-@pytest.fixture
-def aml_server(tmp_path_factory) -> AmlServer:
-    """The shared AmlServer; `aml_server.upstream` is the real mlflow server behind it."""
-    return shared_aml_server(tmp_path_factory)
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|`[^`]*`|\"[^\"]*\"")
 
 
-@dataclass
-class ServicePrincipalEnv:
-    tenant_id: str
-    client_id: str
-    secret: str
-    environ: dict[str, str]
+def _unquoted(text: str) -> list[str]:
+    return _QUOTED.split(text)
 
 
-@pytest.fixture
-def aml_env(aml_server, monkeypatch, request) -> ServicePrincipalEnv:
-    """A fresh service principal known to the fake Azure AD, in the environment as a job would have it.
-
-    Trusts the server's certificate (REQUESTS_CA_BUNDLE) and points azure-identity at the fake
-    authority (AZURE_AUTHORITY_HOST). Clears the workspace variables so each test sets its own.
-    """
-    if "run_cli" in request.fixturenames:
-        request.getfixturevalue("run_cli")  # it clears AZURE_CLIENT_SECRET: set ours after it
-    aml_server.revoked = False
-    aml_server.clear()
-    client_id = str(uuid.uuid4())
-    secret = "smt-FAKE-client-secret-" + secrets.token_hex(12)
-    aml_server.add_client(client_id, secret=secret)
-    environ = {
-        "AZURE_TENANT_ID": aml_server.tenant_id,
-        "AZURE_CLIENT_ID": client_id,
-        "AZURE_CLIENT_SECRET": secret,
-        "AZURE_AUTHORITY_HOST": aml_server.authority,
-        "REQUESTS_CA_BUNDLE": str(aml_server.ca_bundle),
-    }
-    for name in (
-        "AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE_NAME", "AZUREML_REGION",
-        "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "MLFLOW_TRACKING_URI", "CURL_CA_BUNDLE",
-        "MLFLOW_ENABLE_ASYNC_LOGGING",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in environ.items():
-        monkeypatch.setenv(name, value)
-    return ServicePrincipalEnv(aml_server.tenant_id, client_id, secret, environ)
+def _split_outside_quotes(text: str) -> list[str]:
+    """Split on AND where it is not inside a quoted value or name."""
+    pieces, current, position = [], "", 0
+    for match in _QUOTED.finditer(text):
+        outside = re.split(r"\s+AND\s+", text[position : match.start()], flags=re.IGNORECASE)
+        current += outside[0]
+        for following in outside[1:]:
+            pieces.append(current)
+            current = following
+        current += match.group(0)
+        position = match.end()
+    outside = re.split(r"\s+AND\s+", text[position:], flags=re.IGNORECASE)
+    current += outside[0]
+    for following in outside[1:]:
+        pieces.append(current)
+        current = following
+    pieces.append(current)
+    return [p for p in pieces if p.strip()]
 
 
-@pytest.fixture
-def offline(monkeypatch) -> list[str]:
-    """Only 127.0.0.1 resolves: any attempt to reach Azure (instance discovery, cloud metadata, ARM,
-    IMDS) fails at once and is listed here for the test to assert on."""
-    attempted: list[str] = []
-    real_getaddrinfo = socket.getaddrinfo
+def mlflow_error(status: int, code: str, message: str, error_code: str = "INVALID_PARAMETER_VALUE") -> Response:
+    """The envelope AML's MLflow endpoint refuses a request with: PascalCase `Error`, no top-level
+    `message`, MLflow's `error_code` (quoted in Azure/azure-sdk-for-python#42155 and mlflow/mlflow#11462)."""
+    return json_response(status, {
+        "Error": {
+            "Code": code, "Severity": None, "Message": message, "MessageFormat": None, "MessageParameters": None,
+            "ReferenceCode": None, "DetailsUri": None, "Target": None, "Details": [], "InnerError": None,
+            "DebugInfo": None, "AdditionalInfo": None,
+        },
+        "Correlation": {"operation": secrets.token_hex(16), "request": secrets.token_hex(8)},
+        "Environment": "local", "Location": "local",
+        "Time": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+        "ComponentName": "mlflow", "statusCode": status, "error_code": error_code,
+    })  # fmt: skip
 
-    def local_only(host, *args, **kwargs):
-        if str(host) not in LOCAL_HOSTS:
-            if not str(host).endswith(NOT_AZURE):
-                attempted.append(str(host))
-            raise socket.gaierror(socket.EAI_NONAME, f"offline test: {host} is not reachable")
-        return real_getaddrinfo(host, *args, **kwargs)
 
-    monkeypatch.setattr(socket, "getaddrinfo", local_only)
-    return attempted
+def _filter_error(clause: str) -> Response:
+    # AML's words for any filter it cannot run, `!=` on tags included (Azure/azure-sdk-for-python#42155).
+    return mlflow_error(
+        400, "UserError",
+        f"Currently unsupported filter string format (we currently do not support OR). Provided filter string: {clause}",
+    )  # fmt: skip
+
+
+def _limit_error(field: str, limit: int, size: int) -> Response:
+    # AML's template for a limit exceeded (Azure/azure-sdk-for-python#35685, mlflow/mlflow#11462); the
+    # FieldName values for tags and metric names are this double's own: no captured answer shows them.
+    return mlflow_error(
+        400, "ValidationError",
+        f"A field of the entity is over the size limit. FieldName={field}, Limit={limit}, Size={size}. "
+        "See https://aka.ms/azure-machine-learning-limits for service limits documentation.",
+    )  # fmt: skip
+
+
+def _run_filter_refusal(filter_string: str, order_by: list[str]) -> Response | None:
+    for column in order_by:
+        if re.match(r"^\s*(metrics?|params?|parameters?|tags?)\.", column, re.IGNORECASE):
+            return _filter_error(f"order_by {column}")
+    if not filter_string.strip():
+        return None
+    clauses = _clauses(filter_string)
+    if isinstance(clauses, str):
+        return _filter_error(clauses)
+    for clause in clauses:
+        key, op = clause.group("key").lower(), clause.group("op").upper()
+        if key.startswith("tag") and op in ("!=", "<>"):
+            return _filter_error(clause.group(0).strip())
+    return None
+
+
+def _registered_model_filter_refusal(filter_string: str) -> Response | None:
+    if not filter_string.strip():
+        return None
+    clauses = _clauses(filter_string)
+    if isinstance(clauses, str):
+        return _filter_error(clauses)
+    for clause in clauses:
+        key, op = clause.group("key").lower(), clause.group("op").upper()
+        if key != "name" or op != "=":
+            return _filter_error(clause.group(0).strip())
+    return None
+
+
+def _model_version_filter_refusal(filter_string: str) -> Response | None:
+    if not filter_string.strip():
+        return None
+    clauses = _clauses(filter_string)
+    if isinstance(clauses, str):
+        return _filter_error(clauses)
+    for clause in clauses:
+        key, op = clause.group("key").lower(), clause.group("op").upper()
+        if key not in ("name", "run_id") or op != "=":
+            return _filter_error(clause.group(0).strip())
+    return None
+
+
+# ---- standalone: `python tests/aml_server.py` (make aml-double) ------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    from support import start_mlflow_server
+
+    parser = argparse.ArgumentParser(description="Run the local AML workspace double until interrupted.")
+    parser.add_argument("--state-dir", help="where the double keeps its store, blobs and certificate (default: a temp dir)")
+    args = parser.parse_args(argv)
+    state = Path(args.state_dir or tempfile.mkdtemp(prefix="aml-double-")).resolve()
+    upstream = start_mlflow_server(state / "mlflow")
+    server = AmlServer(upstream.uri, state).start()
+    client_id, secret = str(uuid.uuid4()), "smt-FAKE-client-secret-" + secrets.token_hex(12)
+    server.add_client(client_id, secret=secret)
+    print(json.dumps({
+        "tracking_uri": server.tracking_uri,
+        "env": {
+            "AZURE_TENANT_ID": server.tenant_id,
+            "AZURE_CLIENT_ID": client_id,
+            "AZURE_CLIENT_SECRET": secret,
+            "AZURE_AUTHORITY_HOST": server.authority,
+            "REQUESTS_CA_BUNDLE": str(server.ca_bundle),
+        },
+    }), flush=True)
+    stopped = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
+    try:
+        stopped.wait()
+    finally:
+        server.stop()
+        upstream.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

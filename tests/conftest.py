@@ -1,27 +1,23 @@
-"""Shared fixtures: one fast local SparkSession, a real MLflow server, and a way to run the CLI."""
+"""Shared fixtures: one fast local SparkSession, a real MLflow server, the AML double, and a way to run the CLI."""
 
 from __future__ import annotations
 
 import io
 import json
 import os
+import secrets
 import socket
-import subprocess
-import sys
-import time
+import uuid
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
-from pathlib import Path
 
 import mlflow
 import pytest
-import requests
 from pyspark.sql import SparkSession
 
+from aml_server import AmlServer
+from support import MlflowServer, start_mlflow_server
 from synapse_ml_track.cli import main
-
-REPO = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="session")
@@ -55,66 +51,6 @@ def isolated_mlflow_uris(monkeypatch):
     mlflow.set_registry_uri(None)
     for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
         os.environ.pop(variable, None)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_http(url: str, timeout: float = 60.0, process: subprocess.Popen | None = None, **kwargs) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"server exited with code {process.returncode} before answering {url}")
-        try:
-            if requests.get(url, timeout=2, **kwargs).status_code < 500:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"no answer from {url} within {timeout} s")
-
-
-@dataclass
-class MlflowServer:
-    uri: str
-    port: int
-    process: subprocess.Popen
-    log_path: Path
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-
-
-def start_mlflow_server(root: Path, port: int | None = None, extra_env: dict | None = None) -> MlflowServer:
-    """A real `mlflow server` on 127.0.0.1 with an sqlite store and a local artifact root."""
-    root.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
-    log_path = root / "server.log"
-    command = [
-        str(VENV_BIN / "mlflow"), "server",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-        # A plain path: the client writes artifacts straight to it, as it would to AML's store.
-        "--default-artifact-root", str(root / "artifacts"),
-        "--workers", "1",
-    ]
-    env = {**os.environ, **(extra_env or {})}
-    process = subprocess.Popen(command, stdout=open(log_path, "w"), stderr=subprocess.STDOUT, env=env)
-    server = MlflowServer(f"http://127.0.0.1:{port}", port, process, log_path)
-    try:
-        wait_for_http(f"{server.uri}/health", process=process)
-    except RuntimeError:
-        server.stop()
-        raise RuntimeError(f"mlflow server did not start:\n{log_path.read_text()[-3000:]}")
-    return server
 
 
 @pytest.fixture(scope="session")
@@ -155,3 +91,80 @@ def run_cli(spark, monkeypatch, tmp_path):
         return CliResult(code, out.getvalue(), err.getvalue())
 
     return run
+
+
+# ---- the AML workspace double (tests/aml_server.py) ---------------------------------------------
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+# MLflow's own usage telemetry (config.mlflow-telemetry.io): blocked too, but it is not Azure's doing.
+NOT_AZURE = (".mlflow-telemetry.io",)
+
+
+@pytest.fixture(scope="session")
+def aml_server(tmp_path_factory) -> AmlServer:
+    """One AML double (and the real mlflow server behind it, `aml_server.upstream`) for the session."""
+    upstream = start_mlflow_server(tmp_path_factory.mktemp("aml-upstream"))
+    server = AmlServer(upstream.uri, tmp_path_factory.mktemp("aml-double")).start()
+    server.upstream = upstream  # type: ignore[attr-defined]
+    yield server
+    server.stop()
+    upstream.stop()
+
+
+@dataclass
+class ServicePrincipalEnv:
+    tenant_id: str
+    client_id: str
+    secret: str
+    environ: dict[str, str]
+
+
+@pytest.fixture
+def aml_env(aml_server, monkeypatch, request) -> ServicePrincipalEnv:
+    """A fresh service principal known to the fake Azure AD, in the environment as a job would have it.
+
+    Trusts the server's certificate (REQUESTS_CA_BUNDLE) and points azure-identity at the fake
+    authority (AZURE_AUTHORITY_HOST). Clears the workspace variables so each test sets its own, and
+    puts the double back to a well-behaved workspace.
+    """
+    if "run_cli" in request.fixturenames:
+        request.getfixturevalue("run_cli")  # it clears AZURE_CLIENT_SECRET: set ours after it
+    aml_server.reset()
+    client_id = str(uuid.uuid4())
+    secret = "smt-FAKE-client-secret-" + secrets.token_hex(12)
+    aml_server.add_client(client_id, secret=secret)
+    environ = {
+        "AZURE_TENANT_ID": aml_server.tenant_id,
+        "AZURE_CLIENT_ID": client_id,
+        "AZURE_CLIENT_SECRET": secret,
+        "AZURE_AUTHORITY_HOST": aml_server.authority,
+        "REQUESTS_CA_BUNDLE": str(aml_server.ca_bundle),
+    }
+    for name in (
+        "AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE_NAME", "AZUREML_REGION",
+        "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "MLFLOW_TRACKING_URI", "CURL_CA_BUNDLE",
+        "MLFLOW_ENABLE_ASYNC_LOGGING",
+    ):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    yield ServicePrincipalEnv(aml_server.tenant_id, client_id, secret, environ)
+    aml_server.reset()
+
+
+@pytest.fixture
+def offline(monkeypatch) -> list[str]:
+    """Only 127.0.0.1 resolves: any attempt to reach Azure (instance discovery, cloud metadata, ARM,
+    IMDS) fails at once and is listed here for the test to assert on."""
+    attempted: list[str] = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def local_only(host, *args, **kwargs):
+        if str(host) not in LOCAL_HOSTS:
+            if not str(host).endswith(NOT_AZURE):
+                attempted.append(str(host))
+            raise socket.gaierror(socket.EAI_NONAME, f"offline test: {host} is not reachable")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", local_only)
+    return attempted

@@ -33,8 +33,8 @@ from synapse_ml_track.errors import ConfigError, CredentialError
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.tracking import AML_LIMITS, RunTracker, limits_for
 
-from aml_server import aml_env, aml_server, offline  # noqa: F401 - fixtures
-from conftest import free_port
+
+from support import free_port
 
 EXPECTED_ARTIFACTS = {"classification_report.json", "classification_report.txt", "confusion_matrix.png", "coefficients.json", "model"}
 

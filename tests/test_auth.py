@@ -23,7 +23,7 @@ from synapse_ml_track.config import AzureConfig
 from synapse_ml_track.errors import CredentialError
 from synapse_ml_track.redaction import Redactor
 
-from aml_server import aml_env, aml_server, make_client_certificate, offline  # noqa: F401 - fixtures
+from aml_server import make_client_certificate
 
 
 class StandInMssparkutils:

@@ -114,7 +114,7 @@ def test_bad_config_fails_before_any_run(args, expected, run_cli, mlflow_server)
 
 
 def test_dead_tracking_server_fails_fast_with_one_line(run_cli):
-    from conftest import free_port
+    from support import free_port
 
     result = run_cli("train", "--tracking-uri", f"http://127.0.0.1:{free_port()}")
     assert result.exit_code == 3

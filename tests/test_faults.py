@@ -26,7 +26,7 @@ from synapse_ml_track.config import build_config
 from synapse_ml_track.pipeline import build_classifier
 from synapse_ml_track.training import config_params
 
-from conftest import free_port
+from support import free_port
 from fault_proxy import FaultProxy, Rule
 
 pytestmark = pytest.mark.timeout(240)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from aml_server import aml_env, aml_server, offline  # noqa: F401 - fixtures
+
 
 
 def files_under(*roots: Path) -> list[Path]:

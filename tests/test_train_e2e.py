@@ -20,7 +20,7 @@ from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.session import open_session
 from synapse_ml_track.training import run_training
 
-from conftest import REPO, VENV_BIN
+from support import REPO, VENV_BIN
 
 EXPECTED_ARTIFACTS = {
     "classification_report.json",

@@ -1,0 +1,101 @@
+"""Helpers the tests, the AML double and the benchmark share: free ports and a real `mlflow server`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+# How long a server may take to answer its first request. A cold mlflow server imports for
+# 5-10 s; on a loaded 2-core machine that has been seen to take over a minute.
+START_TIMEOUT = 180.0
+# What a server prints when another process took its port between our choosing it and its bind.
+_PORT_TAKEN = ("address already in use", "errno 98", "eaddrinuse")
+
+
+def free_port() -> int:
+    """A port nothing listens on right now. Another process may take it before the caller binds it:
+    servers started here detect that and choose again (see start_mlflow_server)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float = START_TIMEOUT, process: subprocess.Popen | None = None, **kwargs) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise ServerExited(f"server exited with code {process.returncode} before answering {url}")
+        try:
+            if requests.get(url, timeout=5, **kwargs).status_code < 500:
+                if process is None or process.poll() is None:
+                    return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"no answer from {url} within {timeout:.0f} s")
+
+
+class ServerExited(RuntimeError):
+    pass
+
+
+@dataclass
+class MlflowServer:
+    uri: str
+    port: int
+    process: subprocess.Popen
+    log_path: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=15)
+
+
+def start_mlflow_server(
+    root: Path, *, artifact_root: str | None = None, extra_env: dict | None = None, attempts: int = 3
+) -> MlflowServer:
+    """A real `mlflow server` on 127.0.0.1 with an sqlite store, on a free port.
+
+    The port is chosen before the server binds it, so another process can take it in between;
+    then the server exits saying so and another port is chosen.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    log_path = root / "server.log"
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **(extra_env or {})}
+    for _ in range(attempts):
+        port = free_port()
+        command = [
+            str(VENV_BIN / "mlflow"), "server",
+            "--host", "127.0.0.1", "--port", str(port),
+            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+            "--default-artifact-root", artifact_root or str(root / "artifacts"),
+            "--workers", "1",
+        ]  # fmt: skip
+        with open(log_path, "w") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        server = MlflowServer(f"http://127.0.0.1:{port}", port, process, log_path)
+        try:
+            wait_for_http(f"{server.uri}/health", process=process)
+            return server
+        except ServerExited:
+            server.stop()
+            if not any(marker in log_path.read_text().lower() for marker in _PORT_TAKEN):
+                raise RuntimeError(f"mlflow server did not start:\n{log_path.read_text()[-3000:]}") from None
+        except RuntimeError:
+            server.stop()
+            raise RuntimeError(f"mlflow server did not answer:\n{log_path.read_text()[-3000:]}") from None
+    raise RuntimeError(f"mlflow server found no free port in {attempts} attempts")

@@ -1,0 +1,378 @@
+"""The jobs against Azure ML as it really behaves: each test here names a defect the lenient double hid.
+
+The workspace is the strict double of tests/aml_server.py (artifacts through AML's run-history
+service and SAS blob URLs, AML's filter grammar and limits, no aliases, `mlflow.source.*` tags
+dropped at run creation, small search pages), reached only through the real azureml-mlflow plugin
+with the tracking URI given as a flag: no MLFLOW_TRACKING_URI, as on a Synapse pool. Azure AD is
+the double's; Azure Resource Manager and the managed identity's token service are not reachable
+here and are stood in for where a test says so.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import types
+import uuid
+
+import mlflow
+import pytest
+import requests
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from synapse_ml_track import aml, registry, runs
+from synapse_ml_track.config import AzureConfig
+from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.tracking import AML_LIMITS, ERROR_TAG, RunTracker
+
+from aml_server import AML_401_BODY, API, RunLimits
+from support import REPO
+
+EVALUATION_FILES = {"classification_report.json", "classification_report.txt", "confusion_matrix.png", "coefficients.json"}
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def train(run_cli, server, experiment: str, model: str, *extra: str):
+    return run_cli(
+        "train", "--tracking-uri", server.tracking_uri, "--experiment-name", experiment, "--registered-model-name", model, *extra
+    )
+
+
+def upstream(server) -> MlflowClient:
+    """The real mlflow server behind the double: what the workspace stored, read without AML's rules."""
+    return MlflowClient(server.upstream.uri, server.upstream.uri)
+
+
+def aml_client(server, env) -> MlflowClient:
+    """A client through the plugin, as a user's notebook would make one (global URIs set)."""
+    uri, _ = aml.connect(server.tracking_uri, AzureConfig(authority_host=server.authority), env.environ, Redactor())
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(uri, uri)
+
+
+# ---- defect 1: artifacts go through AML's artifact service -------------------------------------------
+
+
+def test_artifacts_are_uploaded_through_the_aml_artifact_service(run_cli, aml_env, aml_server, offline):
+    """Defect 1: the plugin's artifact repository takes its credentials from the *global* tracking URI
+    (azureml/mlflow/_store/artifact/utils.py, get_service_context). Without it: "An authorization
+    token was not set in the artifact uri" (mlflow/mlflow#9495)."""
+    result = train(run_cli, aml_server, unique("artifacts"), unique("m"), "--no-register")
+    assert result.exit_code == 0, result.stderr
+    run_id = result.summary["run_id"]
+    stored = aml_server.artifacts.paths(run_id)
+    assert EVALUATION_FILES <= stored
+    assert {"model/MLmodel", "model/requirements.txt"} <= stored and any(p.startswith("model/sparkml/") for p in stored)
+    # Each file was announced to the run-history service, then written to blob storage with its SAS.
+    puts = [r for r in aml_server.recorded("blob") if r.method == "PUT"]
+    assert len(puts) == len(stored) and all(r.status == 201 for r in puts)
+    assert all(r.status == 200 for r in aml_server.recorded("artifacts"))
+    assert offline == []
+
+
+# ---- defect 2: the registry preflight uses calls AML accepts -----------------------------------------
+
+
+def test_check_and_registration_use_registry_calls_aml_accepts(run_cli, aml_env, aml_server, offline):
+    """Defect 2: MLflow 3 appends tag.`mlflow.prompt.is_prompt` != 'true' to every registered-model
+    search (mlflow/tracking/_model_registry/client.py); AML refuses it (Azure/azure-sdk-for-python#42155)."""
+    model = unique("checked")
+    result = run_cli("check", "--tracking-uri", aml_server.tracking_uri, "--registered-model-name", model)
+    assert result.exit_code == 0, result.stderr
+    assert "ok: model registry is readable" in result.stdout
+    refused = [call for call in aml_server.api_calls() if call[2] == 400]
+    assert refused == []
+    assert ("GET", f"{API}/registered-models/get", 404) in aml_server.api_calls()  # no such model yet: fine
+
+
+# ---- defect 3: a resumed run does not re-upload into write-once storage --------------------------------
+
+
+def test_resumed_run_uploads_no_artifact_twice(run_cli, aml_env, aml_server, offline, monkeypatch):
+    """Defect 3: AML run artifacts are write-once ("UserError: Resource Conflict", raised by the plugin
+    as a bare Exception: run_artifact_client.py). A run resumed by its run key must not re-upload."""
+    experiment, model = unique("resume"), unique("resumed")
+    real_register = registry.register
+
+    def unavailable(*args, **kwargs):
+        raise MlflowException("registry briefly unavailable")
+
+    monkeypatch.setattr(registry, "register", unavailable)
+    failed = train(run_cli, aml_server, experiment, model, "--run-key", "activity-9")
+    assert failed.exit_code == 3 and "the trained model and metrics are saved at" in failed.error_line
+    monkeypatch.setattr(registry, "register", real_register)
+
+    resumed = train(run_cli, aml_server, experiment, model, "--run-key", "activity-9")
+    assert resumed.exit_code == 0, resumed.stderr
+    run_id = resumed.summary["run_id"]
+    conflicts = [r for r in aml_server.recorded("artifacts") if b"Resource Conflict" in r.response_body]
+    assert conflicts == []
+    run = upstream(aml_server).get_run(run_id)
+    assert run.info.status == "FINISHED" and ERROR_TAG not in run.data.tags
+    versions = upstream(aml_server).search_model_versions(f"name='{model}'")
+    assert [(v.version, v.run_id) for v in versions] == [("1", run_id)]
+    assert {"model/MLmodel", *EVALUATION_FILES} <= aml_server.artifacts.paths(run_id)
+
+
+def test_a_conflicting_upload_is_one_line_naming_the_path(aml_env, aml_server, tmp_path):
+    """Defect 3: the plugin's bare Exception for a conflict becomes a tracking error naming the path."""
+    client = aml_client(aml_server, aml_env)
+    experiment_id = client.create_experiment(unique("conflict"))
+    tracker = RunTracker.start(client, experiment_id, "conflict", {}, AML_LIMITS, Redactor())
+    (tmp_path / "report.txt").write_text("first")
+    tracker.log_artifacts(tmp_path)
+    with pytest.raises(Exception) as raised:
+        tracker.log_artifacts(tmp_path)
+    from synapse_ml_track.tracking import describe_failure
+
+    line = describe_failure(raised.value, aml_server.tracking_uri)
+    assert "report.txt" in line and "write-once" in line and "\n" not in line
+
+
+# ---- defect 4: AML's documented limits, and a failed run always ends ---------------------------------
+
+
+def test_aml_limits_are_the_documented_ones():
+    """Defect 4: tracking.AML_LIMITS must be MicrosoftDocs' resource-limits-capacity.md ("Runs",
+    "Metrics"), the same numbers the double enforces."""
+    documented = RunLimits()
+    assert AML_LIMITS.tags_per_run == documented.tags_per_run == 50
+    assert AML_LIMITS.tag_key_length == documented.tag_key_length == 100
+    assert AML_LIMITS.tag_value_length == documented.tag_value_length == 1000
+    assert AML_LIMITS.metric_names_per_run == documented.metric_names_per_run == 50
+    assert AML_LIMITS.metrics_per_batch == documented.metrics_per_batch == 250
+    assert AML_LIMITS.params_per_run == documented.params_per_run == 200
+
+
+def test_a_long_error_fits_the_error_tag_and_the_run_ends_failed(aml_env, aml_server):
+    """Defect 4: the error tag is cut to AML's 1,000 characters, so the run is marked FAILED with it."""
+    client = aml_client(aml_server, aml_env)
+    tracker = RunTracker.start(client, client.create_experiment(unique("long-error")), "e", {}, AML_LIMITS, Redactor())
+    tracker.fail("x" * 5000)
+    run = upstream(aml_server).get_run(tracker.run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags[ERROR_TAG] == "x" * 1000
+
+
+def test_a_refused_error_tag_does_not_leave_the_run_running(aml_env, aml_server):
+    """Defect 4: setting the error tag and ending the run must not share one failure. Here the run
+    already holds AML's 50 tags, so the 51st (the error) is refused; the run still ends FAILED."""
+    client = aml_client(aml_server, aml_env)
+    tracker = RunTracker.start(client, client.create_experiment(unique("full")), "full", {}, AML_LIMITS, Redactor())
+    present = len(upstream(aml_server).get_run(tracker.run_id).data.tags)
+    for i in range(50 - present):
+        client.set_tag(tracker.run_id, f"filler{i:02}", "v")
+    tracker.fail("boom")
+    run = upstream(aml_server).get_run(tracker.run_id)
+    assert run.info.status == "FAILED" and ERROR_TAG not in run.data.tags
+
+
+# ---- defect 5: artifact transfers are bounded ------------------------------------------------------
+
+
+@pytest.mark.timeout(240)
+def test_an_unanswering_storage_account_fails_the_job_within_its_bound(run_cli, aml_env, aml_server):
+    """Defect 5: artifact transfers go through azure-core (300 s timeouts, their own retries), not
+    MLflow's bounded HTTP layer. A storage account that never answers must fail the job in bounded
+    time, one line, the run FAILED and the result kept locally."""
+    aml_server.artifacts.hang_blob_requests = True
+    experiment = unique("hang")
+    result = train(
+        run_cli, aml_server, experiment, unique("m"),
+        "--set", "tracking.request_timeout=3", "--set", "tracking.max_retries=1",
+    )  # fmt: skip
+    assert result.exit_code == 3, result.stderr
+    assert "artifact upload" in result.error_line and "did not finish within" in result.error_line
+    assert "the trained model and metrics are saved at" in result.error_line
+    stored = upstream(aml_server)
+    found = stored.search_runs([stored.get_experiment_by_name(experiment).experiment_id])
+    assert [r.info.status for r in found] == ["FAILED"]
+
+
+# ---- defect 6: source tags, the cloud's host, pagination, dfs_tmp -------------------------------------
+
+
+def test_source_tags_survive_run_creation(run_cli, aml_env, aml_server):
+    """Defect 6: AML drops mlflow.source.* tags given at run creation (Azure/azure-sdk-for-python#45207)."""
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    if not commit:
+        pytest.skip("not a git checkout: the job knows no commit to tag")
+    result = train(run_cli, aml_server, unique("source"), unique("m"), "--no-register")
+    assert result.exit_code == 0, result.stderr
+    assert upstream(aml_server).get_run(result.summary["run_id"]).data.tags["mlflow.source.git.commit"] == commit
+
+
+@pytest.mark.parametrize(
+    ("cloud", "authority", "region", "host"),
+    [
+        (None, None, "westeurope", "westeurope.api.azureml.ms"),
+        ("AzureUSGovernment", None, "usgovvirginia", "usgovvirginia.api.ml.azure.us"),
+        ("AzureChinaCloud", None, "chinaeast2", "chinaeast2.api.ml.azure.cn"),
+        (None, "https://login.microsoftonline.us", "usgovarizona", "usgovarizona.api.ml.azure.us"),
+        (None, "https://login.chinacloudapi.cn/", "chinanorth3", "chinanorth3.api.ml.azure.cn"),
+    ],
+)
+def test_workspace_host_follows_the_cloud(cloud, authority, region, host, monkeypatch):
+    """Defect 6: AML's API host is per cloud (learn.microsoft.com/azure/machine-learning/
+    how-to-configure-network-isolation-with-v2 and the sovereign-cloud pages: api.azureml.ms,
+    api.ml.azure.us, api.ml.azure.cn), not always api.azureml.ms."""
+    if cloud:
+        monkeypatch.setenv("AZUREML_CURRENT_CLOUD", cloud)
+    else:
+        monkeypatch.delenv("AZUREML_CURRENT_CLOUD", raising=False)
+    azure = AzureConfig(subscription_id="s", resource_group="r", workspace_name="w", region=region, authority_host=authority)
+    assert aml.offline_tracking_uri(azure).startswith(f"azureml://{host}/mlflow/v1.0/subscriptions/s/")
+
+
+def test_registry_and_run_searches_follow_page_tokens(aml_env, aml_server):
+    """Defect 6: AML returns results a page at a time; every search must follow next_page_token.
+    The double serves two results a page here."""
+    client = aml_client(aml_server, aml_env)
+    experiment_id = client.create_experiment(unique("paged"))
+    name = unique("paged-model")
+    client.create_registered_model(name)
+    run_ids = []
+    for i in range(5):
+        run = client.create_run(experiment_id, tags={runs.RUN_KEY_TAG: "shared-key"}, start_time=1_000 + i)
+        run_ids.append(run.info.run_id)
+        client.create_model_version(name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    client.set_model_version_tag(name, "1", registry.CHAMPION_TAG, "champion")
+    aml_server.page_size = 2
+    try:
+        assert registry.champion_version(client, name, "champion") == "1"
+        assert registry.version_for_run(client, name, run_ids[0]).version == "1"
+        assert runs.find_keyed_run(client, experiment_id, "shared-key").info.run_id == run_ids[-1]
+    finally:
+        aml_server.page_size = 20
+
+
+def test_loading_a_model_leaves_no_copy_in_dfs_tmp(run_cli, aml_env, aml_server, spark, tmp_path):
+    """Defect 6: mlflow.spark.load_model copies a local model to dfs_tmp whenever the cluster's default
+    filesystem is not the local disk (ABFS on Synapse) and never deletes it. Here the default
+    filesystem is a Hadoop viewfs whose only mount is the staging directory, so the copy happens."""
+    model = unique("dfs")
+    trained = train(run_cli, aml_server, unique("dfs"), model)
+    assert trained.exit_code == 0, trained.stderr
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    hadoop.set("fs.viewfs.mounttable.smt.link./staging", staging.as_uri())
+    hadoop.set("fs.defaultFS", "viewfs://smt/")
+    try:
+        scored = run_cli(
+            "score", "--tracking-uri", aml_server.tracking_uri, "--experiment-name", unique("dfs-score"),
+            "--model-uri", f"models:/{model}/1", "--output-path", (tmp_path / "scores").as_uri(),
+            "--output-format", "parquet", "--set", "tracking.dfs_tmp=/staging/mlflow",
+        )  # fmt: skip
+    finally:
+        hadoop.set("fs.defaultFS", "file:///")
+    assert scored.exit_code == 0, scored.stderr
+    copied = [p for p in staging.rglob("*") if p.is_file()]
+    assert copied == [], f"left in dfs_tmp: {copied[:3]}"
+
+
+# ---- defect 7: a Synapse pool's managed identity ----------------------------------------------------
+
+
+class SynapseTokenService:
+    """`mssparkutils.credentials.getToken(audience)` as a Synapse pool answers it, for the workspace's
+    managed identity (stand-in: the real one is a JVM TokenLibrary call that only a pool can make)."""
+
+    def __init__(self, server, identity: str) -> None:
+        self.server, self.identity, self.audiences = server, identity, []
+        self.credentials = self
+
+    def getToken(self, audience: str) -> str:  # noqa: N802 - Synapse's name
+        self.audiences.append(audience)
+        if audience != "AzureManagement":
+            raise RuntimeError(f"audience {audience} is not what AML takes")
+        return self.server.issue_token(self.identity)
+
+
+def test_managed_identity_on_synapse_uses_synapses_token_service(run_cli, aml_env, aml_server, offline, monkeypatch):
+    """Defect 7: azure-identity's ManagedIdentityCredential finds no endpoint inside Synapse Spark
+    (Azure/azure-sdk-for-python#26997, #30726); tokens come from mssparkutils.credentials.getToken."""
+    identity = "synapse-workspace-identity-" + uuid.uuid4().hex[:6]
+    aml_server.add_client(identity)
+    service = SynapseTokenService(aml_server, identity)
+    monkeypatch.setitem(__import__("sys").modules, "notebookutils", types.SimpleNamespace(mssparkutils=service))
+    for name in ("AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"):
+        monkeypatch.delenv(name)
+
+    result = run_cli("check", "--tracking-uri", aml_server.tracking_uri, "--set", "azure.auth=managed_identity")
+    assert result.exit_code == 0, result.stderr
+    assert "Synapse workspace managed identity" in result.stdout
+    assert service.audiences and set(service.audiences) == {"AzureManagement"}
+    assert {r.client_id for r in aml_server.recorded("aml")} == {identity}
+    assert offline == []  # no IMDS, no Azure AD: the pool's own token service only
+
+
+# ---- the double refuses what AML refuses -------------------------------------------------------------
+
+
+def test_the_double_refuses_what_aml_refuses(aml_env, aml_server):
+    """A contract test of tests/aml_server.py itself, request by request."""
+    token = aml_server.issue_token(aml_env.client_id)
+    base = f"{aml_server.authority}{aml_server.prefix}{API}"
+    session = requests.Session()
+    session.verify = str(aml_server.ca_bundle)
+    session.headers["Authorization"] = f"Bearer {token}"
+
+    def call(method: str, path: str, **kwargs) -> requests.Response:
+        return session.request(method, base + path, timeout=30, **kwargs)
+
+    experiment_id = call("POST", "/experiments/create", json={"name": unique("contract")}).json()["experiment_id"]
+    refused_filter = call("GET", "/registered-models/search", params={"filter": "name='m' AND tag.`x` != 'true'"})
+    assert refused_filter.status_code == 400
+    assert refused_filter.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "Currently unsupported filter string format" in refused_filter.json()["Error"]["Message"]
+    for body in (
+        {"experiment_ids": [experiment_id], "filter": "tags.a != 'x'"},
+        {"experiment_ids": [experiment_id], "filter": "tags.a = 'x' OR tags.b = 'y'"},
+        {"experiment_ids": [experiment_id], "order_by": ["metrics.f1 DESC"]},
+    ):
+        assert call("POST", "/runs/search", json=body).status_code == 400, body
+    assert call("POST", "/runs/search", json={"experiment_ids": [experiment_id], "filter": "tags.a = 'x OR y'"}).ok
+    assert call("GET", "/registered-models/search", params={"filter": "name LIKE 'm%'"}).status_code == 400
+
+    run = call("POST", "/runs/create", json={
+        "experiment_id": experiment_id, "tags": [{"key": "mlflow.source.name", "value": "job.py"}, {"key": "kept", "value": "1"}],
+    }).json()["run"]  # fmt: skip
+    assert {t["key"] for t in run["data"]["tags"]} >= {"kept"} and "mlflow.source.name" not in {t["key"] for t in run["data"]["tags"]}
+    assert run["info"]["artifact_uri"] == aml_server.run_artifact_uri(experiment_id, run["info"]["run_id"])
+    run_id = run["info"]["run_id"]
+    too_long = call("POST", "/runs/set-tag", json={"run_id": run_id, "key": "k", "value": "v" * 1001})
+    assert too_long.status_code == 400 and "FieldName=Tags.Value, Limit=1000" in too_long.json()["Error"]["Message"]
+    metrics = [{"key": f"m{i}", "value": 1.0, "timestamp": 0, "step": 0} for i in range(51)]
+    assert call("POST", "/runs/log-batch", json={"run_id": run_id, "metrics": metrics}).status_code == 400
+    many_values = [{"key": "m", "value": float(i), "timestamp": 0, "step": i} for i in range(251)]
+    assert call("POST", "/runs/log-batch", json={"run_id": run_id, "metrics": many_values}).status_code == 400
+    assert call("GET", "/metrics/get-history", params={"run_id": run_id, "metric_key": "m", "max_results": 25000}).status_code == 400
+
+    call("POST", "/registered-models/create", json={"name": "contract-model"})
+    alias = call("POST", "/registered-models/alias", json={"name": "contract-model", "alias": "champion", "version": "1"})
+    assert alias.status_code == 404 and alias.content == b""
+
+    aml_server.throttle(r"/runs/get$", times=1, retry_after=7)
+    throttled = call("GET", "/runs/get", params={"run_id": run_id})
+    assert throttled.status_code == 429 and throttled.headers["Retry-After"] == "7"
+    assert call("GET", "/runs/get", params={"run_id": run_id}).ok
+
+    # Artifacts: write-once paths, SAS-signed blob URLs.
+    history = f"{aml_server.authority}{aml_server.artifacts.history_path(experiment_id, run_id)}"
+    first = session.post(f"{history}/batch/metadata", json={"paths": [{"path": "a.txt"}]}, timeout=30).json()
+    upload_url = first["artifactContentInformation"]["a.txt"]["contentUri"]
+    assert ".blob.core.windows.net/azureml/ExperimentRun/dcid." in upload_url and "sig=" in upload_url
+    blob = requests.Session()
+    blob.verify = str(aml_server.ca_bundle)
+    assert blob.put(upload_url, data=b"x", headers={"x-ms-blob-type": "BlockBlob"}, timeout=30).status_code == 201
+    tampered = upload_url.replace("sp=cw", "sp=rcw")
+    assert blob.put(tampered, data=b"y", headers={"x-ms-blob-type": "BlockBlob"}, timeout=30).status_code == 403
+    again = session.post(f"{history}/batch/metadata", json={"paths": [{"path": "a.txt"}]}, timeout=30).json()
+    assert "Resource Conflict" in again["errors"]["a.txt"]["error"]["message"]
+    anonymous = requests.get(base + "/runs/get", params={"run_id": run_id}, verify=str(aml_server.ca_bundle), timeout=30)
+    assert anonymous.status_code == 401 and anonymous.json() == AML_401_BODY
