@@ -57,8 +57,33 @@ def workspace_of(uri: str) -> tuple[str, str, str]:
     return match.group(1), match.group(2), match.group(3)
 
 
-def offline_tracking_uri(azure: AzureConfig) -> str:
-    """The workspace's tracking URI from its region, with no network call.
+# Each cloud's AML API host, as in its workspaces' tracking URIs ("<region>.api.azureml.ms";
+# sovereign clouds: learn.microsoft.com/azure/machine-learning/reference-machine-learning-cloud-parity,
+# e.g. usgovvirginia.api.ml.azure.us, chinaeast2.api.ml.azure.cn).
+AML_API_HOSTS = {"AzureCloud": "api.azureml.ms", "AzureUSGovernment": "api.ml.azure.us", "AzureChinaCloud": "api.ml.azure.cn"}
+# Each cloud's Azure AD authority (azureml/mlflow/_common/_cloud/cloud.py, `active_directory`).
+AUTHORITY_CLOUDS = {
+    "login.microsoftonline.com": "AzureCloud",
+    "login.microsoftonline.us": "AzureUSGovernment",
+    "login.chinacloudapi.cn": "AzureChinaCloud",
+}
+
+
+def cloud_name(azure: AzureConfig, environ: Mapping[str, str]) -> str:
+    """The Azure cloud the workspace is in: AZUREML_CURRENT_CLOUD, else the one azure.authority_host
+    belongs to, else the public cloud. Both given and disagreeing is a configuration error."""
+    host = urlparse(azure.authority_host or "").hostname or ""
+    from_authority = AUTHORITY_CLOUDS.get(host)
+    named = environ.get("AZUREML_CURRENT_CLOUD")
+    if named and from_authority and named != from_authority:
+        raise ConfigError(
+            f"AZUREML_CURRENT_CLOUD is {named} but azure.authority_host {azure.authority_host} belongs to {from_authority}"
+        )
+    return named or from_authority or "AzureCloud"
+
+
+def offline_tracking_uri(azure: AzureConfig, environ: Mapping[str, str] | None = None) -> str:
+    """The workspace's tracking URI from its region and cloud, with no network call.
 
     Regions are written as ARM names ("westeurope"); "West Europe" is accepted too.
     Private-link workspaces have another host: set tracking.uri to the workspace's URI instead.
@@ -66,10 +91,13 @@ def offline_tracking_uri(azure: AzureConfig) -> str:
     region = (azure.region or "").replace(" ", "").lower()
     if not re.fullmatch(r"[a-z0-9]+", region):
         raise ConfigError(f"azure.region {azure.region!r} is not an Azure region name such as westeurope")
+    cloud = cloud_name(azure, os.environ if environ is None else environ)
+    if cloud not in AML_API_HOSTS:
+        raise ConfigError(f"no known Azure ML host for cloud {cloud}; set tracking.uri to the workspace's tracking URI")
     path = WORKSPACE_PATH.format(
         subscription=azure.subscription_id, resource_group=azure.resource_group, workspace=azure.workspace_name
     )
-    return f"{AML_SCHEME}://{region}.api.azureml.ms{path}"
+    return f"{AML_SCHEME}://{region}.{AML_API_HOSTS[cloud]}{path}"
 
 
 def lookup_tracking_uri(azure: AzureConfig, credential: ResolvedCredential, redactor: Redactor | None = None) -> str:
@@ -119,32 +147,47 @@ def connect(
         return None, None
     if uri:
         workspace_of(uri)  # a malformed URI is a config error, reported before any credential is needed
-    cloud = plugin_cloud()
+    cloud = plugin_cloud(azure)
     credential = resolve_credential(azure, environ, redactor)
     check_token(credential, redactor, scope=cloud._get_default_scope())  # the scope the plugin will ask for
     if not uri:
-        uri = offline_tracking_uri(azure) if azure.region else lookup_tracking_uri(azure, credential, redactor)
+        uri = offline_tracking_uri(azure, environ) if azure.region else lookup_tracking_uri(azure, credential, redactor)
         workspace_of(uri)
-    install_credential(uri, credential)
+    install_credential(uri, credential, cloud)
+    use_globally(uri)
     return uri, credential
 
 
-def plugin_cloud() -> Any:
-    """azureml-mlflow's cloud (endpoints, token scope): AZUREML_CURRENT_CLOUD, AzureCloud when unset.
+def use_globally(uri: str) -> None:
+    """Make the workspace MLflow's global tracking and registry URI.
+
+    The plugin's artifact repository takes its credentials from a fresh `MlflowClient()`, that is
+    from the global tracking URI (azureml/mlflow/_store/artifact/utils.py, get_service_context);
+    a client given the URI alone gets "An authorization token was not set in the artifact uri"
+    (mlflow/mlflow#9495). A job has one workspace, so the global URI is that workspace's.
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+
+
+def plugin_cloud(azure: AzureConfig) -> Any:
+    """azureml-mlflow's cloud (endpoints, token scope), named for the plugin in AZUREML_CURRENT_CLOUD.
 
     Naming it also keeps the plugin from asking management.azure.com for cloud metadata each
     time it builds a service context.
     """
-    os.environ.setdefault("AZUREML_CURRENT_CLOUD", "AzureCloud")
     from azureml.mlflow._common._cloud.cloud import KNOWN_CLOUDS, _get_cloud_or_default
 
-    name = os.environ["AZUREML_CURRENT_CLOUD"]
+    name = cloud_name(azure, os.environ)
     if name not in KNOWN_CLOUDS:
         raise ConfigError(f"AZUREML_CURRENT_CLOUD is {name!r}; azureml-mlflow knows {', '.join(sorted(KNOWN_CLOUDS))}")
+    os.environ["AZUREML_CURRENT_CLOUD"] = name
     return _get_cloud_or_default(name)
 
 
-def install_credential(uri: str, credential: ResolvedCredential) -> None:
+def install_credential(uri: str, credential: ResolvedCredential, cloud: Any) -> None:
     """Give azureml-mlflow a service context holding our credential for this exact tracking URI.
 
     Installed before MLflow's first call, the plugin never builds its own credential chain (the
@@ -159,7 +202,6 @@ def install_credential(uri: str, credential: ResolvedCredential) -> None:
     subscription, resource_group, workspace = workspace_of(uri)
     parsed = urlparse(uri)
     host_url = f"https://{parsed.netloc}"  # what the plugin itself builds: https, port kept
-    cloud = plugin_cloud()
     if _AzureMLServiceContextLoader.has_service_context(uri):
         existing: Any = _AzureMLServiceContextLoader.get_service_context(uri)
         if isinstance(existing, ServiceContext):

@@ -53,7 +53,7 @@ def resolve_credential(
 ) -> ResolvedCredential:
     method = azure.auth
     if method == "managed_identity":
-        return _managed_identity(azure)
+        return _managed_identity(azure, mssparkutils_loader)
     if method == "env":
         resolved, missing = _from_environment(azure, environ, redactor)
         if resolved is None:
@@ -174,9 +174,54 @@ def _from_key_vault(
     return ResolvedCredential(credential, f"key vault {azure.key_vault_name}")
 
 
-def _managed_identity(azure: AzureConfig) -> ResolvedCredential:
+class SynapseTokenCredential:
+    """The Synapse workspace's managed identity, through the pool's own token service.
+
+    azure-identity's ManagedIdentityCredential finds no endpoint inside Synapse Spark
+    (Azure/azure-sdk-for-python#26997, #30726). Synapse hands out the workspace identity's tokens
+    through `mssparkutils.credentials.getToken(audience)`; the ARM audience, "AzureManagement", is
+    the one azureml-mlflow's own Synapse authentication asks for
+    (azureml/mlflow/_common/_authentication/_arcadia_token_wrapper.py, _ARM_RESOURCE). AML accepts
+    ARM tokens whatever scope is requested, so the scope is not passed on.
+    """
+
+    AUDIENCE = "AzureManagement"
+
+    def __init__(self, mssparkutils: Any) -> None:
+        self._mssparkutils = mssparkutils
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        token = self._mssparkutils.credentials.getToken(self.AUDIENCE)
+        return AccessToken(token, _expiry(token))
+
+
+def _expiry(token: str) -> int:
+    """A JWT's `exp`, read without verifying it (the token is only passed on, never trusted here)."""
+    import base64
+    import json
+    import time
+
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return int(claims["exp"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        return int(time.time()) + 300  # unreadable: ask again in five minutes
+
+
+def _managed_identity(azure: AzureConfig, mssparkutils_loader: Callable[[], Any | None]) -> ResolvedCredential:
     from azure.identity import ManagedIdentityCredential
 
+    mssparkutils = mssparkutils_loader()
+    if mssparkutils is not None:
+        if azure.managed_identity_client_id:
+            raise CredentialError(
+                "azure.managed_identity_client_id is set, but a Synapse Spark job runs as the workspace's "
+                "system-assigned identity (user-assigned identities are not supported there); remove it"
+            )
+        return ResolvedCredential(SynapseTokenCredential(mssparkutils), "Synapse workspace managed identity")
     options: dict[str, Any] = dict(BOUNDED_HTTP)
     if azure.managed_identity_client_id:
         options["client_id"] = azure.managed_identity_client_id

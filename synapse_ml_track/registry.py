@@ -8,7 +8,9 @@ endpoints are not served by Azure Machine Learning.
 from __future__ import annotations
 
 import logging
+import re
 import time
+import uuid
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -19,11 +21,12 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from pyspark.ml import PipelineModel
 
-from synapse_ml_track.tracking import create_once
+from synapse_ml_track.tracking import all_pages, create_once, first_line
 
 log = logging.getLogger(__name__)
 
 MODEL_ARTIFACT_PATH = "model"
+MODEL_PATH_TAG = "smt.model_path"  # set only when a resumed run's model is not under MODEL_ARTIFACT_PATH
 CHAMPION_TAG = "smt.champion"
 
 
@@ -60,6 +63,42 @@ def save_model(
     return path
 
 
+def free_model_path(existing: set[str]) -> str:
+    """The first of model, model-2, model-3... under which the run holds no file yet."""
+    taken = {path.split("/", 1)[0] for path in existing}
+    candidates = (MODEL_ARTIFACT_PATH if n == 1 else f"{MODEL_ARTIFACT_PATH}-{n}" for n in range(1, len(taken) + 2))
+    return next(path for path in candidates if path not in taken)
+
+
+def model_path_tags(path: str) -> dict[str, str]:
+    return {} if path == MODEL_ARTIFACT_PATH else {MODEL_PATH_TAG: path}
+
+
+def model_path_of(run) -> str:
+    return run.data.tags.get(MODEL_PATH_TAG, MODEL_ARTIFACT_PATH)
+
+
+def load_spark_model(local_path: str, dfs_tmp: str | None) -> PipelineModel:
+    """Load a saved Spark model, leaving no copy behind in dfs_tmp.
+
+    mlflow.spark.load_model copies a local model to `<dfs_tmp>/<random>` whenever the cluster's
+    default filesystem is not the local disk (ABFS on Synapse) and never deletes it
+    (mlflow/spark/__init__.py, _load_model). Spark ML models load eagerly, so the copy can go as
+    soon as the model is in memory: it is staged under a directory of our own and removed.
+    """
+    from mlflow.environment_variables import MLFLOW_DFS_TMP
+    from mlflow.spark import _HadoopFileSystem
+
+    staging = f"{(dfs_tmp or MLFLOW_DFS_TMP.get()).rstrip('/')}/smt-load-{uuid.uuid4().hex}"
+    try:
+        return mlflow.spark.load_model(local_path, dfs_tmpdir=staging)
+    finally:
+        try:
+            _HadoopFileSystem.delete(staging)
+        except Exception as exc:  # noqa: BLE001 - a leftover copy must not fail the job
+            log.warning("could not remove the model copy in %s: %s", staging, first_line(exc))
+
+
 @dataclass(frozen=True)
 class RegisteredVersion:
     name: str
@@ -67,11 +106,33 @@ class RegisteredVersion:
     source: str
 
 
+def model_if_exists(client: MlflowClient, name: str):
+    """The registered model, or None. A get by name is what AML's registry serves: MLflow 3's
+    search_registered_models appends a `!=` tag filter that AML refuses (Azure/azure-sdk-for-python#42155)."""
+    try:
+        return client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+
+
+def all_versions(client: MlflowClient, name: str) -> list:
+    """Every version of a model, page by page (AML, like MLflow, returns a page with a token)."""
+    try:
+        return all_pages(lambda token: client.search_model_versions(f"name='{name}'", page_token=token))
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return []
+        raise
+
+
 def register(
     client: MlflowClient,
     name: str,
     run_id: str,
     *,
+    artifact_path: str = MODEL_ARTIFACT_PATH,
     resumed: bool = False,
     create_attempts: int = 1,
     wait_seconds: float = 300,
@@ -90,10 +151,10 @@ def register(
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    source = f"runs:/{run_id}/{MODEL_ARTIFACT_PATH}"
+    source = f"runs:/{run_id}/{artifact_path}"
     version = create_once(
         lambda: client.create_model_version(name, source, run_id=run_id),
-        lambda: next((v for v in client.search_model_versions(f"name='{name}'") if v.run_id == run_id), None),
+        lambda: next((v for v in all_versions(client, name) if v.run_id == run_id), None),
         attempts=create_attempts,
     )
     try:
@@ -119,21 +180,23 @@ def _delete_quietly(client: MlflowClient, name: str, version: str) -> None:
     try:
         client.delete_model_version(name, version)
     except Exception as exc:  # noqa: BLE001 - reporting the original failure matters more
-        log.warning("could not delete unfinished model version %s/%s: %s", name, version, str(exc).splitlines()[0])
+        log.warning("could not delete unfinished model version %s/%s: %s", name, version, first_line(exc))
 
 
 def version_for_run(client: MlflowClient, name: str, run_id: str) -> RegisteredVersion | None:
     """A version already registered from this run (a resumed run must not register twice)."""
-    try:
-        versions = client.search_model_versions(f"name='{name}'")
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return None
-        raise
-    for version in versions:
+    for version in all_versions(client, name):
         if version.run_id == run_id and version.status == "READY":
             return RegisteredVersion(name, str(version.version), version.source)
     return None
+
+
+def model_source(version) -> tuple[str, str]:
+    """(run id, artifact path) of a version registered from `runs:/<run id>/<path>`."""
+    match = re.match(r"^runs:/([^/]+)/(.+)$", version.source or "")
+    if match:
+        return match.group(1), match.group(2)
+    return version.run_id, MODEL_ARTIFACT_PATH
 
 
 def champion_version(client: MlflowClient, name: str, alias: str) -> str | None:
@@ -145,13 +208,7 @@ def champion_version(client: MlflowClient, name: str, alias: str) -> str | None:
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 return None  # no such model yet, or no champion yet
             raise
-    try:
-        versions = client.search_model_versions(f"name='{name}'")
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return None
-        raise
-    tagged = [v for v in versions if v.tags.get(CHAMPION_TAG) == alias]
+    tagged = [v for v in all_versions(client, name) if v.tags.get(CHAMPION_TAG) == alias]
     return str(max(int(v.version) for v in tagged)) if tagged else None
 
 
@@ -166,8 +223,8 @@ def promote(client: MlflowClient, version: RegisteredVersion, alias: str) -> str
     except MlflowException as exc:
         if not _aliases_unsupported(exc):
             raise
-        log.warning("the registry does not support aliases; marking the champion with the %s tag", CHAMPION_TAG)
-    for other in client.search_model_versions(f"name='{version.name}'"):
+        log.info("the registry does not serve aliases (Azure ML); marking the champion with the %s tag", CHAMPION_TAG)
+    for other in all_versions(client, version.name):
         if other.tags.get(CHAMPION_TAG) == alias and str(other.version) != version.version:
             client.delete_model_version_tag(version.name, other.version, CHAMPION_TAG)
     client.set_model_version_tag(version.name, version.version, CHAMPION_TAG, alias)
@@ -175,4 +232,6 @@ def promote(client: MlflowClient, version: RegisteredVersion, alias: str) -> str
 
 
 def _aliases_unsupported(exc: MlflowException) -> bool:
+    # A 404 without MLflow's JSON body becomes ENDPOINT_NOT_FOUND (mlflow/utils/rest_utils.py,
+    # verify_rest_response); a missing alias is RESOURCE_DOES_NOT_EXIST instead.
     return exc.error_code in ("ENDPOINT_NOT_FOUND", "NOT_IMPLEMENTED") or exc.get_http_status_code() in (405, 501)

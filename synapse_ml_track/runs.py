@@ -5,6 +5,8 @@ from __future__ import annotations
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from synapse_ml_track.tracking import all_pages
+
 RUN_KEY_TAG = "smt.run_key"
 JOB_TAG = "smt.job"  # "train" or "score": the runs report compares training runs only
 
@@ -12,5 +14,6 @@ JOB_TAG = "smt.job"  # "train" or "score": the runs report compares training run
 def find_keyed_run(client: MlflowClient, experiment_id: str, run_key: str) -> Run | None:
     """The newest run tagged with this key. Sorted here: AML cannot order runs server-side by tags."""
     escaped = run_key.replace("'", "\\'")
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{escaped}'", max_results=50)
+    keyed = f"tags.`{RUN_KEY_TAG}` = '{escaped}'"
+    runs = all_pages(lambda token: client.search_runs([experiment_id], filter_string=keyed, page_token=token))
     return max(runs, key=lambda run: run.info.start_time or 0) if runs else None

@@ -79,6 +79,7 @@ class ModelRef:
     name: str
     version: str
     run_id: str
+    artifact_path: str = "model"  # where in its run the version's files are
 
     @property
     def uri(self) -> str:
@@ -108,7 +109,7 @@ def resolve_model(client: MlflowClient, model_uri: str) -> ModelRef:
             if version is None:
                 raise ConfigError(f"no version of model '{name}' has the alias '{alias}' (or there is no such model)")
         elif version is None:
-            ready = [int(v.version) for v in client.search_model_versions(f"name='{name}'") if v.status == "READY"]
+            ready = [int(v.version) for v in registry.all_versions(client, name) if v.status == "READY"]
             if not ready:
                 raise ConfigError(f"model '{name}' has no registered version ready to load")
             version = str(max(ready))
@@ -119,7 +120,8 @@ def resolve_model(client: MlflowClient, model_uri: str) -> ModelRef:
         raise ConfigError(f"{model_uri}: no such registered model or version") from None
     if details.status != "READY":
         raise ConfigError(f"model '{name}' version {version} is {details.status}, not READY")
-    return ModelRef(name, str(details.version), details.run_id)
+    run_id, artifact_path = registry.model_source(details)
+    return ModelRef(name, str(details.version), run_id, artifact_path)
 
 
 def signature_columns(schema: T.StructType, signature, model: str) -> list[str]:
@@ -190,14 +192,9 @@ def run_scoring(
     mode: str = "errorifexists",
     requested_format: str | None = None,
 ) -> dict[str, Any]:
-    from synapse_ml_track.tracking import RunTracker
-
     tags = {**run_tags(spark, config.run_key), **config.tracking.tags, JOB_TAG: "score"}
     with session.tracking_errors():
-        tracker = RunTracker.start(
-            session.client, session.experiment_id, config.tracking.run_name, tags, session.limits, redactor,
-            create_attempts=session.create_attempts,
-        )
+        tracker = session.start_run(config.tracking.run_name, tags, redactor)
     with session.failing_run(tracker):
         summary = _score(spark, config, session, tracker, model_uri, output_path, mode, output_format(spark, requested_format))
         tracker.finish()
@@ -214,10 +211,9 @@ def _score(
     mode: str,
     fmt: str,
 ) -> dict[str, Any]:
-    import mlflow.spark
     from mlflow.models import get_model_info
 
-    from synapse_ml_track.registry import MODEL_ARTIFACT_PATH
+    from synapse_ml_track.registry import load_spark_model
 
     source = data_module.resolve_source(config.data)
     tracker.log_params(
@@ -231,9 +227,9 @@ def _score(
         raw = data_module.read_input(spark, source, config.data)
         # As training loads the champion: from the run artifacts the version was registered from,
         # with this session's client, so no global MLflow URI is involved.
-        local_model = session.client.download_artifacts(model.run_id, MODEL_ARTIFACT_PATH, download_dir)
+        local_model = session.download_artifacts(model.run_id, model.artifact_path, download_dir)
         columns = signature_columns(raw.schema, get_model_info(local_model).signature, f"{model.name}/{model.version}")
-        pipeline = mlflow.spark.load_model(local_model, dfs_tmpdir=config.tracking.dfs_tmp)
+        pipeline = load_spark_model(local_model, config.tracking.dfs_tmp)
         labels = list(pipeline.stages[-1].getLabels())
         scored_at = datetime.now(timezone.utc)
         clashes = [c for c in raw.columns if c in (PREDICTION, *map(probability_column, labels), *LINEAGE_COLUMNS)]

@@ -12,18 +12,20 @@ from typing import Iterator, Mapping
 from pathlib import Path
 
 import requests
-from mlflow.entities import Dataset, DatasetInput, InputTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from synapse_ml_track import aml
+from synapse_ml_track import aml, registry
 from synapse_ml_track.config import JobConfig
 from synapse_ml_track.data import InputSource
 from synapse_ml_track.errors import JobError, TrackingError
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.tracking import (
+    ArtifactTransferError,
     Limits,
     RunTracker,
+    bounded_transfer,
     configure_http,
     describe_failure,
     is_remote,
@@ -31,6 +33,7 @@ from synapse_ml_track.tracking import (
     local_tracking_uri,
     probe,
     resolve_experiment,
+    transfer_deadline,
 )
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,7 @@ class TrackingSession:
     limits: Limits
     create_attempts: int = 1  # tries for a create whose lost response is looked up before resending
     credential_source: str | None = None  # "environment (client secret)", "key vault kv-ml", ...; None off Azure
+    transfer_seconds: float = 600.0  # deadline of one artifact transfer (per batch of up to 50 files)
 
     @contextmanager
     def tracking_errors(self) -> Iterator[None]:
@@ -76,7 +80,22 @@ class TrackingSession:
 
     @staticmethod
     def is_tracking_failure(exc: BaseException) -> bool:
-        return isinstance(exc, (MlflowException, requests.RequestException, ConnectionError, TimeoutError))
+        return isinstance(exc, (MlflowException, ArtifactTransferError, requests.RequestException, ConnectionError, TimeoutError))
+
+    def start_run(self, run_name: str | None, tags: Mapping[str, str], redactor: Redactor) -> RunTracker:
+        return RunTracker.start(
+            self.client, self.experiment_id, run_name, tags, self.limits, redactor,
+            create_attempts=self.create_attempts, transfer_seconds=self.transfer_seconds,
+        )  # fmt: skip
+
+    def resume_run(self, run: Run, redactor: Redactor) -> RunTracker:
+        return RunTracker.resume(self.client, run, self.limits, redactor, transfer_seconds=self.transfer_seconds)
+
+    def download_artifacts(self, run_id: str, path: str, destination: str) -> str:
+        """A run's artifacts, within the transfer deadline."""
+        return bounded_transfer(
+            lambda: self.client.download_artifacts(run_id, path, destination), self.transfer_seconds, "download"
+        )
 
     def log_input(self, run_id: str, source: InputSource, schema_json: str, rows: int) -> None:
         """Record the training input without scanning it: the digest covers location and schema."""
@@ -116,8 +135,7 @@ def open_session(
         timeout = tracking.preflight_timeout
         experiment_id = probe(lambda: resolve_experiment(client, tracking, artifact_location, uri, create_experiment), timeout)
         if tracking.register:
-            name_filter = f"name='{tracking.registered_model_name}'"
-            probe(lambda: client.search_registered_models(filter_string=name_filter, max_results=1), timeout)
+            probe(lambda: registry.model_if_exists(client, tracking.registered_model_name), timeout)
     except JobError:
         raise
     except Exception as exc:
@@ -131,6 +149,7 @@ def open_session(
         limits=limits_for(uri),
         create_attempts=tracking.max_retries + 1,
         credential_source=credential.source if credential else None,
+        transfer_seconds=transfer_deadline(tracking.request_timeout, tracking.max_retries),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from synapse_ml_track.aml import is_aml_uri
 from synapse_ml_track.config import TrackingConfig
 from synapse_ml_track.errors import ConfigError, TrackingError
 from synapse_ml_track.redaction import Redactor
@@ -25,29 +27,44 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ERROR_TAG = "smt.error"
+SOURCE_TAG_PREFIX = "mlflow.source."
 ATTEMPT_TAG = "smt.attempt_id"  # finds a run whose creation response was lost
 
 
 @dataclass(frozen=True)
 class Limits:
-    """What one tracking backend accepts; AML's are tighter than open-source MLflow's."""
+    """What one tracking backend accepts; AML's are tighter than open-source MLflow's.
+
+    The defaults are MLflow's own (mlflow/utils/validation.py: MAX_PARAMS_TAGS_PER_BATCH,
+    MAX_METRICS_PER_BATCH, MAX_ENTITY_KEY_LENGTH, MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH).
+    """
 
     params_per_batch: int = 100
     metrics_per_batch: int = 1000
     tags_per_batch: int = 100
     tags_per_run: int | None = None
     metric_names_per_run: int | None = None
+    params_per_run: int | None = None
     key_length: int = 250
+    tag_key_length: int = 250
     param_value_length: int = 6000
     tag_value_length: int = 8000
 
 
 MLFLOW_LIMITS = Limits()
-AML_LIMITS = Limits(metrics_per_batch=250, tags_per_run=50, metric_names_per_run=50, key_length=250, tag_value_length=5000)
-
-
-def is_aml_uri(uri: str) -> bool:
-    return uri.startswith("azureml:")
+# Azure ML's documented run limits: "Service limits in Azure Machine Learning"
+# (learn.microsoft.com/azure/machine-learning/resource-limits-capacity, MicrosoftDocs/azure-ai-docs
+# articles/machine-learning/resource-limits-capacity.md), tables "Runs" (50 tags, tag key 100,
+# tag value 1,000 characters) and "Metrics" (50 metric names a run, 250 metric rows a batch).
+# 200 parameters a run is not on that page but is what AML answers (Azure/azure-sdk-for-python#35685).
+AML_LIMITS = Limits(
+    metrics_per_batch=250,
+    tags_per_run=50,
+    metric_names_per_run=50,
+    params_per_run=200,
+    tag_key_length=100,
+    tag_value_length=1000,
+)
 
 
 def limits_for(uri: str) -> Limits:
@@ -76,6 +93,84 @@ def configure_http(tracking: TrackingConfig) -> None:
     os.environ["MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER"] = "false"
     # set_terminated would fetch the run again only to print a "View run" link to stdout.
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    # azureml-mlflow's artifact client does not use MLflow's HTTP layer: azure-core with a 300 s
+    # timeout per request (azureml/mlflow/_client/artifact/run_artifact_client.py reads
+    # AZUREML_HTTP_REQUEST_TIMEOUT) and 300 s to wait for a batch of uploads (base_artifact_client.py
+    # reads AZUREML_ARTIFACTS_DEFAULT_TIMEOUT). Its retry counts cannot be set from outside: every
+    # transfer also runs under transfer_deadline (see bounded_transfer).
+    os.environ["AZUREML_HTTP_REQUEST_TIMEOUT"] = str(max(1, int(tracking.request_timeout)))
+    os.environ["AZUREML_ARTIFACTS_DEFAULT_TIMEOUT"] = str(int(transfer_deadline(tracking.request_timeout, tracking.max_retries)))
+
+
+# Files per request the AML artifact client sends (base_artifact_client.ARTIFACTS_BATCH_SIZE_DEFAULT).
+ARTIFACT_BATCH_FILES = 50
+
+
+def transfer_deadline(request_timeout: float, max_retries: int, files: int = 1) -> float:
+    """Seconds an artifact transfer may take: each batch of up to 50 files gets as long as one
+    request with all its retries."""
+    batches = max(1, -(-files // ARTIFACT_BATCH_FILES))
+    return float(request_timeout) * (max_retries + 1) * batches
+
+
+class ArtifactTransferError(Exception):
+    """An artifact upload or download failed or did not finish in time; the message says which."""
+
+
+def bounded_transfer(call: Callable[[], T], seconds: float, what: str) -> T:
+    """Run an artifact transfer with an overall deadline, turning the plugin's failures into one error.
+
+    The transfer runs in a worker thread; when the deadline passes the job stops waiting (the thread
+    is abandoned, and ends with the process). Failures that are not MLflow's own (the AML plugin
+    raises bare Exceptions and azure-core errors) become an ArtifactTransferError.
+    """
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name=f"smt-artifact-{what.split()[0]}", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise ArtifactTransferError(f"artifact {what} did not finish within {seconds:.0f} s")
+    error = outcome.get("error")
+    if error is None:
+        return outcome["value"]
+    if isinstance(error, (MlflowException, ArtifactTransferError)) or not isinstance(error, Exception):
+        raise error
+    conflict = _WRITE_ONCE_CONFLICT.search(str(error))
+    if conflict:
+        raise ArtifactTransferError(
+            f"artifact {what} failed: the run already holds {conflict.group(1)} (AML run artifacts are write-once)"
+        ) from None
+    raise ArtifactTransferError(f"artifact {what} failed: {type(error).__name__}: {first_line(error)[:300]}") from None
+
+
+# The plugin's text for a path the run already has (run_artifact_client._create_empty_artifacts).
+_WRITE_ONCE_CONFLICT = re.compile(r"Resource Conflict: ArtifactId ExperimentRun/dcid\.[^/]+/(\S+) already exists")
+
+
+def all_pages(fetch: Callable[[str | None], Any], limit: int | None = None) -> list:
+    """Every result of a paged MLflow search: `fetch(page_token)` returns a PagedList with `.token`."""
+    results: list = []
+    token = None
+    while limit is None or len(results) < limit:
+        page = fetch(token)
+        results += list(page)
+        token = page.token
+        if not token:
+            break
+    return results if limit is None else results[:limit]
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @contextmanager
@@ -163,6 +258,8 @@ def create_once(create: Callable[[], T], find: Callable[[], T | None], attempts:
 
 def describe_failure(exc: Exception, uri: str) -> str:
     """One line for a tracking failure, without MLflow's retry-history dump."""
+    if isinstance(exc, ArtifactTransferError):
+        return f"{exc} (tracking URI {uri})"
     text = str(exc)
     status = busy_status(exc)
     if status:
@@ -182,10 +279,8 @@ def describe_failure(exc: Exception, uri: str) -> str:
                 f"the tracking server at {uri} refused the credentials ({reason}); "
                 "check the service principal and its role on the workspace"
             )
-        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-        return f"tracking server error at {uri}: {first[:300]}"
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return f"tracking failed at {uri}: {type(exc).__name__}: {first[:300]}"
+        return f"tracking server error at {uri}: {first_line(exc)[:300]}"
+    return f"tracking failed at {uri}: {type(exc).__name__}: {first_line(exc)[:300]}"
 
 
 # Codes in the JSON body AML answers a refused request with; MLflow reads that body as an
@@ -249,13 +344,22 @@ def resolve_experiment(
 class RunTracker:
     """Collects a run's params, metrics and tags and sends them in as few batches as the backend allows."""
 
-    def __init__(self, client: MlflowClient, run_id: str, limits: Limits, redactor: Redactor) -> None:
+    def __init__(
+        self, client: MlflowClient, run_id: str, limits: Limits, redactor: Redactor, transfer_seconds: float = 600.0
+    ) -> None:
         self.client = client
         self.run_id = run_id
         self.limits = limits
         self.redactor = redactor
+        self.transfer_seconds = transfer_seconds  # per batch of up to 50 artifact files
         self._tag_count = 0
         self._metric_names: set[str] = set()
+        self._param_names: set[str] = set()
+        self._pending_tags: list[RunTag] = []
+
+    def _take_pending_tags(self) -> list[RunTag]:
+        pending, self._pending_tags = self._pending_tags, []
+        return pending
 
     @classmethod
     def start(
@@ -267,34 +371,45 @@ class RunTracker:
         limits: Limits,
         redactor: Redactor,
         create_attempts: int = 1,
+        transfer_seconds: float = 600.0,
     ) -> "RunTracker":
-        """Create the run; a lost response is detected by the attempt-id tag, never sent twice."""
+        """Create the run; a lost response is detected by the attempt-id tag, never sent twice.
+
+        `mlflow.source.*` tags are set right after creation: AML drops them when they come with
+        the creation request (Azure/azure-sdk-for-python#45207).
+        """
         attempt_id = uuid.uuid4().hex
-        safe_tags = {**cls._fit_tags(dict(tags), limits, redactor, already=1), ATTEMPT_TAG: attempt_id}
+        fitted = {**cls._fit_tags(dict(tags), limits, redactor, already=1), ATTEMPT_TAG: attempt_id}
+        at_creation = {k: v for k, v in fitted.items() if not k.startswith(SOURCE_TAG_PREFIX)}
+        after_creation = [RunTag(k, v) for k, v in fitted.items() if k.startswith(SOURCE_TAG_PREFIX)]
         run = create_once(
-            lambda: client.create_run(experiment_id, run_name=run_name, tags=safe_tags),
+            lambda: client.create_run(experiment_id, run_name=run_name, tags=at_creation),
             lambda: _run_with_attempt_id(client, experiment_id, attempt_id),
             attempts=create_attempts,
         )
-        tracker = cls(client, run.info.run_id, limits, redactor)
-        tracker._tag_count = len(safe_tags)
+        tracker = cls(client, run.info.run_id, limits, redactor, transfer_seconds)
+        tracker._pending_tags = after_creation  # sent with the run's first batch: no request of their own
+        tracker._tag_count = len(fitted)
         return tracker
 
     @classmethod
-    def resume(cls, client: MlflowClient, run: Run, limits: Limits, redactor: Redactor) -> "RunTracker":
+    def resume(
+        cls, client: MlflowClient, run: Run, limits: Limits, redactor: Redactor, transfer_seconds: float = 600.0
+    ) -> "RunTracker":
         """Continue an interrupted run of the same run key: running again, its old error cleared."""
         client.update_run(run.info.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
         if ERROR_TAG in run.data.tags:
             client.delete_tag(run.info.run_id, ERROR_TAG)
-        tracker = cls(client, run.info.run_id, limits, redactor)
+        tracker = cls(client, run.info.run_id, limits, redactor, transfer_seconds)
         tracker._tag_count = len(run.data.tags)
         tracker._metric_names = set(run.data.metrics)
+        tracker._param_names = set(run.data.params)
         return tracker
 
     @staticmethod
     def _fit_tags(tags: dict[str, str], limits: Limits, redactor: Redactor, already: int) -> dict[str, str]:
         fitted = {
-            _fit_key(k, limits): redactor.redact(str(v))[: limits.tag_value_length] for k, v in tags.items()
+            _fit_key(k, limits.tag_key_length): redactor.redact(str(v))[: limits.tag_value_length] for k, v in tags.items()
         }
         if limits.tags_per_run is not None:
             room = max(0, limits.tags_per_run - already - 5)  # MLflow adds a few system tags of its own
@@ -305,12 +420,17 @@ class RunTracker:
         return fitted
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        items = [
-            Param(_fit_key(k, self.limits), self.redactor.redact(str(v))[: self.limits.param_value_length])
-            for k, v in sorted(params.items())
-        ]
+        items = []
+        for key, value in sorted(params.items()):
+            name = _fit_key(key, self.limits.key_length)
+            cap = self.limits.params_per_run
+            if cap is not None and name not in self._param_names and len(self._param_names) >= cap:
+                log.warning("tracking backend allows %s params a run; not logging param %s", cap, name)
+                continue
+            self._param_names.add(name)
+            items.append(Param(name, self.redactor.redact(str(value))[: self.limits.param_value_length]))
         for chunk in _chunks(items, self.limits.params_per_batch):
-            self.client.log_batch(self.run_id, params=chunk)
+            self.client.log_batch(self.run_id, params=chunk, tags=self._take_pending_tags())
 
     def log_metrics(self, metrics: Mapping[str, float], tags: Mapping[str, str] | None = None) -> None:
         """Metrics (and any late tags) in one batch per backend limit; timestamps fixed before sending,
@@ -318,7 +438,7 @@ class RunTracker:
         timestamp = int(time.time() * 1000)
         entries = []
         for name, value in metrics.items():
-            key = _fit_key(name, self.limits)
+            key = _fit_key(name, self.limits.key_length)
             cap = self.limits.metric_names_per_run
             if cap is not None and key not in self._metric_names and len(self._metric_names) >= cap:
                 log.warning("tracking backend allows %s metric names a run; not logging metric %s", cap, key)
@@ -327,26 +447,70 @@ class RunTracker:
             entries.append(Metric(key, float(value), timestamp, 0))
         late_tags = [RunTag(k, v) for k, v in self._fit_tags(dict(tags or {}), self.limits, self.redactor, self._tag_count).items()]
         self._tag_count += len(late_tags)
+        late_tags = self._take_pending_tags() + late_tags
         metric_chunks = _chunks(entries, self.limits.metrics_per_batch) or [[]]
         for i, chunk in enumerate(metric_chunks):
             self.client.log_batch(self.run_id, metrics=chunk, tags=late_tags if i == 0 else [])
 
     def set_tag(self, key: str, value: str) -> None:
-        self.client.set_tag(self.run_id, _fit_key(key, self.limits), self.redactor.redact(value)[: self.limits.tag_value_length])
+        self.client.set_tag(
+            self.run_id,
+            _fit_key(key, self.limits.tag_key_length),
+            self.redactor.redact(value)[: self.limits.tag_value_length],
+        )
 
-    def log_artifacts(self, local_dir: Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifacts(self.run_id, str(local_dir), artifact_path)
+    def artifact_files(self) -> set[str]:
+        """Every file path the run already holds (for a resumed run: artifact stores may be write-once).
+
+        Listed through the run's own artifact repository: MlflowClient.list_artifacts with a path
+        goes through `runs:/`, which in MLflow 3 also searches /logged-models, a 404 on AML.
+        """
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        repository = get_artifact_repository(self.client.get_run(self.run_id).info.artifact_uri)
+
+        def walk(path: str | None) -> set[str]:
+            found: set[str] = set()
+            for info in repository.list_artifacts(path):
+                found |= walk(info.path) if info.is_dir else {info.path}
+            return found
+
+        return bounded_transfer(lambda: walk(None), self.transfer_seconds, "listing")
+
+    def log_artifacts(self, local_dir: Path, artifact_path: str | None = None, skip: set[str] = frozenset()) -> None:
+        """Upload a directory's files, leaving out those whose artifact path is in `skip`."""
+        files = sorted(p for p in Path(local_dir).rglob("*") if p.is_file())
+        targets = {p: "/".join(filter(None, [artifact_path, p.relative_to(local_dir).as_posix()])) for p in files}
+        wanted = [p for p in files if targets[p] not in skip]
+        deadline = self.transfer_seconds * max(1, -(-len(wanted) // ARTIFACT_BATCH_FILES))
+        if len(wanted) == len(files):
+            upload = lambda: self.client.log_artifacts(self.run_id, str(local_dir), artifact_path)  # noqa: E731
+        else:
+            def upload() -> None:
+                for path in wanted:
+                    self.client.log_artifact(self.run_id, str(path), targets[path].rpartition("/")[0] or None)
+        if wanted:
+            bounded_transfer(upload, deadline, "upload")
+
+    def download_artifacts(self, path: str, destination: str) -> str:
+        return bounded_transfer(lambda: self.client.download_artifacts(self.run_id, path, destination), self.transfer_seconds, "download")
 
     def finish(self) -> None:
+        if self._pending_tags:
+            self.client.log_batch(self.run_id, tags=self._take_pending_tags())
         self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))
 
     def fail(self, message: str) -> None:
-        """Best effort: mark the run FAILED with the reason; the server may be the thing that failed."""
-        try:
-            probe(lambda: self.set_tag(ERROR_TAG, message), timeout=10)
-            probe(lambda: self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FAILED)), timeout=10)
-        except Exception as exc:  # noqa: BLE001 - the original failure is what the user must see
-            log.warning("could not mark run %s as FAILED: %s", self.run_id, self.redactor.redact(str(exc).splitlines()[0]))
+        """Best effort: tag the run with the reason and mark it FAILED; the server may be the thing that
+        failed. The two calls fail separately: a refused tag (AML's limits) still ends the run."""
+        for what, call in (
+            ("tag it with the error", lambda: self.set_tag(ERROR_TAG, message)),
+            ("mark it FAILED", lambda: self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FAILED))),
+        ):
+            try:
+                probe(call, timeout=10)
+            except Exception as exc:  # noqa: BLE001 - the original failure is what the user must see
+                log.warning("could not %s (run %s): %s", what, self.run_id, self.redactor.redact(first_line(exc)))
 
 
 def _run_with_attempt_id(client: MlflowClient, experiment_id: str, attempt_id: str) -> Run | None:
@@ -354,11 +518,11 @@ def _run_with_attempt_id(client: MlflowClient, experiment_id: str, attempt_id: s
     return runs[0] if runs else None
 
 
-def _fit_key(key: str, limits: Limits) -> str:
-    if len(key) <= limits.key_length:
+def _fit_key(key: str, length: int) -> str:
+    if len(key) <= length:
         return key
-    log.warning("name longer than %s characters shortened: %s", limits.key_length, key)
-    return key[: limits.key_length]
+    log.warning("name longer than %s characters shortened: %s", length, key)
+    return key[:length]
 
 
 def _chunks(items: list, size: int) -> list[list]:

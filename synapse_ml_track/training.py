@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import mlflow.spark
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.types import ColSpec, Schema
 from pyspark.ml import PipelineModel
@@ -92,13 +91,10 @@ def run_training(spark: SparkSession, config: JobConfig, session: TrackingSessio
         resume = keyed is not None and not config.force
         if resume:
             log.info("resuming run %s of run key %s", keyed.info.run_id, config.run_key)
-            tracker = RunTracker.resume(session.client, keyed, session.limits, redactor)
+            tracker = session.resume_run(keyed, redactor)
         else:
             tags = {**run_tags(spark, config.run_key), **config.tracking.tags, JOB_TAG: "train"}
-            tracker = RunTracker.start(
-                session.client, session.experiment_id, config.tracking.run_name, tags, session.limits, redactor,
-                create_attempts=session.create_attempts,
-            )
+            tracker = session.start_run(config.tracking.run_name, tags, redactor)
     with session.failing_run(tracker):
         result = _train_and_track(spark, config, session, tracker, resumed=resume)
     if result.status == "rejected" and config.gate.fail_on_reject:
@@ -183,16 +179,22 @@ def _train_and_track(
 
     decision = gate.decide(config.gate, metrics, fitted.champion_metrics) if config.tracking.register else None
     try:
+        # Artifact stores may be write-once (AML): a resumed run adds what is missing and puts this
+        # attempt's model beside any earlier upload of it, never over it.
+        existing = tracker.artifact_files() if resumed else set()
+        model_path = registry.free_model_path(existing)
+        late_tags = {**(decision.tags() if decision else {}), **registry.model_path_tags(model_path)}
         session.log_input(tracker.run_id, source, json.dumps({"mlflow_colspec": signature.inputs.to_dict()}), fitted.train_rows + int(fitted.evaluation.metrics["test_rows"]))
-        tracker.log_metrics(metrics, tags=decision.tags() if decision else None)
-        tracker.log_artifacts(result_dir / "evaluation")
-        tracker.log_artifacts(model_dir, registry.MODEL_ARTIFACT_PATH)
+        tracker.log_metrics(metrics, tags=late_tags)
+        tracker.log_artifacts(result_dir / "evaluation", skip=existing)
+        tracker.log_artifacts(model_dir, model_path)
         version = None
         if decision and decision.register:
             name = config.tracking.registered_model_name
             version = registry.register(
-                session.client, name, tracker.run_id, resumed=resumed, create_attempts=session.create_attempts
-            )
+                session.client, name, tracker.run_id, artifact_path=model_path, resumed=resumed,
+                create_attempts=session.create_attempts,
+            )  # fmt: skip
             registry.promote(session.client, version, config.gate.champion_alias)
         tracker.finish()
     except Exception as exc:
@@ -205,7 +207,7 @@ def _train_and_track(
     return TrainingResult(
         run_id=tracker.run_id,
         experiment_id=session.experiment_id,
-        model_uri=f"runs:/{tracker.run_id}/{registry.MODEL_ARTIFACT_PATH}",
+        model_uri=f"runs:/{tracker.run_id}/{model_path}",
         model_version=version.version if version else None,
         registered_model_name=config.tracking.registered_model_name if version else None,
         metrics=metrics,
@@ -233,10 +235,10 @@ def _champion_metrics(session: TrackingSession, config: JobConfig, test_indexed,
     version = registry.champion_version(session.client, name, config.gate.champion_alias)
     if version is None:
         return None
-    champion_run = session.client.get_model_version(name, version).run_id
+    champion_run, champion_path = registry.model_source(session.client.get_model_version(name, version))
     with tempfile.TemporaryDirectory() as download_dir:
-        local_model = session.client.download_artifacts(champion_run, registry.MODEL_ARTIFACT_PATH, download_dir)
-        champion = mlflow.spark.load_model(local_model, dfs_tmpdir=config.tracking.dfs_tmp)
+        local_model = session.download_artifacts(champion_run, champion_path, download_dir)
+        champion = registry.load_spark_model(local_model, config.tracking.dfs_tmp)
     if list(champion.stages[-1].getLabels()) != labels:
         log.warning("champion %s/%s predicts other classes than this run's; it is not compared", name, version)
         return None
@@ -249,7 +251,7 @@ def _result_of_finished_run(session: TrackingSession, config: JobConfig, run) ->
     return TrainingResult(
         run_id=run.info.run_id,
         experiment_id=run.info.experiment_id,
-        model_uri=f"runs:/{run.info.run_id}/{registry.MODEL_ARTIFACT_PATH}",
+        model_uri=f"runs:/{run.info.run_id}/{registry.model_path_of(run)}",
         model_version=version.version if version else None,
         registered_model_name=name if version else None,
         metrics=dict(run.data.metrics),

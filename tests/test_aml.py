@@ -65,12 +65,14 @@ def test_training_job_tracks_and_registers_in_the_aml_workspace(run_cli, aml_env
     assert run.data.metrics == pytest.approx(summary["metrics"])
     assert run.data.tags["team"] == "ml" and run.data.tags["smt.run_key"] == "aml-pipeline-run-1"
     assert run.data.tags["smt.gate"] == "passed"
-    assert {a.path for a in client.list_artifacts(run.info.run_id)} == EXPECTED_ARTIFACTS
-    assert {a.path for a in client.list_artifacts(run.info.run_id, "model")} >= {"model/MLmodel", "model/sparkml"}
+    stored = aml_server.artifacts.paths(run.info.run_id)  # in the double's blob storage, not on a local path
+    assert {path.split("/", 1)[0] for path in stored} == EXPECTED_ARTIFACTS
+    assert {"model/MLmodel", "model/sparkml/metadata/part-00000"} <= stored
     version = client.get_model_version("penguins-aml", summary["model_version"])
     assert version.run_id == run.info.run_id and version.status == "READY"
     assert version.source == f"runs:/{run.info.run_id}/model"
-    assert client.get_model_version_by_alias("penguins-aml", "champion").version == version.version
+    # AML serves no aliases: the champion is the version carrying the champion tag.
+    assert version.tags["smt.champion"] == "champion"
 
     # How it arrived: every call under the workspace prefix, with the token issued to our client.
     calls = aml_server.api_calls()
@@ -80,13 +82,18 @@ def test_training_job_tracks_and_registers_in_the_aml_workspace(run_cli, aml_env
         "/api/2.0/mlflow/runs/log-batch",
         "/api/2.0/mlflow/registered-models/create",
         "/api/2.0/mlflow/model-versions/create",
-        "/api/2.0/mlflow/registered-models/alias",
+        "/api/2.0/mlflow/model-versions/set-tag",
         "/api/2.0/mlflow/runs/update",
     } <= paths
     assert all(r.client_id == aml_env.client_id for r in aml_server.recorded("aml")), "a request without our token"
     assert not [c for c in calls if "/logged-models" in c[1] and c[2] < 300], "AML does not serve /logged-models"
     assert not [c for c in calls if "/preview/" in c[1]], "the async batch endpoint was used"
-    failed = [c for c in calls if c[2] >= 400 and c[1] != "/api/2.0/mlflow/experiments/get-by-name"]  # a new experiment
+    expected_refusals = {
+        "/api/2.0/mlflow/experiments/get-by-name",  # a new experiment
+        "/api/2.0/mlflow/registered-models/get",  # a new model
+        "/api/2.0/mlflow/registered-models/alias",  # AML has no aliases: the champion tag is used instead
+    }
+    failed = [c for c in calls if c[2] >= 400 and c[1] not in expected_refusals]
     assert not failed, f"failed requests: {failed}"
     # One token for the whole job (the credential caches it), asked for the ARM scope by our client.
     token_requests = aml_server.recorded("token")
@@ -125,7 +132,8 @@ def test_registered_model_loads_back_and_is_compared_as_champion(run_cli, aml_en
     assert second.exit_code == 0, second.stderr
     assert second.summary["status"] == "rejected" and "does not beat the champion" in second.summary["reason"]
     client = MlflowClient(aml_server.upstream.uri)
-    assert client.get_model_version_by_alias("penguins-aml-champion", "champion").version == first.summary["model_version"]
+    champions = [v.version for v in client.search_model_versions("name='penguins-aml-champion'") if "smt.champion" in v.tags]
+    assert champions == [first.summary["model_version"]]
     assert offline == []
 
 
@@ -303,7 +311,7 @@ def test_check_passes_against_a_healthy_workspace(run_cli, aml_env, aml_server, 
     assert f"ok: tracking server {aml_server.tracking_uri} answers" in result.stdout
     assert "ok: model registry is readable" in result.stdout
     paths = {path for _, path, _ in aml_server.api_calls()}
-    assert "/api/2.0/mlflow/experiments/get-by-name" in paths and "/api/2.0/mlflow/registered-models/search" in paths
+    assert "/api/2.0/mlflow/experiments/get-by-name" in paths and "/api/2.0/mlflow/registered-models/get" in paths
     assert offline == []
 
 

@@ -250,18 +250,24 @@ def test_registry_and_run_searches_follow_page_tokens(aml_env, aml_server):
         aml_server.page_size = 20
 
 
-def test_loading_a_model_leaves_no_copy_in_dfs_tmp(run_cli, aml_env, aml_server, spark, tmp_path):
+def test_loading_a_model_leaves_no_copy_in_dfs_tmp(run_cli, aml_env, aml_server, spark, tmp_path, monkeypatch):
     """Defect 6: mlflow.spark.load_model copies a local model to dfs_tmp whenever the cluster's default
     filesystem is not the local disk (ABFS on Synapse) and never deletes it. Here the default
-    filesystem is a Hadoop viewfs whose only mount is the staging directory, so the copy happens."""
+    filesystem is a Hadoop viewfs on which the driver's /tmp (where the model is downloaded) is an
+    empty directory and /staging is the staging directory, so the copy happens as on Synapse."""
+    from mlflow.spark import _HadoopFileSystem
+
     model = unique("dfs")
     trained = train(run_cli, aml_server, unique("dfs"), model)
     assert trained.exit_code == 0, trained.stderr
-    staging = tmp_path / "staging"
+    staging, elsewhere = tmp_path / "staging", tmp_path / "not-the-driver-disk"
     staging.mkdir()
+    elsewhere.mkdir()
     hadoop = spark.sparkContext._jsc.hadoopConfiguration()
     hadoop.set("fs.viewfs.mounttable.smt.link./staging", staging.as_uri())
+    hadoop.set("fs.viewfs.mounttable.smt.link./tmp", elsewhere.as_uri())
     hadoop.set("fs.defaultFS", "viewfs://smt/")
+    monkeypatch.setattr(_HadoopFileSystem, "_filesystem", None)  # mlflow caches the first default filesystem
     try:
         scored = run_cli(
             "score", "--tracking-uri", aml_server.tracking_uri, "--experiment-name", unique("dfs-score"),
@@ -270,6 +276,7 @@ def test_loading_a_model_leaves_no_copy_in_dfs_tmp(run_cli, aml_env, aml_server,
         )  # fmt: skip
     finally:
         hadoop.set("fs.defaultFS", "file:///")
+        _HadoopFileSystem._filesystem = None
     assert scored.exit_code == 0, scored.stderr
     copied = [p for p in staging.rglob("*") if p.is_file()]
     assert copied == [], f"left in dfs_tmp: {copied[:3]}"

@@ -204,8 +204,15 @@ def test_managed_identity_only_when_chosen(aml_server, monkeypatch):
 
 
 def test_real_managed_identity_credential_is_constructible():
-    resolved = auth._managed_identity(AzureConfig())
+    """Off Synapse (AML compute, a VM) a managed identity is azure-identity's own credential."""
+    resolved = auth._managed_identity(AzureConfig(), lambda: None)
     assert isinstance(resolved.credential, azure.identity.ManagedIdentityCredential)
+
+
+def test_user_assigned_identity_is_refused_on_synapse():
+    """Synapse Spark job definitions run as the workspace's system-assigned identity only."""
+    with pytest.raises(CredentialError, match="user-assigned identities are not supported there"):
+        auth._managed_identity(AzureConfig(managed_identity_client_id="mi-1"), lambda: object())
 
 
 # ---- nothing usable: fail at once, never interactively ----------------------------------------------

@@ -9,8 +9,8 @@ stdout and stderr, the bodies of every request and response the server saw (exce
 POST to the fake Azure AD, which carries the secret by design, and its answer, which carries the
 token), the mlflow server's log and the Spark configuration.
 
-As in tests/test_aml.py, the artifact store is a local directory: AML's blob-storage upload is
-not emulated.
+Artifacts travel as on Azure, through AML's run-history service and SAS-signed blob URLs of the
+double; the blobs it stored are searched too.
 """
 
 from __future__ import annotations
@@ -54,8 +54,7 @@ def test_secret_and_tokens_appear_nowhere(run_cli, aml_env, aml_server, offline,
         "stderr": result.stderr,
         "spark conf": repr(spark.sparkContext.getConf().getAll()),
     }
-    artifact_dir = Path(run.info.artifact_uri)
-    assert artifact_dir.is_dir(), "the stand-in's artifact root is a local path"
+    artifact_dir = aml_server.artifacts.root  # the double's blob storage: every run's uploaded artifacts
     upstream_root = Path(aml_server.upstream.log_path).parent
     files = files_under(artifact_dir, Path(result.summary["local_result_dir"]), tmp_path / "mlruns")
     files += [upstream_root / "mlflow.db", Path(aml_server.upstream.log_path)]
