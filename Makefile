@@ -6,7 +6,7 @@ VENV := .venv
 TOOLS_VENV := .venv-tools
 BIN := $(VENV)/bin
 
-.PHONY: train test bench check clean
+.PHONY: train test test-aml-live aml-double bench check clean
 
 # The stamp files make the environments rebuild only when their pins change.
 $(VENV)/.installed: requirements-dev.txt setup.cfg pyproject.toml
@@ -27,6 +27,14 @@ train: $(VENV)/.installed
 
 test: $(VENV)/.installed $(TOOLS_VENV)/.installed
 	SMT_TOOLS_BIN=$(CURDIR)/$(TOOLS_VENV)/bin $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The job cycle against the real workspace named in the environment (see tests/test_aml_cycle.py).
+test-aml-live: $(VENV)/.installed
+	$(BIN)/python -m pytest -m live_aml tests/test_aml_cycle.py $(PYTEST_ARGS)
+
+# The local AML workspace double, in the foreground: its first line is the tracking URI and environment.
+aml-double: $(VENV)/.installed
+	$(BIN)/python tests/aml_server.py $(ARGS)
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/run.py $(ARGS)
