@@ -62,6 +62,26 @@ param sparkPoolName string = 'mltrack'
 ])
 param sparkNodeSize string = 'Small'
 
+@description('True when the Spark pool exists already (every deployment after the first): infra/deploy.sh finds it. A first deployment creates the pool, then adds its libraries.')
+param sparkPoolExists bool = false
+
+@description('default, or recover to bring back the soft-deleted Azure ML Key Vault after a teardown (infra/deploy.sh finds it).')
+@allowed([
+  'default'
+  'recover'
+])
+param amlKeyVaultCreateMode string = 'default'
+
+@description('default, or recover to bring back the soft-deleted job Key Vault after a teardown (infra/deploy.sh finds it).')
+@allowed([
+  'default'
+  'recover'
+])
+param jobKeyVaultCreateMode string = 'default'
+
+@description('Give the Synapse workspace managed identity AzureML Data Scientist on the Azure ML workspace, so jobs can run with azure.auth managed_identity and no service principal secret.')
+param synapseIdentityUsesAml bool = false
+
 @description('Autoscale lower bound of the Spark pool (at least 3).')
 @minValue(3)
 param sparkMinNodes int = 3
@@ -131,7 +151,7 @@ module amlVault 'modules/keyvault.bicep' = {
   params: {
     location: location
     name: 'kvml${baseName}${environmentName}${suffix}'
-    enableRbacAuthorization: false
+    createMode: amlKeyVaultCreateMode
     softDeleteRetentionInDays: softDeleteRetentionDays
     logAnalyticsId: monitoring.outputs.logAnalyticsId
     tags: allTags
@@ -170,7 +190,7 @@ module jobVault 'modules/keyvault.bicep' = {
   params: {
     location: location
     name: 'kvjb${baseName}${environmentName}${suffix}'
-    enableRbacAuthorization: true
+    createMode: jobKeyVaultCreateMode
     softDeleteRetentionInDays: softDeleteRetentionDays
     logAnalyticsId: monitoring.outputs.logAnalyticsId
     tags: allTags
@@ -203,6 +223,7 @@ module synapse 'modules/synapse.bicep' = {
     sparkMinNodes: sparkMinNodes
     sparkMaxNodes: sparkMaxNodes
     sparkAutoPauseMinutes: sparkAutoPauseMinutes
+    sparkPoolExists: sparkPoolExists
     logAnalyticsId: monitoring.outputs.logAnalyticsId
     tags: allTags
   }
@@ -216,6 +237,7 @@ module roles 'modules/roles.bicep' = {
     dataLakeAccountName: dataLake.outputs.name
     servicePrincipalObjectId: servicePrincipalObjectId
     synapsePrincipalId: synapse.outputs.principalId
+    synapseIdentityUsesAml: synapseIdentityUsesAml
     deployerObjectId: deployerObjectId
     deployerPrincipalType: deployerPrincipalType
   }

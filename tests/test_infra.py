@@ -164,23 +164,73 @@ def test_parameters_and_outputs_are_described(trees):
                 assert description(declaration), f"{path}: {kind[:-1]} {name} has no @description"
 
 
-def test_spark_pool_is_35_autoscaled_autopaused_with_the_repository_requirements(trees):
+def test_spark_pool_is_35_autoscaled_autopaused(trees):
     pools = [
         (path, pool)
         for path, tree in trees.items()
         for pool in resources(tree, "Microsoft.Synapse/workspaces/bigDataPools").values()
+        if not pool["existing"]
     ]
-    assert len(pools) == 1, "expected exactly one Spark pool"
-    path, pool = pools[0]
-    properties = body(pool)["properties"]
+    assert [path for path, _ in pools] == ["modules/spark-pool.bicep"], "expected exactly one Spark pool declaration"
+    properties = body(pools[0][1])["properties"]
     assert properties["sparkVersion"] == "3.5"
     assert properties["autoScale"]["enabled"] is True
     assert properties["autoPause"]["enabled"] is True
-    requirements = properties["libraryRequirements"]
-    assert requirements["filename"] == "requirements.txt"
-    assert requirements["content"]["function"]["type"] == "load_text_content"
-    loaded = (INFRA / Path(path).parent / requirements["content"]["function"]["parameters"]["file_path"]).resolve()
-    assert loaded == REPO / "requirements.txt", f"the pool loads {loaded}, not the repository's requirements.txt"
+
+
+def test_spark_pool_gets_its_libraries_only_once_it_exists(trees):
+    """Azure refuses libraryRequirements on a pool being created (SparkComputePropertiesNotAllowed,
+    Azure/bicep#8502): the first deployment creates the pool, waits for its library manager, then
+    sets the libraries (AVM's big-data-pool module); a redeployment sets them in its one PUT."""
+    pool = next(iter(resources(trees["modules/spark-pool.bicep"], "Microsoft.Synapse/workspaces/bigDataPools").values()))
+    libraries = body(pool)["properties"]["libraryRequirements"]["operator"]
+    assert libraries["type"] == "conditional"
+    assert libraries["operands"]["condition"] == {"function": {"type": "empty", "parameters": {"item_to_test": "requirements"}}}
+    assert libraries["operands"]["true_value"] is None
+    assert libraries["operands"]["false_value"] == {"filename": "requirements.txt", "content": "requirements"}
+
+    synapse = trees["modules/synapse.bicep"]
+    loaded = synapse["variables"]["requirements"]["value"]["function"]
+    assert loaded["type"] == "load_text_content"
+    assert (INFRA / "modules" / loaded["parameters"]["file_path"]).resolve() == REPO / "requirements.txt"
+    later = synapse["variables"]["addLibrariesLater"]["value"]["operator"]
+    assert later["type"] == "and"
+    assert later["operands"]["operand_1"] == {"operator": {"type": "not", "operands": {"bool_value": "sparkPoolExists"}}}
+
+    calls = {name: m for name, m in synapse["modules"].items() if m["detail"]["path"] == "spark-pool.bicep"}
+    assert len(calls) == 2, "the pool is deployed by two module calls: create, then add libraries"
+    (create_name, create), = [(n, m) for n, m in calls.items() if "condition" not in m["config"]]
+    (add_name, add), = [(n, m) for n, m in calls.items() if "condition" in m["config"]]
+    # Creating: libraries only when the pool exists already.
+    passed = body(create)["params"]["requirements"]["operator"]
+    assert passed["type"] == "conditional" and passed["operands"]["condition"] == "sparkPoolExists"
+    assert passed["operands"]["false_value"] == ""
+    # Adding: only on a first deployment with libraries, after the wait, which follows the creation.
+    assert add["config"]["condition"] == "addLibrariesLater"
+    assert body(add)["params"]["requirements"] == "requirements"
+    (wait_name,) = body(add)["dependsOn"]
+    wait = synapse["resources"][wait_name]
+    assert wait["type"] == "Microsoft.Resources/deploymentScripts" and wait["config"]["condition"] == "addLibrariesLater"
+    assert body(wait)["dependsOn"] == [create_name]
+    assert re.fullmatch(r"Start-Sleep -Seconds (\d+)", body(wait)["properties"]["scriptContent"])
+    assert int(body(wait)["properties"]["scriptContent"].split()[-1]) >= 300
+    assert dotted(body(trees["main.bicep"]["modules"]["synapse"])["params"]["sparkPoolExists"]) == "sparkPoolExists"
+
+
+def test_key_vaults_use_rbac_so_a_redeployment_keeps_access(trees):
+    """Each deployment replaces an access-policy vault's policies, cutting Azure ML off from its vault
+    (Microsoft's how-to-create-workspace-template.md): every vault is RBAC-authorized, with no policies."""
+    (vault,) = resources(trees["modules/keyvault.bicep"], "Microsoft.KeyVault/vaults").values()
+    properties = body(vault)["properties"]
+    assert properties["enableRbacAuthorization"] is True
+    assert "accessPolicies" not in properties
+    assert properties["createMode"] == "createMode", "a soft-deleted vault must be recoverable (createMode recover)"
+    main_modules = trees["main.bicep"]["modules"]
+    vault_calls = [m for m in main_modules.values() if m["detail"]["path"] == "modules/keyvault.bicep"]
+    assert len(vault_calls) == 2
+    assert {body(m)["params"]["createMode"] for m in vault_calls} == {"amlKeyVaultCreateMode", "jobKeyVaultCreateMode"}
+    aml_vault = dotted(body(main_modules["aml"])["params"]["keyVaultId"]).split(".")[0]
+    assert main_modules[aml_vault]["detail"]["path"] == "modules/keyvault.bicep"
 
 
 def test_role_assignments_grant_the_documented_roles(trees):
@@ -213,9 +263,6 @@ def test_roles_are_wired_to_the_right_resources(trees):
     assert dotted(params["jobKeyVaultName"]) == "jobVault.outputs.name"
     assert dotted(params["dataLakeAccountName"]) == "dataLake.outputs.name"
     main_modules = trees["main.bicep"]["modules"]
-    assert (
-        body(main_modules["jobVault"])["params"]["enableRbacAuthorization"] is True
-    ), "Key Vault Secrets User needs an RBAC vault"
     assert body(main_modules["dataLake"])["params"]["isHnsEnabled"] is True, "Synapse needs ADLS Gen2"
 
 

@@ -1,4 +1,10 @@
-// A Key Vault with soft delete, purge protection and diagnostic settings.
+// A Key Vault with RBAC authorization, soft delete, purge protection and diagnostic settings.
+//
+// RBAC, not access policies, for every vault here: each template deployment replaces a vault's
+// access policies with the template's, which cuts an existing Azure ML workspace off from its
+// vault ("Key Vault clears the access policies each time the template is used", Microsoft's
+// how-to-create-workspace-template.md). Azure Verified Modules' Azure ML workspace examples use
+// RBAC vaults the same way (avm/res/machine-learning-services/workspace tests/e2e/*/dependencies.bicep).
 
 @description('Azure region of the vault.')
 param location string
@@ -8,8 +14,12 @@ param location string
 @maxLength(24)
 param name string
 
-@description('Authorize data-plane access with Azure RBAC (true) or with access policies (false). The Azure ML workspace manages its own vault through access policies; the vault the Spark jobs read uses RBAC so that role assignments grant access.')
-param enableRbacAuthorization bool
+@description('default: create the vault, or update it. recover: bring back a soft-deleted vault of the same name (after a teardown; purge protection keeps it for softDeleteRetentionInDays). infra/deploy.sh finds the value.')
+@allowed([
+  'default'
+  'recover'
+])
+param createMode string
 
 @description('Days a deleted vault or secret stays recoverable.')
 @minValue(7)
@@ -34,8 +44,8 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
       family: 'A'
       name: 'standard'
     }
-    enableRbacAuthorization: enableRbacAuthorization
-    accessPolicies: []
+    createMode: createMode
+    enableRbacAuthorization: true
     enableSoftDelete: true
     softDeleteRetentionInDays: softDeleteRetentionInDays
     enablePurgeProtection: true

@@ -2,6 +2,8 @@
 //   service principal          -> AzureML Data Scientist on the Azure ML workspace (MLflow runs, models)
 //   Synapse managed identity   -> Key Vault Secrets User on the job vault (reads the SP secrets)
 //   Synapse managed identity   -> Storage Blob Data Contributor on the ADLS Gen2 account
+//   Synapse managed identity   -> AzureML Data Scientist on the Azure ML workspace (optional:
+//                                 jobs with azure.auth managed_identity, no secret)
 //   deployer (optional)        -> Storage Blob Data Contributor on the ADLS Gen2 account (uploads)
 //                                 and Key Vault Secrets Officer on the job vault (sets the SP secret)
 
@@ -19,6 +21,9 @@ param servicePrincipalObjectId string
 
 @description('Object id of the Synapse workspace managed identity.')
 param synapsePrincipalId string
+
+@description('Give the Synapse managed identity AzureML Data Scientist on the Azure ML workspace.')
+param synapseIdentityUsesAml bool
 
 @description('Object id of the deployer; empty assigns nothing.')
 param deployerObjectId string
@@ -56,6 +61,16 @@ resource spDataScientist 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.azureMlDataScientist)
     principalId: servicePrincipalObjectId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource synapseDataScientist 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (synapseIdentityUsesAml) {
+  name: guid(amlWorkspace.id, synapsePrincipalId, roleIds.azureMlDataScientist)
+  scope: amlWorkspace
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.azureMlDataScientist)
+    principalId: synapsePrincipalId
     principalType: 'ServicePrincipal'
   }
 }

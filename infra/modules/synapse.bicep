@@ -1,6 +1,5 @@
 // The Synapse workspace (managed virtual network, Entra ID-only auth) on its ADLS Gen2
-// account, and the Spark 3.5 pool the jobs run on. The pool's Python libraries come from the
-// repository's requirements.txt: one source of truth for local tests and the pool.
+// account, and the Spark 3.5 pool the jobs run on.
 
 @description('Azure region of the workspace and pool.')
 param location string
@@ -46,6 +45,9 @@ param sparkMaxNodes int
 @minValue(5)
 param sparkAutoPauseMinutes int
 
+@description('True when the Spark pool exists already (a redeployment): its libraries are set in the same PUT. False on a first deployment: the pool is created first and its libraries added after a wait. infra/deploy.sh finds the value.')
+param sparkPoolExists bool
+
 @description('Resource id of the Log Analytics workspace that receives diagnostics.')
 param logAnalyticsId string
 
@@ -89,37 +91,73 @@ resource firewallRules 'Microsoft.Synapse/workspaces/firewallRules@2021-06-01' =
   }
 }]
 
-resource sparkPool 'Microsoft.Synapse/workspaces/bigDataPools@2021-06-01' = {
-  //checkov:skip=CKV_AZURE_242:Isolated compute needs XXLarge nodes in a few regions; the small training jobs do not justify dedicated hardware.
-  parent: workspace
-  name: sparkPoolName
+// The pool's libraries come from the repository's requirements.txt (one source of truth for the
+// local tests and the pool). Azure refuses them while the pool is being created
+// (SparkComputePropertiesNotAllowed, Azure/bicep#8502), and the library manager of a new pool needs
+// minutes before it can install anything: AVM's big-data-pool module waits 300 s ("Without this
+// wait, the library installation Spark job fails with a transient WASB 500 error"). So a first
+// deployment creates the pool, waits, then sets the libraries; a redeployment sets them at once
+// (a PUT without libraries would remove them, Azure/bicep-registry-modules#6784).
+var requirements = loadTextContent('../../requirements.txt')
+// Parenthesised: pycep-parser 0.5.1 (the offline check) reads `!a && !b` as `!(a && !b)`.
+var addLibrariesLater = (!sparkPoolExists) && (!empty(requirements))
+
+module sparkPoolCreate 'spark-pool.bicep' = {
+  name: 'spark-pool-${sparkPoolName}'
+  params: {
+    location: location
+    workspaceName: workspace.name
+    name: sparkPoolName
+    nodeSize: sparkNodeSize
+    minNodes: sparkMinNodes
+    maxNodes: sparkMaxNodes
+    autoPauseMinutes: sparkAutoPauseMinutes
+    requirements: sparkPoolExists ? requirements : ''
+    tags: tags
+  }
+}
+
+resource libraryManagerWait 'Microsoft.Resources/deploymentScripts@2023-08-01' = if (addLibrariesLater) {
+  name: 'wait-for-library-manager-${sparkPoolName}'
   location: location
   tags: tags
+  kind: 'AzurePowerShell'
   properties: {
-    sparkVersion: '3.5'
-    nodeSizeFamily: 'MemoryOptimized'
-    nodeSize: sparkNodeSize
-    autoScale: {
-      enabled: true
-      minNodeCount: sparkMinNodes
-      maxNodeCount: sparkMaxNodes
-    }
-    autoPause: {
-      enabled: true
-      delayInMinutes: sparkAutoPauseMinutes
-    }
-    dynamicExecutorAllocation: {
-      enabled: true
-      minExecutors: 1
-      maxExecutors: sparkMaxNodes - 1
-    }
-    isComputeIsolationEnabled: false
-    sessionLevelPackagesEnabled: true
-    libraryRequirements: {
-      filename: 'requirements.txt'
-      content: loadTextContent('../../requirements.txt')
-    }
+    azPowerShellVersion: '11.0'
+    scriptContent: 'Start-Sleep -Seconds 300'
+    timeout: 'PT15M'
+    retentionInterval: 'PT1H'
+    cleanupPreference: 'Always'
   }
+  dependsOn: [
+    sparkPoolCreate
+  ]
+}
+
+module sparkPoolLibraries 'spark-pool.bicep' = if (addLibrariesLater) {
+  name: 'spark-pool-${sparkPoolName}-libraries'
+  params: {
+    location: location
+    workspaceName: workspace.name
+    name: sparkPoolName
+    nodeSize: sparkNodeSize
+    minNodes: sparkMinNodes
+    maxNodes: sparkMaxNodes
+    autoPauseMinutes: sparkAutoPauseMinutes
+    requirements: requirements
+    tags: tags
+  }
+  dependsOn: [
+    libraryManagerWait
+  ]
+}
+
+resource sparkPool 'Microsoft.Synapse/workspaces/bigDataPools@2021-06-01' existing = {
+  parent: workspace
+  name: sparkPoolName
+  dependsOn: [
+    sparkPoolCreate
+  ]
 }
 
 resource workspaceDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
@@ -160,4 +198,4 @@ output principalId string = workspace.identity.principalId
 output devEndpoint string = workspace.properties.connectivityEndpoints.dev
 
 @description('Name of the Spark pool.')
-output sparkPoolName string = sparkPool.name
+output sparkPoolName string = sparkPoolCreate.outputs.name
