@@ -25,8 +25,19 @@ from typing import Any, Protocol
 from synapse_ml_track.config import build_config
 from synapse_ml_track.errors import JobError
 
-# Synapse memory-optimized sizes: (cores, memory) of one executor or the driver.
+# Synapse memory-optimized sizes: (cores, memory) of one executor or the driver (the executor sizes
+# Microsoft's "Apache Spark pool configurations" page recommends for each node size).
 EXECUTOR_SIZES = {"Small": (4, "28g"), "Medium": (8, "56g"), "Large": (16, "112g")}
+# vCores of one node of each memory-optimized node size (same page): an executor must fit a node.
+NODE_CORES = {"Small": 4, "Medium": 8, "Large": 16, "XLarge": 32, "XXLarge": 64, "XXXLarge": 80}
+POOL_PARAMETERS = Path("infra", "main.parameters.dev.json")
+# What publishing job definitions and pipelines takes in Synapse RBAC: the Synapse Artifact Publisher
+# role has these data actions, as do Synapse Contributor and Administrator (Microsoft's
+# synapse-workspace-synapse-rbac-roles.md). Azure roles on the resource group do not grant them.
+PUBLISH_ACTIONS = (
+    "Microsoft.Synapse/workspaces/sparkJobDefinitions/write",
+    "Microsoft.Synapse/workspaces/pipelines/write",
+)
 TEMPLATE_DIR = Path("jobs", "synapse")
 JOB_DEFINITION_TEMPLATES = ("train.sjd.json", "score.sjd.json")
 PIPELINE_TEMPLATES = ("train.pipeline.json",)
@@ -37,6 +48,7 @@ AZURE_PACKAGES = {
     "azure.identity": "azure-identity",
     "azure.storage.filedatalake": "azure-storage-file-datalake",
     "azure.synapse.artifacts": "azure-synapse-artifacts",
+    "azure.synapse.accesscontrol": "azure-synapse-accesscontrol",
 }
 STORAGE_ACCOUNT_PATTERN = re.compile(r"^[a-z0-9]{3,24}$")
 
@@ -73,6 +85,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--num-executors", type=_positive_int, default=2, help="executors per job (default: %(default)s)"
     )
     parser.add_argument(
+        "--pool-parameters",
+        type=Path,
+        help="Bicep parameters file the pool was deployed with, for the sizing check of --dry-run "
+        f"(default: {POOL_PARAMETERS} in the source); a real deploy reads the pool itself",
+    )
+    parser.add_argument(
         "--source", type=Path, help="source checkout with setup.cfg and jobs/ (default: the one this package runs from)"
     )
     parser.add_argument("--dry-run", action="store_true", help="print every step of the plan and call nothing")
@@ -82,9 +100,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         plan = make_plan(args)
         if args.dry_run:
+            check_sizing(pool_shape_from_parameters(args), args.spark_pool, args.executor_size, args.num_executors)
             print_plan(plan)
             return 0
         target = SynapseTarget(args.workspace, args.storage_account, args.filesystem)
+        preflight(target, args)
         execute(plan, target)
     except JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -92,8 +112,64 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class PoolShape:
+    node_size: str
+    max_nodes: int
+    source: str  # where the shape was read: "the pool" or a parameters file
+
+
+def check_sizing(pool: PoolShape, pool_name: str, executor_size: str, executors: int) -> None:
+    """Refuse a job the pool cannot run: an executor larger than a node, or more executors than
+    worker nodes (one node runs the driver: Synapse takes 1..maxNodeCount-1 executors)."""
+    cores = EXECUTOR_SIZES[executor_size][0]
+    node_cores = NODE_CORES.get(pool.node_size)
+    if node_cores is None:
+        raise DeployError(f"pool {pool_name} has node size {pool.node_size!r}, not one of {', '.join(NODE_CORES)}")
+    if cores > node_cores:
+        raise DeployError(
+            f"--executor-size {executor_size} needs {cores} cores but pool {pool_name} has {pool.node_size} nodes "
+            f"({node_cores} vCores, per {pool.source}); choose a size of at most {node_cores} cores"
+        )
+    if executors > pool.max_nodes - 1:
+        raise DeployError(
+            f"--num-executors {executors} does not fit pool {pool_name}: at most {pool.max_nodes} nodes "
+            f"(per {pool.source}), one of which runs the driver; use at most {pool.max_nodes - 1}"
+        )
+
+
+def pool_shape_from_parameters(args: argparse.Namespace) -> PoolShape:
+    """The pool as the Bicep parameters file describes it (main.bicep's defaults where it is silent)."""
+    path = args.pool_parameters or find_source(args.source) / POOL_PARAMETERS
+    try:
+        values = json.loads(Path(path).read_text(encoding="utf-8"))["parameters"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise DeployError(f"cannot read the pool's parameters from {path}: {exc}; pass --pool-parameters") from None
+    node_size = values.get("sparkNodeSize", {}).get("value", "Small")
+    max_nodes = int(values.get("sparkMaxNodes", {}).get("value", 6))
+    return PoolShape(node_size, max_nodes, str(path))
+
+
+def preflight(target: Target, args: argparse.Namespace) -> None:
+    """What can stop a deploy halfway is checked before its first step: the pool's size and the right
+    to publish artifacts."""
+    check_sizing(target.pool_shape(args.spark_pool), args.spark_pool, args.executor_size, args.num_executors)
+    missing = target.missing_publish_actions()
+    if missing:
+        who, actions = missing
+        raise DeployError(
+            f"{who} may not publish to Synapse workspace {args.workspace} ({', '.join(a.rsplit('/', 2)[-2] for a in actions)} "
+            f"write not allowed): it needs the Synapse Artifact Publisher role, e.g. az synapse role assignment create "
+            f"--workspace-name {args.workspace} --role \"Synapse Artifact Publisher\" --assignee-object-id <object id>"
+        )
+
+
 class Target(Protocol):
     """Where a plan lands: the workspace's filesystem and its artifacts API."""
+
+    def pool_shape(self, pool: str) -> PoolShape: ...
+
+    def missing_publish_actions(self) -> tuple[str, list[str]] | None: ...
 
     def upload(self, path: str, data: bytes) -> None: ...
 
@@ -286,16 +362,45 @@ def size_job(document: dict[str, Any], size: str, executors: int) -> dict[str, A
 class SynapseTarget:
     """The real target: ADLS Gen2 uploads and Synapse artifacts through the Azure SDKs."""
 
-    def __init__(self, workspace: str, storage_account: str, filesystem: str) -> None:
+    def __init__(
+        self, workspace: str, storage_account: str, filesystem: str, credential: Any = None, **client_options: Any
+    ) -> None:
+        """`credential` defaults to DefaultAzureCredential; `client_options` (an azure-core `transport`)
+        go to every SDK client."""
         require_azure_packages()
         from azure.identity import DefaultAzureCredential
         from azure.storage.filedatalake import DataLakeServiceClient
         from azure.synapse.artifacts import ArtifactsClient
 
-        credential = DefaultAzureCredential()
-        service = DataLakeServiceClient(f"https://{storage_account}.dfs.core.windows.net", credential=credential)
+        credential = credential or DefaultAzureCredential()
+        service = DataLakeServiceClient(
+            f"https://{storage_account}.dfs.core.windows.net", credential=credential, **client_options
+        )
+        self._credential = credential
+        self._client_options = client_options
+        self._workspace = workspace
+        self._endpoint = f"https://{workspace}.dev.azuresynapse.net"
         self._filesystem = service.get_file_system_client(filesystem)
-        self._artifacts = ArtifactsClient(credential=credential, endpoint=f"https://{workspace}.dev.azuresynapse.net")
+        self._artifacts = ArtifactsClient(credential=credential, endpoint=self._endpoint, **client_options)
+
+    def pool_shape(self, pool: str) -> PoolShape:
+        info = self._artifacts.big_data_pools.get(pool)
+        max_nodes = info.auto_scale.max_node_count if info.auto_scale and info.auto_scale.enabled else info.node_count
+        return PoolShape(str(info.node_size), int(max_nodes), "the pool")
+
+    def missing_publish_actions(self) -> tuple[str, list[str]] | None:
+        """(who, actions) when the signed-in identity may not publish, per Synapse's own access check."""
+        from azure.synapse.accesscontrol import AccessControlClient
+        from azure.synapse.accesscontrol.models import RequiredAction, SubjectInfo
+
+        claims = token_claims(self._credential.get_token("https://dev.azuresynapse.net/.default").token)
+        subject = SubjectInfo(principal_id=claims["oid"], group_ids=claims.get("groups", []))
+        actions = [RequiredAction(id=action, is_data_action=True) for action in PUBLISH_ACTIONS]
+        client = AccessControlClient(self._credential, self._endpoint, **self._client_options)
+        answer = client.role_assignments.check_principal_access(subject, actions, f"workspaces/{self._workspace}")
+        denied = [d.action_id for d in answer.access_decisions if d.access_decision != "Allowed"]
+        who = claims.get("upn") or claims.get("appid") or claims["oid"]
+        return (f"{who} (object id {claims['oid']})", denied) if denied else None
 
     def upload(self, path: str, data: bytes) -> None:
         self._filesystem.get_file_client(path).upload_data(data, overwrite=True)
@@ -313,6 +418,14 @@ class SynapseTarget:
         self._artifacts.pipeline.begin_create_or_update_pipeline(
             document["name"], PipelineResource.deserialize(document)
         ).result()
+
+
+def token_claims(token: str) -> dict[str, Any]:
+    """A JWT's claims, unverified: only read to name the signed-in identity to Azure's own check."""
+    import base64
+
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
 def require_azure_packages() -> None:

@@ -14,15 +14,12 @@ ARM GET it makes (the ARM boundary), so azure-ai-ml's own parsing and plugin hoo
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 
 import mlflow
 import pytest
 import requests
-import urllib3
-from azure.core.pipeline.transport import RequestsTransport
 from mlflow.tracking import MlflowClient
 
 from synapse_ml_track import aml
@@ -34,6 +31,7 @@ from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.tracking import AML_LIMITS, RunTracker, limits_for
 
 
+from azure_stub import StubSession
 from support import free_port
 
 EXPECTED_ARTIFACTS = {"classification_report.json", "classification_report.txt", "confusion_matrix.png", "coefficients.json", "model"}
@@ -217,32 +215,12 @@ def test_malformed_aml_uri_is_a_config_error_before_any_credential(uri):
         aml.connect(uri, AzureConfig(), {}, Redactor())
 
 
-class ArmStub(requests.Session):
-    """Answers azure-ai-ml's ARM request for the workspace, in place of the network, beneath azure-core's
-    real RequestsTransport; records what was asked and with which token."""
-
-    def __init__(self, workspace: dict) -> None:
-        super().__init__()
-        self.workspace = workspace
-        self.seen: list[tuple[str, str, str | None]] = []
-
-    def request(self, method, url, headers=None, **kwargs):
-        self.seen.append((method, url, (headers or {}).get("Authorization")))
-        body = json.dumps(self.workspace).encode()
-        headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
-        response = requests.Response()
-        response.raw = urllib3.HTTPResponse(body=io.BytesIO(body), headers=headers, status=200, preload_content=False)
-        response.status_code, response.reason, response.url = 200, "OK", url
-        response.headers.update(headers)
-        return response
-
-
 def test_check_finds_the_workspace_through_azure_ai_ml(run_cli, aml_env, aml_server, offline, monkeypatch):
     """No URI and no region: the tracking URI comes from MLClient(...).workspaces.get (ARM stubbed)."""
     from azure.ai.ml import MLClient
 
     scope = aml_server.prefix.split("/mlflow/v2.0", 1)[1]
-    stub = ArmStub({
+    workspace = {
         "id": scope,
         "name": aml_server.workspace,
         "type": "Microsoft.MachineLearningServices/workspaces",
@@ -255,12 +233,13 @@ def test_check_finds_the_workspace_through_azure_ai_ml(run_cli, aml_env, aml_ser
             "discoveryUrl": "https://westeurope.api.azureml.ms/discovery",
             "mlFlowTrackingUri": aml_server.tracking_uri,
         },
-    })
+    }
+    stub = StubSession([("GET", r"management\.azure\.com/subscriptions/.*", lambda sent, match: (200, workspace))])
     constructed = []
 
     def stubbed_client(*args, **kwargs):
         constructed.append((args, kwargs))
-        return MLClient(*args, transport=RequestsTransport(session=stub, session_owner=False), **kwargs)
+        return MLClient(*args, transport=stub.transport(), **kwargs)
 
     monkeypatch.setattr("azure.ai.ml.MLClient", stubbed_client)
     monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", aml_server.subscription_id)
@@ -274,9 +253,9 @@ def test_check_finds_the_workspace_through_azure_ai_ml(run_cli, aml_env, aml_ser
     (args, kwargs), = constructed
     assert args[1:] == (aml_server.subscription_id, aml_server.resource_group, aml_server.workspace)
     assert kwargs["retry_total"] <= 1 and kwargs["connection_timeout"] <= 10
-    (method, url, authorization), = stub.seen
-    assert method == "GET" and url.startswith(f"https://management.azure.com{scope}?api-version=")
-    assert aml_server.tokens[authorization.removeprefix("Bearer ")] == aml_env.client_id
+    (sent,) = stub.sent
+    assert sent.method == "GET" and sent.url.startswith(f"https://management.azure.com{scope}?api-version=")
+    assert aml_server.tokens[sent.headers["Authorization"].removeprefix("Bearer ")] == aml_env.client_id
     assert {r.client_id for r in aml_server.recorded("aml")} == {aml_env.client_id}
     assert offline == []
 

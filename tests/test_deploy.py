@@ -4,6 +4,9 @@ building anything; a real run executes the same steps in the same order."""
 from __future__ import annotations
 
 import argparse
+import base64
+import functools
+import json
 import shutil
 import subprocess
 import sys
@@ -14,6 +17,8 @@ from typing import Any
 import pytest
 
 from synapse_ml_track import deploy
+
+from azure_stub import StubSession
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_URI = "abfss://synapse@stdlmltrackdevabc123.dfs.core.windows.net/synapse-ml-track"
@@ -111,10 +116,13 @@ def test_dry_run_of_the_repository_prints_the_complete_ordered_plan(config_file,
         assert action in line and detail in line, f"expected {action!r} with {detail!r}, got {line!r}"
 
 
-def test_dry_run_applies_executor_sizing(config_file, source_copy, no_azure_no_build, capsys):
+def test_dry_run_applies_executor_sizing(config_file, source_copy, tmp_path, no_azure_no_build, capsys):
+    medium_pool = tmp_path / "medium.json"
+    medium_pool.write_text(json.dumps({"parameters": {"sparkNodeSize": {"value": "Medium"}, "sparkMaxNodes": {"value": 4}}}))
     sized = deploy_args(
-        config_file, "--dry-run", "--source", str(source_copy), "--executor-size", "Medium", "--num-executors", "3"
-    )
+        config_file, "--dry-run", "--source", str(source_copy), "--executor-size", "Medium", "--num-executors", "3",
+        "--pool-parameters", str(medium_pool),
+    )  # fmt: skip
     assert deploy.run(sized) == 0
     job_lines = [line for line in plan_lines(capsys.readouterr().out) if "Spark job definition" in line]
     assert len(job_lines) == 2 and all("3 x 8 cores/56g executors" in line for line in job_lines)
@@ -146,6 +154,12 @@ class RecordingTarget:
         self.location = (workspace, storage_account, filesystem)
         self.calls: list[tuple[str, Any]] = []
         RecordingTarget.instances.append(self)
+
+    def pool_shape(self, pool: str) -> deploy.PoolShape:
+        return deploy.PoolShape("Small", 4, "the pool")
+
+    def missing_publish_actions(self):
+        return None
 
     def upload(self, path: str, data: bytes) -> None:
         self.calls.append(("upload", (path, data)))
@@ -194,3 +208,164 @@ def test_real_deploy_executes_the_plan_in_order(config_file, source_copy, monkey
     ]
     assert [kind for kind, _ in target.calls] == ["upload"] * 5 + ["job definition", "job definition", "pipeline"]
     assert "[9/9]" in capsys.readouterr().out
+
+
+# ---- the pool's size and the right to publish: refused before any step ---------------------------
+
+
+def test_dry_run_refuses_an_executor_larger_than_the_pools_nodes(config_file, no_azure_no_build, capsys):
+    """The dev pool has Small nodes (4 vCores): a Large (16-core) executor can never be scheduled."""
+    assert deploy.run(deploy_args(config_file, "--dry-run", "--executor-size", "Large")) == 2
+    captured = capsys.readouterr()
+    (line,) = captured.err.splitlines()
+    assert line.startswith("error: --executor-size Large needs 16 cores but pool mltrack has Small nodes (4 vCores")
+    assert not plan_lines(captured.out)
+
+
+def test_dry_run_refuses_more_executors_than_worker_nodes(config_file, no_azure_no_build, capsys):
+    """The dev pool has at most 4 nodes, one of them the driver's."""
+    assert deploy.run(deploy_args(config_file, "--dry-run", "--num-executors", "4")) == 2
+    assert "--num-executors 4 does not fit pool mltrack: at most 4 nodes" in capsys.readouterr().err
+
+
+def test_dry_run_reads_the_pool_from_the_given_parameters(config_file, tmp_path, no_azure_no_build, capsys):
+    parameters = tmp_path / "prod.json"
+    parameters.write_text(json.dumps({"parameters": {"sparkNodeSize": {"value": "Large"}, "sparkMaxNodes": {"value": 10}}}))
+    sized = deploy_args(config_file, "--dry-run", "--executor-size", "Large", "--num-executors", "9", "--pool-parameters", str(parameters))
+    assert deploy.run(sized) == 0, capsys.readouterr().err
+
+
+def unsigned_token(claims: dict) -> str:
+    encode = lambda part: base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()  # noqa: E731
+    return f"{encode({'alg': 'none'})}.{encode({'exp': 4_102_444_800, **claims})}."
+
+
+class SignedIn:
+    """A deployer's credential: what DefaultAzureCredential hands the SDKs after `az login`."""
+
+    def __init__(self, **claims) -> None:
+        self.token = unsigned_token({"oid": "0b6e6a4c-deployer", "upn": "dev@example.com", **claims})
+
+    def get_token(self, *scopes, **kwargs):
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(self.token, 4_102_444_800)
+
+
+def synapse(pool_node_size: str = "Small", pool_max_nodes: int = 4, allowed: tuple[str, ...] = deploy.PUBLISH_ACTIONS):
+    """The workspace's dev endpoint and data lake as azure-core sees them (Azure is not reachable):
+    the pool, Synapse RBAC's access check, job definitions, pipelines and ADLS Gen2 uploads."""
+    workspace = r"syn-mltrack-dev-abc123\.dev\.azuresynapse\.net"
+    lake = r"stdlmltrackdevabc123\.dfs\.core\.windows\.net"
+    files: dict[str, bytes] = {}
+
+    def pool(sent, match):
+        return 200, {
+            "name": match.group(1), "location": "westeurope", "type": "Microsoft.Synapse/workspaces/bigDataPools",
+            "properties": {"nodeSize": pool_node_size, "nodeSizeFamily": "MemoryOptimized", "sparkVersion": "3.5",
+                           "autoScale": {"enabled": True, "minNodeCount": 3, "maxNodeCount": pool_max_nodes}},
+        }  # fmt: skip
+
+    def access(sent, match):
+        decisions = [
+            {"actionId": a["id"], "accessDecision": "Allowed" if a["id"] in allowed else "NotAllowed"}
+            for a in sent.json()["actions"]
+        ]
+        return 200, {"accessDecisions": decisions}
+
+    def artifact(sent, match):
+        return 200, {"id": f"/{match.group(1)}/{match.group(2)}", "name": match.group(2), "etag": "1", **sent.json()}
+
+    def lake_write(sent, match):
+        path = match.group(1)
+        if sent.method == "PUT":
+            files[path] = b""
+            return 201, None, {"ETag": '"1"', "Last-Modified": "Wed, 25 Nov 2026 00:00:00 GMT"}
+        if sent.query.get("action") == "append":
+            files[path] += sent.body
+        return 200 if sent.query.get("action") == "flush" else 202, None, {
+            "ETag": '"2"', "Last-Modified": "Wed, 25 Nov 2026 00:00:00 GMT", "x-ms-request-server-encrypted": "true",
+        }  # fmt: skip
+
+    stub = StubSession([
+        ("GET", rf"{workspace}/bigDataPools/([^/]+)", pool),
+        ("POST", rf"{workspace}/checkAccessSynapseRbac", access),
+        ("PUT", rf"{workspace}/(sparkJobDefinitions|pipelines)/([^/]+)", artifact),
+        ("PUT", rf"{lake}/(.+)", lake_write),
+        ("PATCH", rf"{lake}/(.+)", lake_write),
+    ])  # fmt: skip
+    stub.files = files
+    return stub
+
+
+def real_deploy(monkeypatch, stub, credential=None):
+    def built(command, check):
+        wheel_dir = Path(command[command.index("--wheel-dir") + 1])
+        wheel_dir.mkdir(parents=True, exist_ok=True)
+        (wheel_dir / WHEEL).write_bytes(b"wheel")
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(deploy, "subprocess", SimpleNamespace(run=built))
+    target = functools.partial(deploy.SynapseTarget, credential=credential or SignedIn(), transport=stub.transport())
+    monkeypatch.setattr(deploy, "SynapseTarget", target)
+
+
+def test_real_deploy_sends_exactly_the_rendered_documents(config_file, source_copy, monkeypatch, capsys):
+    """Contract test: the real SDK clients carry the job definitions and the pipeline through their
+    models unchanged, and no template key falls outside the models (additional_properties)."""
+    from azure.synapse.artifacts.models import PipelineResource, SparkJobDefinition
+
+    stub = synapse()
+    real_deploy(monkeypatch, stub)
+    assert deploy.run(deploy_args(config_file, "--source", str(source_copy))) == 0, capsys.readouterr().err
+    plan = deploy.make_plan(deploy_args(config_file, "--source", str(source_copy)))
+    expected = {step.document["name"]: step.document for step in plan.steps if hasattr(step, "document")}
+    sent = {s.path.rsplit("/", 1)[-1]: s.json() for s in stub.sent if s.method == "PUT" and "azuresynapse" in s.url}
+    assert set(sent) == set(expected)
+    for name, document in expected.items():
+        assert sent[name]["properties"] == document["properties"], f"{name} changed on its way through the SDK"
+        # The SDK's SparkJobProperties lacks pyFiles, which Synapse job definitions do have (Microsoft's
+        # SynapseSparkJobDefinitionActivity.pythonCodeReference "overrides the 'pyFiles' of the spark
+        # job definition"): it travels as an additional property, unchanged, as asserted above.
+        parsed = (
+            PipelineResource.deserialize(document) if "pipeline" in name else SparkJobDefinition.deserialize(document["properties"])
+        )
+        unknown = [key for key in unknown_keys(parsed) if key != "job_properties.pyFiles"]
+        assert not unknown, f"{name}: keys the SDK models do not know: {unknown}"
+    assert stub.files["synapse/synapse-ml-track/config/synapse.yaml"] == CONFIG_TEXT.encode()
+    first_change = next(i for i, s in enumerate(stub.sent) if s.method in ("PUT", "PATCH"))
+    assert [s.path for s in stub.sent[:first_change]] == ["/bigDataPools/mltrack", "/checkAccessSynapseRbac"]
+
+
+def unknown_keys(model, path: str = "") -> list[str]:
+    """Keys an msrest model kept as additional_properties: names its REST model does not have."""
+    found = [f"{path}{key}" for key in (getattr(model, "additional_properties", None) or {})]
+    for name in getattr(model, "_attribute_map", {}):
+        value = getattr(model, name, None)
+        for item in value if isinstance(value, list) else [value]:
+            if hasattr(item, "_attribute_map"):
+                found += unknown_keys(item, f"{path}{name}.")
+    return found
+
+
+def test_real_deploy_without_publish_rights_stops_before_any_step(config_file, source_copy, monkeypatch, capsys):
+    stub = synapse(allowed=("Microsoft.Synapse/workspaces/sparkJobDefinitions/write",))
+    real_deploy(monkeypatch, stub)
+    assert deploy.run(deploy_args(config_file, "--source", str(source_copy))) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: dev@example.com (object id 0b6e6a4c-deployer) may not publish to Synapse workspace")
+    assert "Synapse Artifact Publisher" in line and "pipelines write not allowed" in line
+    assert not [s for s in stub.sent if s.method in ("PUT", "PATCH")], "nothing uploaded or published"
+    checked = next(s for s in stub.sent if s.path == "/checkAccessSynapseRbac").json()
+    assert checked["subject"]["principalId"] == "0b6e6a4c-deployer" and checked["scope"] == "workspaces/syn-mltrack-dev-abc123"
+
+
+def test_real_deploy_reads_the_live_pool_for_its_sizing(config_file, source_copy, monkeypatch, capsys):
+    """The pool as deployed wins over the parameters file: a Medium pool takes Medium executors."""
+    stub = synapse(pool_node_size="Medium", pool_max_nodes=6)
+    real_deploy(monkeypatch, stub)
+    medium = deploy_args(config_file, "--source", str(source_copy), "--executor-size", "Medium", "--num-executors", "5")
+    assert deploy.run(medium) == 0, capsys.readouterr().err
+    too_many = deploy_args(config_file, "--source", str(source_copy), "--num-executors", "6")
+    assert deploy.run(too_many) == 2
+    assert "per the pool" in capsys.readouterr().err
