@@ -168,3 +168,22 @@ def offline(monkeypatch) -> list[str]:
 
     monkeypatch.setattr(socket, "getaddrinfo", local_only)
     return attempted
+
+
+# ---- infra/: its Bicep files parsed once per session (tests/bicep_support.py) -------------------
+
+
+@pytest.fixture(scope="session")
+def parsed() -> dict[str, dict]:
+    """infra/'s Bicep files by path under infra/: {"tree": pycep-parser's tree} or {"error": why not}."""
+    from bicep_support import BICEP_FILES, INFRA, parse_bicep
+
+    return parse_bicep(BICEP_FILES, INFRA)
+
+
+@pytest.fixture(scope="session")
+def trees(parsed) -> dict[str, dict]:
+    """infra/'s parse trees by path under infra/; fails the tests using it when a file does not parse."""
+    from bicep_support import trees_of
+
+    return trees_of(parsed)

@@ -3,7 +3,8 @@ the parameters they declare, the Spark pool installs the repository's requiremen
 roles and secure defaults are in place, and checkov finds no failure but explained skips.
 
 pycep-parser and checkov live in their own virtualenv (their pins clash with MLflow's); they
-run as subprocesses from SMT_TOOLS_BIN (default .venv-tools/bin)."""
+run as subprocesses from SMT_TOOLS_BIN (default .venv-tools/bin). The parsed files come from
+conftest.py's session fixtures `parsed` and `trees` (tests/bicep_support.py)."""
 
 from __future__ import annotations
 
@@ -17,64 +18,14 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-INFRA = REPO / "infra"
+from bicep_support import BICEP_FILES, INFRA, REPO, body, resources, tool
+
 MAIN = INFRA / "main.bicep"
-BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
-INSTALL_HINT = "python3.11 -m venv .venv-tools && .venv-tools/bin/pip install -r tools-requirements.txt"
 BUILT_IN_ROLES = {
     "AzureML Data Scientist": "f6c7c914-8db3-469d-8ca1-694a8f32e121",
     "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
     "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
 }
-PARSE_SCRIPT = """
-import json, sys
-from pathlib import Path
-from pycep import BicepParser
-parser = BicepParser()
-result = {}
-for name in sys.argv[1:]:
-    try:
-        result[name] = {"tree": parser.parse(file_path=Path(name))}
-    except Exception as exc:  # report every file's parse error, not just the first
-        result[name] = {"error": f"{type(exc).__name__}: {exc}"}
-print(json.dumps(result, default=str))
-"""
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() not in ("", "0", "false")
-
-
-def tool(name: str) -> Path:
-    bin_dir = Path(os.environ.get("SMT_TOOLS_BIN", REPO / ".venv-tools" / "bin"))
-    path = bin_dir / name
-    if path.exists():
-        return path
-    message = f"{name} not found in {bin_dir}; install the tools with `{INSTALL_HINT}` or set SMT_TOOLS_BIN"
-    if in_ci():
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-@pytest.fixture(scope="module")
-def parsed() -> dict[str, dict[str, Any]]:
-    python = tool("python")
-    result = subprocess.run(
-        [str(python), "-c", PARSE_SCRIPT, *map(str, BICEP_FILES)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
-    return {Path(name).relative_to(INFRA).as_posix(): outcome for name, outcome in json.loads(result.stdout).items()}
-
-
-@pytest.fixture(scope="module")
-def trees(parsed) -> dict[str, dict[str, Any]]:
-    failed = {name: outcome["error"] for name, outcome in parsed.items() if "error" in outcome}
-    assert not failed, f"Bicep files that do not parse: {failed}"
-    return {name: outcome["tree"] for name, outcome in parsed.items()}
 
 
 @pytest.fixture(scope="module")
@@ -87,16 +38,6 @@ def checkov_report() -> dict[str, Any]:
     )  # fmt: skip
     assert result.stdout.strip(), f"checkov printed no report:\n{result.stderr[-3000:]}"
     return json.loads(result.stdout)
-
-
-def resources(tree: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return {name: body for name, body in tree.get("resources", {}).items() if body["type"] == kind}
-
-
-def body(resource: dict[str, Any]) -> dict[str, Any]:
-    """A resource's properties, looking through an `if (...)` condition."""
-    config = resource["config"]
-    return config["config"] if "condition" in config else config
 
 
 def dotted(node: Any) -> str:
