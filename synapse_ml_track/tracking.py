@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import re
 import threading
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, TypeVar
@@ -173,7 +174,7 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-@contextmanager
+@contextlib.contextmanager
 def no_http_retries(timeout: float | None = None) -> Iterator[None]:
     """MLflow's HTTP layer makes one attempt (and, given a timeout, waits at most that long).
 
@@ -498,14 +499,24 @@ class RunTracker:
     def finish(self) -> None:
         if self._pending_tags:
             self.client.log_batch(self.run_id, tags=self._take_pending_tags())
-        self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))
+        self._terminate(RunStatus.FINISHED)
+
+    def _terminate(self, status: int) -> None:
+        # MLflow 2.x prints "View run ... at: <url>" to stdout on set_terminated and has no switch to
+        # stop it (MLflow 3 has MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT); the job's stdout ends with
+        # its JSON summary, so the link goes to the debug log instead.
+        captured = io.StringIO()
+        with contextlib.redirect_stdout(captured):
+            self.client.set_terminated(self.run_id, RunStatus.to_string(status))
+        if captured.getvalue().strip():
+            log.debug("%s", captured.getvalue().strip())
 
     def fail(self, message: str) -> None:
         """Best effort: tag the run with the reason and mark it FAILED; the server may be the thing that
         failed. The two calls fail separately: a refused tag (AML's limits) still ends the run."""
         for what, call in (
             ("tag it with the error", lambda: self.set_tag(ERROR_TAG, message)),
-            ("mark it FAILED", lambda: self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FAILED))),
+            ("mark it FAILED", lambda: self._terminate(RunStatus.FAILED)),
         ):
             try:
                 probe(call, timeout=10)

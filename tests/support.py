@@ -14,6 +14,9 @@ import requests
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
+# The `mlflow` command that serves the tests' tracking servers. The runtime environment (Synapse's
+# mlflow-skinny, which has no server) borrows the main environment's: the REST API is the same.
+MLFLOW_SERVER = Path(os.environ.get("SMT_MLFLOW_SERVER", VENV_BIN / "mlflow"))
 # How long a server may take to answer its first request. A cold mlflow server imports for
 # 5-10 s; on a loaded 2-core machine that has been seen to take over a minute.
 START_TIMEOUT = 180.0
@@ -79,7 +82,7 @@ def start_mlflow_server(
     for _ in range(attempts):
         port = free_port()
         command = [
-            str(VENV_BIN / "mlflow"), "server",
+            str(MLFLOW_SERVER), "server",
             "--host", "127.0.0.1", "--port", str(port),
             "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
             "--default-artifact-root", artifact_root or str(root / "artifacts"),
