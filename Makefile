@@ -4,9 +4,16 @@
 PYTHON ?= python3.11
 VENV := .venv
 TOOLS_VENV := .venv-tools
+RUNTIME_VENV := .venv-runtime
 BIN := $(VENV)/bin
+RUNTIME_CONSTRAINTS := tests/data/synapse-runtime/constraints.txt
+# What runs again on the Synapse runtime's own package versions (mlflow-skinny 2.18, azureml-mlflow
+# 1.60...): the end-to-end and Azure ML tests. Tests of the embedded sqlite store are left out: the
+# runtime has no Alembic (a pool always tracks to a server or workspace).
+RUNTIME_TESTS := tests/test_aml.py tests/test_aml_fidelity.py tests/test_aml_cycle.py tests/test_auth.py \
+	tests/test_secrets.py tests/test_train_e2e.py tests/test_scoring.py tests/test_lifecycle.py tests/test_report.py
 
-.PHONY: train test test-aml-live aml-double bench check clean
+.PHONY: train test test-runtime test-aml-live aml-double bench check clean
 
 # The stamp files make the environments rebuild only when their pins change.
 $(VENV)/.installed: requirements-dev.txt setup.cfg pyproject.toml
@@ -14,6 +21,13 @@ $(VENV)/.installed: requirements-dev.txt setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+$(RUNTIME_VENV)/.installed: requirements-runtime.txt $(RUNTIME_CONSTRAINTS) setup.cfg pyproject.toml
+	test -x $(RUNTIME_VENV)/bin/python || $(PYTHON) -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/python -m pip install --quiet --upgrade "pip>=24"
+	$(RUNTIME_VENV)/bin/python -m pip install --quiet -c $(RUNTIME_CONSTRAINTS) -r requirements-runtime.txt
+	$(RUNTIME_VENV)/bin/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 $(TOOLS_VENV)/.installed: tools-requirements.txt
@@ -25,8 +39,15 @@ $(TOOLS_VENV)/.installed: tools-requirements.txt
 train: $(VENV)/.installed
 	$(BIN)/synapse-ml-track train $(ARGS)
 
-test: $(VENV)/.installed $(TOOLS_VENV)/.installed
+# The whole suite in the pinned local environment, then the end-to-end and Azure ML tests again on
+# the Synapse runtime's versions.
+test: $(VENV)/.installed $(TOOLS_VENV)/.installed $(RUNTIME_VENV)/.installed
 	SMT_TOOLS_BIN=$(CURDIR)/$(TOOLS_VENV)/bin $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-runtime
+
+test-runtime: $(VENV)/.installed $(RUNTIME_VENV)/.installed
+	SMT_MLFLOW_SERVER=$(CURDIR)/$(BIN)/mlflow $(RUNTIME_VENV)/bin/python -m pytest \
+		-m "not live_aml and not embedded_store" $(RUNTIME_TESTS) $(PYTEST_ARGS)
 
 # The job cycle against the real workspace named in the environment (see tests/test_aml_cycle.py).
 test-aml-live: $(VENV)/.installed
@@ -43,4 +64,4 @@ check: $(VENV)/.installed
 	$(BIN)/synapse-ml-track check $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(TOOLS_VENV) mlruns build dist *.egg-info
+	rm -rf $(VENV) $(TOOLS_VENV) $(RUNTIME_VENV) mlruns build dist *.egg-info

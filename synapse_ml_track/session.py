@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ from mlflow.tracking import MlflowClient
 from synapse_ml_track import aml, registry
 from synapse_ml_track.config import JobConfig
 from synapse_ml_track.data import InputSource
-from synapse_ml_track.errors import JobError, TrackingError
+from synapse_ml_track.errors import ConfigError, JobError, TrackingError
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.tracking import (
     ArtifactTransferError,
@@ -127,7 +128,9 @@ def open_session(
     """
     tracking = config.tracking
     uri, credential = aml.connect(tracking.uri, config.azure, os.environ if environ is None else environ, redactor)
-    uri = uri or local_tracking_uri(tracking.local_dir)
+    if uri is None:
+        require_embedded_store()
+        uri = local_tracking_uri(tracking.local_dir)
     configure_http(tracking)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     artifact_location = None if is_remote(uri) else _local_artifact_location(tracking.local_dir)
@@ -151,6 +154,18 @@ def open_session(
         credential_source=credential.source if credential else None,
         transfer_seconds=transfer_deadline(tracking.request_timeout, tracking.max_retries),
     )
+
+
+def require_embedded_store() -> None:
+    """The embedded default store is MLflow's sqlite store, which needs SQLAlchemy and Alembic: the
+    Synapse runtime ships mlflow-skinny with SQLAlchemy but no Alembic."""
+    missing = [name for name in ("sqlalchemy", "alembic") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(
+            "no tracking URI is configured and the embedded store (sqlite) needs "
+            f"{' and '.join(missing)}, which this environment lacks (a Synapse pool has no alembic); "
+            "set tracking.uri (or --tracking-uri, MLFLOW_TRACKING_URI) to an Azure ML workspace or an MLflow server"
+        )
 
 
 def _local_artifact_location(local_dir: str) -> str:

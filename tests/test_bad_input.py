@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pandas as pd
@@ -120,3 +121,13 @@ def test_dead_tracking_server_fails_fast_with_one_line(run_cli):
     assert result.exit_code == 3
     assert "cannot reach the MLflow tracking server" in result.error_line
     assert not Path("mlruns/local-results").exists()
+
+
+def test_no_tracking_uri_without_the_embedded_stores_dependencies_is_one_line(run_cli, monkeypatch, tmp_path):
+    """On a Synapse pool (mlflow-skinny, SQLAlchemy, no Alembic) the embedded sqlite store cannot open."""
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "alembic" else real_find_spec(name, *a))
+    result = run_cli("train")
+    assert result.exit_code == 2
+    assert result.error_line.startswith("error: no tracking URI is configured and the embedded store (sqlite) needs alembic")
+    assert not (tmp_path / "mlruns").exists()

@@ -92,6 +92,7 @@ def test_logged_model_predicts_like_the_in_memory_model(spark, mlflow_server, tm
     assert list(pyfunc) == expected.toPandas()["prediction"].tolist()
 
 
+@pytest.mark.embedded_store
 def test_default_run_uses_embedded_store_under_working_directory(run_cli, tmp_path):
     result = run_cli("train")
     assert result.exit_code == 0, result.stderr
@@ -107,21 +108,23 @@ def test_default_run_uses_embedded_store_under_working_directory(run_cli, tmp_pa
     assert client.get_registered_model("penguins-classifier").name == "penguins-classifier"
 
 
-def test_same_seed_gives_identical_metrics_and_output_file(run_cli, tmp_path):
-    first = run_cli("train", "--model-type", "random_forest", "--param", "numTrees=10", "--no-register")
-    second = run_cli("train", "--model-type", "random_forest", "--param", "numTrees=10", "--no-register", "--output", "summary.json")
+def test_same_seed_gives_identical_metrics_and_output_file(run_cli, mlflow_server, tmp_path):
+    common = ("train", "--tracking-uri", mlflow_server.uri, "--experiment-name", "same-seed", "--model-type", "random_forest")
+    first = run_cli(*common, "--param", "numTrees=10", "--no-register")
+    second = run_cli(*common, "--param", "numTrees=10", "--no-register", "--output", "summary.json")
     assert first.exit_code == 0 and second.exit_code == 0, second.stderr
     assert first.summary["metrics"] == second.summary["metrics"]
     assert first.summary["run_id"] != second.summary["run_id"]
     assert (tmp_path / "summary.json").read_text().strip() == second.stdout.strip().splitlines()[-1]
 
 
-def test_other_model_types_and_feature_selection(run_cli, tmp_path):
+def test_other_model_types_and_feature_selection(run_cli, mlflow_server, tmp_path):
     binary = tmp_path / "binary.csv"
     frame = pd.read_csv(bundled_penguins_path())
     frame[frame.species != "Chinstrap"].to_csv(binary, index=False)
     result = run_cli(
-        "train", "--input", str(binary), "--model-type", "gbt", "--param", "maxIter=5",
+        "train", "--tracking-uri", mlflow_server.uri, "--experiment-name", "model-types",
+        "--input", str(binary), "--model-type", "gbt", "--param", "maxIter=5",
         "--numeric-features", "bill_length_mm,flipper_length_mm", "--categorical-features", "island", "--no-register",
     )
     assert result.exit_code == 0, result.stderr
@@ -132,7 +135,7 @@ def test_other_model_types_and_feature_selection(run_cli, tmp_path):
     assert "feature_importances.json" in artifacts
 
 
-def test_spark_submit_runs_the_job_script_with_the_wheel(tmp_path):
+def test_spark_submit_runs_the_job_script_with_the_wheel(mlflow_server, tmp_path):
     """pyspark's own spark-submit runs jobs/train.py with the package shipped as a wheel in
     --py-files, as the Synapse job definition does; the wheel carries the bundled data."""
     subprocess.run(
@@ -150,6 +153,7 @@ def test_spark_submit_runs_the_job_script_with_the_wheel(tmp_path):
             str(VENV_BIN / "spark-submit"), "--master", "local[1]", "--conf", "spark.ui.enabled=false",
             "--py-files", str(wheel),
             str(REPO / "jobs" / "train.py"), "--run-name", "from-spark-submit", "--no-register",
+            "--tracking-uri", mlflow_server.uri, "--experiment-name", "spark-submit",
         ],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )
