@@ -55,7 +55,7 @@ param logAnalyticsId string
 param tags object
 
 resource workspace 'Microsoft.Synapse/workspaces@2021-06-01' = {
-  //checkov:skip=CKV_AZURE_157:Data exfiltration protection blocks PyPI, so the pool could not install requirements.txt; enable it only together with workspace packages (wheels) for every dependency.
+  //checkov:skip=CKV_AZURE_157:Data exfiltration protection is left off in the dev setup; the jobs need nothing from PyPI (empty requirements.txt), so production can turn it on.
   //checkov:skip=CKV_AZURE_58:False positive: this check fails when managedVirtualNetwork is 'default', which is the ARM value that enables the managed virtual network.
   //checkov:skip=CKV_AZURE_240:Platform-managed keys in the dev setup; a customer-managed key needs a Key Vault key and access for the workspace identity before creation (enable in production).
   name: name
