@@ -42,7 +42,12 @@ def generate(path: Path, rows: int, seed: int = 20240607) -> Path:
     """Write `rows` rows to `path` (CSV with header) unless an identical file is already there."""
     frame = pd.read_csv(bundled_penguins_path())
     profile = _profile(frame)
-    meta = {"rows": rows, "seed": seed, "version": VERSION, "profile": hashlib.sha256(json.dumps(profile, sort_keys=True).encode()).hexdigest()}
+    meta = {
+        "rows": rows,
+        "seed": seed,
+        "version": VERSION,
+        "profile": hashlib.sha256(json.dumps(profile, sort_keys=True).encode()).hexdigest(),
+    }
     meta_path = path.with_suffix(path.suffix + ".meta.json")
     if path.exists() and meta_path.exists() and json.loads(meta_path.read_text()) == meta:
         return path
@@ -64,7 +69,9 @@ def generate(path: Path, rows: int, seed: int = 20240607) -> Path:
                     mask = species == index
                     options = profile["by_species"][name][column]
                     keys = list(options)
-                    values[mask] = np.array(keys, dtype=object)[rng.choice(len(keys), size=int(mask.sum()), p=list(options.values()))]
+                    values[mask] = np.array(keys, dtype=object)[
+                        rng.choice(len(keys), size=int(mask.sum()), p=list(options.values()))
+                    ]
                 chunk[column] = values
             for column in NUMERIC:
                 values = np.empty(size)

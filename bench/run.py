@@ -40,6 +40,7 @@ sys.path[:0] = [str(BENCH), str(REPO / "tests")]
 from datagen import generate  # noqa: E402
 from fault_proxy import FaultProxy  # noqa: E402
 from probe import Probe  # noqa: E402
+from support import start_mlflow_server  # noqa: E402
 
 CASES = {
     "a": "plain Spark MLlib, no tracking",
@@ -70,51 +71,6 @@ def start_spark():
     return spark, time.perf_counter() - started
 
 
-class Server:
-    def __init__(self, root: Path) -> None:
-        import requests
-
-        shutil.rmtree(root, ignore_errors=True)
-        root.mkdir(parents=True)
-        sock = __import__("socket").socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        sock.close()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.log = open(root / "server.log", "w")
-        self.process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
-                "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-                # A plain path: clients write artifacts straight to disk, so no artifact request goes
-                # over HTTP (as with AML, whose artifacts go to blob storage, not the tracking API).
-                "--default-artifact-root", str(root / "artifacts"), "--workers", "1",
-            ],
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: see {root / 'server.log'}")
-            try:
-                if requests.get(f"{self.uri}/health", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError("mlflow server did not start within 120 s")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self.log.close()
-
-
 # --------------------------------------------------------------------------------------------
 # instrumentation
 
@@ -135,8 +91,14 @@ def instrument(probe: Probe) -> None:
     # model logging: ours (save locally, upload as run artifacts, register, promote) and MLflow's
     probe.wrap(registry, "save_model", "model.save", overhead=True, model=True)
     probe.wrap(
-        tracking.RunTracker, "log_artifacts", "model.upload", overhead=True, model=True,
-        when=lambda args, kwargs: (args[2] if len(args) > 2 else kwargs.get("artifact_path")) == registry.MODEL_ARTIFACT_PATH,
+        tracking.RunTracker,
+        "log_artifacts",
+        "model.upload",
+        overhead=True,
+        model=True,
+        when=lambda args, kwargs: (
+            (args[2] if len(args) > 2 else kwargs.get("artifact_path")) == registry.MODEL_ARTIFACT_PATH
+        ),
     )
     probe.wrap(registry, "register", "model.register", overhead=True, model=True)
     probe.wrap(registry, "promote", "model.register", overhead=True, model=True)
@@ -178,10 +140,17 @@ class Context:
 
     def job_args(self, case: str) -> list[str]:
         args = [
-            "train", "--log-level", "WARNING",
-            "--experiment-name", self.name(case), "--registered-model-name", self.name(case),
-            "--set", f"tracking.local_dir={self.workdir / 'mlruns'}",
-            "--set", f"tracking.local_result_dir={self.workdir / 'local-results'}",
+            "train",
+            "--log-level",
+            "WARNING",
+            "--experiment-name",
+            self.name(case),
+            "--registered-model-name",
+            self.name(case),
+            "--set",
+            f"tracking.local_dir={self.workdir / 'mlruns'}",
+            "--set",
+            f"tracking.local_result_dir={self.workdir / 'local-results'}",
         ]
         return args + (["--input", self.input_path] if self.input_path else [])
 
@@ -210,7 +179,7 @@ def one_off_measurements(spark, path: str) -> dict:
 
     out = {}
     started = time.perf_counter()
-    spark.read.options(header="true", inferSchema="true").csv(path).schema
+    _ = spark.read.options(header="true", inferSchema="true").csv(path).schema  # the pass it costs is the point
     out["CSV schema: inferSchema=true over the whole file"] = time.perf_counter() - started
     started = time.perf_counter()
     data._infer_csv_schema(spark, path, 1000, {"header": "true", "mode": "FAILFAST"})
@@ -218,13 +187,17 @@ def one_off_measurements(spark, path: str) -> dict:
     model, test_indexed, labels = spark_work.last
     started = time.perf_counter()
     training.evaluate_model(model, test_indexed, labels)
-    out["evaluation: the job's one aggregation over cached predictions (4 metrics + per class)"] = time.perf_counter() - started
+    out["evaluation: the job's one aggregation over cached predictions (4 metrics + per class)"] = (
+        time.perf_counter() - started
+    )
     started = time.perf_counter()
     for metric in ("accuracy", "f1", "weightedPrecision", "weightedRecall"):
-        MulticlassClassificationEvaluator(labelCol=LABEL_INDEX, predictionCol=PREDICTION_INDEX, metricName=metric).evaluate(
-            model.transform(test_indexed)
-        )
-    out["evaluation: MulticlassClassificationEvaluator, one pass per metric (4 metrics)"] = time.perf_counter() - started
+        MulticlassClassificationEvaluator(
+            labelCol=LABEL_INDEX, predictionCol=PREDICTION_INDEX, metricName=metric
+        ).evaluate(model.transform(test_indexed))
+    out["evaluation: MulticlassClassificationEvaluator, one pass per metric (4 metrics)"] = (
+        time.perf_counter() - started
+    )
     return out
 
 
@@ -238,7 +211,9 @@ def _run_job(ctx: Context, args: list[str]) -> dict:
         raise RuntimeError(f"job failed ({code}): {err.getvalue()[-2000:]}")
     summary = json.loads(out.getvalue().strip().splitlines()[-1])
     return {
-        "accuracy": summary["metrics"]["accuracy"], "run_id": summary["run_id"], "version": summary["model_version"],
+        "accuracy": summary["metrics"]["accuracy"],
+        "run_id": summary["run_id"],
+        "version": summary["model_version"],
         "tracking_uri": summary["tracking_uri"],
     }
 
@@ -336,8 +311,17 @@ def measure(case: str, ctx: Context, probe: Probe) -> dict:
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
-    memory = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")), "0")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory = next(
+        (line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")), "0"
+    )
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()
     return {
         "cpu": cpu,
@@ -366,22 +350,27 @@ def summarise(results: list[dict], dataset: str, cases: list[str]) -> list[dict]
             continue
         totals = [r["total"] for r in runs]
         paired = [r["total"] / base_by_rep[r["rep"]] for r in runs if r["rep"] in base_by_rep]
-        rows.append({
-            "case": case,
-            "reps": len(runs),
-            "total": _median(totals),
-            "min": min(totals),
-            "max": max(totals),
-            "overhead": _median([r["overhead"] for r in runs]),
-            "model": _median([r["model"] for r in runs]),
-            "infer": _median([r["buckets"].get("model.infer_requirements", 0.0) for r in runs]),
-            "ratio": _median(totals) / base_median if base_median else float("nan"),
-            "paired": (_median(paired), min(paired), max(paired)) if paired else None,
-            "requests": _median([r["requests"] for r in runs]),
-            "artifact_requests": _median([r["artifact_requests"] for r in runs]),
-            "buckets": {k: _median([r["buckets"].get(k, 0.0) for r in runs]) for k in sorted({k for r in runs for k in r["buckets"]})},
-            "endpoints": runs[-1]["endpoints"],
-        })
+        rows.append(
+            {
+                "case": case,
+                "reps": len(runs),
+                "total": _median(totals),
+                "min": min(totals),
+                "max": max(totals),
+                "overhead": _median([r["overhead"] for r in runs]),
+                "model": _median([r["model"] for r in runs]),
+                "infer": _median([r["buckets"].get("model.infer_requirements", 0.0) for r in runs]),
+                "ratio": _median(totals) / base_median if base_median else float("nan"),
+                "paired": (_median(paired), min(paired), max(paired)) if paired else None,
+                "requests": _median([r["requests"] for r in runs]),
+                "artifact_requests": _median([r["artifact_requests"] for r in runs]),
+                "buckets": {
+                    k: _median([r["buckets"].get(k, 0.0) for r in runs])
+                    for k in sorted({k for r in runs for k in r["buckets"]})
+                },
+                "endpoints": runs[-1]["endpoints"],
+            }
+        )
     return rows
 
 
@@ -396,7 +385,8 @@ def render(meta: dict, results: list[dict], cases: list[str], datasets: list[str
         "",
         f"- {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM; {m['os']}",
         f"- Python {m['python']}, {m['java']}, pyspark {m['pyspark']}, mlflow {m['mlflow']}",
-        f"- Spark `local[2]`, one SparkSession for every case (start-up {meta['spark_startup']:.1f} s, not in any total)",
+        f"- Spark `local[2]`, one SparkSession for every case "
+        f"(start-up {meta['spark_startup']:.1f} s, not in any total)",
         f"- load average (1 min) at start / end: {meta['load_start']:.2f} / {meta['load_end']:.2f} "
         "(a shared machine: other test suites ran at the same time, so single runs are noisy)",
         "",
@@ -417,13 +407,15 @@ def render(meta: dict, results: list[dict], cases: list[str], datasets: list[str
         lines += [
             f"### {dataset} ({rows_label})",
             "",
-            "| case | reps | total s (median) | spread s | tracking + model s | model logging s | of which req. inference s | ratio to (a) | paired ratio | requests | artifact req. |",
+            "| case | reps | total s (median) | spread s | tracking + model s | model logging s "
+            "| of which req. inference s | ratio to (a) | paired ratio | requests | artifact req. |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in rows:
             paired = f"{r['paired'][0]:.3f} ({r['paired'][1]:.3f}–{r['paired'][2]:.3f})" if r["paired"] else "–"
             lines.append(
-                f"| ({r['case']}) {CASES[r['case']]} | {r['reps']} | {r['total']:.2f} | {r['min']:.2f}–{r['max']:.2f} | "
+                f"| ({r['case']}) {CASES[r['case']]} | {r['reps']} | {r['total']:.2f} "
+                f"| {r['min']:.2f}–{r['max']:.2f} | "
                 f"{r['overhead']:.2f} | {r['model']:.2f} | {r['infer']:.2f} | {r['ratio']:.3f} | {paired} | "
                 f"{r['requests']:.0f} | {r['artifact_requests']:.0f} |"
             )
@@ -443,7 +435,12 @@ def render(meta: dict, results: list[dict], cases: list[str], datasets: list[str
         lines += ["### One-off measurements (large data set, once each)", "", "| what | seconds |", "|---|---|"]
         lines += [f"| {label} | {seconds:.2f} |" for label, seconds in meta["one_off"].items()] + [""]
     lines += ["## Targets", ""] + targets(results, cases, datasets) + [""]
-    lines += [ANALYSIS_START, previous.strip() if previous else "(analysis: to be written after a full run)", ANALYSIS_END, ""]
+    lines += [
+        ANALYSIS_START,
+        previous.strip() if previous else "(analysis: to be written after a full run)",
+        ANALYSIS_END,
+        "",
+    ]
     lines += [
         "## Method",
         "",
@@ -472,15 +469,24 @@ def targets(results: list[dict], cases: list[str], datasets: list[str]) -> list[
         c = summary.get(dataset, {}).get("c")
         if c and "a" in summary[dataset]:
             verdict = "met" if c["ratio"] <= limit else "NOT met"
-            out.append(f"- (c)/(a) on {dataset}: {c['ratio']:.3f} (paired {c['paired'][0]:.3f}) vs target ≤ {limit:.2f}: **{verdict}**")
+            out.append(
+                f"- (c)/(a) on {dataset}: {c['ratio']:.3f} (paired {c['paired'][0]:.3f}) "
+                f"vs target ≤ {limit:.2f}: **{verdict}**"
+            )
     for dataset in datasets:
         for case in ("b", "c"):
             r = summary[dataset].get(case)
             if r:
-                out.append(f"- model logging ({case}, {dataset}): {r['model']:.2f} s vs target < 5 s: **{'met' if r['model'] < 5 else 'NOT met'}**")
+                out.append(
+                    f"- model logging ({case}, {dataset}): {r['model']:.2f} s vs target < 5 s: "
+                    f"**{'met' if r['model'] < 5 else 'NOT met'}**"
+                )
         r = summary[dataset].get("c")
         if r:
-            out.append(f"- tracking requests per run ((c), {dataset}): {r['requests']:.0f} vs target ≤ 20: **{'met' if r['requests'] <= 20 else 'NOT met'}**")
+            out.append(
+                f"- tracking requests per run ((c), {dataset}): {r['requests']:.0f} vs target ≤ 20: "
+                f"**{'met' if r['requests'] <= 20 else 'NOT met'}**"
+            )
         ours = [summary[dataset][k]["total"] for k in ("b", "c") if k in summary[dataset]]
         theirs = [summary[dataset][k]["total"] for k in ("d", "e") if k in summary[dataset]]
         if ours and theirs:
@@ -525,7 +531,8 @@ def main(argv: list[str] | None = None) -> int:
     spark, spark_startup = start_spark()
     probe = Probe()
     instrument(probe)
-    server = Server(WORK / "server")
+    shutil.rmtree(WORK / "server", ignore_errors=True)
+    server = start_mlflow_server(WORK / "server")
     proxy = FaultProxy(server.uri).start()
     results: list[dict] = []
     one_off: dict[str, float] = {}
@@ -543,15 +550,18 @@ def main(argv: list[str] | None = None) -> int:
         for dataset in datasets:
             reps = args.reps if dataset == "penguins" else args.big_reps
             if dataset != "penguins" and "a" in cases:
-                print(f"  warm-up (a) on {dataset}: {measure('a', contexts[dataset], probe)['total']:.2f} s", flush=True)
+                print(
+                    f"  warm-up (a) on {dataset}: {measure('a', contexts[dataset], probe)['total']:.2f} s", flush=True
+                )
             for rep in range(reps):
-                order = cases[rep % len(cases):] + cases[: rep % len(cases)]
+                order = cases[rep % len(cases) :] + cases[: rep % len(cases)]
                 for case in order:
                     result = measure(case, contexts[dataset], probe)
                     result["rep"] = rep
                     results.append(result)
                     print(
-                        f"{dataset} rep {rep} ({case}): total {result['total']:.2f} s, tracking+model {result['overhead']:.2f} s, "
+                        f"{dataset} rep {rep} ({case}): total {result['total']:.2f} s, "
+                        f"tracking+model {result['overhead']:.2f} s, "
                         f"model {result['model']:.2f} s, requests {result['requests']}",
                         flush=True,
                     )
@@ -573,7 +583,12 @@ def main(argv: list[str] | None = None) -> int:
             previous = text.split(ANALYSIS_START, 1)[1].split(ANALYSIS_END, 1)[0]
     meta = {
         "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "make bench" + (f" ARGS=\"{' '.join(argv if argv is not None else sys.argv[1:])}\"" if (argv if argv is not None else sys.argv[1:]) else ""),
+        "command": "make bench"
+        + (
+            f' ARGS="{" ".join(argv if argv is not None else sys.argv[1:])}"'
+            if (argv if argv is not None else sys.argv[1:])
+            else ""
+        ),
         "wall_minutes": (time.perf_counter() - started_wall) / 60,
         "machine": machine(),
         "spark_startup": spark_startup,

@@ -15,13 +15,15 @@ from __future__ import annotations
 import logging
 import os
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlparse
 
 from synapse_ml_track.auth import BOUNDED_HTTP, ResolvedCredential, check_token, resolve_credential
 from synapse_ml_track.config import AzureConfig
-from synapse_ml_track.errors import ConfigError, TrackingError
+from synapse_ml_track.errors import ConfigError, TrackingError, first_line
 from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.vocabulary import is_aml_uri
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +42,6 @@ URI_SHAPE = (
 )
 
 
-def is_aml_uri(uri: str) -> bool:
-    return urlparse(uri).scheme == AML_SCHEME
-
-
 def workspace_configured(azure: AzureConfig) -> bool:
     return bool(azure.subscription_id and azure.resource_group and azure.workspace_name)
 
@@ -60,7 +58,11 @@ def workspace_of(uri: str) -> tuple[str, str, str]:
 # Each cloud's AML API host, as in its workspaces' tracking URIs ("<region>.api.azureml.ms";
 # sovereign clouds: learn.microsoft.com/azure/machine-learning/reference-machine-learning-cloud-parity,
 # e.g. usgovvirginia.api.ml.azure.us, chinaeast2.api.ml.azure.cn).
-AML_API_HOSTS = {"AzureCloud": "api.azureml.ms", "AzureUSGovernment": "api.ml.azure.us", "AzureChinaCloud": "api.ml.azure.cn"}
+AML_API_HOSTS = {
+    "AzureCloud": "api.azureml.ms",
+    "AzureUSGovernment": "api.ml.azure.us",
+    "AzureChinaCloud": "api.ml.azure.cn",
+}
 # Each cloud's Azure AD authority (azureml/mlflow/_common/_cloud/cloud.py, `active_directory`).
 AUTHORITY_CLOUDS = {
     "login.microsoftonline.com": "AzureCloud",
@@ -77,7 +79,8 @@ def cloud_name(azure: AzureConfig, environ: Mapping[str, str]) -> str:
     named = environ.get("AZUREML_CURRENT_CLOUD")
     if named and from_authority and named != from_authority:
         raise ConfigError(
-            f"AZUREML_CURRENT_CLOUD is {named} but azure.authority_host {azure.authority_host} belongs to {from_authority}"
+            f"AZUREML_CURRENT_CLOUD is {named} but azure.authority_host {azure.authority_host} "
+            f"belongs to {from_authority}"
         )
     return named or from_authority or "AzureCloud"
 
@@ -116,7 +119,7 @@ def lookup_tracking_uri(azure: AzureConfig, credential: ResolvedCredential, reda
         )
         uri = client.workspaces.get(azure.workspace_name).mlflow_tracking_uri
     except Exception as exc:  # noqa: BLE001 - azure-core raises many types; the message is what matters
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         if redactor is not None:
             first = redactor.redact(first)
         raise TrackingError(

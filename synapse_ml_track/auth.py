@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from synapse_ml_track.config import AzureConfig
-from synapse_ml_track.errors import CredentialError
+from synapse_ml_track.errors import CredentialError, first_line
 from synapse_ml_track.redaction import Redactor
 
 log = logging.getLogger(__name__)
@@ -113,10 +114,11 @@ def _from_environment(
     try:
         credential = CertificateCredential(tenant_id, client_id, certificate_path=certificate, **options)
     except Exception as exc:  # noqa: BLE001 - OSError, ValueError and cryptography's errors all mean "unusable"
-        detail = redactor.redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        detail = redactor.redact(first_line(exc))
         raise CredentialError(
             f"cannot use the client certificate {certificate} ({CERTIFICATE_VARIABLE}): {detail[:200]} "
-            f"(it must be a PEM or PKCS12 file holding the private key; set {CERTIFICATE_PASSWORD_VARIABLE} if it is encrypted)"
+            "(it must be a PEM or PKCS12 file holding the private key; "
+            f"set {CERTIFICATE_PASSWORD_VARIABLE} if it is encrypted)"
         ) from None
     return ResolvedCredential(credential, "environment (client certificate)"), []
 
@@ -132,7 +134,9 @@ def _from_key_vault(
 
     if not azure.key_vault_name:
         if required:
-            raise CredentialError("azure.auth is keyvault but azure.key_vault_name is not set; name the Key Vault holding the secret")
+            raise CredentialError(
+                "azure.auth is keyvault but azure.key_vault_name is not set; name the Key Vault holding the secret"
+            )
         return None
     mssparkutils = mssparkutils_loader()
     if mssparkutils is None:
@@ -152,12 +156,16 @@ def _from_key_vault(
             continue
         try:
             if azure.key_vault_linked_service:
-                value = mssparkutils.credentials.getSecret(azure.key_vault_name, secret_name, azure.key_vault_linked_service)
+                value = mssparkutils.credentials.getSecret(
+                    azure.key_vault_name, secret_name, azure.key_vault_linked_service
+                )
             else:
                 value = mssparkutils.credentials.getSecret(azure.key_vault_name, secret_name)
         except Exception as exc:  # noqa: BLE001 - mssparkutils raises py4j errors of many kinds
-            detail = redactor.redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-            via = f" through linked service '{azure.key_vault_linked_service}'" if azure.key_vault_linked_service else ""
+            detail = redactor.redact(first_line(exc))
+            via = (
+                f" through linked service '{azure.key_vault_linked_service}'" if azure.key_vault_linked_service else ""
+            )
             raise CredentialError(
                 f"cannot read secret '{secret_name}' from Key Vault '{azure.key_vault_name}'{via}: {detail[:200]} "
                 "(does the Synapse managed identity have Key Vault Secrets User on the vault?)"
@@ -245,7 +253,7 @@ def check_token(resolved: ResolvedCredential, redactor: Redactor, scope: str = A
     try:
         resolved.credential.get_token(scope)
     except Exception as exc:  # noqa: BLE001 - azure-identity raises several unrelated types
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = first_line(exc)
         raise CredentialError(
             f"could not get an Azure AD token with the {resolved.source} credential: {redactor.redact(text)[:300]}"
         ) from None

@@ -12,16 +12,16 @@ import json
 import os
 import types
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import yaml
 
-from synapse_ml_track.errors import ConfigError
+from synapse_ml_track.errors import ConfigError, first_line
+from synapse_ml_track.vocabulary import INPUT_FORMATS, MODEL_TYPES
 
-MODEL_TYPES = ("logistic_regression", "random_forest", "gbt")
-INPUT_FORMATS = ("csv", "parquet", "delta")
 NULL_POLICIES = ("drop", "reject")
 AUTH_METHODS = ("env", "keyvault", "managed_identity", "auto")
 
@@ -144,7 +144,7 @@ def file_layer(path: str, read_remote: Callable[[str], str] | None = None) -> di
         try:
             text = read_remote(path)
         except Exception as exc:  # noqa: BLE001 - Spark's error types vary; the path is what matters
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ConfigError(f"cannot read config file {path}: {first[:200]}") from None
     elif not config_path.is_file():
         raise ConfigError(f"config file not found: {config_path} (pass an existing YAML or JSON file to --config)")
@@ -153,8 +153,7 @@ def file_layer(path: str, read_remote: Callable[[str], str] | None = None) -> di
     try:
         loaded = json.loads(text) if config_path.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        first_line = str(exc).splitlines()[0]
-        raise ConfigError(f"config file {config_path} is not valid YAML/JSON: {first_line}") from None
+        raise ConfigError(f"config file {config_path} is not valid YAML/JSON: {first_line(exc)}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
@@ -235,7 +234,11 @@ def _build(cls: type, tree: Mapping[str, Any], prefix: str) -> Any:
     for key, value in tree.items():
         if key not in known:
             suggestion = difflib.get_close_matches(str(key), sorted(known), n=1)
-            hint = f" (did you mean '{prefix}{suggestion[0]}'?)" if suggestion else f" (known keys: {', '.join(sorted(known))})"
+            hint = (
+                f" (did you mean '{prefix}{suggestion[0]}'?)"
+                if suggestion
+                else f" (known keys: {', '.join(sorted(known))})"
+            )
             raise ConfigError(f"unknown config key '{prefix}{key}'{hint}")
         hint_type = hints[key]
         if dataclasses.is_dataclass(hint_type):
@@ -276,7 +279,9 @@ def _coerce(value: Any, hint: Any, dotted: str) -> Any:
         try:
             number = hint(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"config key '{dotted}' must be {'an integer' if hint is int else 'a number'}, got {value!r}") from None
+            raise ConfigError(
+                f"config key '{dotted}' must be {'an integer' if hint is int else 'a number'}, got {value!r}"
+            ) from None
         if hint is int and isinstance(value, float) and not value.is_integer():
             raise ConfigError(f"config key '{dotted}' must be an integer, got {value!r}")
         return number
@@ -292,7 +297,7 @@ def validate(config: JobConfig) -> None:
         if value is not None and value not in allowed:
             raise ConfigError(f"config key '{dotted}' must be one of {', '.join(allowed)}, got {value!r}")
 
-    one_of("model.type", config.model.type, MODEL_TYPES)
+    one_of("model.type", config.model.type, tuple(MODEL_TYPES))
     one_of("data.format", config.data.format, INPUT_FORMATS)
     one_of("data.nulls", config.data.nulls, NULL_POLICIES)
     one_of("azure.auth", config.azure.auth, AUTH_METHODS)
@@ -307,16 +312,22 @@ def validate(config: JobConfig) -> None:
     if not config.tracking.experiment_name and not config.tracking.experiment_id:
         raise ConfigError("set tracking.experiment_name or tracking.experiment_id (or MLFLOW_EXPERIMENT_NAME)")
     if config.tracking.register and not config.tracking.registered_model_name:
-        raise ConfigError("config key 'tracking.registered_model_name' is empty; name the model or set tracking.register=false")
+        raise ConfigError(
+            "config key 'tracking.registered_model_name' is empty; name the model or set tracking.register=false"
+        )
     for metric, threshold in config.gate.min_metrics.items():
         if not isinstance(threshold, (int, float)):
             raise ConfigError(f"config key 'gate.min_metrics.{metric}' must be a number")
     listed = (config.data.numeric_features or []) + (config.data.categorical_features or [])
     if config.data.label in listed:
-        raise ConfigError(f"the label column '{config.data.label}' is also listed as a feature; remove it from the feature lists")
+        raise ConfigError(
+            f"the label column '{config.data.label}' is also listed as a feature; remove it from the feature lists"
+        )
     repeated = sorted({name for name in listed if listed.count(name) > 1})
     if repeated:
-        raise ConfigError(f"feature columns listed twice: {', '.join(repeated)}; list each once, as numeric or categorical")
+        raise ConfigError(
+            f"feature columns listed twice: {', '.join(repeated)}; list each once, as numeric or categorical"
+        )
 
 
 SECRET_MARKERS = ("secret", "password", "token", "credential")

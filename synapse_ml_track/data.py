@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Iterator
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -16,6 +16,8 @@ from pyspark.sql import types as T
 
 from synapse_ml_track.config import DataConfig
 from synapse_ml_track.errors import DataError
+from synapse_ml_track.spark import spark_error, spark_errors
+from synapse_ml_track.vocabulary import INPUT_FORMATS, MODEL_TYPES, format_of_suffix
 
 BUNDLED_PENGUINS_SCHEMA = (
     "species STRING, island STRING, bill_length_mm DOUBLE, bill_depth_mm DOUBLE, "
@@ -56,17 +58,16 @@ def resolve_source(data: DataConfig) -> InputSource:
 
 
 def _format_from_path(path: str) -> str:
-    stripped = path.rstrip("/")
-    suffix = Path(stripped).suffix.lower()
-    if suffix in (".csv", ".txt"):
-        return "csv"
-    if suffix == ".parquet":
-        return "parquet"
+    named = format_of_suffix(Path(path.rstrip("/")).suffix)
+    if named:
+        return named
     if _is_local(path) and Path(_local_path(path), "_delta_log").is_dir():
         return "delta"
     if _is_local(path) and Path(_local_path(path)).is_dir():
         return "parquet"
-    raise DataError(f"cannot tell the format of {path!r} from its name; set data.format to csv, parquet or delta")
+    raise DataError(
+        f"cannot tell the format of {path!r} from its name; set data.format to {' or '.join(INPUT_FORMATS)}"
+    )
 
 
 def _is_local(path: str) -> bool:
@@ -90,8 +91,8 @@ def read_input(spark: SparkSession, source: InputSource, data: DataConfig) -> Da
         return spark.read.parquet(source.path)
     except DataError:
         raise
-    except Exception as exc:  # Spark raises AnalysisException, SparkException or a bare Py4JJavaError
-        if source.format == "delta" and "DATA_SOURCE_NOT_FOUND" in str(exc):
+    except Exception as exc:  # noqa: BLE001 - Spark raises AnalysisException, SparkException or a bare Py4JJavaError
+        if source.format == "delta" and spark_error(exc, "DATA_SOURCE_NOT_FOUND") is not None:
             raise DataError(
                 "reading Delta needs the delta-spark package on the Spark classpath (present on Synapse); "
                 "install delta-spark locally or use csv/parquet"
@@ -143,7 +144,9 @@ def feature_spec(schema: T.StructType, data: DataConfig) -> FeatureSpec:
     named = (data.numeric_features or []) + (data.categorical_features or []) + list(data.exclude)
     missing = [name for name in named if name not in types]
     if missing:
-        raise DataError(f"column(s) {', '.join(missing)} not in the input (columns: {available}); fix the feature lists")
+        raise DataError(
+            f"column(s) {', '.join(missing)} not in the input (columns: {available}); fix the feature lists"
+        )
 
     if data.numeric_features is None and data.categorical_features is None:
         candidates = [n for n in types if n != data.label and n not in data.exclude]
@@ -169,9 +172,7 @@ def prepare(df: DataFrame, spec: FeatureSpec, nulls: str) -> DataFrame:
     selected = df.select(spec.label, *[F.col(c).cast("double").alias(c) for c in spec.numeric], *spec.categorical)
     if nulls == "drop":
         return selected.dropna()
-    null_counts = selected.select(
-        [F.sum(F.col(c).isNull().cast("long")).alias(c) for c in selected.columns]
-    ).first()
+    null_counts = selected.select([F.sum(F.col(c).isNull().cast("long")).alias(c) for c in selected.columns]).first()
     with_nulls = {c: n for c, n in null_counts.asDict().items() if n}
     if with_nulls:
         listing = ", ".join(f"{c} ({n})" for c, n in with_nulls.items())
@@ -201,9 +202,13 @@ def class_counts(train: DataFrame, test: DataFrame, label: str) -> tuple[dict[st
     return train_counts, test_counts
 
 
-def check_classes(train_counts: dict[str, int], test_counts: dict[str, int], spec: FeatureSpec, model_type: str) -> list[str]:
+def check_classes(
+    train_counts: dict[str, int], test_counts: dict[str, int], spec: FeatureSpec, model_type: str
+) -> list[str]:
     if not train_counts and not test_counts:
-        raise DataError("no rows left to train on (empty input, or every row had a null); check the input and data.nulls")
+        raise DataError(
+            "no rows left to train on (empty input, or every row had a null); check the input and data.nulls"
+        )
     if not train_counts or not test_counts:
         empty = "training" if not train_counts else "test"
         raise DataError(f"the {empty} split is empty; add rows or change data.train_fraction")
@@ -218,10 +223,11 @@ def check_classes(train_counts: dict[str, int], test_counts: dict[str, int], spe
             f"class(es) {', '.join(map(repr, only_in_test))} of '{spec.label}' appear only in the test split; "
             "add rows of those classes or change data.seed / data.train_fraction"
         )
-    if model_type == "gbt" and len(classes) > 2:
+    if MODEL_TYPES[model_type].binary_only and len(classes) > 2:
+        others = [name for name, kind in MODEL_TYPES.items() if not kind.binary_only]
         raise DataError(
-            f"model.type gbt supports binary labels only, but '{spec.label}' has {len(classes)} classes; "
-            "use random_forest or logistic_regression"
+            f"model.type {model_type} supports binary labels only, but '{spec.label}' has {len(classes)} classes; "
+            f"use {' or '.join(others)}"
         )
     return classes
 
@@ -232,10 +238,10 @@ def malformed_input_errors(source: InputSource) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        text = str(exc)
-        if "MALFORMED_RECORD" not in text and "Malformed records" not in text:
+        malformed = spark_error(exc, "MALFORMED_RECORD_IN_PARSING")
+        if malformed is None:
             raise
-        detail = next((line.strip() for line in text.splitlines() if "Malformed CSV record" in line or "parse" in line.lower()), "")
+        detail = first_line_of(malformed)
         raise DataError(
             f"a row of {source.path} does not match the schema (a non-numeric value in a numeric column?): "
             f"{detail[:200]}; fix the data or data.schema"
@@ -243,10 +249,12 @@ def malformed_input_errors(source: InputSource) -> Iterator[None]:
 
 
 def spark_error_line(exc: Exception) -> str:
-    """The informative line of a Spark error (the JVM's message, not py4j's call-site preamble)."""
-    text = (getattr(exc, "desc", None) or str(exc)).strip()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for line in lines:
-        if "Exception:" in line:
-            return line.split("Exception:", 1)[1].strip()[:300]
-    return lines[0][:300] if lines else type(exc).__name__
+    """The informative line of a Spark error: the JVM's own message, not py4j's call-site preamble."""
+    messages = [message for _, message in spark_errors(exc) if message.strip()]
+    return (
+        first_line_of(messages[0] if messages else (getattr(exc, "desc", None) or str(exc)))[:300] or type(exc).__name__
+    )
+
+
+def first_line_of(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")

@@ -11,19 +11,19 @@ identity); this module reads no secret and prints only names, paths and job argu
 
 from __future__ import annotations
 
-import argparse
 import configparser
 import json
 import re
 import string
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from synapse_ml_track.config import build_config
-from synapse_ml_track.errors import JobError
+from synapse_ml_track.errors import JobError, first_line
 
 # Synapse memory-optimized sizes: (cores, memory) of one executor or the driver (the executor sizes
 # Microsoft's "Apache Spark pool configurations" page recommends for each node size).
@@ -57,59 +57,21 @@ class DeployError(JobError):
     """The deployment cannot go ahead or an Azure call failed."""
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workspace", required=True, help="Synapse workspace name (Bicep output synapseWorkspaceName)")
-    parser.add_argument(
-        "--storage-account", required=True, help="the workspace's ADLS Gen2 account (Bicep output dataLakeAccountName)"
-    )
-    parser.add_argument("--filesystem", default="synapse", help="filesystem in that account (default: %(default)s)")
-    parser.add_argument(
-        "--prefix",
-        default="synapse-ml-track",
-        help="folder in the filesystem that receives the uploads (default: %(default)s)",
-    )
-    parser.add_argument("--spark-pool", default="mltrack", help="Spark 3.5 pool the jobs run on (default: %(default)s)")
-    parser.add_argument(
-        "--config", required=True, help="job configuration file (YAML or JSON) to upload; it is validated first"
-    )
-    parser.add_argument(
-        "--model-uri", help="model the score job loads (default: models:/<tracking.registered_model_name>/latest)"
-    )
-    parser.add_argument(
-        "--executor-size",
-        choices=sorted(EXECUTOR_SIZES),
-        default="Small",
-        help="driver and executor size (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--num-executors", type=_positive_int, default=2, help="executors per job (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--pool-parameters",
-        type=Path,
-        help="Bicep parameters file the pool was deployed with, for the sizing check of --dry-run "
-        f"(default: {POOL_PARAMETERS} in the source); a real deploy reads the pool itself",
-    )
-    parser.add_argument(
-        "--source", type=Path, help="source checkout with setup.cfg and jobs/ (default: the one this package runs from)"
-    )
-    parser.add_argument("--dry-run", action="store_true", help="print every step of the plan and call nothing")
+@dataclass(frozen=True)
+class DeployRequest:
+    """Where and what to deploy; see the deploy subcommand's flags for each field."""
 
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        plan = make_plan(args)
-        if args.dry_run:
-            check_sizing(pool_shape_from_parameters(args), args.spark_pool, args.executor_size, args.num_executors)
-            print_plan(plan)
-            return 0
-        target = SynapseTarget(args.workspace, args.storage_account, args.filesystem)
-        preflight(target, args)
-        execute(plan, target)
-    except JobError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
+    workspace: str
+    storage_account: str
+    config: Path
+    filesystem: str = "synapse"
+    prefix: str = "synapse-ml-track"
+    spark_pool: str = "mltrack"
+    model_uri: str | None = None
+    executor_size: str = "Small"
+    num_executors: int = 2
+    pool_parameters: Path | None = None
+    source: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -119,9 +81,10 @@ class PoolShape:
     source: str  # where the shape was read: "the pool" or a parameters file
 
 
-def check_sizing(pool: PoolShape, pool_name: str, executor_size: str, executors: int) -> None:
+def check_sizing(pool: PoolShape, request: DeployRequest) -> None:
     """Refuse a job the pool cannot run: an executor larger than a node, or more executors than
     worker nodes (one node runs the driver: Synapse takes 1..maxNodeCount-1 executors)."""
+    pool_name, executor_size, executors = request.spark_pool, request.executor_size, request.num_executors
     cores = EXECUTOR_SIZES[executor_size][0]
     node_cores = NODE_CORES.get(pool.node_size)
     if node_cores is None:
@@ -138,9 +101,9 @@ def check_sizing(pool: PoolShape, pool_name: str, executor_size: str, executors:
         )
 
 
-def pool_shape_from_parameters(args: argparse.Namespace) -> PoolShape:
+def pool_shape_from_parameters(request: DeployRequest) -> PoolShape:
     """The pool as the Bicep parameters file describes it (main.bicep's defaults where it is silent)."""
-    path = args.pool_parameters or find_source(args.source) / POOL_PARAMETERS
+    path = request.pool_parameters or find_source(request.source) / POOL_PARAMETERS
     try:
         values = json.loads(Path(path).read_text(encoding="utf-8"))["parameters"]
     except (OSError, ValueError, KeyError) as exc:
@@ -150,17 +113,18 @@ def pool_shape_from_parameters(args: argparse.Namespace) -> PoolShape:
     return PoolShape(node_size, max_nodes, str(path))
 
 
-def preflight(target: Target, args: argparse.Namespace) -> None:
+def preflight(target: Target, request: DeployRequest) -> None:
     """What can stop a deploy halfway is checked before its first step: the pool's size and the right
     to publish artifacts."""
-    check_sizing(target.pool_shape(args.spark_pool), args.spark_pool, args.executor_size, args.num_executors)
+    check_sizing(target.pool_shape(request.spark_pool), request)
     missing = target.missing_publish_actions()
     if missing:
         who, actions = missing
+        denied = ", ".join(action.rsplit("/", 2)[-2] for action in actions)
         raise DeployError(
-            f"{who} may not publish to Synapse workspace {args.workspace} ({', '.join(a.rsplit('/', 2)[-2] for a in actions)} "
-            f"write not allowed): it needs the Synapse Artifact Publisher role, e.g. az synapse role assignment create "
-            f"--workspace-name {args.workspace} --role \"Synapse Artifact Publisher\" --assignee-object-id <object id>"
+            f"{who} may not publish to Synapse workspace {request.workspace} ({denied} write not allowed): it needs "
+            f"the Synapse Artifact Publisher role, e.g. az synapse role assignment create --workspace-name "
+            f'{request.workspace} --role "Synapse Artifact Publisher" --assignee-object-id <object id>'
         )
 
 
@@ -252,24 +216,25 @@ class Plan:
     steps: tuple[Step, ...]
 
 
-def make_plan(args: argparse.Namespace) -> Plan:
+def make_plan(request: DeployRequest) -> Plan:
     """Check the inputs and lay out every step; touches neither Azure nor the build."""
-    if not STORAGE_ACCOUNT_PATTERN.match(args.storage_account):
+    if not STORAGE_ACCOUNT_PATTERN.match(request.storage_account):
         raise DeployError(
-            f"--storage-account {args.storage_account!r} is not a storage account name (3-24 lowercase letters, digits)"
+            f"--storage-account {request.storage_account!r} is not a storage account name "
+            "(3-24 lowercase letters, digits)"
         )
-    source = find_source(args.source)
-    config_file = Path(args.config)
+    source = find_source(request.source)
+    config_file = Path(request.config)
     config = build_config(config_path=str(config_file), environ={})
-    prefix = args.prefix.strip("/")
-    base_uri = f"abfss://{args.filesystem}@{args.storage_account}.dfs.core.windows.net/{prefix}"
+    prefix = request.prefix.strip("/")
+    base_uri = f"abfss://{request.filesystem}@{request.storage_account}.dfs.core.windows.net/{prefix}"
     wheel = source / "dist" / wheel_name(source)
     values = {
         "base_uri": base_uri,
-        "spark_pool": args.spark_pool,
+        "spark_pool": request.spark_pool,
         "wheel": wheel.name,
         "config": config_file.name,
-        "model_uri": args.model_uri or f"models:/{config.tracking.registered_model_name}/latest",
+        "model_uri": request.model_uri or f"models:/{config.tracking.registered_model_name}/latest",
     }
     shipped = [(source / script, script) for script in JOB_SCRIPTS]
     shipped += [(config_file, f"config/{config_file.name}"), (source / SAMPLE_DATA, "data/penguins.csv")]
@@ -281,30 +246,31 @@ def make_plan(args: argparse.Namespace) -> Plan:
     steps += [Upload(local, f"{prefix}/{name}", f"{base_uri}/{name}") for local, name in uploads]
     for template in JOB_DEFINITION_TEMPLATES:
         document = render(load_template(source, template), values)
-        steps.append(PutJobDefinition(size_job(document, args.executor_size, args.num_executors)))
+        steps.append(PutJobDefinition(size_job(document, request.executor_size, request.num_executors)))
     steps += [PutPipeline(render(load_template(source, template), values)) for template in PIPELINE_TEMPLATES]
-    return Plan(args.workspace, base_uri, tuple(steps))
+    return Plan(request.workspace, base_uri, tuple(steps))
 
 
-def print_plan(plan: Plan) -> None:
-    print(f"Deploy plan for Synapse workspace {plan.workspace}, files under {plan.base_uri}")
-    print("Dry run: nothing is built, uploaded or changed.")
-    for number, step in enumerate(plan.steps, start=1):
-        print(f"{number:3}. {step.describe()}")
+def describe_plan(plan: Plan) -> list[str]:
+    """The dry run's lines: every step, numbered, in order."""
+    lines = [
+        f"Deploy plan for Synapse workspace {plan.workspace}, files under {plan.base_uri}",
+        "Dry run: nothing is built, uploaded or changed.",
+    ]
+    return lines + [f"{number:3}. {step.describe()}" for number, step in enumerate(plan.steps, start=1)]
 
 
-def execute(plan: Plan, target: Target) -> None:
+def execute(plan: Plan, target: Target, progress: Callable[[str], None]) -> None:
     from azure.core.exceptions import AzureError
 
     total = len(plan.steps)
     for number, step in enumerate(plan.steps, start=1):
-        print(f"[{number}/{total}] {step.describe()}", flush=True)
+        progress(f"[{number}/{total}] {step.describe()}")
         try:
             step.apply(target)
         except (AzureError, OSError) as exc:
-            first_line = (str(exc).strip().splitlines() or [""])[0]
-            raise DeployError(f"step {number} failed: {type(exc).__name__}: {first_line}") from exc
-    print(f"Deployed: {total} steps done.")
+            raise DeployError(f"step {number} failed: {type(exc).__name__}: {first_line(exc)}") from exc
+    progress(f"Deployed: {total} steps done.")
 
 
 def find_source(explicit: Path | None) -> Path:
@@ -439,10 +405,3 @@ def require_azure_packages() -> None:
         raise DeployError(
             f"deploy needs {', '.join(missing)}: pip install {' '.join(missing)} (--dry-run works without them)"
         )
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value

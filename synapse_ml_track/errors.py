@@ -31,3 +31,9 @@ class GateRejected(JobError):
     """The quality gate refused the model and gate.fail_on_reject is set."""
 
     exit_code = 5
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

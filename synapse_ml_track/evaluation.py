@@ -31,7 +31,7 @@ def evaluate(predictions: DataFrame, labels: list[str]) -> Evaluation:
     confusion = [[0] * size for _ in range(size)]
     for row in counts:
         confusion[int(row[LABEL_INDEX])][int(row[PREDICTION_INDEX])] += row["count"]
-    evaluation = _from_confusion(labels, confusion)
+    evaluation = from_confusion(labels, confusion)
     if size == 2:
         auc = BinaryClassificationEvaluator(
             labelCol=LABEL_INDEX, rawPredictionCol="rawPrediction", metricName="areaUnderROC"
@@ -40,7 +40,7 @@ def evaluate(predictions: DataFrame, labels: list[str]) -> Evaluation:
     return evaluation
 
 
-def _from_confusion(labels: list[str], confusion: list[list[int]]) -> Evaluation:
+def from_confusion(labels: list[str], confusion: list[list[int]]) -> Evaluation:
     total = sum(map(sum, confusion))
     per_class: dict[str, dict[str, float]] = {}
     weighted = {"precision": 0.0, "recall": 0.0, "f1": 0.0}
@@ -65,13 +65,15 @@ def classification_report_text(evaluation: Evaluation) -> str:
     for label in evaluation.labels:
         scores = evaluation.per_class[label]
         lines.append(
-            f"{label:<{width}}  {scores['precision']:9.4f}  {scores['recall']:9.4f}  {scores['f1']:9.4f}  {int(scores['support']):9d}"
+            f"{label:<{width}}  {scores['precision']:9.4f}  {scores['recall']:9.4f}  {scores['f1']:9.4f}  "
+            f"{int(scores['support']):9d}"
         )
     m = evaluation.metrics
     lines.append("")
     lines.append(f"{'accuracy':<{width}}  {'':9}  {'':9}  {m['accuracy']:9.4f}  {int(m['test_rows']):9d}")
     lines.append(
-        f"{'weighted avg':<{width}}  {m['precision']:9.4f}  {m['recall']:9.4f}  {m['f1']:9.4f}  {int(m['test_rows']):9d}"
+        f"{'weighted avg':<{width}}  {m['precision']:9.4f}  {m['recall']:9.4f}  {m['f1']:9.4f}  "
+        f"{int(m['test_rows']):9d}"
     )
     if "auc" in m:
         lines.append(f"{'auc':<{width}}  {m['auc']:9.4f}")

@@ -37,6 +37,8 @@ def decide(gate: GateConfig, metrics: dict[str, float], champion_metrics: dict[s
         if ours is None:
             return Decision(False, f"gate.champion_metric {metric!r} is not a metric of this run")
         if theirs is not None and ours <= theirs:
-            return Decision(False, f"does not beat the champion: {metric} {ours:.4f} <= {theirs:.4f} on the same test data")
+            return Decision(
+                False, f"does not beat the champion: {metric} {ours:.4f} <= {theirs:.4f} on the same test data"
+            )
         return Decision(True, f"beats the champion: {metric} {ours:.4f} > {theirs:.4f}" if theirs is not None else None)
     return Decision(True)

@@ -21,7 +21,8 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from pyspark.ml import PipelineModel
 
-from synapse_ml_track.tracking import all_pages, create_once, first_line
+from synapse_ml_track.errors import first_line
+from synapse_ml_track.tracking import all_pages, create_once
 
 log = logging.getLogger(__name__)
 

@@ -4,13 +4,11 @@ Written as a CSV and a Markdown table (best run first) and a PNG of one metric a
 Only searches Azure Machine Learning serves are used: no server-side ordering by metrics, params
 or tags and no OR in filters, so runs are fetched page by page and filtered and sorted here.
 
-mlflow, pandas and matplotlib are imported where they are used: cli imports this module to
-build its parser, and `--help` should not wait seconds for them.
+mlflow, pandas and matplotlib are imported where they are used.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,22 +28,6 @@ PAGE_SIZE = 100
 HEADLINE_METRICS = ("accuracy", "f1", "precision", "recall")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--experiment", dest="experiment_name", help="experiment to report on (same as --experiment-name)")
-    parser.add_argument("--metric", help="metric to rank and plot the runs by (default: gate.champion_metric, f1)")
-    parser.add_argument("--model-name", dest="registered_model_name", help="registered model whose versions to show")
-    parser.add_argument("--output-dir", default="report", help="where to write runs.csv, runs.md and <metric>.png")
-    parser.add_argument("--max-runs", type=_positive_int, default=100, help="at most this many runs, newest first")
-    parser.add_argument("--output", help="also write the JSON summary to this file")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def connect(config: JobConfig, redactor: Redactor) -> tuple[str, MlflowClient, Experiment]:
     """A checked, read-only connection: unlike a job's session, a report creates no experiment."""
     from synapse_ml_track.session import open_session
@@ -56,44 +38,31 @@ def connect(config: JobConfig, redactor: Redactor) -> tuple[str, MlflowClient, E
 
 def training_runs(client: MlflowClient, experiment_id: str, max_runs: int) -> list[Run]:
     """Up to max_runs training runs in the server's own order (newest first on MLflow), page by page."""
-    runs: list[Run] = []
-    token = None
-    while len(runs) < max_runs:
-        page = client.search_runs([experiment_id], max_results=PAGE_SIZE, page_token=token)
-        runs += [run for run in page if run.data.tags.get(JOB_TAG, "train") == "train"]
-        token = page.token
-        if not token:
-            break
-    return runs[:max_runs]
+    from synapse_ml_track.tracking import all_pages
+
+    return all_pages(
+        lambda token: client.search_runs([experiment_id], max_results=PAGE_SIZE, page_token=token),
+        limit=max_runs,
+        keep=lambda run: run.data.tags.get(JOB_TAG, "train") == "train",
+    )
 
 
 def versions_by_run(client: MlflowClient, name: str) -> dict[str, list[tuple[int, list[str]]]]:
     """Each run's registered versions of the model with their aliases: {"run id": [(2, ["champion"])]}."""
-    from mlflow.exceptions import MlflowException
+    from synapse_ml_track.registry import CHAMPION_TAG, all_versions, model_if_exists
 
-    from synapse_ml_track.registry import CHAMPION_TAG
-
-    try:
-        model = client.get_registered_model(name)
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return {}
-        raise
+    model = model_if_exists(client, name)
+    if model is None:
+        return {}
     aliases: dict[str, list[str]] = {}
     for alias, version in (model.aliases or {}).items():
         aliases.setdefault(str(version), []).append(alias)
     found: dict[str, list[tuple[int, list[str]]]] = {}
-    token = None
-    while True:
-        page = client.search_model_versions(f"name='{name}'", page_token=token)
-        for version in page:
-            names = aliases.get(str(version.version), [])
-            if not names and CHAMPION_TAG in version.tags:  # registries without aliases: see registry.promote
-                names = [version.tags[CHAMPION_TAG]]
-            found.setdefault(version.run_id, []).append((int(version.version), sorted(names)))
-        token = page.token
-        if not token:
-            break
+    for version in all_versions(client, name):
+        names = aliases.get(str(version.version), [])
+        if not names and CHAMPION_TAG in version.tags:  # registries without aliases: see registry.promote
+            names = [version.tags[CHAMPION_TAG]]
+        found.setdefault(version.run_id, []).append((int(version.version), sorted(names)))
     return {run_id: sorted(versions) for run_id, versions in found.items()}
 
 
@@ -101,13 +70,14 @@ def runs_table(runs: list[Run], metric: str, versions: dict[str, list[tuple[int,
     """One row per run, best `metric` first (runs without it last), newest first among equals."""
     import pandas as pd
 
-
     metrics = [metric, *(m for m in HEADLINE_METRICS if m != metric)]
     rows = [
         {
             "run_id": run.info.run_id,
             "run_name": run.info.run_name,
-            "start_time": datetime.fromtimestamp(run.info.start_time / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+            "start_time": datetime.fromtimestamp(run.info.start_time / 1000, timezone.utc).strftime(
+                "%Y-%m-%d %H:%M:%S"
+            ),
             "status": run.info.status,
             "model_type": run.data.params.get("model.type"),
             **{name: run.data.metrics.get(name, math.nan) for name in metrics},
@@ -117,8 +87,23 @@ def runs_table(runs: list[Run], metric: str, versions: dict[str, list[tuple[int,
         }
         for run in runs
     ]
-    table = pd.DataFrame(rows, columns=["run_id", "run_name", "start_time", "status", "model_type", *metrics, "model_version", "aliases", "run_key"])
-    return table.sort_values([metric, "start_time"], ascending=[False, False], na_position="last", kind="stable").reset_index(drop=True)
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            "run_id",
+            "run_name",
+            "start_time",
+            "status",
+            "model_type",
+            *metrics,
+            "model_version",
+            "aliases",
+            "run_key",
+        ],
+    )
+    return table.sort_values(
+        [metric, "start_time"], ascending=[False, False], na_position="last", kind="stable"
+    ).reset_index(drop=True)
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -142,14 +127,23 @@ def write_plot(table: pd.DataFrame, metric: str, title: str, path: Path) -> None
     runs = table.dropna(subset=[metric]).sort_values("start_time", kind="stable")
     positions = list(range(len(runs)))
     labels = [
-        row.run_name + (f"\nv{row.model_version}" if row.model_version else "") + (f" ({row.aliases})" if row.aliases else "")
+        row.run_name
+        + (f"\nv{row.model_version}" if row.model_version else "")
+        + (f" ({row.aliases})" if row.aliases else "")
         for row in runs.itertuples()
     ]
     best = runs[metric].idxmax()
     figure, axes = plt.subplots(figsize=(max(6.0, 1.1 * len(runs) + 2), 4.5))
     axes.plot(positions, runs[metric], marker="o")
-    axes.plot([positions[runs.index.get_loc(best)]], [runs[metric][best]], marker="*", markersize=16, color="tab:orange", label="best")
-    for x, value in zip(positions, runs[metric]):
+    axes.plot(
+        [positions[runs.index.get_loc(best)]],
+        [runs[metric][best]],
+        marker="*",
+        markersize=16,
+        color="tab:orange",
+        label="best",
+    )
+    for x, value in zip(positions, runs[metric], strict=True):
         axes.annotate(f"{value:.4f}", (x, value), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8)
     axes.set_xticks(positions, labels, rotation=30, ha="right", fontsize=8)
     axes.margins(x=0.1, y=0.25)
@@ -169,7 +163,9 @@ def build_report(
         raise ConfigError(f"experiment '{experiment.name}' has no training runs to report on")
     logged = sorted({name for run in runs for name in run.data.metrics})
     if metric not in logged:
-        raise ConfigError(f"no run of experiment '{experiment.name}' logged metric '{metric}' (logged: {', '.join(logged)})")
+        raise ConfigError(
+            f"no run of experiment '{experiment.name}' logged metric '{metric}' (logged: {', '.join(logged)})"
+        )
 
     table = runs_table(runs, metric, versions_by_run(client, model_name))
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -188,20 +184,3 @@ def build_report(
         "best_model_version": best["model_version"] or None,
         "files": {kind: str(path) for kind, path in files.items()},
     }
-
-
-def cmd_report(args: argparse.Namespace, redactor: Redactor) -> int:
-    from synapse_ml_track.cli import load_config, write_summary
-
-    config = load_config(args)
-    uri, client, experiment = connect(config, redactor)
-    metric = args.metric or config.gate.champion_metric
-    summary = build_report(
-        client, experiment, metric, config.tracking.registered_model_name, Path(args.output_dir), args.max_runs
-    )
-    summary["tracking_uri"] = uri
-    print(Path(summary["files"]["markdown"]).read_text(encoding="utf-8"))
-    print(f"best run:        {summary['best_run_id']} ({metric} {summary['best_value']:.4f})")
-    print(f"written:         {', '.join(summary['files'].values())}")
-    write_summary(summary, config.output)
-    return 0

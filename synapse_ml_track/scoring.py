@@ -3,13 +3,11 @@
 One MLflow run per job, in the same experiment as training (tag smt.job=score). The output holds
 the input's columns, the predicted class, one probability column per class and the model's lineage.
 
-mlflow (and the modules built on it) is imported where it is used: cli imports this module to
-build its parser, and `--help` should not wait seconds for mlflow.
+mlflow (and the modules built on it) is imported where it is used.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 import tempfile
@@ -31,6 +29,7 @@ from synapse_ml_track.errors import ConfigError, DataError
 from synapse_ml_track.pipeline import PREDICTION, PROBABILITY
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.runs import JOB_TAG
+from synapse_ml_track.spark import spark_error
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -55,23 +54,6 @@ ACCEPTED_TYPES = {
     "datetime": (T.TimestampType, T.TimestampNTZType, T.DateType),
     "binary": (T.BinaryType,),
 }
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model-uri",
-        help="models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME (its latest version); "
-        "default: models:/<tracking.registered_model_name>@<gate.champion_alias>",
-    )
-    parser.add_argument("--input", help="CSV, Parquet or Delta path to score (default: the bundled penguins data)")
-    parser.add_argument("--format", choices=["csv", "parquet", "delta"], help="input format (default: from the path)")
-    parser.add_argument("--output-path", required=True, help="where to write the scores")
-    parser.add_argument(
-        "--output-format", choices=["delta", "parquet"], help="default: delta where the Spark session has Delta Lake, else parquet"
-    )
-    parser.add_argument("--mode", choices=["errorifexists", "overwrite"], default="errorifexists", help="when the output exists")
-    parser.add_argument("--run-key", help="idempotency key of the calling pipeline run, kept as a run tag")
-    parser.add_argument("--output", help="also write the JSON summary to this file")
 
 
 @dataclass(frozen=True)
@@ -99,9 +81,7 @@ def resolve_model(client: MlflowClient, model_uri: str) -> ModelRef:
 
     match = MODEL_URI.match(model_uri)
     if not match:
-        raise ConfigError(
-            f"model URI {model_uri!r} is not models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME"
-        )
+        raise ConfigError(f"model URI {model_uri!r} is not models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME")
     name, version, alias = match.group("name", "version", "alias")
     try:
         if alias:
@@ -141,7 +121,9 @@ def signature_columns(schema: T.StructType, signature, model: str) -> list[str]:
         if spec.name in types and not isinstance(types[spec.name], ACCEPTED_TYPES.get(_type_name(spec), T.DataType))
     ]
     if mistyped:
-        raise DataError(f"input column(s) of the wrong type for model {model}: {'; '.join(mistyped)}; fix the data or data.schema")
+        raise DataError(
+            f"input column(s) of the wrong type for model {model}: {'; '.join(mistyped)}; fix the data or data.schema"
+        )
     return [spec.name for spec in specs if spec.name in types]
 
 
@@ -196,7 +178,9 @@ def run_scoring(
     with session.tracking_errors():
         tracker = session.start_run(config.tracking.run_name, tags, redactor)
     with session.failing_run(tracker):
-        summary = _score(spark, config, session, tracker, model_uri, output_path, mode, output_format(spark, requested_format))
+        summary = _score(
+            spark, config, session, tracker, model_uri, output_path, mode, output_format(spark, requested_format)
+        )
         tracker.finish()
     return summary
 
@@ -217,8 +201,14 @@ def _score(
 
     source = data_module.resolve_source(config.data)
     tracker.log_params(
-        {"model_uri": model_uri, "data.path": source.path, "data.format": source.format,
-         "output.path": output_path, "output.format": fmt, "output.mode": mode}
+        {
+            "model_uri": model_uri,
+            "data.path": source.path,
+            "data.format": source.format,
+            "output.path": output_path,
+            "output.format": fmt,
+            "output.mode": mode,
+        }
     )
     model = resolve_model(session.client, model_uri)
     tracker.log_params({"model.name": model.name, "model.version": model.version, "model.run_id": model.run_id})
@@ -234,15 +224,24 @@ def _score(
         scored_at = datetime.now(timezone.utc)
         clashes = [c for c in raw.columns if c in (PREDICTION, *map(probability_column, labels), *LINEAGE_COLUMNS)]
         if clashes:
-            raise DataError(f"input already has output column(s) {', '.join(clashes)}; drop or rename them before scoring")
+            raise DataError(
+                f"input already has output column(s) {', '.join(clashes)}; drop or rename them before scoring"
+            )
         skipped = _skipped_rows(raw, columns, config.data.nulls)
         scored = pipeline.transform(raw.dropna(subset=columns) if skipped else raw)
         _write(scored.select(*raw.columns, *scored_columns(labels, model, scored_at)), fmt, mode, output_path)
 
-    counts = {r[PREDICTION]: r["count"] for r in spark.read.format(fmt).load(output_path).groupBy(PREDICTION).count().collect()}
+    counts = {
+        r[PREDICTION]: r["count"]
+        for r in spark.read.format(fmt).load(output_path).groupBy(PREDICTION).count().collect()
+    }
     rows = sum(counts.values())
     tracker.log_metrics(
-        {"rows_scored": rows, "rows_skipped": skipped, **{f"predicted_{label}": counts.get(label, 0) for label in labels}}
+        {
+            "rows_scored": rows,
+            "rows_skipped": skipped,
+            **{f"predicted_{label}": counts.get(label, 0) for label in labels},
+        }
     )
     log.info("scored %s rows with %s version %s into %s (%s)", rows, model.name, model.version, output_path, fmt)
     return {
@@ -269,7 +268,9 @@ def _skipped_rows(df: DataFrame, columns: list[str], nulls: str) -> int:
     skipped, per_column = count_nulls(df, columns)
     if skipped and nulls == "reject":
         listing = ", ".join(f"{c} ({n})" for c, n in per_column.items())
-        raise DataError(f"{skipped} row(s) have nulls in model input columns: {listing}; clean the data or set data.nulls=drop")
+        raise DataError(
+            f"{skipped} row(s) have nulls in model input columns: {listing}; clean the data or set data.nulls=drop"
+        )
     return skipped
 
 
@@ -278,26 +279,8 @@ def _write(scores: DataFrame, fmt: str, mode: str, path: str) -> None:
         # overwriteSchema: on Delta, a model with other classes replaces the probability columns (Parquet ignores it).
         scores.write.format(fmt).mode(mode).option("overwriteSchema", "true").save(path)
     except Exception as exc:
-        if "PATH_ALREADY_EXISTS" not in str(exc) and "DELTA_PATH_EXISTS" not in str(exc):
+        if not any(
+            spark_error(exc, error_class) is not None for error_class in ("PATH_ALREADY_EXISTS", "DELTA_PATH_EXISTS")
+        ):
             raise
         raise DataError(f"output {path} already exists; pass --mode overwrite to replace it") from None
-
-
-def cmd_score(args: argparse.Namespace, redactor: Redactor) -> int:
-    from synapse_ml_track.cli import load_config, write_summary
-    from synapse_ml_track.session import open_session
-    from synapse_ml_track.spark import get_or_create_spark
-
-    config = load_config(args)
-    session = open_session(config, redactor)
-    spark = get_or_create_spark("synapse-ml-track-score")
-    summary = run_scoring(
-        spark, config, session, redactor, args.model_uri or default_model_uri(config), args.output_path,
-        mode=args.mode, requested_format=args.output_format,
-    )
-    print(f"run id:          {summary['run_id']} (experiment {summary['experiment_id']})")
-    print(f"model:           {summary['model_name']} version {summary['model_version']} (run {summary['model_run_id']})")
-    print(f"scored:          {summary['rows_scored']} rows, {summary['rows_skipped']} skipped for nulls")
-    print(f"output:          {summary['output_path']} ({summary['output_format']})")
-    write_summary(summary, config.output)
-    return 0

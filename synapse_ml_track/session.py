@@ -7,12 +7,11 @@ import importlib.util
 import json
 import logging
 import os
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Mapping
 from pathlib import Path
 
-import requests
 from mlflow.entities import Dataset, DatasetInput, InputTag, Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -20,20 +19,19 @@ from mlflow.tracking import MlflowClient
 from synapse_ml_track import aml, registry
 from synapse_ml_track.config import JobConfig
 from synapse_ml_track.data import InputSource
-from synapse_ml_track.errors import ConfigError, JobError, TrackingError
+from synapse_ml_track.errors import ConfigError, JobError
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.tracking import (
-    ArtifactTransferError,
     Limits,
     RunTracker,
     bounded_transfer,
     configure_http,
-    describe_failure,
     is_remote,
     limits_for,
     local_tracking_uri,
     probe,
     resolve_experiment,
+    tracking_errors,
     transfer_deadline,
 )
 
@@ -50,38 +48,23 @@ class TrackingSession:
     credential_source: str | None = None  # "environment (client secret)", "key vault kv-ml", ...; None off Azure
     transfer_seconds: float = 600.0  # deadline of one artifact transfer (per batch of up to 50 files)
 
-    @contextmanager
-    def tracking_errors(self) -> Iterator[None]:
-        """Tracking-server failures as one readable TrackingError; other errors pass through."""
-        try:
-            yield
-        except JobError:
-            raise
-        except Exception as exc:
-            if not self.is_tracking_failure(exc):
-                raise
-            raise TrackingError(describe_failure(exc, self.uri)) from None
+    def tracking_errors(self, hint: str | None = None):
+        """Tracking failures inside as one TrackingError line; the job's own errors pass through."""
+        return tracking_errors(self.uri, hint)
 
     @contextmanager
     def failing_run(self, tracker: RunTracker) -> Iterator[None]:
         """Any failure inside ends the run FAILED with its reason; a tracking failure becomes one
         TrackingError line instead of MLflow's retry history."""
         try:
-            yield
+            with self.tracking_errors():
+                yield
         except JobError as exc:
             tracker.fail(str(exc))
             raise
         except Exception as exc:
-            if not self.is_tracking_failure(exc):
-                tracker.fail(f"{type(exc).__name__}: {exc}")
-                raise
-            message = describe_failure(exc, self.uri)
-            tracker.fail(message)
-            raise TrackingError(message) from None
-
-    @staticmethod
-    def is_tracking_failure(exc: BaseException) -> bool:
-        return isinstance(exc, (MlflowException, ArtifactTransferError, requests.RequestException, ConnectionError, TimeoutError))
+            tracker.fail(f"{type(exc).__name__}: {exc}")
+            raise
 
     def start_run(self, run_name: str | None, tags: Mapping[str, str], redactor: Redactor) -> RunTracker:
         return RunTracker.start(
@@ -134,17 +117,13 @@ def open_session(
     configure_http(tracking)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     artifact_location = None if is_remote(uri) else _local_artifact_location(tracking.local_dir)
-    try:
-        timeout = tracking.preflight_timeout
-        experiment_id = probe(lambda: resolve_experiment(client, tracking, artifact_location, uri, create_experiment), timeout)
+    timeout = tracking.preflight_timeout
+    with tracking_errors(uri):
+        experiment_id = probe(
+            lambda: resolve_experiment(client, tracking, artifact_location, uri, create_experiment), timeout
+        )
         if tracking.register:
             probe(lambda: registry.model_if_exists(client, tracking.registered_model_name), timeout)
-    except JobError:
-        raise
-    except Exception as exc:
-        if not TrackingSession.is_tracking_failure(exc):
-            raise
-        raise TrackingError(redactor.redact(describe_failure(exc, uri))) from None
     return TrackingSession(
         uri=uri,
         client=client,

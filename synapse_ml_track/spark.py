@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from py4j.protocol import Py4JError
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
@@ -27,3 +30,30 @@ def get_or_create_spark(app_name: str) -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def spark_errors(exc: BaseException) -> list[tuple[str | None, str]]:
+    """(error class, message) of a Spark failure and each of its JVM causes, outermost first.
+
+    PySpark converts some JVM exceptions (AnalysisException...) and leaves others a bare Py4JJavaError
+    (SparkException of a failed job, SparkClassNotFoundException); both hold the JVM Throwable, whose
+    cause chain carries Spark's error classes (SparkThrowable.getErrorClass).
+    """
+    throwable: Any = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)
+    found = []
+    while throwable is not None:
+        try:
+            error_class = throwable.getErrorClass()
+        except Py4JError:  # not a SparkThrowable
+            error_class = None
+        found.append((error_class, str(throwable.getMessage() or "")))
+        throwable = throwable.getCause()
+    return found
+
+
+def spark_error(exc: BaseException, error_class: str) -> str | None:
+    """The message of the cause with this error class (or one of its subclasses, CLASS.SUBCLASS), or None."""
+    for found, message in spark_errors(exc):
+        if found and (found == error_class or found.startswith(error_class + ".")):
+            return message
+    return None

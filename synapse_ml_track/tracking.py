@@ -10,19 +10,21 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, TypeVar
-from urllib.parse import urlparse
+from typing import Any, TypeVar
 
+import requests
+import urllib3
 from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from synapse_ml_track.aml import is_aml_uri
 from synapse_ml_track.config import TrackingConfig
-from synapse_ml_track.errors import ConfigError, TrackingError
+from synapse_ml_track.errors import ConfigError, TrackingError, first_line
 from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.vocabulary import EMBEDDED, is_aml_uri, tracking_backend
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -80,7 +82,7 @@ def local_tracking_uri(local_dir: str) -> str:
 
 
 def is_remote(uri: str) -> bool:
-    return urlparse(uri).scheme in ("http", "https", "azureml")
+    return tracking_backend(uri) != EMBEDDED
 
 
 def configure_http(tracking: TrackingConfig) -> None:
@@ -100,7 +102,9 @@ def configure_http(tracking: TrackingConfig) -> None:
     # reads AZUREML_ARTIFACTS_DEFAULT_TIMEOUT). Its retry counts cannot be set from outside: every
     # transfer also runs under transfer_deadline (see bounded_transfer).
     os.environ["AZUREML_HTTP_REQUEST_TIMEOUT"] = str(max(1, int(tracking.request_timeout)))
-    os.environ["AZUREML_ARTIFACTS_DEFAULT_TIMEOUT"] = str(int(transfer_deadline(tracking.request_timeout, tracking.max_retries)))
+    os.environ["AZUREML_ARTIFACTS_DEFAULT_TIMEOUT"] = str(
+        int(transfer_deadline(tracking.request_timeout, tracking.max_retries))
+    )
 
 
 # Files per request the AML artifact client sends (base_artifact_client.ARTIFACTS_BATCH_SIZE_DEFAULT).
@@ -155,23 +159,20 @@ def bounded_transfer(call: Callable[[], T], seconds: float, what: str) -> T:
 _WRITE_ONCE_CONFLICT = re.compile(r"Resource Conflict: ArtifactId ExperimentRun/dcid\.[^/]+/(\S+) already exists")
 
 
-def all_pages(fetch: Callable[[str | None], Any], limit: int | None = None) -> list:
-    """Every result of a paged MLflow search: `fetch(page_token)` returns a PagedList with `.token`."""
+def all_pages(
+    fetch: Callable[[str | None], Any], limit: int | None = None, keep: Callable[[Any], bool] | None = None
+) -> list:
+    """The results of a paged MLflow search that `keep` accepts (all by default), up to `limit`:
+    `fetch(page_token)` returns a PagedList whose `.token` names the next page."""
     results: list = []
     token = None
     while limit is None or len(results) < limit:
         page = fetch(token)
-        results += list(page)
+        results += [item for item in page if keep is None or keep(item)]
         token = page.token
         if not token:
             break
     return results if limit is None else results[:limit]
-
-
-def first_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception's message, or its type's name."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @contextlib.contextmanager
@@ -197,25 +198,70 @@ def no_http_retries(timeout: float | None = None) -> Iterator[None]:
 
 
 _RETRYABLE_STATUS = (408, 429, 500, 502, 503, 504)
-_TOO_MANY_STATUS = re.compile(r"too many (\d{3}) error responses")
+# urllib3 gives up on a retryable status with ResponseError(SPECIFIC_ERROR): the status is only in that text.
+_TOO_MANY_STATUS = re.compile(
+    re.escape(urllib3.exceptions.ResponseError.SPECIFIC_ERROR).replace(re.escape("{status_code}"), r"(\d{3})")
+)
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, what it was raised from or during (MLflow raises inside `except`), and what
+    requests and urllib3 wrap (a MaxRetryError's reason)."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending += [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        pending += [arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException)]
 
 
 def busy_status(exc: BaseException) -> int | None:
     """The HTTP status when the server answered but was busy or failing (worth another try)."""
-    match = _TOO_MANY_STATUS.search(str(exc))  # urllib3 gave up on a retryable status
-    if match and int(match.group(1)) in _RETRYABLE_STATUS:
-        return int(match.group(1))
-    if isinstance(exc, MlflowException) and exc.error_code in ("REQUEST_LIMIT_EXCEEDED", "TEMPORARILY_UNAVAILABLE"):
-        return exc.get_http_status_code()
+    for cause in causes(exc):
+        if isinstance(cause, urllib3.exceptions.ResponseError):  # urllib3 gave up on a retryable status
+            match = _TOO_MANY_STATUS.search(str(cause))
+            if match and int(match.group(1)) in _RETRYABLE_STATUS:
+                return int(match.group(1))
+        if isinstance(cause, MlflowException) and cause.error_code in (
+            "REQUEST_LIMIT_EXCEEDED",
+            "TEMPORARILY_UNAVAILABLE",
+        ):
+            return cause.get_http_status_code()
     return None
+
+
+def timed_out(exc: BaseException) -> bool:
+    # urllib3's NewConnectionError (a refused connection) subclasses its ConnectTimeoutError.
+    return any(
+        isinstance(c, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError))
+        and not isinstance(c, urllib3.exceptions.NewConnectionError)
+        for c in causes(exc)
+    )
+
+
+def connection_failed(exc: BaseException) -> bool:
+    """No connection, or one that dropped before the answer: refused, reset, closed mid-response."""
+    return any(
+        isinstance(
+            c,
+            (
+                urllib3.exceptions.NewConnectionError,
+                urllib3.exceptions.ProtocolError,
+                requests.ConnectionError,
+                ConnectionError,
+            ),
+        )
+        for c in causes(exc)
+    ) and not timed_out(exc)
 
 
 def is_transient(exc: BaseException) -> bool:
     """A busy answer, a dropped connection or a timeout; not a refusal or a bad request."""
-    if busy_status(exc):
-        return True
-    text = str(exc)
-    return any(marker in text for marker in ("Connection aborted", "RemoteDisconnected", "Read timed out", "ReadTimeout", "ProtocolError", "Connection reset"))
+    return bool(busy_status(exc)) or timed_out(exc) or connection_failed(exc)
 
 
 def probe(call: Callable[[], T], timeout: float, attempts: int = 3, backoff: float = 1.0) -> T:
@@ -249,33 +295,34 @@ def create_once(create: Callable[[], T], find: Callable[[], T | None], attempts:
                 return create()
         except Exception as exc:
             attempt += 1
-            if not is_transient(exc) or attempt >= attempts:
+            if not is_transient(exc):
                 raise
-        time.sleep(min(backoff * 2 ** (attempt - 1), 10.0))
-        found = find()
-        if found is not None:
-            return found
+            time.sleep(min(backoff * 2 ** (attempt - 1), 10.0))
+            found = find()  # the lost attempt may have landed, the last one too
+            if found is not None:
+                return found
+            if attempt >= attempts:
+                raise
 
 
 def describe_failure(exc: Exception, uri: str) -> str:
     """One line for a tracking failure, without MLflow's retry-history dump."""
     if isinstance(exc, ArtifactTransferError):
         return f"{exc} (tracking URI {uri})"
-    text = str(exc)
     status = busy_status(exc)
     if status:
         return f"the MLflow tracking server at {uri} kept answering HTTP {status} (busy or failing); try again later"
-    if "Read timed out" in text or "ReadTimeoutError" in text:
+    if timed_out(exc):
         return f"the MLflow tracking server at {uri} did not answer in time"
-    if "Max retries exceeded" in text or "Connection refused" in text or "NewConnectionError" in text:
-        return f"cannot reach the MLflow tracking server at {uri} (connection failed); is it running and is the URI right?"
-    if "timed out" in text.lower() or "ReadTimeout" in text:
-        return f"the MLflow tracking server at {uri} did not answer in time"
+    if connection_failed(exc):
+        return (
+            f"cannot reach the MLflow tracking server at {uri} (connection failed); is it running and is the URI right?"
+        )
     if isinstance(exc, MlflowException):
-        code = exc.get_http_status_code() if hasattr(exc, "get_http_status_code") else None
+        code = exc.get_http_status_code()
         aml_refusal = _aml_auth_error(exc)
-        if code in (401, 403) or aml_refusal or "401" in text[:200] or "403" in text[:200] or "PERMISSION_DENIED" in text:
-            reason = f"HTTP {code}" if code in (401, 403) else (aml_refusal or "HTTP 401/403")
+        if code in (401, 403) or aml_refusal or exc.error_code in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
+            reason = f"HTTP {code}" if code in (401, 403) else (aml_refusal or exc.error_code)
             return (
                 f"the tracking server at {uri} refused the credentials ({reason}); "
                 "check the service principal and its role on the workspace"
@@ -284,11 +331,36 @@ def describe_failure(exc: Exception, uri: str) -> str:
     return f"tracking failed at {uri}: {type(exc).__name__}: {first_line(exc)[:300]}"
 
 
+def is_tracking_failure(exc: BaseException) -> bool:
+    """A failure of the tracking server, its registry or its artifact store (not of the job's own work)."""
+    return isinstance(
+        exc, (MlflowException, ArtifactTransferError, requests.RequestException, ConnectionError, TimeoutError)
+    )
+
+
+@contextlib.contextmanager
+def tracking_errors(uri: str, hint: str | None = None) -> Iterator[None]:
+    """Tracking failures inside become one TrackingError line (with the hint appended); the job's
+    own errors pass through unchanged."""
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, TrackingError) or not is_tracking_failure(exc):
+            raise
+        raise TrackingError(describe_failure(exc, uri) + (f"; {hint}" if hint else "")) from None
+
+
 # Codes in the JSON body AML answers a refused request with; MLflow reads that body as an
 # INTERNAL_ERROR and the HTTP status is lost (mlflow/mlflow#5846).
 _AML_AUTH_CODES = {
-    "authorizationerror", "authenticationerror", "authorizationfailed", "authenticationfailed",
-    "invalidauthenticationtoken", "expiredauthenticationtoken", "unauthorized", "forbidden",
+    "authorizationerror",
+    "authenticationerror",
+    "authorizationfailed",
+    "authenticationfailed",
+    "invalidauthenticationtoken",
+    "expiredauthenticationtoken",
+    "unauthorized",
+    "forbidden",
 }
 
 
@@ -329,7 +401,8 @@ def resolve_experiment(
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
             raise TrackingError(
-                f"experiment '{tracking.experiment_name}' is deleted; restore it or choose another tracking.experiment_name"
+                f"experiment '{tracking.experiment_name}' is deleted; "
+                "restore it or choose another tracking.experiment_name"
             )
         return experiment.experiment_id
     if not create:
@@ -373,7 +446,7 @@ class RunTracker:
         redactor: Redactor,
         create_attempts: int = 1,
         transfer_seconds: float = 600.0,
-    ) -> "RunTracker":
+    ) -> RunTracker:
         """Create the run; a lost response is detected by the attempt-id tag, never sent twice.
 
         `mlflow.source.*` tags are set right after creation: AML drops them when they come with
@@ -396,7 +469,7 @@ class RunTracker:
     @classmethod
     def resume(
         cls, client: MlflowClient, run: Run, limits: Limits, redactor: Redactor, transfer_seconds: float = 600.0
-    ) -> "RunTracker":
+    ) -> RunTracker:
         """Continue an interrupted run of the same run key: running again, its old error cleared."""
         client.update_run(run.info.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
         if ERROR_TAG in run.data.tags:
@@ -410,26 +483,25 @@ class RunTracker:
     @staticmethod
     def _fit_tags(tags: dict[str, str], limits: Limits, redactor: Redactor, already: int) -> dict[str, str]:
         fitted = {
-            _fit_key(k, limits.tag_key_length): redactor.redact(str(v))[: limits.tag_value_length] for k, v in tags.items()
+            _fit_key(k, limits.tag_key_length): redactor.redact(str(v))[: limits.tag_value_length]
+            for k, v in tags.items()
         }
         if limits.tags_per_run is not None:
             room = max(0, limits.tags_per_run - already - 5)  # MLflow adds a few system tags of its own
             if len(fitted) > room:
                 dropped = sorted(fitted)[room:]
-                log.warning("tracking backend allows %s tags a run; not logging: %s", limits.tags_per_run, ", ".join(dropped))
+                log.warning(
+                    "tracking backend allows %s tags a run; not logging: %s", limits.tags_per_run, ", ".join(dropped)
+                )
                 fitted = {k: fitted[k] for k in sorted(fitted)[:room]}
         return fitted
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        items = []
-        for key, value in sorted(params.items()):
-            name = _fit_key(key, self.limits.key_length)
-            cap = self.limits.params_per_run
-            if cap is not None and name not in self._param_names and len(self._param_names) >= cap:
-                log.warning("tracking backend allows %s params a run; not logging param %s", cap, name)
-                continue
-            self._param_names.add(name)
-            items.append(Param(name, self.redactor.redact(str(value))[: self.limits.param_value_length]))
+        items = [
+            Param(name, self.redactor.redact(str(value))[: self.limits.param_value_length])
+            for key, value in sorted(params.items())
+            if (name := _admit(key, self._param_names, self.limits.params_per_run, self.limits.key_length, "param"))
+        ]
         for chunk in _chunks(items, self.limits.params_per_batch):
             self.client.log_batch(self.run_id, params=chunk, tags=self._take_pending_tags())
 
@@ -437,16 +509,16 @@ class RunTracker:
         """Metrics (and any late tags) in one batch per backend limit; timestamps fixed before sending,
         so a retried request stores the same values rather than new ones."""
         timestamp = int(time.time() * 1000)
-        entries = []
-        for name, value in metrics.items():
-            key = _fit_key(name, self.limits.key_length)
-            cap = self.limits.metric_names_per_run
-            if cap is not None and key not in self._metric_names and len(self._metric_names) >= cap:
-                log.warning("tracking backend allows %s metric names a run; not logging metric %s", cap, key)
-                continue
-            self._metric_names.add(key)
-            entries.append(Metric(key, float(value), timestamp, 0))
-        late_tags = [RunTag(k, v) for k, v in self._fit_tags(dict(tags or {}), self.limits, self.redactor, self._tag_count).items()]
+        limits = self.limits
+        entries = [
+            Metric(key, float(value), timestamp, 0)
+            for name, value in metrics.items()
+            if (key := _admit(name, self._metric_names, limits.metric_names_per_run, limits.key_length, "metric"))
+        ]
+        late_tags = [
+            RunTag(k, v)
+            for k, v in self._fit_tags(dict(tags or {}), self.limits, self.redactor, self._tag_count).items()
+        ]
         self._tag_count += len(late_tags)
         late_tags = self._take_pending_tags() + late_tags
         metric_chunks = _chunks(entries, self.limits.metrics_per_batch) or [[]]
@@ -487,14 +559,18 @@ class RunTracker:
         if len(wanted) == len(files):
             upload = lambda: self.client.log_artifacts(self.run_id, str(local_dir), artifact_path)  # noqa: E731
         else:
+
             def upload() -> None:
                 for path in wanted:
                     self.client.log_artifact(self.run_id, str(path), targets[path].rpartition("/")[0] or None)
+
         if wanted:
             bounded_transfer(upload, deadline, "upload")
 
     def download_artifacts(self, path: str, destination: str) -> str:
-        return bounded_transfer(lambda: self.client.download_artifacts(self.run_id, path, destination), self.transfer_seconds, "download")
+        return bounded_transfer(
+            lambda: self.client.download_artifacts(self.run_id, path, destination), self.transfer_seconds, "download"
+        )
 
     def finish(self) -> None:
         if self._pending_tags:
@@ -527,6 +603,17 @@ class RunTracker:
 def _run_with_attempt_id(client: MlflowClient, experiment_id: str, attempt_id: str) -> Run | None:
     runs = client.search_runs([experiment_id], filter_string=f"tags.`{ATTEMPT_TAG}` = '{attempt_id}'", max_results=1)
     return runs[0] if runs else None
+
+
+def _admit(key: str, seen: set[str], cap: int | None, length: int, kind: str) -> str | None:
+    """The name to log under (shortened to the backend's length), or None when the run already holds
+    as many distinct names of this kind as the backend allows."""
+    name = _fit_key(key, length)
+    if cap is not None and name not in seen and len(seen) >= cap:
+        log.warning("tracking backend allows %s %s names a run; not logging %s %s", cap, kind, kind, name)
+        return None
+    seen.add(name)
+    return name
 
 
 def _fit_key(key: str, length: int) -> str:

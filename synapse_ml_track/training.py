@@ -5,28 +5,29 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+import pandas as pd
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.types import ColSpec, Schema
 from pyspark.ml import PipelineModel
-import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
 from synapse_ml_track import data as data_module
 from synapse_ml_track import gate, registry
 from synapse_ml_track.config import JobConfig
-from synapse_ml_track.data import FeatureSpec, InputSource
 from synapse_ml_track.context import run_tags
-from synapse_ml_track.errors import GateRejected, TrackingError
+from synapse_ml_track.data import FeatureSpec, InputSource
+from synapse_ml_track.errors import GateRejected
 from synapse_ml_track.evaluation import Evaluation, evaluate, write_artifacts
 from synapse_ml_track.pipeline import PREDICTION, build_classifier, build_pipeline, feature_weights, fit_label_indexer
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.runs import JOB_TAG, find_keyed_run
 from synapse_ml_track.session import TrackingSession
-from synapse_ml_track.tracking import RunTracker, describe_failure
+from synapse_ml_track.tracking import RunTracker
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +83,17 @@ def config_params(config: JobConfig, classifier) -> dict[str, Any]:
     return params
 
 
-def run_training(spark: SparkSession, config: JobConfig, session: TrackingSession, redactor: Redactor) -> TrainingResult:
+def run_training(
+    spark: SparkSession, config: JobConfig, session: TrackingSession, redactor: Redactor
+) -> TrainingResult:
     with session.tracking_errors():
         keyed = find_keyed_run(session.client, session.experiment_id, config.run_key) if config.run_key else None
         if keyed is not None and keyed.info.status == "FINISHED" and not config.force:
-            log.info("run key %s already has finished run %s; reporting it (pass --force to train again)", config.run_key, keyed.info.run_id)
+            log.info(
+                "run key %s already has finished run %s; reporting it (pass --force to train again)",
+                config.run_key,
+                keyed.info.run_id,
+            )
             return _result_of_finished_run(session, config, keyed)
         resume = keyed is not None and not config.force
         if resume:
@@ -165,26 +172,40 @@ def _train_and_track(
     classifier = build_classifier(config.model.type, config.model.params, config.data.seed)
     tracker.log_params(config_params(config, classifier))
     fitted = fit_and_evaluate(
-        spark, config, source, classifier, champion=lambda test, labels: _champion_metrics(session, config, test, labels)
+        spark,
+        config,
+        source,
+        classifier,
+        champion=lambda test, labels: _champion_metrics(session, config, test, labels),
     )
     metrics = fitted.metrics
 
     # The output is always the decoded class name; no need to run the model to learn that.
-    signature = ModelSignature(inputs=infer_signature(fitted.sample).inputs, outputs=Schema([ColSpec("string", PREDICTION)]))
+    signature = ModelSignature(
+        inputs=infer_signature(fitted.sample).inputs, outputs=Schema([ColSpec("string", PREDICTION)])
+    )
     result_dir = Path(config.tracking.local_result_dir).resolve() / tracker.run_id
-    write_artifacts(fitted.evaluation, feature_weights(fitted.model, fitted.spec), result_dir / "evaluation")
+    weights = feature_weights(fitted.model, fitted.spec, fitted.test_indexed)
+    write_artifacts(fitted.evaluation, weights, result_dir / "evaluation")
     (result_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    model_dir = registry.save_model(fitted.model, result_dir / "model", signature, fitted.sample, config.tracking.dfs_tmp)
+    model_dir = registry.save_model(
+        fitted.model, result_dir / "model", signature, fitted.sample, config.tracking.dfs_tmp
+    )
     log.info("model and evaluation saved locally at %s", result_dir)
 
     decision = gate.decide(config.gate, metrics, fitted.champion_metrics) if config.tracking.register else None
-    try:
+    with session.tracking_errors(hint=f"the trained model and metrics are saved at {result_dir}"):
         # Artifact stores may be write-once (AML): a resumed run adds what is missing and puts this
         # attempt's model beside any earlier upload of it, never over it.
         existing = tracker.artifact_files() if resumed else set()
         model_path = registry.free_model_path(existing)
         late_tags = {**(decision.tags() if decision else {}), **registry.model_path_tags(model_path)}
-        session.log_input(tracker.run_id, source, json.dumps({"mlflow_colspec": signature.inputs.to_dict()}), fitted.train_rows + int(fitted.evaluation.metrics["test_rows"]))
+        session.log_input(
+            tracker.run_id,
+            source,
+            json.dumps({"mlflow_colspec": signature.inputs.to_dict()}),
+            fitted.train_rows + int(fitted.evaluation.metrics["test_rows"]),
+        )
         tracker.log_metrics(metrics, tags=late_tags)
         tracker.log_artifacts(result_dir / "evaluation", skip=existing)
         tracker.log_artifacts(model_dir, model_path)
@@ -197,10 +218,6 @@ def _train_and_track(
             )  # fmt: skip
             registry.promote(session.client, version, config.gate.champion_alias)
         tracker.finish()
-    except Exception as exc:
-        if not session.is_tracking_failure(exc):
-            raise
-        raise TrackingError(f"{describe_failure(exc, session.uri)}; the trained model and metrics are saved at {result_dir}") from None
 
     if decision and not decision.register:
         log.warning("model not registered: %s", decision.reason)
@@ -227,7 +244,9 @@ def evaluate_model(model, test_indexed, labels: list[str]) -> Evaluation:
         predictions.unpersist()
 
 
-def _champion_metrics(session: TrackingSession, config: JobConfig, test_indexed, labels: list[str]) -> dict[str, float] | None:
+def _champion_metrics(
+    session: TrackingSession, config: JobConfig, test_indexed, labels: list[str]
+) -> dict[str, float] | None:
     """The current champion's metrics on this run's test split, or None when there is nothing to beat."""
     if not (config.tracking.register and config.gate.compare_to_champion):
         return None

@@ -126,7 +126,8 @@ class ArtifactStore:
                     errors[path] = {
                         "error": {
                             "code": "UserError",
-                            "message": f"Resource Conflict: ArtifactId ExperimentRun/dcid.{run_id}/{path} already exists.",
+                            "message": f"Resource Conflict: ArtifactId ExperimentRun/dcid.{run_id}/{path} "
+                            "already exists.",
                             "innerError": {"code": "Conflict"},
                         }
                     }
@@ -149,11 +150,17 @@ class ArtifactStore:
             paths = sorted(p for (r, p), blob in self._paths.items() if r == run_id and self._blob_file(blob).exists())
         start = int(token or 0)
         page = paths[start : start + self.page_size]
-        payload: dict[str, Any] = {"value": [self._artifact(run_id, p) for p in page], "continuationToken": None, "nextLink": None}
+        payload: dict[str, Any] = {
+            "value": [self._artifact(run_id, p) for p in page],
+            "continuationToken": None,
+            "nextLink": None,
+        }
         if start + self.page_size < len(paths):
             following = str(start + self.page_size)
             payload["continuationToken"] = following
-            payload["nextLink"] = f"{self._base_url_of()}{self.history_path(experiment, run_id)}?continuationToken={following}"
+            payload["nextLink"] = (
+                f"{self._base_url_of()}{self.history_path(experiment, run_id)}?continuationToken={following}"
+            )
         return json_response(200, payload)
 
     def history_path(self, experiment: str, run_id: str) -> str:
@@ -182,7 +189,13 @@ class ArtifactStore:
     # ---- shared access signatures ---------------------------------------------------------------
     def signed_url(self, blob: str, permissions: str, lifetime: int = SAS_LIFETIME) -> str:
         expiry = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + lifetime))
-        query = {"sv": "2021-08-06", "sr": "b", "sp": permissions, "se": expiry, "sig": self._signature(blob, permissions, expiry)}
+        query = {
+            "sv": "2021-08-06",
+            "sr": "b",
+            "sp": permissions,
+            "se": expiry,
+            "sig": self._signature(blob, permissions, expiry),
+        }
         quoted = urllib.parse.quote(f"{CONTAINER}/{blob}")
         return f"{self._base_url_of()}/{BLOB_HOST}/{quoted}?{urllib.parse.urlencode(query)}"
 
@@ -215,7 +228,9 @@ class ArtifactStore:
         target = self._blob_file(blob)
         if method == "PUT":
             if headers.get("x-ms-blob-type") != "BlockBlob" or "comp" in query:
-                return self._blob_error(400, "UnsupportedHeader", "Only single-shot block blob uploads are served here.")
+                return self._blob_error(
+                    400, "UnsupportedHeader", "Only single-shot block blob uploads are served here."
+                )
             if headers.get("If-None-Match") == "*" and target.exists():
                 # upload_blob(overwrite=False) sends If-None-Match: * (azure-storage-blob _upload_helpers.py).
                 return self._blob_error(409, "BlobAlreadyExists", "The specified blob already exists.")
@@ -231,7 +246,9 @@ class ArtifactStore:
                 start, _, end = wanted.removeprefix("bytes=").partition("-")
                 if int(start) >= len(content):
                     # An empty blob answers a ranged read with 416; the SDK then reads it whole (_download.py).
-                    return self._blob_error(416, "InvalidRange", "The range specified is invalid for the current size of the resource.")
+                    return self._blob_error(
+                        416, "InvalidRange", "The range specified is invalid for the current size of the resource."
+                    )
                 last = min(int(end) if end else len(content) - 1, len(content) - 1)
                 part = content[int(start) : last + 1]
                 headers_out = {**self._blob_headers(target), "Content-Range": f"bytes {start}-{last}/{len(content)}"}
@@ -253,7 +270,11 @@ class ArtifactStore:
         }
 
     def _blob_error(self, status: int, code: str, message: str) -> Response:
-        return Response(status, _BLOB_ERROR.format(code=code, message=message).encode(), {"Content-Type": "application/xml", "x-ms-error-code": code})
+        return Response(
+            status,
+            _BLOB_ERROR.format(code=code, message=message).encode(),
+            {"Content-Type": "application/xml", "x-ms-error-code": code},
+        )
 
     # ---- for assertions ---------------------------------------------------------------------
     def paths(self, run_id: str) -> set[str]:

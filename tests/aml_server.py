@@ -81,7 +81,11 @@ WORKSPACE_PREFIX = (
     "/providers/Microsoft.MachineLearningServices/workspaces/{workspace}"
 )
 API = "/api/2.0/mlflow"
-UNSERVED = ("/logged-models", "/api/2.0/preview/mlflow/runs/log-batch-async", "/api/2.0/preview/mlflow/runs/get-run-data-status")
+UNSERVED = (
+    "/logged-models",
+    "/api/2.0/preview/mlflow/runs/log-batch-async",
+    "/api/2.0/preview/mlflow/runs/get-run-data-status",
+)
 ALIAS_ENDPOINTS = (f"{API}/registered-models/alias",)
 # The body AML answers a request without a usable bearer token with (mlflow/mlflow#5846).
 AML_401_BODY = {
@@ -112,7 +116,9 @@ def _key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def _self_signed(key: rsa.RSAPrivateKey, common_name: str, san: list[x509.GeneralName] | None, ca: bool) -> x509.Certificate:
+def _self_signed(
+    key: rsa.RSAPrivateKey, common_name: str, san: list[x509.GeneralName] | None, ca: bool
+) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.timezone.utc)
     builder = (
@@ -131,8 +137,15 @@ def _self_signed(key: rsa.RSAPrivateKey, common_name: str, san: list[x509.Genera
     if ca:
         builder = builder.add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_encipherment=True, key_cert_sign=True, crl_sign=False, content_commitment=False,
-                data_encipherment=False, key_agreement=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_encipherment=True,
+                key_cert_sign=True,
+                crl_sign=False,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         ).add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -140,7 +153,9 @@ def _self_signed(key: rsa.RSAPrivateKey, common_name: str, san: list[x509.Genera
 
 
 def _pem_key(key: rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def make_tls_certificate(directory: Path) -> tuple[Path, Path]:
@@ -226,7 +241,13 @@ class AmlServer:
         )
 
     # ---- configuration -------------------------------------------------------------------
-    def add_client(self, client_id: str, secret: str | None = None, certificate: x509.Certificate | None = None, has_role: bool = True) -> ServicePrincipal:
+    def add_client(
+        self,
+        client_id: str,
+        secret: str | None = None,
+        certificate: x509.Certificate | None = None,
+        has_role: bool = True,
+    ) -> ServicePrincipal:
         principal = ServicePrincipal(client_id, secret, certificate, has_role)
         self.clients[client_id] = principal
         return principal
@@ -255,7 +276,9 @@ class AmlServer:
 
     @property
     def prefix(self) -> str:
-        return WORKSPACE_PREFIX.format(subscription=self.subscription_id, resource_group=self.resource_group, workspace=self.workspace)
+        return WORKSPACE_PREFIX.format(
+            subscription=self.subscription_id, resource_group=self.resource_group, workspace=self.workspace
+        )
 
     def workspace_path(self, api_version: str = "v1.0") -> str:
         return self.prefix.replace("/mlflow/v2.0", f"/mlflow/{api_version}")
@@ -269,7 +292,7 @@ class AmlServer:
         return f"azureml://127.0.0.1:{self.port}{self.prefix}/experiments/{experiment_id}/runs/{run_id}/artifacts"
 
     # ---- lifecycle -----------------------------------------------------------------------
-    def start(self) -> "AmlServer":
+    def start(self) -> AmlServer:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.ca_bundle, self._key_path)
         handler = type("Handler", (_Handler,), {"aml": self})
@@ -305,7 +328,10 @@ class AmlServer:
 
     def api_calls(self) -> list[tuple[str, str, int]]:
         """(method, path after the workspace prefix, status) of every AML request."""
-        return [(r.method, r.path[len(self.prefix):] if r.path.startswith(self.prefix) else r.path, r.status) for r in self.recorded("aml")]
+        return [
+            (r.method, r.path[len(self.prefix) :] if r.path.startswith(self.prefix) else r.path, r.status)
+            for r in self.recorded("aml")
+        ]
 
     def clear(self) -> None:
         with self._lock:
@@ -377,25 +403,37 @@ class _Handler(BaseHTTPRequestHandler):
             response, client = self._token(body)
             kind = "token"
         elif parsed.path.startswith(aml.artifacts.history_prefix + "/"):
-            response, client = self._authorized(lambda: aml.artifacts.handle(
-                self.command, parsed.path[len(aml.artifacts.history_prefix):], _query(parsed), body, self._run_exists
-            ))
+            response, client = self._authorized(
+                lambda: aml.artifacts.handle(
+                    self.command,
+                    parsed.path[len(aml.artifacts.history_prefix) :],
+                    _query(parsed),
+                    body,
+                    self._run_exists,
+                )
+            )
             kind = "artifacts"
         elif parsed.path.startswith(f"/{BLOB_HOST}/"):
             # Blob storage authorises by the SAS in the URL alone, not by a bearer token.
-            response = aml.artifacts.handle_blob(self.command, parsed.path[len(BLOB_HOST) + 2:], _query(parsed), self.headers, body)
+            response = aml.artifacts.handle_blob(
+                self.command, parsed.path[len(BLOB_HOST) + 2 :], _query(parsed), self.headers, body
+            )
             kind = "blob"
         elif parsed.path == aml.prefix or parsed.path.startswith(aml.prefix + "/"):
             response, client = self._authorized(lambda: self._workspace(parsed, body))
             kind = "aml"
         else:
             response, kind = Response(404), "other"
-        aml.record(Recorded(self.command, parsed.path, parsed.query, response.status, body, response.body, client, kind))
+        aml.record(
+            Recorded(self.command, parsed.path, parsed.query, response.status, body, response.body, client, kind)
+        )
         self.send_response(response.status)
         headers = {"Content-Type": "application/json" if response.body else "text/plain", **response.headers}
         for name, value in headers.items():
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)) if self.command != "HEAD" else headers.get("Content-Length", "0"))
+        self.send_header(
+            "Content-Length", str(len(response.body)) if self.command != "HEAD" else headers.get("Content-Length", "0")
+        )
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(response.body)
@@ -419,20 +457,48 @@ class _Handler(BaseHTTPRequestHandler):
         client_id = form.get("client_id", "")
         principal = self.aml.clients.get(client_id)
         if form.get("grant_type") != "client_credentials":
-            return json_response(400, {"error": "unsupported_grant_type", "error_description": "AADSTS70003: only client_credentials here"}), None
+            return json_response(
+                400,
+                {"error": "unsupported_grant_type", "error_description": "AADSTS70003: only client_credentials here"},
+            ), None
         if principal is None:
-            return json_response(400, {"error": "unauthorized_client", "error_description": f"AADSTS700016: Application with identifier '{client_id}' was not found in the directory."}), None
+            return json_response(
+                400,
+                {
+                    "error": "unauthorized_client",
+                    "error_description": f"AADSTS700016: Application with identifier '{client_id}' "
+                    "was not found in the directory.",
+                },
+            ), None
         if not self._client_authenticated(principal, form):
-            return json_response(401, {"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID."}), None
+            return json_response(
+                401,
+                {
+                    "error": "invalid_client",
+                    "error_description": "AADSTS7000215: Invalid client secret provided. Ensure the secret being "
+                    "sent in the request is the client secret value, not the client secret ID.",
+                },
+            ), None
         if form.get("scope") != ARM_SCOPE:
-            return json_response(400, {"error": "invalid_scope", "error_description": f"AADSTS70011: The provided value for scope {form.get('scope')} is not valid."}), client_id
+            return json_response(
+                400,
+                {
+                    "error": "invalid_scope",
+                    "error_description": f"AADSTS70011: The provided value for scope {form.get('scope')} is not valid.",
+                },
+            ), client_id
         token = self.aml.issue_token(client_id)
-        return json_response(200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}), client_id
+        return json_response(
+            200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}
+        ), client_id
 
     def _client_authenticated(self, principal: ServicePrincipal, form: dict[str, str]) -> bool:
         if "client_secret" in form:
             return principal.secret is not None and secrets.compare_digest(form["client_secret"], principal.secret)
-        if form.get("client_assertion_type") == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" and principal.certificate:
+        if (
+            form.get("client_assertion_type") == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+            and principal.certificate
+        ):
             try:
                 claims = jwt.decode(
                     form.get("client_assertion", ""),
@@ -449,7 +515,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _authorized(self, serve) -> tuple[Response, str | None]:
         aml = self.aml
         header = self.headers.get("Authorization", "")
-        token = header[len("Bearer "):] if header.startswith("Bearer ") else None
+        token = header[len("Bearer ") :] if header.startswith("Bearer ") else None
         client_id = aml.tokens.get(token) if token else None
         if client_id is not None:
             try:
@@ -464,7 +530,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _workspace(self, parsed: urllib.parse.SplitResult, body: bytes) -> Response:
         aml = self.aml
-        rest = parsed.path[len(aml.prefix):] or "/"
+        rest = parsed.path[len(aml.prefix) :] or "/"
         throttled = aml._take_throttle(rest)
         if throttled is not None:
             response = aml_error(429, "UserError", "The request was throttled: too many requests.", "TooManyRequests")
@@ -494,7 +560,9 @@ class _Handler(BaseHTTPRequestHandler):
         content = upstream.content
         if upstream.ok and content:
             content = json.dumps(self._aml_locations(upstream.json())).encode()
-        return Response(upstream.status_code, content, {"Content-Type": upstream.headers.get("Content-Type", "application/json")})
+        return Response(
+            upstream.status_code, content, {"Content-Type": upstream.headers.get("Content-Type", "application/json")}
+        )
 
     def _paged(self, rest: str, query: dict[str, str]) -> dict[str, str]:
         if rest.endswith("/search") and self.command == "GET":
@@ -514,14 +582,24 @@ class _Handler(BaseHTTPRequestHandler):
         if rest == f"{API}/metrics/get-history" and int(query.get("max_results") or 0) >= 1000:
             # mlflow/mlflow#10694: AML refuses MLflow's default page of 25,000 metric values.
             size = query["max_results"]
-            return mlflow_error(400, "UserError", f"MaxResults = {size} is invalid: MaxResults must be less than 1000.", "BAD_REQUEST")
-        if rest in (f"{API}/runs/create", f"{API}/runs/log-batch", f"{API}/runs/set-tag", f"{API}/runs/log-metric", f"{API}/runs/log-parameter"):
+            return mlflow_error(
+                400, "UserError", f"MaxResults = {size} is invalid: MaxResults must be less than 1000.", "BAD_REQUEST"
+            )
+        if rest in (
+            f"{API}/runs/create",
+            f"{API}/runs/log-batch",
+            f"{API}/runs/set-tag",
+            f"{API}/runs/log-metric",
+            f"{API}/runs/log-parameter",
+        ):
             return self._limit_refusal(rest, request)
         return None
 
     def _limit_refusal(self, rest: str, request: dict[str, Any]) -> Response | None:
         limits = self.aml.limits
-        tags = request.get("tags") or ([{"key": request["key"], "value": request["value"]}] if rest.endswith("set-tag") else [])
+        tags = request.get("tags") or (
+            [{"key": request["key"], "value": request["value"]}] if rest.endswith("set-tag") else []
+        )
         metrics = request.get("metrics") or ([request] if rest.endswith("log-metric") else [])
         params = request.get("params") or ([request] if rest.endswith("log-parameter") else [])
         for tag in tags:
@@ -568,7 +646,9 @@ class _Handler(BaseHTTPRequestHandler):
         match = re.match(r"^runs:/([^/]+)/(.+)$", version.get("source", ""))
         run = self._upstream_run(match.group(1)) if match else None
         if run is None:
-            return aml_error(400, "UserError", f"Model version source {version.get('source')} is not a run artifact", "BadArgument")
+            return aml_error(
+                400, "UserError", f"Model version source {version.get('source')} is not a run artifact", "BadArgument"
+            )
         base = self.aml.run_artifact_uri(run["info"]["experiment_id"], run["info"]["run_id"])
         return json_response(200, {"artifact_uri": f"{base}/{match.group(2)}"})
 
@@ -582,7 +662,9 @@ class _Handler(BaseHTTPRequestHandler):
         if "artifact_uri" in out and "run_id" in out and "experiment_id" in out:
             out["artifact_uri"] = self.aml.run_artifact_uri(out["experiment_id"], out["run_id"])
         if "artifact_location" in out and "experiment_id" in out:
-            out["artifact_location"] = f"azureml://127.0.0.1:{self.aml.port}{self.aml.prefix}/experiments/{out['experiment_id']}"
+            out["artifact_location"] = (
+                f"azureml://127.0.0.1:{self.aml.port}{self.aml.prefix}/experiments/{out['experiment_id']}"
+            )
         return out
 
 
@@ -659,7 +741,8 @@ def _filter_error(clause: str) -> Response:
     # AML's words for any filter it cannot run, `!=` on tags included (Azure/azure-sdk-for-python#42155).
     return mlflow_error(
         400, "UserError",
-        f"Currently unsupported filter string format (we currently do not support OR). Provided filter string: {clause}",
+        "Currently unsupported filter string format (we currently do not support OR). "
+        f"Provided filter string: {clause}",
     )  # fmt: skip
 
 
@@ -677,67 +760,61 @@ def _run_filter_refusal(filter_string: str, order_by: list[str]) -> Response | N
     for column in order_by:
         if re.match(r"^\s*(metrics?|params?|parameters?|tags?)\.", column, re.IGNORECASE):
             return _filter_error(f"order_by {column}")
-    if not filter_string.strip():
-        return None
-    clauses = _clauses(filter_string)
-    if isinstance(clauses, str):
-        return _filter_error(clauses)
-    for clause in clauses:
-        key, op = clause.group("key").lower(), clause.group("op").upper()
-        if key.startswith("tag") and op in ("!=", "<>"):
-            return _filter_error(clause.group(0).strip())
-    return None
+    return _filter_refusal(filter_string, lambda key, op: not (key.startswith("tag") and op in ("!=", "<>")))
 
 
 def _registered_model_filter_refusal(filter_string: str) -> Response | None:
-    if not filter_string.strip():
-        return None
-    clauses = _clauses(filter_string)
-    if isinstance(clauses, str):
-        return _filter_error(clauses)
-    for clause in clauses:
-        key, op = clause.group("key").lower(), clause.group("op").upper()
-        if key != "name" or op != "=":
-            return _filter_error(clause.group(0).strip())
-    return None
+    return _filter_refusal(filter_string, lambda key, op: key == "name" and op == "=")
 
 
 def _model_version_filter_refusal(filter_string: str) -> Response | None:
+    return _filter_refusal(filter_string, lambda key, op: key in ("name", "run_id") and op == "=")
+
+
+def _filter_refusal(filter_string: str, allowed) -> Response | None:
+    """AML's 400 for the first clause `allowed(key, operator)` refuses, or None."""
     if not filter_string.strip():
         return None
     clauses = _clauses(filter_string)
     if isinstance(clauses, str):
         return _filter_error(clauses)
     for clause in clauses:
-        key, op = clause.group("key").lower(), clause.group("op").upper()
-        if key not in ("name", "run_id") or op != "=":
+        if not allowed(clause.group("key").lower(), clause.group("op").upper()):
             return _filter_error(clause.group(0).strip())
     return None
 
 
 # ---- standalone: `python tests/aml_server.py` (make aml-double) ------------------------------------
 
+
 def main(argv: list[str] | None = None) -> int:
     from support import start_mlflow_server
 
     parser = argparse.ArgumentParser(description="Run the local AML workspace double until interrupted.")
-    parser.add_argument("--state-dir", help="where the double keeps its store, blobs and certificate (default: a temp dir)")
+    parser.add_argument(
+        "--state-dir", help="where the double keeps its store, blobs and certificate (default: a temp dir)"
+    )
     args = parser.parse_args(argv)
     state = Path(args.state_dir or tempfile.mkdtemp(prefix="aml-double-")).resolve()
     upstream = start_mlflow_server(state / "mlflow")
     server = AmlServer(upstream.uri, state).start()
     client_id, secret = str(uuid.uuid4()), "smt-FAKE-client-secret-" + secrets.token_hex(12)
     server.add_client(client_id, secret=secret)
-    print(json.dumps({
-        "tracking_uri": server.tracking_uri,
-        "env": {
-            "AZURE_TENANT_ID": server.tenant_id,
-            "AZURE_CLIENT_ID": client_id,
-            "AZURE_CLIENT_SECRET": secret,
-            "AZURE_AUTHORITY_HOST": server.authority,
-            "REQUESTS_CA_BUNDLE": str(server.ca_bundle),
-        },
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "tracking_uri": server.tracking_uri,
+                "env": {
+                    "AZURE_TENANT_ID": server.tenant_id,
+                    "AZURE_CLIENT_ID": client_id,
+                    "AZURE_CLIENT_SECRET": secret,
+                    "AZURE_AUTHORITY_HOST": server.authority,
+                    "REQUESTS_CA_BUNDLE": str(server.ca_bundle),
+                },
+            }
+        ),
+        flush=True,
+    )
     stopped = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopped.set())

@@ -12,8 +12,9 @@ import io
 import json
 import re
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import requests
 import urllib3

@@ -15,9 +15,10 @@ import mlflow
 import pytest
 from pyspark.sql import SparkSession
 
+from synapse_ml_track.cli import main
+
 from aml_server import AmlServer
 from support import MlflowServer, start_mlflow_server
-from synapse_ml_track.cli import main
 
 
 @pytest.fixture(scope="session")

@@ -75,7 +75,9 @@ def render(document, options: dict[str, list[str]]) -> str:
         lines = []
         for row in rows:
             cells = row if isinstance(row, list) else [row]
-            lines.append("\t".join("" if c is None else str(c).lower() if isinstance(c, bool) else str(c) for c in cells))
+            lines.append(
+                "\t".join("" if c is None else str(c).lower() if isinstance(c, bool) else str(c) for c in cells)
+            )
         return "\n".join(lines) + ("\n" if lines else "")
     return json.dumps(document, indent=2) + "\n"
 
@@ -93,8 +95,10 @@ def vault_document(group: str, vault: dict) -> dict:
 def run(command: str, options: dict[str, list[str]], state: dict) -> str:
     groups = state.setdefault("groups", {})
     deleted = state.setdefault("deleted_vaults", [])
-    group_name = one(options, "--resource-group", "-g", "--name", "-n") if command.startswith("group") else one(
-        options, "--resource-group", "-g"
+    group_name = (
+        one(options, "--resource-group", "-g", "--name", "-n")
+        if command.startswith("group")
+        else one(options, "--resource-group", "-g")
     )
     group = groups.get(group_name or "")
     if command == "group exists":
@@ -118,7 +122,8 @@ def run(command: str, options: dict[str, list[str]], state: dict) -> str:
     if command == "keyvault list-deleted":
         documents = [
             {
-                "id": f"/subscriptions/sub/providers/Microsoft.KeyVault/locations/{v['location']}/deletedVaults/{v['name']}",
+                "id": f"/subscriptions/sub/providers/Microsoft.KeyVault/locations/{v['location']}"
+                f"/deletedVaults/{v['name']}",
                 "name": v["name"],
                 "properties": {
                     "vaultId": vault_document(v["group"], v)["id"],
@@ -136,7 +141,9 @@ def run(command: str, options: dict[str, list[str]], state: dict) -> str:
         if vault is None:
             raise AzError(f"(DeletedVaultNotFound) Deleted vault {name} was not found.", 3)
         if vault["purgeProtection"]:
-            raise AzError(f"(MethodNotAllowed) Operation 'DeleteVault' is not allowed: purge protection is enabled for {name}.")
+            raise AzError(
+                f"(MethodNotAllowed) Operation 'DeleteVault' is not allowed: purge protection is enabled for {name}."
+            )
         deleted.remove(vault)
         return ""
     if command == "ml workspace list":
@@ -170,7 +177,9 @@ def deploy(group_name: str, group: dict, options: dict[str, list[str]], state: d
         raise AzError("(SoftDeletedWorkspaceExists) A soft-deleted workspace with the same name exists.")
     pool = f"syn-mltrack-dev/{state.get('pool_name', 'mltrack')}"
     if values.get("sparkPoolExists") == "true" and pool not in group["pools"]:
-        raise AzError("(SparkComputePropertiesNotAllowed) Synapse Spark pool must be created before libraries are installed.")
+        raise AzError(
+            "(SparkComputePropertiesNotAllowed) Synapse Spark pool must be created before libraries are installed."
+        )
     # What main.bicep leaves in the group (names as it makes them: prefix, base name, environment, suffix).
     group["pools"] = sorted(set(group["pools"]) | {pool})
     group["workspaces"] = sorted(set(group["workspaces"]) | {"mlw-mltrack-dev-abc123"})

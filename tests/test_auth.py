@@ -53,11 +53,18 @@ def no_interactive_login(monkeypatch) -> None:
 
         return construct
 
-    for name in ("InteractiveBrowserCredential", "DeviceCodeCredential", "DefaultAzureCredential", "ChainedTokenCredential"):
+    for name in (
+        "InteractiveBrowserCredential",
+        "DeviceCodeCredential",
+        "DefaultAzureCredential",
+        "ChainedTokenCredential",
+    ):
         monkeypatch.setattr(azure.identity, name, forbidden(name))
         monkeypatch.setattr(plugin_utils, name, forbidden(name))
     monkeypatch.setattr(
-        plugin_utils, "get_service_context_from_tracking_url_default_auth", forbidden("the plugin's default-auth service context")
+        plugin_utils,
+        "get_service_context_from_tracking_url_default_auth",
+        forbidden("the plugin's default-auth service context"),
     )
 
 
@@ -91,7 +98,9 @@ def test_environment_client_certificate(aml_env, aml_server, tmp_path, password)
     if password:  # re-write the key encrypted, as a password-protected PEM
         key = serialization.load_pem_private_key(path.read_bytes(), None)
         encrypted = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(password.encode())
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(password.encode()),
         )
         path.write_bytes(encrypted + certificate.public_bytes(serialization.Encoding.PEM))
     client_id = "cert-client-" + tmp_path.name[-8:]
@@ -111,7 +120,9 @@ def test_environment_client_certificate(aml_env, aml_server, tmp_path, password)
 def test_unreadable_certificate_is_one_clear_error(aml_env, aml_server, tmp_path):
     environ = {**aml_env.environ, "AZURE_CLIENT_CERTIFICATE_PATH": str(tmp_path / "missing.pem")}
     del environ["AZURE_CLIENT_SECRET"]
-    with pytest.raises(CredentialError, match=r"cannot use the client certificate .*missing\.pem \(AZURE_CLIENT_CERTIFICATE_PATH\)"):
+    with pytest.raises(
+        CredentialError, match=r"cannot use the client certificate .*missing\.pem \(AZURE_CLIENT_CERTIFICATE_PATH\)"
+    ):
         resolve_credential(azure_config(aml_server), environ, Redactor())
 
 
@@ -130,7 +141,13 @@ def test_wrong_secret_fails_at_token_check_naming_the_source(aml_env, aml_server
 
 
 def key_vault_secrets(aml_env) -> dict[str, dict[str, str]]:
-    return {"kv-ml": {"aml-sp-tenant-id": aml_env.tenant_id, "aml-sp-client-id": aml_env.client_id, "aml-sp-client-secret": aml_env.secret}}
+    return {
+        "kv-ml": {
+            "aml-sp-tenant-id": aml_env.tenant_id,
+            "aml-sp-client-id": aml_env.client_id,
+            "aml-sp-client-secret": aml_env.secret,
+        }
+    }
 
 
 def test_key_vault_through_the_loader(aml_env, aml_server):
@@ -161,16 +178,22 @@ def test_key_vault_through_notebookutils_module(aml_env, aml_server, monkeypatch
 
 def test_environment_comes_before_key_vault(aml_env, aml_server):
     utils = StandInMssparkutils({})
-    resolved = resolve_credential(azure_config(aml_server, key_vault_name="kv-ml"), aml_env.environ, Redactor(), lambda: utils)
+    resolved = resolve_credential(
+        azure_config(aml_server, key_vault_name="kv-ml"), aml_env.environ, Redactor(), lambda: utils
+    )
     assert resolved.source == "environment (client secret)" and utils.calls == []
 
 
 def test_key_vault_failure_names_vault_secret_and_role_without_the_secret(aml_env, aml_server):
-    utils = StandInMssparkutils({}, fail_with=RuntimeError(f"Py4JJavaError: Forbidden; request body had {aml_env.secret}\nat com.microsoft..."))
+    utils = StandInMssparkutils(
+        {}, fail_with=RuntimeError(f"Py4JJavaError: Forbidden; request body had {aml_env.secret}\nat com.microsoft...")
+    )
     redactor = Redactor()
     redactor.add(aml_env.secret)
     with pytest.raises(CredentialError) as raised:
-        resolve_credential(azure_config(aml_server, key_vault_name="kv-ml", auth="keyvault"), {}, redactor, lambda: utils)
+        resolve_credential(
+            azure_config(aml_server, key_vault_name="kv-ml", auth="keyvault"), {}, redactor, lambda: utils
+        )
     message = str(raised.value)
     assert "cannot read secret 'aml-sp-tenant-id' from Key Vault 'kv-ml'" in message
     assert "Key Vault Secrets User" in message and aml_env.secret not in message and "\n" not in message
@@ -178,7 +201,9 @@ def test_key_vault_failure_names_vault_secret_and_role_without_the_secret(aml_en
 
 def test_key_vault_off_synapse(aml_server):
     with pytest.raises(CredentialError, match="mssparkutils; it is not available here"):
-        resolve_credential(azure_config(aml_server, key_vault_name="kv-ml", auth="keyvault"), {}, Redactor(), lambda: None)
+        resolve_credential(
+            azure_config(aml_server, key_vault_name="kv-ml", auth="keyvault"), {}, Redactor(), lambda: None
+        )
 
 
 # ---- managed identity: only when chosen ---------------------------------------------------------------
@@ -193,11 +218,17 @@ def test_managed_identity_only_when_chosen(aml_server, monkeypatch):
 
     monkeypatch.setattr(azure.identity, "ManagedIdentityCredential", FakeManagedIdentity)
     # Managed-identity endpoints in the environment do not make `auto` use one.
-    environ = {"IDENTITY_ENDPOINT": "http://169.254.169.254/x", "MSI_ENDPOINT": "http://169.254.169.254/y", "AZURE_CLIENT_ID": "mi"}
+    environ = {
+        "IDENTITY_ENDPOINT": "http://169.254.169.254/x",
+        "MSI_ENDPOINT": "http://169.254.169.254/y",
+        "AZURE_CLIENT_ID": "mi",
+    }
     with pytest.raises(CredentialError):
         resolve_credential(AzureConfig(), environ, Redactor(), lambda: None)
     assert built == []
-    resolved = resolve_credential(AzureConfig(auth="managed_identity", managed_identity_client_id="mi-123"), {}, Redactor())
+    resolved = resolve_credential(
+        AzureConfig(auth="managed_identity", managed_identity_client_id="mi-123"), {}, Redactor()
+    )
     assert isinstance(resolved.credential, FakeManagedIdentity)
     assert resolved.source == "managed identity mi-123"
     assert built[0]["client_id"] == "mi-123" and built[0]["retry_total"] <= 1
@@ -222,7 +253,10 @@ def test_user_assigned_identity_is_refused_on_synapse():
     "environ, expected",
     [
         ({}, "AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH) are not set"),
-        ({"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c"}, "AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH) is not set"),
+        (
+            {"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c"},
+            "AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH) is not set",
+        ),
         ({"AZURE_CLIENT_SECRET": "smt-orphan-secret"}, "AZURE_TENANT_ID and AZURE_CLIENT_ID are not set"),
     ],
 )
@@ -235,18 +269,24 @@ def test_missing_credential_names_what_is_missing(environ, expected, no_interact
 
 
 def test_key_vault_name_without_synapse_says_so(no_interactive_login):
-    with pytest.raises(CredentialError, match="azure.key_vault_name is 'kv-ml' but Synapse's mssparkutils is not available"):
+    with pytest.raises(
+        CredentialError, match="azure.key_vault_name is 'kv-ml' but Synapse's mssparkutils is not available"
+    ):
         resolve_credential(AzureConfig(key_vault_name="kv-ml"), {}, Redactor(), lambda: None)
 
 
 @pytest.mark.parametrize("command", ["check", "train"])
-def test_headless_job_without_credential_stops_before_mlflow(command, run_cli, aml_server, no_interactive_login, monkeypatch):
+def test_headless_job_without_credential_stops_before_mlflow(
+    command, run_cli, aml_server, no_interactive_login, monkeypatch
+):
     for name in ("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_SUBSCRIPTION_ID"):
         monkeypatch.delenv(name, raising=False)
     aml_server.clear()
     result = run_cli(command, "--tracking-uri", aml_server.tracking_uri)
     assert result.exit_code == 4
-    assert result.error_line.startswith("error: no Azure service-principal credential for Azure Machine Learning: AZURE_TENANT_ID")
+    assert result.error_line.startswith(
+        "error: no Azure service-principal credential for Azure Machine Learning: AZURE_TENANT_ID"
+    )
     assert aml_server.recorded() == []  # neither Azure AD nor the workspace was asked
     assert "Traceback" not in result.stderr
 
@@ -265,16 +305,21 @@ def test_workspace_settings_without_credential_stop_before_the_arm_lookup(run_cl
 def test_credential_installed_after_an_earlier_mlflow_call_still_wins(aml_env, aml_server, offline):
     """A store MLflow built before `connect` (say, in a notebook) keeps its context object: the
     credential is swapped inside that object, so the cached store uses it too."""
+    from azureml.mlflow._internal.service_context_loader import _AzureMLServiceContextLoader
+    from azureml.mlflow._internal.utils import ServiceContext
     from mlflow.tracking._tracking_service.utils import _get_store
 
     from synapse_ml_track import aml
-    from azureml.mlflow._internal.service_context_loader import _AzureMLServiceContextLoader
-    from azureml.mlflow._internal.utils import ServiceContext
 
-    uri = aml_server.tracking_uri.replace(f"/workspaces/{aml_server.workspace}", "/workspaces/ws-early")  # its own cache entry
+    uri = aml_server.tracking_uri.replace(
+        f"/workspaces/{aml_server.workspace}", "/workspaces/ws-early"
+    )  # its own cache entry
     stale = ServiceContext(
-        host_url=f"https://127.0.0.1:{aml_server.port}", subscription_id=aml_server.subscription_id,
-        workspace_name="ws-early", resource_group_name=aml_server.resource_group, auth=object(),
+        host_url=f"https://127.0.0.1:{aml_server.port}",
+        subscription_id=aml_server.subscription_id,
+        workspace_name="ws-early",
+        resource_group_name=aml_server.resource_group,
+        auth=object(),
     )
     _AzureMLServiceContextLoader.add_service_context(uri, stale)
     early_store = _get_store(uri)

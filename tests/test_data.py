@@ -16,11 +16,13 @@ from synapse_ml_track.data import (
 )
 from synapse_ml_track.errors import DataError
 
-SCHEMA = T.StructType([
-    T.StructField("kind", T.StringType()),
-    T.StructField("size", T.IntegerType()),
-    T.StructField("colour", T.StringType()),
-])
+SCHEMA = T.StructType(
+    [
+        T.StructField("kind", T.StringType()),
+        T.StructField("size", T.IntegerType()),
+        T.StructField("colour", T.StringType()),
+    ]
+)
 
 
 def test_bundled_default_reads_with_its_schema(spark):
@@ -51,7 +53,13 @@ def test_prepare_drops_nulls_and_casts_numeric_to_double(spark):
     spec = feature_spec(SCHEMA, DataConfig(label="kind"))
     expected = spark.createDataFrame(
         [("a", 1.0, "red")],
-        T.StructType([T.StructField("kind", T.StringType()), T.StructField("size", T.DoubleType()), T.StructField("colour", T.StringType())]),
+        T.StructType(
+            [
+                T.StructField("kind", T.StringType()),
+                T.StructField("size", T.DoubleType()),
+                T.StructField("colour", T.StringType()),
+            ]
+        ),
     )
     assert_df_equality(prepare(frame, spec, "drop"), expected, ignore_nullable=True)
     with pytest.raises(DataError, match=r"null values in kind \(1\), size \(1\)"):

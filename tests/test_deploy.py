@@ -3,7 +3,6 @@ building anything; a real run executes the same steps in the same order."""
 
 from __future__ import annotations
 
-import argparse
 import base64
 import functools
 import json
@@ -17,6 +16,8 @@ from typing import Any
 import pytest
 
 from synapse_ml_track import deploy
+from synapse_ml_track.cli import build_parser, main
+from synapse_ml_track.cli.deploy import request_of
 
 from azure_stub import StubSession
 
@@ -79,18 +80,18 @@ def source_copy(tmp_path) -> Path:
     return source
 
 
-def deploy_args(config_file: Path, *extra: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    deploy.add_arguments(parser)
-    base = [
-        "--workspace",
-        "syn-mltrack-dev-abc123",
-        "--storage-account",
-        "stdlmltrackdevabc123",
-        "--config",
-        str(config_file),
-    ]
-    return parser.parse_args([*base, *extra])
+def deploy_args(config_file: Path, *extra: str) -> list[str]:
+    return ["deploy", "--workspace", "syn-mltrack-dev-abc123", "--storage-account", "stdlmltrackdevabc123",
+            "--config", str(config_file), *extra]  # fmt: skip
+
+
+def run_deploy(arguments: list[str]) -> int:
+    """The deploy subcommand through the CLI's one entry point (and its one error path)."""
+    return main(arguments)
+
+
+def request(arguments: list[str]) -> deploy.DeployRequest:
+    return request_of(build_parser().parse_args(arguments))
 
 
 def plan_lines(output: str) -> list[str]:
@@ -98,8 +99,6 @@ def plan_lines(output: str) -> list[str]:
 
 
 def test_cli_routes_deploy_flags(config_file):
-    from synapse_ml_track.cli import build_parser
-
     args = build_parser().parse_args(
         ["deploy", "--workspace", "w", "--storage-account", "acct", "--config", str(config_file), "--dry-run"]
     )
@@ -107,23 +106,25 @@ def test_cli_routes_deploy_flags(config_file):
 
 
 def test_dry_run_of_the_repository_prints_the_complete_ordered_plan(config_file, no_azure_no_build, capsys):
-    assert deploy.run(deploy_args(config_file, "--dry-run")) == 0
+    assert run_deploy(deploy_args(config_file, "--dry-run")) == 0
     output = capsys.readouterr().out
     assert "Dry run" in output
     lines = plan_lines(output)
     assert len(lines) == len(EXPECTED_STEPS), output
-    for line, (action, detail) in zip(lines, EXPECTED_STEPS):
+    for line, (action, detail) in zip(lines, EXPECTED_STEPS, strict=True):
         assert action in line and detail in line, f"expected {action!r} with {detail!r}, got {line!r}"
 
 
 def test_dry_run_applies_executor_sizing(config_file, source_copy, tmp_path, no_azure_no_build, capsys):
     medium_pool = tmp_path / "medium.json"
-    medium_pool.write_text(json.dumps({"parameters": {"sparkNodeSize": {"value": "Medium"}, "sparkMaxNodes": {"value": 4}}}))
+    medium_pool.write_text(
+        json.dumps({"parameters": {"sparkNodeSize": {"value": "Medium"}, "sparkMaxNodes": {"value": 4}}})
+    )
     sized = deploy_args(
         config_file, "--dry-run", "--source", str(source_copy), "--executor-size", "Medium", "--num-executors", "3",
         "--pool-parameters", str(medium_pool),
     )  # fmt: skip
-    assert deploy.run(sized) == 0
+    assert run_deploy(sized) == 0
     job_lines = [line for line in plan_lines(capsys.readouterr().out) if "Spark job definition" in line]
     assert len(job_lines) == 2 and all("3 x 8 cores/56g executors" in line for line in job_lines)
 
@@ -131,7 +132,7 @@ def test_dry_run_applies_executor_sizing(config_file, source_copy, tmp_path, no_
 def test_invalid_config_stops_before_any_step(tmp_path, no_azure_no_build, capsys):
     config = tmp_path / "bad.yaml"
     config.write_text("tracking:\n  experiment_nam: typo\n", encoding="utf-8")
-    assert deploy.run(deploy_args(config, "--dry-run")) != 0
+    assert run_deploy(deploy_args(config, "--dry-run")) != 0
     captured = capsys.readouterr()
     assert "experiment_nam" in captured.err
     assert not plan_lines(captured.out)
@@ -140,7 +141,7 @@ def test_invalid_config_stops_before_any_step(tmp_path, no_azure_no_build, capsy
 def test_real_deploy_without_the_sdks_names_them_and_builds_nothing(
     config_file, source_copy, no_azure_no_build, capsys
 ):
-    assert deploy.run(deploy_args(config_file, "--source", str(source_copy))) != 0
+    assert run_deploy(deploy_args(config_file, "--source", str(source_copy))) != 0
     error = capsys.readouterr().err
     assert "azure-synapse-artifacts" in error and "azure-storage-file-datalake" in error
 
@@ -184,7 +185,7 @@ def test_real_deploy_executes_the_plan_in_order(config_file, source_copy, monkey
     monkeypatch.setattr(deploy, "subprocess", SimpleNamespace(run=fake_build))
     monkeypatch.setattr(deploy, "SynapseTarget", RecordingTarget)
     RecordingTarget.instances.clear()
-    assert deploy.run(deploy_args(config_file, "--source", str(source_copy))) == 0
+    assert run_deploy(deploy_args(config_file, "--source", str(source_copy))) == 0
 
     assert len(built) == 1 and "--no-deps" in built[0]
     (target,) = RecordingTarget.instances
@@ -215,7 +216,7 @@ def test_real_deploy_executes_the_plan_in_order(config_file, source_copy, monkey
 
 def test_dry_run_refuses_an_executor_larger_than_the_pools_nodes(config_file, no_azure_no_build, capsys):
     """The dev pool has Small nodes (4 vCores): a Large (16-core) executor can never be scheduled."""
-    assert deploy.run(deploy_args(config_file, "--dry-run", "--executor-size", "Large")) == 2
+    assert run_deploy(deploy_args(config_file, "--dry-run", "--executor-size", "Large")) == 2
     captured = capsys.readouterr()
     (line,) = captured.err.splitlines()
     assert line.startswith("error: --executor-size Large needs 16 cores but pool mltrack has Small nodes (4 vCores")
@@ -224,15 +225,26 @@ def test_dry_run_refuses_an_executor_larger_than_the_pools_nodes(config_file, no
 
 def test_dry_run_refuses_more_executors_than_worker_nodes(config_file, no_azure_no_build, capsys):
     """The dev pool has at most 4 nodes, one of them the driver's."""
-    assert deploy.run(deploy_args(config_file, "--dry-run", "--num-executors", "4")) == 2
+    assert run_deploy(deploy_args(config_file, "--dry-run", "--num-executors", "4")) == 2
     assert "--num-executors 4 does not fit pool mltrack: at most 4 nodes" in capsys.readouterr().err
 
 
 def test_dry_run_reads_the_pool_from_the_given_parameters(config_file, tmp_path, no_azure_no_build, capsys):
     parameters = tmp_path / "prod.json"
-    parameters.write_text(json.dumps({"parameters": {"sparkNodeSize": {"value": "Large"}, "sparkMaxNodes": {"value": 10}}}))
-    sized = deploy_args(config_file, "--dry-run", "--executor-size", "Large", "--num-executors", "9", "--pool-parameters", str(parameters))
-    assert deploy.run(sized) == 0, capsys.readouterr().err
+    parameters.write_text(
+        json.dumps({"parameters": {"sparkNodeSize": {"value": "Large"}, "sparkMaxNodes": {"value": 10}}})
+    )
+    sized = deploy_args(
+        config_file,
+        "--dry-run",
+        "--executor-size",
+        "Large",
+        "--num-executors",
+        "9",
+        "--pool-parameters",
+        str(parameters),
+    )
+    assert run_deploy(sized) == 0, capsys.readouterr().err
 
 
 def unsigned_token(claims: dict) -> str:
@@ -317,8 +329,8 @@ def test_real_deploy_sends_exactly_the_rendered_documents(config_file, source_co
 
     stub = synapse()
     real_deploy(monkeypatch, stub)
-    assert deploy.run(deploy_args(config_file, "--source", str(source_copy))) == 0, capsys.readouterr().err
-    plan = deploy.make_plan(deploy_args(config_file, "--source", str(source_copy)))
+    assert run_deploy(deploy_args(config_file, "--source", str(source_copy))) == 0, capsys.readouterr().err
+    plan = deploy.make_plan(request(deploy_args(config_file, "--source", str(source_copy))))
     expected = {step.document["name"]: step.document for step in plan.steps if hasattr(step, "document")}
     sent = {s.path.rsplit("/", 1)[-1]: s.json() for s in stub.sent if s.method == "PUT" and "azuresynapse" in s.url}
     assert set(sent) == set(expected)
@@ -328,7 +340,9 @@ def test_real_deploy_sends_exactly_the_rendered_documents(config_file, source_co
         # SynapseSparkJobDefinitionActivity.pythonCodeReference "overrides the 'pyFiles' of the spark
         # job definition"): it travels as an additional property, unchanged, as asserted above.
         parsed = (
-            PipelineResource.deserialize(document) if "pipeline" in name else SparkJobDefinition.deserialize(document["properties"])
+            PipelineResource.deserialize(document)
+            if "pipeline" in name
+            else SparkJobDefinition.deserialize(document["properties"])
         )
         unknown = [key for key in unknown_keys(parsed) if key != "job_properties.pyFiles"]
         assert not unknown, f"{name}: keys the SDK models do not know: {unknown}"
@@ -351,13 +365,16 @@ def unknown_keys(model, path: str = "") -> list[str]:
 def test_real_deploy_without_publish_rights_stops_before_any_step(config_file, source_copy, monkeypatch, capsys):
     stub = synapse(allowed=("Microsoft.Synapse/workspaces/sparkJobDefinitions/write",))
     real_deploy(monkeypatch, stub)
-    assert deploy.run(deploy_args(config_file, "--source", str(source_copy))) == 2
+    assert run_deploy(deploy_args(config_file, "--source", str(source_copy))) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("error: dev@example.com (object id 0b6e6a4c-deployer) may not publish to Synapse workspace")
     assert "Synapse Artifact Publisher" in line and "pipelines write not allowed" in line
     assert not [s for s in stub.sent if s.method in ("PUT", "PATCH")], "nothing uploaded or published"
     checked = next(s for s in stub.sent if s.path == "/checkAccessSynapseRbac").json()
-    assert checked["subject"]["principalId"] == "0b6e6a4c-deployer" and checked["scope"] == "workspaces/syn-mltrack-dev-abc123"
+    assert (
+        checked["subject"]["principalId"] == "0b6e6a4c-deployer"
+        and checked["scope"] == "workspaces/syn-mltrack-dev-abc123"
+    )
 
 
 def test_real_deploy_reads_the_live_pool_for_its_sizing(config_file, source_copy, monkeypatch, capsys):
@@ -365,7 +382,7 @@ def test_real_deploy_reads_the_live_pool_for_its_sizing(config_file, source_copy
     stub = synapse(pool_node_size="Medium", pool_max_nodes=6)
     real_deploy(monkeypatch, stub)
     medium = deploy_args(config_file, "--source", str(source_copy), "--executor-size", "Medium", "--num-executors", "5")
-    assert deploy.run(medium) == 0, capsys.readouterr().err
+    assert run_deploy(medium) == 0, capsys.readouterr().err
     too_many = deploy_args(config_file, "--source", str(source_copy), "--num-executors", "6")
-    assert deploy.run(too_many) == 2
+    assert run_deploy(too_many) == 2
     assert "per the pool" in capsys.readouterr().err

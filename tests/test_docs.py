@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from support import REPO, VENV_BIN
 from synapse_ml_track.cli import build_parser
+
+from support import REPO, VENV_BIN
 
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 AZ_FLAGS = json.loads((REPO / "tests" / "data" / "az_cli_flags.json").read_text())["commands"]
@@ -39,7 +40,11 @@ def script_of(document: Path) -> str:
 def logical_lines(script: str) -> list[str]:
     """Lines with backslash continuations joined and comments dropped."""
     joined = script.replace("\\\n", " ")
-    return [line.split(" #", 1)[0].strip() for line in joined.splitlines() if line.strip() and not line.strip().startswith("#")]
+    return [
+        line.split(" #", 1)[0].strip()
+        for line in joined.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
 
 
 def commands(line: str, program: str) -> list[list[str]]:
@@ -49,7 +54,9 @@ def commands(line: str, program: str) -> list[list[str]]:
     tokens = list(lexer)
     found = []
     for index, token in enumerate(tokens):
-        at_command_start = index == 0 or tokens[index - 1] in CONTROL | {"{", "then", "do", "$("} or "=" in tokens[index - 1]
+        at_command_start = (
+            index == 0 or tokens[index - 1] in CONTROL | {"{", "then", "do", "$("} or "=" in tokens[index - 1]
+        )
         if (at_command_start and token.rsplit("/", 1)[-1] == program) or token.endswith(f"$({program}"):
             words = []
             for word in tokens[index + 1 :]:
@@ -117,7 +124,9 @@ def expand(path: str) -> list[str]:
     match = re.search(r"\{([^{}]*)\}", path)
     if not match:
         return [path]
-    return [p for option in match.group(1).split(",") for p in expand(path[: match.start()] + option + path[match.end() :])]
+    return [
+        p for option in match.group(1).split(",") for p in expand(path[: match.start()] + option + path[match.end() :])
+    ]
 
 
 @pytest.mark.parametrize("document", DOCUMENTS, ids=lambda d: d.name)
@@ -125,7 +134,9 @@ def test_repository_paths_exist(document):
     text = document.read_text(encoding="utf-8")
     for mention in sorted(set(REPOSITORY_PATH.findall(text))):
         for path in expand(mention):
-            assert list(REPO.glob(path)) or (REPO / path).exists(), f"{document.name} names {path}, which does not exist"
+            assert list(REPO.glob(path)) or (REPO / path).exists(), (
+                f"{document.name} names {path}, which does not exist"
+            )
 
 
 def test_the_checks_catch_what_they_are_for():
@@ -135,7 +146,9 @@ def test_the_checks_catch_what_they_are_for():
     assert commands("synapse-ml-track report --experiment synapse-ml-track", "synapse-ml-track") == [
         ["report", "--experiment", "synapse-ml-track"]
     ]
-    assert az[:3] == ["keyvault", "secret", "set"] and "--nmae" in az and "--nmae" not in AZ_FLAGS["keyvault secret set"]
+    assert (
+        az[:3] == ["keyvault", "secret", "set"] and "--nmae" in az and "--nmae" not in AZ_FLAGS["keyvault secret set"]
+    )
     assert commands(line, "make") == [["tset"]]
     assert script_options(REPO / "infra" / "deploy.sh") >= {"--resource-group", "-g", "--parameters", "--dry-run"}
     assert expand("infra/modules/{aml,storage}.bicep") == ["infra/modules/aml.bicep", "infra/modules/storage.bicep"]

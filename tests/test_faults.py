@@ -26,8 +26,8 @@ from synapse_ml_track.config import build_config
 from synapse_ml_track.pipeline import build_classifier
 from synapse_ml_track.training import config_params
 
-from support import free_port
 from fault_proxy import FaultProxy, Rule
+from support import free_port
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -96,7 +96,16 @@ def proxy(mlflow_server):
 
 def train(run_cli, uri: str, name: str, *extra: str):
     return run_cli(
-        "train", "--tracking-uri", uri, "--experiment-name", name, "--registered-model-name", name, "--run-name", name, *extra
+        "train",
+        "--tracking-uri",
+        uri,
+        "--experiment-name",
+        name,
+        "--registered-model-name",
+        name,
+        "--run-name",
+        name,
+        *extra,
     )
 
 
@@ -212,7 +221,8 @@ def test_server_hanging_at_start_fails_after_the_preflight_timeout(run_cli, prox
     result = train(run_cli, proxy.url, "faults-hangs", "--set", "tracking.preflight_timeout=1")
 
     assert result.exit_code == 3
-    assert proxy.url in result.error_line and "Traceback" not in result.stderr
+    assert result.error_line == f"error: the MLflow tracking server at {proxy.url} did not answer in time"
+    assert "Traceback" not in result.stderr
     assert len(retries.attempts) == 1 and retries.budgets() == {0}  # gave up after one timed-out attempt
     assert retries.attempts[0][3] == "ReadTimeoutError"
     assert not (tmp_path / "mlruns").exists()
@@ -290,31 +300,11 @@ def test_lost_responses_to_creates_make_no_duplicates(run_cli, proxy, mlflow_ser
     assert_tracked_exactly_once(mlflow_server.uri, "faults-lost-creates", result.summary)
 
 
-def test_server_dying_before_training_gives_a_clear_message(run_cli, proxy, retries):
+def test_server_dying_before_training_gives_a_clear_message_and_one_attempt_to_mark_the_run(run_cli, proxy, retries):
     proxy.add(Rule("die", LOG_BATCH, body_contains=PARAMS))
-    result = train(run_cli, proxy.url, "faults-dies-early")
+    result = train(run_cli, proxy.url, "faults-dies-early", "--no-register")
 
     assert result.exit_code == 3, result.error_line
     assert result.error_line.startswith(f"error: cannot reach the MLflow tracking server at {proxy.url}")
-
-
-# ---------------------------------------------------------------------------------------------
-# a job failing against a server that is failing too
-
-
-def test_marking_the_run_failed_makes_one_attempt_at_a_dead_server(run_cli, proxy, retries):
-    proxy.add(Rule("die", LOG_BATCH, body_contains=PARAMS))
-    result = train(run_cli, proxy.url, "faults-dies-fail-once", "--no-register")
-
-    assert result.exit_code == 3
     marking = [url for _, url, *_ in retries.attempts if url.endswith(("/runs/set-tag", "/runs/update"))]
     assert len(marking) <= 2, f"{len(marking)} attempts to mark the run FAILED: {marking}"
-
-
-def test_a_silent_server_is_reported_as_not_answering(run_cli, proxy, retries):
-    proxy.add(Rule("delay", r"/experiments/get-by-name$", delay=3))
-    result = train(run_cli, proxy.url, "faults-silent", "--set", "tracking.preflight_timeout=1")
-
-    assert result.exit_code == 3
-    assert result.error_line == f"error: the MLflow tracking server at {proxy.url} did not answer in time"
-    assert proxy.wait_idle(15)

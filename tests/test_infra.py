@@ -93,9 +93,9 @@ def test_generated_names_fit_the_module_limits(trees):
                 continue
             longest = string.Template(value).substitute(worst)
             limit = decorator(declared[param], "max_length")
-            assert (
-                limit is None or len(longest) <= limit
-            ), f"{module_name}.{param} can reach {len(longest)} > {limit} characters"
+            assert limit is None or len(longest) <= limit, (
+                f"{module_name}.{param} can reach {len(longest)} > {limit} characters"
+            )
 
 
 def test_parameters_and_outputs_are_described(trees):
@@ -123,10 +123,14 @@ def test_spark_pool_gets_its_libraries_only_once_it_exists(trees):
     """Azure refuses libraryRequirements on a pool being created (SparkComputePropertiesNotAllowed,
     Azure/bicep#8502): the first deployment creates the pool, waits for its library manager, then
     sets the libraries (AVM's big-data-pool module); a redeployment sets them in its one PUT."""
-    pool = next(iter(resources(trees["modules/spark-pool.bicep"], "Microsoft.Synapse/workspaces/bigDataPools").values()))
+    pool = next(
+        iter(resources(trees["modules/spark-pool.bicep"], "Microsoft.Synapse/workspaces/bigDataPools").values())
+    )
     libraries = body(pool)["properties"]["libraryRequirements"]["operator"]
     assert libraries["type"] == "conditional"
-    assert libraries["operands"]["condition"] == {"function": {"type": "empty", "parameters": {"item_to_test": "requirements"}}}
+    assert libraries["operands"]["condition"] == {
+        "function": {"type": "empty", "parameters": {"item_to_test": "requirements"}}
+    }
     assert libraries["operands"]["true_value"] is None
     assert libraries["operands"]["false_value"] == {"filename": "requirements.txt", "content": "requirements"}
 
@@ -136,12 +140,14 @@ def test_spark_pool_gets_its_libraries_only_once_it_exists(trees):
     assert (INFRA / "modules" / loaded["parameters"]["file_path"]).resolve() == REPO / "requirements.txt"
     later = synapse["variables"]["addLibrariesLater"]["value"]["operator"]
     assert later["type"] == "and"
-    assert later["operands"]["operand_1"] == {"operator": {"type": "not", "operands": {"bool_value": "sparkPoolExists"}}}
+    assert later["operands"]["operand_1"] == {
+        "operator": {"type": "not", "operands": {"bool_value": "sparkPoolExists"}}
+    }
 
     calls = {name: m for name, m in synapse["modules"].items() if m["detail"]["path"] == "spark-pool.bicep"}
     assert len(calls) == 2, "the pool is deployed by two module calls: create, then add libraries"
-    (create_name, create), = [(n, m) for n, m in calls.items() if "condition" not in m["config"]]
-    (add_name, add), = [(n, m) for n, m in calls.items() if "condition" in m["config"]]
+    ((create_name, create),) = [(n, m) for n, m in calls.items() if "condition" not in m["config"]]
+    ((add_name, add),) = [(n, m) for n, m in calls.items() if "condition" in m["config"]]
     # Creating: libraries only when the pool exists already.
     passed = body(create)["params"]["requirements"]["operator"]
     assert passed["type"] == "conditional" and passed["operands"]["condition"] == "sparkPoolExists"
@@ -151,7 +157,9 @@ def test_spark_pool_gets_its_libraries_only_once_it_exists(trees):
     assert body(add)["params"]["requirements"] == "requirements"
     (wait_name,) = body(add)["dependsOn"]
     wait = synapse["resources"][wait_name]
-    assert wait["type"] == "Microsoft.Resources/deploymentScripts" and wait["config"]["condition"] == "addLibrariesLater"
+    assert (
+        wait["type"] == "Microsoft.Resources/deploymentScripts" and wait["config"]["condition"] == "addLibrariesLater"
+    )
     assert body(wait)["dependsOn"] == [create_name]
     assert re.fullmatch(r"Start-Sleep -Seconds (\d+)", body(wait)["properties"]["scriptContent"])
     assert int(body(wait)["properties"]["scriptContent"].split()[-1]) >= 300

@@ -26,9 +26,12 @@ def azure(tmp_path):
     wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{REPO / "tests" / "fake_az.py"}" "$@"\n')
     wrapper.chmod(0o755)
     state_file, log = tmp_path / "azure.json", tmp_path / "az.log"
-    state_file.write_text(json.dumps({"groups": {GROUP: {"pools": [], "workspaces": [], "vaults": []}}, "deleted_vaults": []}))
+    state_file.write_text(
+        json.dumps({"groups": {GROUP: {"pools": [], "workspaces": [], "vaults": []}}, "deleted_vaults": []})
+    )
     environ = {
-        **os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_AZ_STATE": str(state_file), "FAKE_AZ_LOG": str(log),
+        **os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "FAKE_AZ_STATE": str(state_file), "FAKE_AZ_LOG": str(log),
     }  # fmt: skip
 
     class Azure:
@@ -86,12 +89,17 @@ def test_teardown_then_recreate_recovers_the_vaults(azure):
     assert preview.returncode == 0, preview.stderr
     assert azure.changes() == [], "a dry run changes nothing"
     assert "would run: az ml workspace delete --name mlw-mltrack-dev-abc123" in preview.stdout
-    assert "--permanently-delete" in preview.stdout and f"would run: az group delete --name {GROUP} --yes" in preview.stdout
+    assert (
+        "--permanently-delete" in preview.stdout
+        and f"would run: az group delete --name {GROUP} --yes" in preview.stdout
+    )
 
     torn = azure.run("teardown.sh", "--resource-group", GROUP, "--yes")
     assert torn.returncode == 0, torn.stderr
     changes = [call[: 3 if call[0] == "ml" else 2] for call in azure.changes()]
-    assert changes == [["ml", "workspace", "delete"], ["group", "delete"]], "workspace first (permanently), then the group"
+    assert changes == [["ml", "workspace", "delete"], ["group", "delete"]], (
+        "workspace first (permanently), then the group"
+    )
     assert "recovers it on the next deployment" in torn.stdout
     assert {v["name"] for v in azure.state["deleted_vaults"]} == {"kvmlmltrackdevabc123", "kvjbmltrackdevabc123"}
     assert not azure.state.get("deleted_workspaces"), "no soft-deleted workspace blocks its name"
@@ -140,13 +148,19 @@ def test_the_stand_in_refuses_what_azure_refuses(azure):
     azure.write_state(state)
     environment = {**os.environ, "FAKE_AZ_STATE": str(azure.state_path), "FAKE_AZ_LOG": os.devnull}
     fake = [sys.executable, str(REPO / "tests" / "fake_az.py")]
-    unknown = subprocess.run([*fake, "keyvault", "purge", "--name", "kvx", "--force"], capture_output=True, text=True, env=environment)
+    unknown = subprocess.run(
+        [*fake, "keyvault", "purge", "--name", "kvx", "--force"], capture_output=True, text=True, env=environment
+    )
     assert unknown.returncode == 2 and "unrecognized arguments: --force" in unknown.stderr
-    protected = subprocess.run([*fake, "keyvault", "purge", "--name", "kvx"], capture_output=True, text=True, env=environment)
+    protected = subprocess.run(
+        [*fake, "keyvault", "purge", "--name", "kvx"], capture_output=True, text=True, env=environment
+    )
     assert protected.returncode == 1 and "purge protection" in protected.stderr
 
 
 @pytest.mark.parametrize("script", ["deploy.sh", "teardown.sh"])
 def test_scripts_pass_shellcheck(script):
-    result = subprocess.run([str(VENV_BIN / "shellcheck"), str(REPO / "infra" / script)], capture_output=True, text=True)
+    result = subprocess.run(
+        [str(VENV_BIN / "shellcheck"), str(REPO / "infra" / script)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout

@@ -33,7 +33,16 @@ def test_gate_refuses_a_model_below_threshold_and_keeps_the_run(run_cli, mlflow_
     assert run.data.tags["smt.gate"] == "rejected" and "f1" in run.data.tags["smt.gate_reason"]
     assert client.search_model_versions(f"name='{model}'") == []
 
-    strict = train(run_cli, mlflow_server, experiment, model, "--set", "gate.min_metrics.f1=1.01", "--set", "gate.fail_on_reject=true")
+    strict = train(
+        run_cli,
+        mlflow_server,
+        experiment,
+        model,
+        "--set",
+        "gate.min_metrics.f1=1.01",
+        "--set",
+        "gate.fail_on_reject=true",
+    )
     assert strict.exit_code == 5
     assert "model not registered: below threshold" in strict.error_line
     runs = client.search_runs([run.info.experiment_id])

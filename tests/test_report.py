@@ -23,7 +23,9 @@ def test_report_matches_the_runs_and_their_model_versions(run_cli, mlflow_server
     common = ("--tracking-uri", mlflow_server.uri, "--experiment-name", experiment)
     trainings = [
         run_cli("train", *common, "--registered-model-name", model),
-        run_cli("train", *common, "--registered-model-name", model, "--model-type", "random_forest", "--param", "numTrees=3"),
+        run_cli(
+            "train", *common, "--registered-model-name", model, "--model-type", "random_forest", "--param", "numTrees=3"
+        ),
     ]
     assert all(t.exit_code == 0 for t in trainings), trainings[-1].stderr
     client = MlflowClient(mlflow_server.uri)
@@ -33,10 +35,22 @@ def test_report_matches_the_runs_and_their_model_versions(run_cli, mlflow_server
     runs = {r.info.run_id: r for r in client.search_runs([experiment_id]) if r.data.tags.get("smt.job") != "score"}
     searches = []
     search_runs = MlflowClient.search_runs
-    monkeypatch.setattr(MlflowClient, "search_runs", lambda self, *a, **kw: searches.append(kw) or search_runs(self, *a, **kw))
+    monkeypatch.setattr(
+        MlflowClient, "search_runs", lambda self, *a, **kw: searches.append(kw) or search_runs(self, *a, **kw)
+    )
     monkeypatch.setattr(report, "PAGE_SIZE", 2)
 
-    result = run_cli("report", "--tracking-uri", mlflow_server.uri, "--experiment", experiment, "--model-name", model, "--output-dir", "out")
+    result = run_cli(
+        "report",
+        "--tracking-uri",
+        mlflow_server.uri,
+        "--experiment",
+        experiment,
+        "--model-name",
+        model,
+        "--output-dir",
+        "out",
+    )
 
     assert result.exit_code == 0, result.stderr
     table = pd.read_csv(tmp_path / "out" / "runs.csv", dtype={"model_version": str})
@@ -47,8 +61,8 @@ def test_report_matches_the_runs_and_their_model_versions(run_cli, mlflow_server
         assert row.model_type == runs[row.run_id].data.params["model.type"]
     assert list(table.f1) == sorted(table.f1, reverse=True)
     versions = {t.summary["run_id"]: t.summary["model_version"] for t in trainings}
-    assert dict(zip(table.run_id, table.model_version)) == versions
-    assert dict(zip(table.model_version, table.aliases.fillna(""))) == {"1": "", "2": "champion"}
+    assert dict(zip(table.run_id, table.model_version, strict=True)) == versions
+    assert dict(zip(table.model_version, table.aliases.fillna(""), strict=True)) == {"1": "", "2": "champion"}
     # AML serves neither ordering by metrics nor OR: the report pages through unordered searches.
     assert [s.get("page_token") is None for s in searches] == [True, False]
     assert all(not s.get("order_by") and " OR " not in s.get("filter_string", "").upper() for s in searches)
@@ -63,7 +77,17 @@ def test_report_matches_the_runs_and_their_model_versions(run_cli, mlflow_server
     assert (summary["runs"], summary["metric"], summary["best_run_id"]) == (2, "f1", table.run_id[0])
     assert summary["files"]["plot"] == "out/f1.png"
 
-    newest = run_cli("report", "--tracking-uri", mlflow_server.uri, "--experiment", experiment, "--max-runs", "1", "--output-dir", "one")
+    newest = run_cli(
+        "report",
+        "--tracking-uri",
+        mlflow_server.uri,
+        "--experiment",
+        experiment,
+        "--max-runs",
+        "1",
+        "--output-dir",
+        "one",
+    )
     assert newest.exit_code == 0, newest.stderr
     assert list(pd.read_csv(tmp_path / "one" / "runs.csv").run_id) == [trainings[1].summary["run_id"]]
 

@@ -94,7 +94,9 @@ def runtime_site(tmp_path_factory) -> Path:
     for package in runtime_packages().values():
         dist_info = site / f"{package.name.replace('-', '_')}-{package.version}.dist-info"
         dist_info.mkdir()
-        (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package.name}\nVersion: {package.version}\n")
+        (dist_info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {package.name}\nVersion: {package.version}\n"
+        )
         (dist_info / "INSTALLER").write_text("conda\n" if package.source == "conda" else "pip\n")
     return root
 

@@ -35,8 +35,10 @@ def registered(spark, mlflow_server, tmp_path_factory):
             overrides={
                 "model": model_overrides,
                 "tracking": {
-                    "uri": mlflow_server.uri, "experiment_name": experiment,
-                    "registered_model_name": model, "local_result_dir": str(results_dir),
+                    "uri": mlflow_server.uri,
+                    "experiment_name": experiment,
+                    "registered_model_name": model,
+                    "local_result_dir": str(results_dir),
                 },
             },
             environ={},
@@ -47,7 +49,9 @@ def registered(spark, mlflow_server, tmp_path_factory):
 
 
 def score(run_cli, server, experiment, output, *args):
-    return run_cli("score", "--tracking-uri", server.uri, "--experiment-name", experiment, "--output-path", str(output), *args)
+    return run_cli(
+        "score", "--tracking-uri", server.uri, "--experiment-name", experiment, "--output-path", str(output), *args
+    )
 
 
 def penguins(spark):
@@ -58,10 +62,14 @@ def last_scoring_run(client, experiment_id):
     return client.search_runs([experiment_id], "tags.`smt.job` = 'score'", order_by=["attributes.start_time DESC"])[0]
 
 
-def test_scores_match_the_trained_model_with_probabilities_and_lineage(run_cli, registered, mlflow_server, spark, tmp_path):
+def test_scores_match_the_trained_model_with_probabilities_and_lineage(
+    run_cli, registered, mlflow_server, spark, tmp_path
+):
     experiment, model, (first, _) = registered
     output = tmp_path / "scores"
-    result = score(run_cli, mlflow_server, experiment, output, "--model-uri", f"models:/{model}/1", "--run-key", "pipeline-7")
+    result = score(
+        run_cli, mlflow_server, experiment, output, "--model-uri", f"models:/{model}/1", "--run-key", "pipeline-7"
+    )
     assert result.exit_code == 0, result.stderr
     summary = result.summary
     scored = spark.read.parquet(str(output))
@@ -83,7 +91,9 @@ def test_scores_match_the_trained_model_with_probabilities_and_lineage(run_cli, 
     lineage = frame[["model_name", "model_version", "model_run_id", "scored_at"]].drop_duplicates()
     assert lineage.to_dict("records") == [
         {
-            "model_name": model, "model_version": "1", "model_run_id": first.run_id,
+            "model_name": model,
+            "model_version": "1",
+            "model_run_id": first.run_id,
             "scored_at": pd.Timestamp(datetime.fromisoformat(summary["scored_at"])).tz_convert(None),
         }
     ]
@@ -102,13 +112,21 @@ def test_scores_match_the_trained_model_with_probabilities_and_lineage(run_cli, 
 
 
 BAD_INPUTS = {
-    "missing column": (lambda frame: frame.drop(columns=["bill_depth_mm"]), (), "input lacks column(s) bill_depth_mm that model"),
+    "missing column": (
+        lambda frame: frame.drop(columns=["bill_depth_mm"]),
+        (),
+        "input lacks column(s) bill_depth_mm that model",
+    ),
     "mistyped column": (
         lambda frame: frame.assign(flipper_length_mm=frame.flipper_length_mm.map("{} mm".format)),
         (),
         "flipper_length_mm is string, the model expects double",
     ),
-    "nulls refused": (lambda frame: frame, ("--set", "data.nulls=reject"), "11 row(s) have nulls in model input columns: "),
+    "nulls refused": (
+        lambda frame: frame,
+        ("--set", "data.nulls=reject"),
+        "11 row(s) have nulls in model input columns: ",
+    ),
 }
 
 
@@ -120,7 +138,17 @@ def test_input_that_does_not_fit_the_model_fails_and_writes_nothing(case, run_cl
     change(pd.read_csv(bundled_penguins_path())).to_csv(bad_input, index=False)
     output = tmp_path / "scores"
 
-    result = score(run_cli, mlflow_server, experiment, output, "--model-uri", f"models:/{model}/1", "--input", str(bad_input), *flags)
+    result = score(
+        run_cli,
+        mlflow_server,
+        experiment,
+        output,
+        "--model-uri",
+        f"models:/{model}/1",
+        "--input",
+        str(bad_input),
+        *flags,
+    )
 
     assert result.exit_code == 2
     assert message in result.error_line
@@ -148,7 +176,16 @@ def test_alias_latest_and_default_model_uris_and_output_modes(run_cli, registere
     assert (latest.summary["model_version"], latest.summary["model_run_id"]) == ("2", second.run_id)
 
     # No --model-uri: the champion of tracking.registered_model_name.
-    default = score(run_cli, mlflow_server, experiment, output, "--mode", "overwrite", "--set", f"tracking.registered_model_name={model}")
+    default = score(
+        run_cli,
+        mlflow_server,
+        experiment,
+        output,
+        "--mode",
+        "overwrite",
+        "--set",
+        f"tracking.registered_model_name={model}",
+    )
     assert default.exit_code == 0, default.stderr
     assert (default.summary["model_version"], default.summary["model_run_id"]) == ("1", first.run_id)
 

@@ -20,8 +20,6 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 
-
-
 def files_under(*roots: Path) -> list[Path]:
     return [path for root in roots if root.exists() for path in sorted(root.rglob("*")) if path.is_file()]
 
@@ -29,10 +27,14 @@ def files_under(*roots: Path) -> list[Path]:
 def test_secret_and_tokens_appear_nowhere(run_cli, aml_env, aml_server, offline, spark, tmp_path):
     result = run_cli(
         "train",
-        "--tracking-uri", aml_server.tracking_uri,
-        "--experiment-name", "aml-secrets",
-        "--registered-model-name", "penguins-secrets",
-        "--log-level", "DEBUG",
+        "--tracking-uri",
+        aml_server.tracking_uri,
+        "--experiment-name",
+        "aml-secrets",
+        "--registered-model-name",
+        "penguins-secrets",
+        "--log-level",
+        "DEBUG",
     )
     assert result.exit_code == 0, result.stderr[-3000:]
     assert " DEBUG " in result.stderr  # the libraries did log at DEBUG

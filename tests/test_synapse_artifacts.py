@@ -86,9 +86,9 @@ def test_job_definition_has_the_documented_shape(name):
     assert properties["language"] == "python"
     job = properties["jobProperties"]
     for key, kind in JOB_PROPERTY_TYPES.items():
-        assert isinstance(job.get(key), kind) and not isinstance(
-            job.get(key), bool
-        ), f"jobProperties.{key} must be {kind.__name__}"
+        assert isinstance(job.get(key), kind) and not isinstance(job.get(key), bool), (
+            f"jobProperties.{key} must be {kind.__name__}"
+        )
     assert job["name"] == document["name"]
     assert all(isinstance(arg, str) for arg in job["args"])
     assert all(isinstance(value, str) for value in job["conf"].values()), "Spark conf values are strings"
@@ -153,9 +153,9 @@ def test_pipeline_passes_run_id_and_config_path(pipeline):
     for arg in args:
         if arg.startswith("@"):
             match = PARAMETER_EXPRESSION.match(arg)
-            assert arg == "@pipeline().RunId" or (
-                match and match[1] in pipeline["properties"]["parameters"]
-            ), f"unknown expression {arg}"
+            assert arg == "@pipeline().RunId" or (match and match[1] in pipeline["properties"]["parameters"]), (
+                f"unknown expression {arg}"
+            )
 
 
 def test_pipeline_args_parse_with_the_job_parser(job_parser, pipeline):
@@ -174,8 +174,8 @@ def test_pipeline_args_keep_every_option_of_the_job_definition(pipeline):
 
 
 def test_deploy_defaults_match_the_infrastructure():
-    parser = argparse.ArgumentParser()
-    deploy.add_arguments(parser)
-    defaults = parser.parse_args(["--workspace", "w", "--storage-account", "s", "--config", "c"])
+    from synapse_ml_track.cli import build_parser
+
+    defaults = build_parser().parse_args(["deploy", "--workspace", "w", "--storage-account", "s", "--config", "c"])
     assert defaults.spark_pool == bicep_default("sparkPoolName")
     assert defaults.filesystem == bicep_default("synapseFilesystemName")

@@ -34,11 +34,16 @@ EXPECTED_ARTIFACTS = {
 def test_job_against_mlflow_server_tracks_registers_and_round_trips(run_cli, mlflow_server, spark):
     result = run_cli(
         "train",
-        "--tracking-uri", mlflow_server.uri,
-        "--experiment-name", "e2e-server",
-        "--registered-model-name", "penguins-e2e",
-        "--tag", "team=ml",
-        "--run-key", "pipeline-run-1",
+        "--tracking-uri",
+        mlflow_server.uri,
+        "--experiment-name",
+        "e2e-server",
+        "--registered-model-name",
+        "penguins-e2e",
+        "--tag",
+        "team=ml",
+        "--run-key",
+        "pipeline-run-1",
     )
     assert result.exit_code == 0, result.stderr
     summary = result.summary
@@ -83,7 +88,9 @@ def test_logged_model_predicts_like_the_in_memory_model(spark, mlflow_server, tm
     result = run_training(spark, config, open_session(config, redactor, environ={}), redactor)
 
     features = spark.read.csv(bundled_penguins_path(), header=True, inferSchema=True).dropna().drop("species")
-    features = features.select([features[c].cast("double") if t != "string" else features[c] for c, t in features.dtypes])
+    features = features.select(
+        [features[c].cast("double") if t != "string" else features[c] for c, t in features.dtypes]
+    )
     expected = result.model.transform(features).select("prediction")
     mlflow.set_tracking_uri(mlflow_server.uri)
     loaded = mlflow.spark.load_model(result.model_uri).transform(features).select("prediction")
@@ -109,7 +116,15 @@ def test_default_run_uses_embedded_store_under_working_directory(run_cli, tmp_pa
 
 
 def test_same_seed_gives_identical_metrics_and_output_file(run_cli, mlflow_server, tmp_path):
-    common = ("train", "--tracking-uri", mlflow_server.uri, "--experiment-name", "same-seed", "--model-type", "random_forest")
+    common = (
+        "train",
+        "--tracking-uri",
+        mlflow_server.uri,
+        "--experiment-name",
+        "same-seed",
+        "--model-type",
+        "random_forest",
+    )
     first = run_cli(*common, "--param", "numTrees=10", "--no-register")
     second = run_cli(*common, "--param", "numTrees=10", "--no-register", "--output", "summary.json")
     assert first.exit_code == 0 and second.exit_code == 0, second.stderr
@@ -123,9 +138,22 @@ def test_other_model_types_and_feature_selection(run_cli, mlflow_server, tmp_pat
     frame = pd.read_csv(bundled_penguins_path())
     frame[frame.species != "Chinstrap"].to_csv(binary, index=False)
     result = run_cli(
-        "train", "--tracking-uri", mlflow_server.uri, "--experiment-name", "model-types",
-        "--input", str(binary), "--model-type", "gbt", "--param", "maxIter=5",
-        "--numeric-features", "bill_length_mm,flipper_length_mm", "--categorical-features", "island", "--no-register",
+        "train",
+        "--tracking-uri",
+        mlflow_server.uri,
+        "--experiment-name",
+        "model-types",
+        "--input",
+        str(binary),
+        "--model-type",
+        "gbt",
+        "--param",
+        "maxIter=5",
+        "--numeric-features",
+        "bill_length_mm,flipper_length_mm",
+        "--categorical-features",
+        "island",
+        "--no-register",
     )
     assert result.exit_code == 0, result.stderr
     metrics = result.summary["metrics"]
@@ -140,22 +168,41 @@ def test_spark_submit_runs_the_job_script_with_the_wheel(mlflow_server, tmp_path
     --py-files, as the Synapse job definition does; the wheel carries the bundled data."""
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path / "dist"), str(REPO)],
-        check=True, capture_output=True, timeout=300,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     (wheel,) = (tmp_path / "dist").glob("synapse_ml_track-*.whl")
     with zipfile.ZipFile(wheel) as archive:
-        assert {"synapse_ml_track/data/penguins.csv", "synapse_ml_track/data/PENGUINS_LICENSE.txt"} <= set(archive.namelist())
+        assert {"synapse_ml_track/data/penguins.csv", "synapse_ml_track/data/PENGUINS_LICENSE.txt"} <= set(
+            archive.namelist()
+        )
 
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     env.pop("MLFLOW_TRACKING_URI", None)
     completed = subprocess.run(
         [
-            str(VENV_BIN / "spark-submit"), "--master", "local[1]", "--conf", "spark.ui.enabled=false",
-            "--py-files", str(wheel),
-            str(REPO / "jobs" / "train.py"), "--run-name", "from-spark-submit", "--no-register",
-            "--tracking-uri", mlflow_server.uri, "--experiment-name", "spark-submit",
+            str(VENV_BIN / "spark-submit"),
+            "--master",
+            "local[1]",
+            "--conf",
+            "spark.ui.enabled=false",
+            "--py-files",
+            str(wheel),
+            str(REPO / "jobs" / "train.py"),
+            "--run-name",
+            "from-spark-submit",
+            "--no-register",
+            "--tracking-uri",
+            mlflow_server.uri,
+            "--experiment-name",
+            "spark-submit",
         ],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     summary = __import__("json").loads(completed.stdout.strip().splitlines()[-1])

@@ -13,17 +13,43 @@ import subprocess
 import sys
 
 COMMANDS = [
-    "account show", "ad signed-in-user show", "ad sp create-for-rbac", "ad sp credential reset", "ad sp show",
-    "deployment group create", "deployment group show", "group create", "group delete", "group exists",
-    "keyvault list", "keyvault list-deleted", "keyvault purge", "keyvault secret set", "keyvault show-deleted",
-    "resource list", "synapse linked-service create", "synapse pipeline create-run",
-    "synapse role assignment create", "synapse role assignment list", "synapse spark pool show",
+    "account show",
+    "ad signed-in-user show",
+    "ad sp create-for-rbac",
+    "ad sp credential reset",
+    "ad sp show",
+    "deployment group create",
+    "deployment group show",
+    "group create",
+    "group delete",
+    "group exists",
+    "keyvault list",
+    "keyvault list-deleted",
+    "keyvault purge",
+    "keyvault secret set",
+    "keyvault show-deleted",
+    "resource list",
+    "synapse linked-service create",
+    "synapse pipeline create-run",
+    "synapse role assignment create",
+    "synapse role assignment list",
+    "synapse spark pool show",
 ]
 GLOBAL = ["--debug", "--help", "-h", "--only-show-errors", "--output", "-o", "--query", "--subscription", "--verbose"]
 AZ_ML = {
     "ml workspace list": ["--resource-group", "-g", "--max-results", "--filtered-kinds"],
-    "ml workspace delete": ["--name", "-n", "--resource-group", "-g", "--all-resources", "--permanently-delete", "-p",
-                            "--no-wait", "--yes", "-y"],
+    "ml workspace delete": [
+        "--name",
+        "-n",
+        "--resource-group",
+        "-g",
+        "--all-resources",
+        "--permanently-delete",
+        "-p",
+        "--no-wait",
+        "--yes",
+        "-y",
+    ],
 }
 OPTION = re.compile(r"^\s{4}(--[\w-]+(?:\s+--?[\w-]+)*)")
 
@@ -41,6 +67,10 @@ def options(command: str) -> list[str]:
 if __name__ == "__main__":
     table = {command: options(command) for command in COMMANDS}
     table.update({command: sorted(set(flags) | set(GLOBAL)) for command, flags in AZ_ML.items()})
-    json.dump({"source": "azure-cli 2.91.0 --help; az ml from the extension source", "commands": table},
-              sys.stdout, indent=1, sort_keys=True)
+    json.dump(
+        {"source": "azure-cli 2.91.0 --help; az ml from the extension source", "commands": table},
+        sys.stdout,
+        indent=1,
+        sort_keys=True,
+    )
     print()

@@ -2,7 +2,8 @@
 
 import pytest
 
-from synapse_ml_track.cli import build_parser, load_config
+from synapse_ml_track.cli import build_parser
+from synapse_ml_track.cli.common import load_config
 from synapse_ml_track.config import build_config, redacted
 from synapse_ml_track.errors import ConfigError
 
@@ -26,10 +27,24 @@ def test_experiment_id_from_environment_replaces_default_name_but_not_a_configur
 
 
 def test_cli_flags_params_tags_and_set(tmp_path):
-    args = build_parser().parse_args([
-        "train", "--input", "data.csv", "--param", "maxIter=50", "--param", "regParam=0.1",
-        "--tag", "team=ml", "--numeric-features", "a,b", "--set", "gate.min_metrics.f1=0.9", "--no-register",
-    ])
+    args = build_parser().parse_args(
+        [
+            "train",
+            "--input",
+            "data.csv",
+            "--param",
+            "maxIter=50",
+            "--param",
+            "regParam=0.1",
+            "--tag",
+            "team=ml",
+            "--numeric-features",
+            "a,b",
+            "--set",
+            "gate.min_metrics.f1=0.9",
+            "--no-register",
+        ]
+    )
     config = load_config(args)
     assert config.data.path == "data.csv"
     assert config.model.params == {"maxIter": 50, "regParam": 0.1}
@@ -67,15 +82,3 @@ def test_invalid_yaml_is_reported_with_the_file(tmp_path):
 def test_redacted_masks_secret_values_but_keeps_secret_names():
     tree = {"azure": {"client_secret_secret": "aml-sp-client-secret", "client_password": "hunter2hunter2"}}
     assert redacted(tree) == {"azure": {"client_secret_secret": "aml-sp-client-secret", "client_password": "***"}}
-
-
-def test_remote_config_is_read_through_spark(spark, tmp_path):
-    from synapse_ml_track.cli import read_remote_text
-
-    config_file = tmp_path / "remote.yaml"
-    config_file.write_text("data:\n  seed: 3\n")
-    # Spark reads any Hadoop filesystem URI (abfss:// on Synapse); file: stands in for it here.
-    assert read_remote_text(f"file:{config_file}") == "data:\n  seed: 3\n"
-    config = build_config(config_path="abfss://jobs@lake.dfs.core.windows.net/train.yaml", environ={},
-                          read_remote=lambda path: config_file.read_text())
-    assert config.data.seed == 3

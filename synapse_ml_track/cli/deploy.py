@@ -1,0 +1,70 @@
+"""`synapse-ml-track deploy`: build the wheel and publish the jobs and the pipeline to a Synapse workspace."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from synapse_ml_track import deploy
+from synapse_ml_track.cli.report import positive_int
+
+
+def add_parser(subcommands: argparse._SubParsersAction) -> None:
+    parser = subcommands.add_parser(
+        "deploy", help="build the wheel and publish jobs and pipeline to a Synapse workspace"
+    )
+    parser.add_argument("--workspace", required=True, help="Synapse workspace name (Bicep output synapseWorkspaceName)")
+    parser.add_argument(
+        "--storage-account", required=True, help="the workspace's ADLS Gen2 account (Bicep output dataLakeAccountName)"
+    )
+    parser.add_argument("--filesystem", default="synapse", help="filesystem in that account (default: %(default)s)")
+    parser.add_argument(
+        "--prefix",
+        default="synapse-ml-track",
+        help="folder in the filesystem that receives the uploads (default: %(default)s)",
+    )
+    parser.add_argument("--spark-pool", default="mltrack", help="Spark 3.5 pool the jobs run on (default: %(default)s)")
+    parser.add_argument(
+        "--config",
+        required=True,
+        type=Path,
+        help="job configuration file (YAML or JSON) to upload; it is validated first",
+    )
+    parser.add_argument(
+        "--model-uri", help="model the score job loads (default: models:/<tracking.registered_model_name>/latest)"
+    )
+    parser.add_argument(
+        "--executor-size", choices=sorted(deploy.EXECUTOR_SIZES), default="Small",
+        help="driver and executor size (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--num-executors", type=positive_int, default=2, help="executors per job (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--pool-parameters", type=Path,
+        help="Bicep parameters file the pool was deployed with, for the sizing check of --dry-run "
+        f"(default: {deploy.POOL_PARAMETERS} in the source); a real deploy reads the pool itself",
+    )  # fmt: skip
+    parser.add_argument(
+        "--source", type=Path, help="source checkout with setup.cfg and jobs/ (default: the one this package runs from)"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print every step of the plan and call nothing")
+    parser.set_defaults(run=run, log_level="INFO", debug=False)
+
+
+def request_of(args: argparse.Namespace) -> deploy.DeployRequest:
+    fields = deploy.DeployRequest.__dataclass_fields__
+    return deploy.DeployRequest(**{name: getattr(args, name) for name in fields})
+
+
+def run(args: argparse.Namespace) -> int:
+    request = request_of(args)
+    plan = deploy.make_plan(request)
+    if args.dry_run:
+        deploy.check_sizing(deploy.pool_shape_from_parameters(request), request)
+        print("\n".join(deploy.describe_plan(plan)))
+        return 0
+    target = deploy.SynapseTarget(request.workspace, request.storage_account, request.filesystem)
+    deploy.preflight(target, request)
+    deploy.execute(plan, target, progress=lambda line: print(line, flush=True))
+    return 0

@@ -1,0 +1,54 @@
+"""`synapse-ml-track score`: batch-score data with a registered model."""
+
+from __future__ import annotations
+
+import argparse
+
+from synapse_ml_track.cli.common import add_common, add_output, load_config, write_summary
+from synapse_ml_track.vocabulary import INPUT_FORMATS, OUTPUT_FORMATS
+
+
+def add_parser(subcommands: argparse._SubParsersAction) -> None:
+    parser = subcommands.add_parser("score", help="batch-score data with a registered model")
+    add_common(parser)
+    parser.add_argument(
+        "--model-uri",
+        help="models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME (its latest version); "
+        "default: models:/<tracking.registered_model_name>@<gate.champion_alias>",
+    )
+    parser.add_argument("--input", help="CSV, Parquet or Delta path to score (default: the bundled penguins data)")
+    parser.add_argument("--format", choices=INPUT_FORMATS, help="input format (default: from the path)")
+    parser.add_argument("--output-path", required=True, help="where to write the scores")
+    parser.add_argument(
+        "--output-format",
+        choices=OUTPUT_FORMATS,
+        help="default: delta where the Spark session has Delta Lake, else parquet",
+    )
+    parser.add_argument(
+        "--mode", choices=["errorifexists", "overwrite"], default="errorifexists", help="when the output exists"
+    )
+    parser.add_argument("--run-key", help="idempotency key of the calling pipeline run, kept as a run tag")
+    add_output(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from synapse_ml_track.scoring import default_model_uri, run_scoring
+    from synapse_ml_track.session import open_session
+    from synapse_ml_track.spark import get_or_create_spark
+
+    config = load_config(args)
+    session = open_session(config, args.redactor)
+    spark = get_or_create_spark("synapse-ml-track-score")
+    summary = run_scoring(
+        spark, config, session, args.redactor, args.model_uri or default_model_uri(config), args.output_path,
+        mode=args.mode, requested_format=args.output_format,
+    )  # fmt: skip
+    print(f"run id:          {summary['run_id']} (experiment {summary['experiment_id']})")
+    print(
+        f"model:           {summary['model_name']} version {summary['model_version']} (run {summary['model_run_id']})"
+    )
+    print(f"scored:          {summary['rows_scored']} rows, {summary['rows_skipped']} skipped for nulls")
+    print(f"output:          {summary['output_path']} ({summary['output_format']})")
+    write_summary(summary, config.output)
+    return 0

@@ -1,0 +1,60 @@
+"""`synapse-ml-track train`: train, evaluate, track and register a Spark ML classifier."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from synapse_ml_track.cli.common import add_common, add_output, load_config, log, write_summary
+from synapse_ml_track.config import redacted
+from synapse_ml_track.vocabulary import EMBEDDED, INPUT_FORMATS, MODEL_TYPES, tracking_backend
+
+
+def add_parser(subcommands: argparse._SubParsersAction) -> None:
+    parser = subcommands.add_parser("train", help="train, evaluate, track and register a Spark ML classifier")
+    add_common(parser)
+    parser.add_argument("--input", help="CSV, Parquet or Delta path (default: the bundled penguins data)")
+    parser.add_argument("--format", choices=INPUT_FORMATS)
+    parser.add_argument("--schema", help="Spark DDL schema for CSV input, e.g. 'a DOUBLE, b STRING'")
+    parser.add_argument("--label")
+    parser.add_argument("--numeric-features", help="comma-separated column names")
+    parser.add_argument("--categorical-features", help="comma-separated column names")
+    parser.add_argument("--exclude", help="comma-separated columns to leave out when features are inferred")
+    parser.add_argument("--nulls", choices=["drop", "reject"])
+    parser.add_argument("--train-fraction", type=float)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--model-type", choices=list(MODEL_TYPES))
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="estimator hyperparameter")
+    parser.add_argument("--tag", action="append", default=[], metavar="NAME=VALUE", help="extra run tag")
+    parser.add_argument("--run-name")
+    parser.add_argument("--registered-model-name")
+    parser.add_argument("--no-register", action="store_true", help="track the run but register no model")
+    parser.add_argument("--run-key", help="idempotency key, e.g. the Synapse pipeline run id")
+    parser.add_argument("--force", action="store_true", help="train again even if the run key already finished")
+    add_output(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from synapse_ml_track.session import open_session
+    from synapse_ml_track.spark import get_or_create_spark
+    from synapse_ml_track.training import run_training
+
+    config = load_config(args)
+    log.debug("configuration: %s", json.dumps(redacted(config.to_dict())))
+    session = open_session(config, args.redactor)
+    spark = get_or_create_spark("synapse-ml-track-train")
+    result = run_training(spark, config, session, args.redactor)
+    print(f"run id:          {result.run_id} (experiment {result.experiment_id})")
+    print(f"tracking URI:    {result.tracking_uri}")
+    if result.model_version:
+        print(f"registered:      {result.registered_model_name} version {result.model_version}")
+    elif result.reason:
+        print(f"not registered:  {result.reason}")
+    metrics = result.metrics
+    print(f"accuracy / f1:   {metrics.get('accuracy', float('nan')):.4f} / {metrics.get('f1', float('nan')):.4f}")
+    print(f"local results:   {result.local_result_dir}")
+    if result.tracking_uri and tracking_backend(result.tracking_uri) == EMBEDDED:
+        print(f"browse:          mlflow ui --backend-store-uri {result.tracking_uri}")
+    write_summary(result.summary(), config.output)
+    return 0

@@ -1,0 +1,58 @@
+"""The job's vocabulary, each defined once: model types, data formats, tracking backends.
+
+Argument choices, configuration checks, the estimator table and the documentation's lists all
+read these tables; nothing here imports Spark or MLflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+
+@dataclass(frozen=True)
+class ModelType:
+    estimator: str  # the Spark ML estimator class, "module.Class", imported only when a model is built
+    binary_only: bool = False  # refuses more than two classes
+
+
+MODEL_TYPES: dict[str, ModelType] = {
+    "logistic_regression": ModelType("pyspark.ml.classification.LogisticRegression"),
+    "random_forest": ModelType("pyspark.ml.classification.RandomForestClassifier"),
+    "gbt": ModelType("pyspark.ml.classification.GBTClassifier", binary_only=True),
+}
+
+
+@dataclass(frozen=True)
+class DataFormat:
+    suffixes: tuple[str, ...]  # file name endings that name the format
+    readable: bool = True  # training and scoring can read it
+    writable: bool = False  # scoring can write its output in it
+
+
+DATA_FORMATS: dict[str, DataFormat] = {
+    "csv": DataFormat((".csv", ".txt")),
+    "parquet": DataFormat((".parquet",), writable=True),
+    "delta": DataFormat((), writable=True),  # a directory with a _delta_log
+}
+INPUT_FORMATS = tuple(name for name, spec in DATA_FORMATS.items() if spec.readable)
+OUTPUT_FORMATS = tuple(name for name, spec in DATA_FORMATS.items() if spec.writable)
+
+
+def format_of_suffix(suffix: str) -> str | None:
+    return next((name for name, spec in DATA_FORMATS.items() if suffix.lower() in spec.suffixes), None)
+
+
+# Where runs are tracked, by the tracking URI's scheme.
+EMBEDDED, MLFLOW_SERVER, AZURE_ML = "embedded", "mlflow-server", "azureml"
+TRACKING_BACKENDS = {"sqlite": EMBEDDED, "file": EMBEDDED, "": EMBEDDED, "http": MLFLOW_SERVER,
+                     "https": MLFLOW_SERVER, "azureml": AZURE_ML}  # fmt: skip
+
+
+def tracking_backend(uri: str) -> str:
+    """embedded (a local store, no server), mlflow-server or azureml; other schemes count as servers."""
+    return TRACKING_BACKENDS.get(urlparse(uri).scheme, MLFLOW_SERVER)
+
+
+def is_aml_uri(uri: str) -> bool:
+    return tracking_backend(uri) == AZURE_ML

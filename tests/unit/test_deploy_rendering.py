@@ -1,0 +1,77 @@
+"""Deploy's templates rendered and sized, and the pool-sizing rule, without Azure or a build."""
+
+import pytest
+
+from synapse_ml_track import deploy
+from synapse_ml_track.deploy import DeployError, DeployRequest, PoolShape
+
+
+@pytest.mark.parametrize(
+    ("template", "values", "rendered"),
+    [
+        ("${base_uri}/jobs/train.py", {"base_uri": "abfss://f@a.dfs/p"}, "abfss://f@a.dfs/p/jobs/train.py"),
+        ({"args": ["--model-uri", "${model_uri}"], "n": 2}, {"model_uri": "models:/m/1"},
+         {"args": ["--model-uri", "models:/m/1"], "n": 2}),
+        ("@pipeline().RunId", {}, "@pipeline().RunId"),  # Synapse expressions are not placeholders
+    ],
+)  # fmt: skip
+def test_render_fills_placeholders_everywhere(template, values, rendered):
+    assert deploy.render(template, values) == rendered
+
+
+def test_render_names_an_unknown_placeholder():
+    with pytest.raises(DeployError, match="unknown placeholder"):
+        deploy.render({"file": "${nowhere}/x.py"}, {})
+
+
+@pytest.mark.parametrize(
+    ("size", "cores", "memory"), [("Small", 4, "28g"), ("Medium", 8, "56g"), ("Large", 16, "112g")]
+)
+def test_size_job_sets_driver_executors_and_pins_dynamic_allocation(size, cores, memory):
+    document = {"properties": {"jobProperties": {"conf": {}}}}
+    job = deploy.size_job(document, size, 3)["properties"]["jobProperties"]
+    assert (job["driverCores"], job["driverMemory"], job["executorCores"], job["executorMemory"]) == (
+        cores,
+        memory,
+        cores,
+        memory,
+    )
+    assert job["numExecutors"] == 3
+    assert (
+        job["conf"]["spark.dynamicAllocation.minExecutors"]
+        == job["conf"]["spark.dynamicAllocation.maxExecutors"]
+        == "3"
+    )
+
+
+REQUEST = DeployRequest(workspace="w", storage_account="acct", config="c.yaml")
+
+
+@pytest.mark.parametrize(
+    ("pool", "size", "executors", "refusal"),
+    [
+        (PoolShape("Small", 4, "p"), "Small", 3, None),
+        (PoolShape("Small", 4, "p"), "Small", 4, "does not fit pool mltrack: at most 4 nodes"),
+        (
+            PoolShape("Small", 10, "p"),
+            "Medium",
+            2,
+            "--executor-size Medium needs 8 cores but pool mltrack has Small nodes",
+        ),
+        (PoolShape("Large", 10, "p"), "Large", 9, None),
+        (PoolShape("Huge", 10, "p"), "Small", 1, "node size 'Huge'"),
+    ],
+)
+def test_sizing_against_the_pool(pool, size, executors, refusal):
+    request = DeployRequest(**{**REQUEST.__dict__, "executor_size": size, "num_executors": executors})
+    if refusal is None:
+        deploy.check_sizing(pool, request)
+    else:
+        with pytest.raises(DeployError, match=refusal):
+            deploy.check_sizing(pool, request)
+
+
+@pytest.mark.parametrize("name", ["Ab12", "ab", "a" * 25, "has-dash"])
+def test_storage_account_names_are_checked_before_anything_else(name):
+    with pytest.raises(DeployError, match="is not a storage account name"):
+        deploy.make_plan(DeployRequest(**{**REQUEST.__dict__, "storage_account": name}))
