@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import mlflow.pyfunc
 import mlflow.spark
@@ -161,6 +163,23 @@ def test_other_model_types_and_feature_selection(run_cli, mlflow_server, tmp_pat
     client = MlflowClient(result.summary["tracking_uri"])
     artifacts = {a.path for a in client.list_artifacts(result.summary["run_id"])}
     assert "feature_importances.json" in artifacts
+
+
+def test_feature_weights_are_named_slot_by_slot(run_cli, mlflow_server):
+    """One name per slot of the assembled vector, in its order: each category, and the slot the
+    indexer keeps for values unseen in training (it once shifted every later category's name)."""
+    result = run_cli(
+        "train", "--tracking-uri", mlflow_server.uri, "--experiment-name", "weights", "--no-register",
+        "--numeric-features", "bill_length_mm", "--categorical-features", "island,sex",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    local = Path(result.summary["local_result_dir"]) / "evaluation" / "coefficients.json"
+    weights = json.loads(local.read_text())
+    assert set(weights) == {"Adelie", "Chinstrap", "Gentoo"}
+    assert list(weights["Adelie"]) == [
+        "bill_length_mm", "island=Biscoe", "island=Dream", "island=Torgersen", "island=(unseen)",
+        "sex=female", "sex=male", "sex=(unseen)",
+    ]  # fmt: skip
 
 
 def test_spark_submit_runs_the_job_script_with_the_wheel(mlflow_server, tmp_path):
