@@ -38,6 +38,7 @@ class DataConfig:
     categorical_features: list[str] | None = None
     exclude: list[str] = field(default_factory=list)
     nulls: str = "drop"
+    max_categories: int = 100  # warn when a categorical feature has more distinct values
     train_fraction: float = 0.8
     seed: int = 42
 

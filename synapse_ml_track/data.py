@@ -7,10 +7,12 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import reduce
 from importlib import resources
+from operator import and_
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -23,6 +25,10 @@ BUNDLED_PENGUINS_SCHEMA = (
     "species STRING, island STRING, bill_length_mm DOUBLE, bill_depth_mm DOUBLE, "
     "flipper_length_mm DOUBLE, body_mass_g DOUBLE, sex STRING, year INT"
 )
+# Columns the job adds for itself; an input column may not start with this.
+RESERVED_PREFIX = "__smt_"
+LABEL = RESERVED_PREFIX + "label"  # the label as text
+COMPLETE = RESERVED_PREFIX + "complete"  # no null in the label or a feature
 NUMERIC_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType, T.DecimalType)
 SPLIT_COLUMN = "_split_bucket"
 
@@ -167,17 +173,30 @@ def feature_spec(schema: T.StructType, data: DataConfig) -> FeatureSpec:
     return FeatureSpec(data.label, tuple(numeric), tuple(categorical))
 
 
-def prepare(df: DataFrame, spec: FeatureSpec, nulls: str) -> DataFrame:
-    """Keep the label and features (numeric ones as double); drop rows with nulls, or refuse them."""
-    selected = df.select(spec.label, *[F.col(c).cast("double").alias(c) for c in spec.numeric], *spec.categorical)
-    if nulls == "drop":
-        return selected.dropna()
-    null_counts = selected.select([F.sum(F.col(c).isNull().cast("long")).alias(c) for c in selected.columns]).first()
-    with_nulls = {c: n for c, n in null_counts.asDict().items() if n}
-    if with_nulls:
-        listing = ", ".join(f"{c} ({n})" for c, n in with_nulls.items())
-        raise DataError(f"null values in {listing}; clean the data or set data.nulls=drop")
-    return selected
+def quoted(name: str) -> str:
+    """A column name as Spark SQL reads it whatever it holds: dots, spaces, backticks, any letters."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def column(name: str) -> Column:
+    """The column of exactly this name (F.col would read a dot as a struct field)."""
+    return F.col(quoted(name))
+
+
+def prepare(df: DataFrame, spec: FeatureSpec) -> DataFrame:
+    """The label as text under LABEL (classes of any type are classes), numeric features as double,
+    categorical ones as they are, each under its own name, and COMPLETE: no null in any of them."""
+    reserved = [name for name in df.columns if name.startswith(RESERVED_PREFIX)]
+    if reserved:
+        raise DataError(
+            f"column name(s) {', '.join(reserved)} start with {RESERVED_PREFIX}, which the job reserves; rename them"
+        )
+    features = [column(c).cast("double").alias(c) for c in spec.numeric] + [
+        column(c).alias(c) for c in spec.categorical
+    ]
+    selected = df.select(column(spec.label).cast("string").alias(LABEL), *features)
+    complete = reduce(and_, [column(name).isNotNull() for name in selected.columns])
+    return selected.withColumn(COMPLETE, complete)
 
 
 def split(df: DataFrame, train_fraction: float, seed: int) -> tuple[DataFrame, DataFrame]:
@@ -186,20 +205,53 @@ def split(df: DataFrame, train_fraction: float, seed: int) -> tuple[DataFrame, D
     Unlike randomSplit, the outcome depends only on the rows and the seed, not on partitioning
     or row order, so the same input and seed give the same split on a laptop and on a pool.
     """
-    bucket = F.pmod(F.xxhash64(F.lit(seed), *df.columns), F.lit(1_000_000)) / F.lit(1_000_000.0)
+    bucket = F.pmod(F.xxhash64(F.lit(seed), *[column(c) for c in df.columns]), F.lit(1_000_000)) / F.lit(1_000_000.0)
     tagged = df.withColumn(SPLIT_COLUMN, bucket)
     train = tagged.where(F.col(SPLIT_COLUMN) < train_fraction).drop(SPLIT_COLUMN)
     test = tagged.where(F.col(SPLIT_COLUMN) >= train_fraction).drop(SPLIT_COLUMN)
     return train, test
 
 
-def class_counts(train: DataFrame, test: DataFrame, label: str) -> tuple[dict[str, int], dict[str, int]]:
-    """Rows per class in each split, from one aggregation over the two splits."""
+@dataclass(frozen=True)
+class SplitCounts:
+    train: dict[str, int]  # rows per class, complete rows only
+    test: dict[str, int]
+    incomplete: int  # rows with a null label or feature, both splits
+    null_label: int  # of which with a null label
+
+
+def count_split(train: DataFrame, test: DataFrame) -> SplitCounts:
+    """Rows per class in each split and the rows with nulls, from one aggregation over both splits."""
     both = train.withColumn("_in_train", F.lit(True)).unionByName(test.withColumn("_in_train", F.lit(False)))
-    rows = both.groupBy("_in_train", F.col(label).cast("string").alias("_class")).count().collect()
-    train_counts = {r["_class"]: r["count"] for r in rows if r["_in_train"]}
-    test_counts = {r["_class"]: r["count"] for r in rows if not r["_in_train"]}
-    return train_counts, test_counts
+    rows = both.groupBy("_in_train", COMPLETE, LABEL).count().collect()
+    complete = [r for r in rows if r[COMPLETE]]
+    return SplitCounts(
+        train={r[LABEL]: r["count"] for r in complete if r["_in_train"]},
+        test={r[LABEL]: r["count"] for r in complete if not r["_in_train"]},
+        incomplete=sum(r["count"] for r in rows if not r[COMPLETE]),
+        null_label=sum(r["count"] for r in rows if r[LABEL] is None),
+    )
+
+
+def refuse_nulls(frame: DataFrame, spec: FeatureSpec) -> None:
+    """Under nulls=reject: one line naming every column with nulls and how many."""
+    names = {LABEL: spec.label, **{c: c for c in spec.columns}}
+    per_column = frame.select([F.sum(column(c).isNull().cast("long")).alias(c) for c in names]).first().asDict()
+    listing = ", ".join(f"{names[c]} ({n})" for c, n in per_column.items() if n)
+    raise DataError(f"null values in {listing}; clean the data or set data.nulls=drop")
+
+
+def without_nulls(frame: DataFrame) -> DataFrame:
+    return frame.where(F.col(COMPLETE)).drop(COMPLETE)
+
+
+def many_valued(frame: DataFrame, spec: FeatureSpec, limit: int) -> dict[str, int]:
+    """Categorical features with more distinct values than `limit` (approximately counted, one pass):
+    each would become that many one-hot columns."""
+    if not spec.categorical:
+        return {}
+    counts = frame.select([F.approx_count_distinct(column(c)).alias(c) for c in spec.categorical]).first().asDict()
+    return {name: count for name, count in counts.items() if count > limit}
 
 
 def check_classes(

@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
 from pyspark.sql import DataFrame
 
-from synapse_ml_track.pipeline import LABEL_INDEX, PREDICTION_INDEX
+from synapse_ml_track.pipeline import LABEL_INDEX, PREDICTION_INDEX, RAW_PREDICTION
+
+# What MLflow accepts in a metric name on every platform (mlflow/utils/validation.py,
+# validate_param_and_metric_name: letters, digits, _ - . space and /; the slash is left out here).
+_NOT_IN_A_METRIC_NAME = re.compile(r"[^\w.\- ]")
+
+
+def class_keys(labels: list[str]) -> dict[str, str]:
+    """Each class's name as it can appear in a metric or column name (f1_<key>, probability_<key>):
+    other characters become _, and classes that would then share a name are numbered."""
+    keys: dict[str, str] = {}
+    for label in labels:
+        key = _NOT_IN_A_METRIC_NAME.sub("_", label).strip() or "_"
+        taken, number = set(keys.values()), 2
+        unique = key
+        while unique in taken:
+            unique, number = f"{key}_{number}", number + 1
+        keys[label] = unique
+    return keys
 
 
 @dataclass
@@ -20,21 +39,23 @@ class Evaluation:
     per_class: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def evaluate(predictions: DataFrame, labels: list[str]) -> Evaluation:
+def evaluate(
+    predictions: DataFrame, labels: list[str], prediction_col: str = PREDICTION_INDEX, raw_col: str = RAW_PREDICTION
+) -> Evaluation:
     """Metrics from the confusion matrix, which one small aggregation yields.
 
     MulticlassClassificationEvaluator would scan the predictions once per metric; the matrix
     holds everything those scans compute. Pass a cached DataFrame when AUC is also wanted.
     """
-    counts = predictions.groupBy(LABEL_INDEX, PREDICTION_INDEX).count().collect()
+    counts = predictions.groupBy(LABEL_INDEX, prediction_col).count().collect()
     size = len(labels)
     confusion = [[0] * size for _ in range(size)]
     for row in counts:
-        confusion[int(row[LABEL_INDEX])][int(row[PREDICTION_INDEX])] += row["count"]
+        confusion[int(row[LABEL_INDEX])][int(row[prediction_col])] += row["count"]
     evaluation = from_confusion(labels, confusion)
     if size == 2:
         auc = BinaryClassificationEvaluator(
-            labelCol=LABEL_INDEX, rawPredictionCol="rawPrediction", metricName="areaUnderROC"
+            labelCol=LABEL_INDEX, rawPredictionCol=raw_col, metricName="areaUnderROC"
         ).evaluate(predictions)
         evaluation.metrics["auc"] = float(auc)
     return evaluation

@@ -9,6 +9,7 @@ from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import (
     IndexToString,
     OneHotEncoder,
+    SQLTransformer,
     StandardScaler,
     StringIndexer,
     StringIndexerModel,
@@ -16,37 +17,44 @@ from pyspark.ml.feature import (
 )
 from pyspark.sql import DataFrame
 
-from synapse_ml_track.data import FeatureSpec
+from synapse_ml_track.data import LABEL, RESERVED_PREFIX, FeatureSpec, quoted
 from synapse_ml_track.errors import ConfigError
 from synapse_ml_track.vocabulary import MODEL_TYPES
 
-LABEL_INDEX = "label_index"
-PREDICTION_INDEX = "prediction_index"
-# The decoded class name is the model's "prediction" column: the pyfunc flavour returns that
-# column, so Spark and pyfunc scoring both answer with the original class names.
+# Every column the model adds is named with the reserved prefix, so no input column is overwritten,
+# except the decoded class: the model's "prediction" column, which the pyfunc flavour returns, so
+# Spark and pyfunc scoring both answer with the original class names.
+LABEL_INDEX = RESERVED_PREFIX + "label_index"
+PREDICTION_INDEX = RESERVED_PREFIX + "prediction_index"
 PREDICTION = "prediction"
-PROBABILITY = "probability"
-FEATURES = "features"
-ASSEMBLED = "features_raw"
+PROBABILITY = RESERVED_PREFIX + "probability"
+RAW_PREDICTION = RESERVED_PREFIX + "raw_prediction"
+FEATURES = RESERVED_PREFIX + "features"
+ASSEMBLED = RESERVED_PREFIX + "assembled"
+# The estimator's column parameters are the job's to set, not model.params.
+COLUMN_PARAMS = ("featuresCol", "labelCol", "predictionCol", "probabilityCol", "rawPredictionCol")
 
 
-def fit_label_indexer(train: DataFrame, label: str) -> StringIndexerModel:
-    """Index the label outside the logged pipeline, so scoring needs no label column."""
-    indexer = StringIndexer(inputCol=label, outputCol=LABEL_INDEX, stringOrderType="alphabetAsc")
+def fit_label_indexer(train: DataFrame) -> StringIndexerModel:
+    """Index the label (data.LABEL, the class as text) outside the logged pipeline, so scoring needs
+    no label column."""
+    indexer = StringIndexer(inputCol=LABEL, outputCol=LABEL_INDEX, stringOrderType="alphabetAsc")
     return indexer.fit(train)
 
 
 def build_classifier(model_type: str, params: dict[str, Any], seed: int):
     module, _, name = MODEL_TYPES[model_type].estimator.rpartition(".")
     estimator_class = getattr(importlib.import_module(module), name)
-    estimator = estimator_class(featuresCol=FEATURES, labelCol=LABEL_INDEX, predictionCol=PREDICTION_INDEX)
+    estimator = estimator_class()
+    columns = {"featuresCol": FEATURES, "labelCol": LABEL_INDEX, "predictionCol": PREDICTION_INDEX,
+               "probabilityCol": PROBABILITY, "rawPredictionCol": RAW_PREDICTION}  # fmt: skip
+    for name, value in columns.items():
+        estimator.set(estimator.getParam(name), value)
     if estimator.hasParam("seed"):
         estimator.setSeed(seed)
     for name, value in params.items():
-        if not estimator.hasParam(name) or name in ("featuresCol", "labelCol", "predictionCol"):
-            settable = sorted(
-                p.name for p in estimator.params if p.name not in ("featuresCol", "labelCol", "predictionCol")
-            )
+        if not estimator.hasParam(name) or name in COLUMN_PARAMS:
+            settable = sorted(p.name for p in estimator.params if p.name not in COLUMN_PARAMS)
             raise ConfigError(
                 f"model.params.{name} is not a parameter of {estimator_class.__name__} (valid: {', '.join(settable)})"
             )
@@ -59,33 +67,42 @@ def build_classifier(model_type: str, params: dict[str, Any], seed: int):
     return estimator
 
 
+def numeric_slot(index: int) -> str:
+    return f"{RESERVED_PREFIX}num_{index}"
+
+
+def categorical_slot(index: int) -> str:
+    return f"{RESERVED_PREFIX}cat_{index}"
+
+
 def build_pipeline(spec: FeatureSpec, classifier, class_labels: list[str]) -> Pipeline:
-    indexed = [f"{name}_index" for name in spec.categorical]
-    encoded = [f"{name}_onehot" for name in spec.categorical]
-    stages = []
-    if spec.categorical:
+    """The logged model: input columns by their own names, however they are spelled.
+
+    Spark ML stages resolve a column name as an expression (a dot reads as a struct field), so the
+    first stage, an SQL SELECT with every name quoted, copies each feature to a plain internal name
+    (numeric as double, categorical as text, booleans included) for the stages after it.
+    """
+    numeric = [numeric_slot(i) for i in range(len(spec.numeric))]
+    categorical = [categorical_slot(i) for i in range(len(spec.categorical))]
+    copies = [f"CAST({quoted(c)} AS DOUBLE) AS {slot}" for c, slot in zip(spec.numeric, numeric, strict=True)]
+    copies += [f"CAST({quoted(c)} AS STRING) AS {slot}" for c, slot in zip(spec.categorical, categorical, strict=True)]
+    stages = [SQLTransformer(statement=f"SELECT *, {', '.join(copies)} FROM __THIS__")]
+    encoded = [f"{slot}_onehot" for slot in categorical]
+    if categorical:
+        indexed = [f"{slot}_index" for slot in categorical]
         stages.append(
             StringIndexer(
-                inputCols=list(spec.categorical),
-                outputCols=indexed,
-                handleInvalid="keep",
-                stringOrderType="alphabetAsc",
+                inputCols=categorical, outputCols=indexed, handleInvalid="keep", stringOrderType="alphabetAsc"
             )
         )
         stages.append(OneHotEncoder(inputCols=indexed, outputCols=encoded, handleInvalid="keep"))
     stages += [
-        VectorAssembler(inputCols=list(spec.numeric) + encoded, outputCol=ASSEMBLED, handleInvalid="error"),
+        VectorAssembler(inputCols=numeric + encoded, outputCol=ASSEMBLED, handleInvalid="error"),
         StandardScaler(inputCol=ASSEMBLED, outputCol=FEATURES, withMean=False, withStd=True),
         classifier,
         IndexToString(inputCol=PREDICTION_INDEX, outputCol=PREDICTION, labels=class_labels),
     ]
     return Pipeline(stages=stages)
-
-
-def classifier_params(model: PipelineModel) -> dict[str, str]:
-    """The fitted classifier's parameters (defaults included), for tracking."""
-    classifier = model.stages[-2]
-    return {param.name: str(value) for param, value in classifier.extractParamMap().items()}
 
 
 def feature_weights(model: PipelineModel, spec: FeatureSpec, data: DataFrame) -> dict[str, Any] | None:
@@ -116,12 +133,13 @@ def assembled_feature_names(transformed: DataFrame, spec: FeatureSpec) -> list[s
     category, `column=(unseen)` for the slot the StringIndexer keeps for values not seen in training."""
     attributes = transformed.schema[ASSEMBLED].metadata["ml_attr"]["attrs"]
     slots = sorted((a for group in attributes.values() for a in group), key=lambda attribute: attribute["idx"])
-    encoded = {f"{column}_onehot_": column for column in spec.categorical}
+    numeric = {numeric_slot(i): name for i, name in enumerate(spec.numeric)}
+    encoded = {f"{categorical_slot(i)}_onehot_": name for i, name in enumerate(spec.categorical)}
     names = []
     for slot in slots:
         prefix = next((p for p in encoded if slot["name"].startswith(p)), None)
         if prefix is None:
-            names.append(slot["name"])
+            names.append(numeric[slot["name"]])
             continue
         value = slot["name"][len(prefix) :]
         names.append(f"{encoded[prefix]}={'(unseen)' if value == '__unknown' else value}")

@@ -18,15 +18,17 @@ from operator import or_
 from typing import TYPE_CHECKING, Any
 
 from pyspark.ml.functions import vector_to_array
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from synapse_ml_track import data as data_module
 from synapse_ml_track.config import JobConfig
 from synapse_ml_track.context import run_tags
+from synapse_ml_track.data import RESERVED_PREFIX, column
 from synapse_ml_track.errors import ConfigError, DataError
-from synapse_ml_track.pipeline import PREDICTION, PROBABILITY
+from synapse_ml_track.evaluation import class_keys
+from synapse_ml_track.pipeline import PREDICTION
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.runs import JOB_TAG
 from synapse_ml_track.spark import spark_error
@@ -40,7 +42,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LINEAGE_COLUMNS = ("model_name", "model_version", "model_run_id", "scored_at")
-MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[^/@]+))?$")
+UNSCORABLE_REASON = "unscorable_reason"  # null, or why the row has no prediction
+# The model URIs MLflow users write (mlflow.models.get_model_info and mlflow.pyfunc.load_model take
+# them all): a version number, "latest", an alias, the bare name (its latest version), or a run's path.
+MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+|latest)|@(?P<alias>[^/@]+))?/?$")
+RUN_URI = re.compile(r"^runs:/(?P<run_id>[^/]+)/(?P<path>.+?)/?$")
+URI_FORMS = "models:/NAME/VERSION, models:/NAME/latest, models:/NAME@ALIAS, models:/NAME or runs:/RUN_ID/PATH"
 INTEGRAL_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
 # Input column types each signature type accepts. Training logs numeric features as double,
 # so any numeric column will do: the pipeline assembles them as doubles anyway.
@@ -66,7 +73,7 @@ class ModelRef:
     @property
     def uri(self) -> str:
         """The pinned URI: an alias moved while the job runs does not change what it loads."""
-        return f"models:/{self.name}/{self.version}"
+        return f"models:/{self.name}/{self.version}" if self.name else f"runs:/{self.run_id}/{self.artifact_path}"
 
 
 def default_model_uri(config: JobConfig) -> str:
@@ -74,21 +81,31 @@ def default_model_uri(config: JobConfig) -> str:
 
 
 def resolve_model(client: MlflowClient, model_uri: str) -> ModelRef:
-    """The registered version a models:/ URI names: by number, by alias, or the latest READY one."""
+    """What a model URI names, pinned: a registered version (by number, alias, or the latest READY
+    one), or a run's model (name and version then empty)."""
     from mlflow.exceptions import MlflowException
 
     from synapse_ml_track import registry
 
+    run = RUN_URI.match(model_uri)
+    if run:
+        try:
+            client.get_run(run.group("run_id"))
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            raise ConfigError(f"{model_uri}: no run {run.group('run_id')}") from None
+        return ModelRef("", "", run.group("run_id"), run.group("path"))
     match = MODEL_URI.match(model_uri)
     if not match:
-        raise ConfigError(f"model URI {model_uri!r} is not models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME")
+        raise ConfigError(f"model URI {model_uri!r} is not one of {URI_FORMS}")
     name, version, alias = match.group("name", "version", "alias")
     try:
         if alias:
             version = registry.champion_version(client, name, alias)
             if version is None:
                 raise ConfigError(f"no version of model '{name}' has the alias '{alias}' (or there is no such model)")
-        elif version is None:
+        elif version in (None, "latest"):
             ready = [int(v.version) for v in registry.all_versions(client, name) if v.status == "READY"]
             if not ready:
                 raise ConfigError(f"model '{name}' has no registered version ready to load")
@@ -131,30 +148,34 @@ def _type_name(spec) -> str:
     return getattr(spec.type, "name", str(spec.type))  # scalar types are DataType members; array/object types are not
 
 
-def count_nulls(df: DataFrame, columns: list[str]) -> tuple[int, dict[str, int]]:
-    """Rows with a null in any of the columns, and nulls per column, from one aggregation."""
-    any_null = reduce(or_, [F.col(c).isNull() for c in columns])
-    row = df.select(
-        F.count(F.when(any_null, 1)).alias("_rows"), *[F.count(F.when(F.col(c).isNull(), 1)).alias(c) for c in columns]
-    ).first()
-    return row["_rows"], {c: row[c] for c in columns if row[c]}
+def count_nulls(df: DataFrame, columns: list[str]) -> dict[str, int]:
+    """Nulls per column, for the ones that have any, from one aggregation."""
+    row = df.select([F.count(F.when(column(c).isNull(), 1)).alias(c) for c in columns]).first()
+    return {c: row[c] for c in columns if row[c]}
 
 
-def probability_column(label: str) -> str:
-    return "probability_" + re.sub(r"\W", "_", label)
+def probability_columns(labels: list[str]) -> list[str]:
+    keys = class_keys(labels)
+    return [f"probability_{keys[label]}" for label in labels]
 
 
-def scored_columns(labels: list[str], model: ModelRef, scored_at: datetime) -> list:
-    """The prediction, the class probabilities as plain doubles (in the model's label order), lineage."""
-    probabilities = vector_to_array(F.col(PROBABILITY))
-    return [
-        F.col(PREDICTION),
-        *[probabilities[i].alias(probability_column(label)) for i, label in enumerate(labels)],
-        F.lit(model.name).alias("model_name"),
-        F.lit(model.version).alias("model_version"),
-        F.lit(model.run_id).alias("model_run_id"),
-        F.lit(scored_at).alias("scored_at"),
-    ]
+def why_unscorable(columns: list[str]) -> Column:
+    """Null when every model input is there; else "null in a, b" naming the missing ones."""
+    missing = [F.when(column(c).isNull(), F.lit(c)) for c in columns]
+    any_missing = reduce(or_, [column(c).isNull() for c in columns])
+    return F.when(any_missing, F.concat(F.lit("null in "), F.concat_ws(", ", *missing)))
+
+
+def filled(name: str, kind: T.DataType) -> Column:
+    """The input with a stand-in for null, so the model runs on every row; its answer for a row with
+    a stand-in is thrown away (see why_unscorable)."""
+    if isinstance(kind, T.BooleanType):
+        stand_in = F.lit(False)
+    elif isinstance(kind, T.StringType):
+        stand_in = F.lit("")
+    else:
+        stand_in = F.lit(0).cast(kind)
+    return F.coalesce(column(name), stand_in).alias(name)
 
 
 def output_format(spark: SparkSession, requested: str | None) -> str:
@@ -173,14 +194,14 @@ def run_scoring(
     *,
     mode: str = "errorifexists",
     requested_format: str | None = None,
+    unscorable: str = "keep",
 ) -> dict[str, Any]:
     tags = {**run_tags(spark, config.run_key), **config.tracking.tags, JOB_TAG: "score"}
     with session.tracking_errors():
         tracker = session.start_run(config.tracking.run_name, tags, redactor)
     with session.failing_run(tracker):
-        summary = _score(
-            spark, config, session, tracker, model_uri, output_path, mode, output_format(spark, requested_format)
-        )
+        fmt = output_format(spark, requested_format)
+        summary = _score(spark, config, session, tracker, model_uri, output_path, mode, fmt, unscorable)
         tracker.finish()
     return summary
 
@@ -194,6 +215,7 @@ def _score(
     output_path: str,
     mode: str,
     fmt: str,
+    unscorable: str,
 ) -> dict[str, Any]:
     from mlflow.models import get_model_info
 
@@ -208,6 +230,7 @@ def _score(
             "output.path": output_path,
             "output.format": fmt,
             "output.mode": mode,
+            "output.unscorable": unscorable,
         }
     )
     model = resolve_model(session.client, model_uri)
@@ -218,32 +241,40 @@ def _score(
         # As training loads the champion: from the run artifacts the version was registered from,
         # with this session's client, so no global MLflow URI is involved.
         local_model = session.download_artifacts(model.run_id, model.artifact_path, download_dir)
-        columns = signature_columns(raw.schema, get_model_info(local_model).signature, f"{model.name}/{model.version}")
+        columns = signature_columns(raw.schema, get_model_info(local_model).signature, model.uri)
         pipeline = load_spark_model(local_model, config.tracking.dfs_tmp)
         labels = list(pipeline.stages[-1].getLabels())
-        scored_at = datetime.now(timezone.utc)
-        clashes = [c for c in raw.columns if c in (PREDICTION, *map(probability_column, labels), *LINEAGE_COLUMNS)]
+        outputs = [PREDICTION, *probability_columns(labels), UNSCORABLE_REASON, *LINEAGE_COLUMNS]
+        clashes = [c for c in raw.columns if c in outputs]
         if clashes:
             raise DataError(
                 f"input already has output column(s) {', '.join(clashes)}; drop or rename them before scoring"
             )
-        skipped = _skipped_rows(raw, columns, config.data.nulls)
-        scored = pipeline.transform(raw.dropna(subset=columns) if skipped else raw)
-        _write(scored.select(*raw.columns, *scored_columns(labels, model, scored_at)), fmt, mode, output_path)
+        if unscorable == "reject":
+            with_nulls = count_nulls(raw, columns)  # the one extra pass, asked for by name
+            if with_nulls:
+                listing = ", ".join(f"{c} ({n})" for c, n in with_nulls.items())
+                raise DataError(
+                    f"nulls in model input columns: {listing}; clean the data or score with --unscorable keep"
+                )
+        scored_at = datetime.now(timezone.utc)
+        scores, counting = score_frame(raw, columns, pipeline, labels, model, scored_at, drop=unscorable == "drop")
+        _write(scores, fmt, mode, output_path)
 
-    counts = {
-        r[PREDICTION]: r["count"]
-        for r in spark.read.format(fmt).load(output_path).groupBy(PREDICTION).count().collect()
-    }
-    rows = sum(counts.values())
+    counts = counting.counts()
+    keys = class_keys(labels)
     tracker.log_metrics(
         {
-            "rows_scored": rows,
-            "rows_skipped": skipped,
-            **{f"predicted_{label}": counts.get(label, 0) for label in labels},
+            "rows_in": counts.rows,
+            "rows_scored": counts.scored,
+            "rows_unscorable": counts.unscorable,
+            **{f"predicted_{keys[label]}": count for label, count in counts.predicted.items()},
         }
     )
-    log.info("scored %s rows with %s version %s into %s (%s)", rows, model.name, model.version, output_path, fmt)
+    log.info(
+        "scored %s of %s rows with %s version %s into %s (%s)",
+        counts.scored, counts.rows, model.name, model.version, output_path, fmt,
+    )  # fmt: skip
     return {
         "status": "scored",
         "run_id": tracker.run_id,
@@ -255,23 +286,85 @@ def _score(
         "input": source.path,
         "output_path": output_path,
         "output_format": fmt,
-        "rows_scored": rows,
-        "rows_skipped": skipped,
-        "predicted": {label: counts.get(label, 0) for label in labels},
+        "rows_in": counts.rows,
+        "rows_scored": counts.scored,
+        "rows_unscorable": counts.unscorable,
+        "unscorable": unscorable,
+        "predicted": counts.predicted,
         "scored_at": scored_at.isoformat(),
         "tracking_uri": session.uri,
     }
 
 
-def _skipped_rows(df: DataFrame, columns: list[str], nulls: str) -> int:
-    """Rows the model cannot score (a null in an input column): counted under nulls=drop, refused under reject."""
-    skipped, per_column = count_nulls(df, columns)
-    if skipped and nulls == "reject":
-        listing = ", ".join(f"{c} ({n})" for c, n in per_column.items())
-        raise DataError(
-            f"{skipped} row(s) have nulls in model input columns: {listing}; clean the data or set data.nulls=drop"
-        )
-    return skipped
+@dataclass(frozen=True)
+class ScoringCounts:
+    rows: int  # input rows
+    unscorable: int  # of which with a null model input
+    predicted: dict[str, int]  # predictions per class
+
+    @property
+    def scored(self) -> int:
+        return self.rows - self.unscorable
+
+
+@dataclass(frozen=True)
+class Counting:
+    """Spark's own observations of the scoring query, filled in as the output is written."""
+
+    inputs: Observation
+    outputs: Observation
+    labels: list[str]
+
+    def counts(self) -> ScoringCounts:
+        seen, written = self.inputs.get, self.outputs.get
+        predicted = {label: int(written[f"predicted_{i}"] or 0) for i, label in enumerate(self.labels)}
+        return ScoringCounts(int(seen["rows"]), int(seen["unscorable"] or 0), predicted)
+
+
+def score_frame(
+    raw: DataFrame, columns: list[str], pipeline, labels: list[str], model: ModelRef, scored_at: datetime, drop: bool
+) -> tuple[DataFrame, Counting]:
+    """Every input row (or, with drop, every scorable one) with its prediction, one probability
+    column per class, the reason it could not be scored, and the model's lineage; counted by Spark
+    observations while the output is written, so the input is read once.
+
+    The model runs on every row, with stand-ins for nulls; a row with a null model input keeps its
+    columns and gets a null prediction and probabilities, and its reason.
+    """
+    kinds = {f.name: f.dataType for f in raw.schema.fields}
+    originals = [f"{RESERVED_PREFIX}in_{i}" for i in range(len(raw.columns))]
+    frame = raw.select(
+        *[column(c).alias(kept) for c, kept in zip(raw.columns, originals, strict=True)],
+        *[filled(c, kinds[c]) for c in columns],
+        why_unscorable(columns).alias(UNSCORABLE_REASON),
+    )
+    inputs = Observation(f"{RESERVED_PREFIX}inputs")
+    frame = frame.observe(
+        inputs,
+        F.count(F.lit(1)).alias("rows"),
+        F.sum(F.col(UNSCORABLE_REASON).isNotNull().cast("long")).alias("unscorable"),
+    )
+    if drop:
+        frame = frame.where(F.col(UNSCORABLE_REASON).isNull())
+    scored = pipeline.transform(frame)
+    scorable = F.col(UNSCORABLE_REASON).isNull()
+    probabilities = vector_to_array(F.col(pipeline.stages[-2].getProbabilityCol()))
+    output = scored.select(
+        *[F.col(kept).alias(c) for c, kept in zip(raw.columns, originals, strict=True)],
+        F.when(scorable, F.col(PREDICTION)).alias(PREDICTION),
+        *[F.when(scorable, probabilities[i]).alias(name) for i, name in enumerate(probability_columns(labels))],
+        F.col(UNSCORABLE_REASON),
+        F.lit(model.name).alias("model_name"),
+        F.lit(model.version).alias("model_version"),
+        F.lit(model.run_id).alias("model_run_id"),
+        F.lit(scored_at).alias("scored_at"),
+    )
+    outputs = Observation(f"{RESERVED_PREFIX}outputs")
+    output = output.observe(
+        outputs,
+        *[F.sum((F.col(PREDICTION) == label).cast("long")).alias(f"predicted_{i}") for i, label in enumerate(labels)],
+    )
+    return output, Counting(inputs, outputs, labels)
 
 
 def _write(scores: DataFrame, fmt: str, mode: str, path: str) -> None:

@@ -6,7 +6,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from synapse_ml_track.config import JobConfig
 from synapse_ml_track.context import run_tags
 from synapse_ml_track.data import FeatureSpec, InputSource
 from synapse_ml_track.errors import GateRejected
-from synapse_ml_track.evaluation import Evaluation, evaluate, write_artifacts
+from synapse_ml_track.evaluation import Evaluation, class_keys, evaluate, write_artifacts
 from synapse_ml_track.pipeline import PREDICTION, build_classifier, build_pipeline, feature_weights, fit_label_indexer
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.runs import JOB_TAG, find_keyed_run
@@ -32,6 +32,7 @@ from synapse_ml_track.tracking import RunTracker
 log = logging.getLogger(__name__)
 
 INPUT_EXAMPLE_ROWS = 5
+MANY_VALUED_TAG = "smt.many_valued_features"  # categorical features over data.max_categories
 
 
 @dataclass
@@ -119,16 +120,25 @@ class FittedModel:
     test_indexed: DataFrame  # the test split with its label index, for further evaluation
     sample: pd.DataFrame  # a few test rows of the model's input: the input example
     champion_metrics: dict[str, float] | None = None
+    dropped_rows: int = 0  # rows with a null label or feature, left out (data.nulls=drop)
+    null_label_rows: int = 0  # of which with a null label
+    many_valued: dict[str, int] = field(default_factory=dict)  # categorical features over data.max_categories
 
     @property
     def metrics(self) -> dict[str, float]:
+        keys = class_keys(self.labels)
         per_class = {
-            f"{name}_{label}": value
+            f"{name}_{keys[label]}": value
             for label, scores in self.evaluation.per_class.items()
             for name, value in scores.items()
             if name != "support"
         }
-        return {**self.evaluation.metrics, "train_rows": float(self.train_rows), **per_class}
+        rows = {
+            "train_rows": self.train_rows,
+            "rows_dropped_nulls": self.dropped_rows,
+            "rows_null_label": self.null_label_rows,
+        }
+        return {**self.evaluation.metrics, **{k: float(v) for k, v in rows.items()}, **per_class}
 
 
 def fit_and_evaluate(
@@ -145,24 +155,36 @@ def fit_and_evaluate(
     with data_module.malformed_input_errors(source):
         raw = data_module.read_input(spark, source, config.data)
         spec = data_module.feature_spec(raw.schema, config.data)
-        prepared = data_module.prepare(raw, spec, config.data.nulls).cache()
+        prepared = data_module.prepare(raw, spec).cache()
         try:
             train, test = data_module.split(prepared, config.data.train_fraction, config.data.seed)
-            train_counts, test_counts = data_module.class_counts(train, test, spec.label)
-            data_module.check_classes(train_counts, test_counts, spec, config.model.type)
+            counts = data_module.count_split(train, test)
+            if counts.incomplete and config.data.nulls == "reject":
+                data_module.refuse_nulls(prepared, spec)
+            train, test = data_module.without_nulls(train), data_module.without_nulls(test)
+            data_module.check_classes(counts.train, counts.test, spec, config.model.type)
+            wide = data_module.many_valued(train, spec, config.data.max_categories)
+            if wide:
+                listing = ", ".join(f"{name} (~{count})" for name, count in wide.items())
+                log.warning(
+                    "categorical feature(s) with more than %s distinct values, each one-hot encoded into as many "
+                    "columns: %s; exclude identifier-like columns with data.exclude or raise data.max_categories",
+                    config.data.max_categories, listing,
+                )  # fmt: skip
 
-            label_indexer = fit_label_indexer(train, spec.label)
+            label_indexer = fit_label_indexer(train)
             labels = list(label_indexer.labels)
             model = build_pipeline(spec, classifier, labels).fit(label_indexer.transform(train))
             test_indexed = label_indexer.transform(test)
             evaluation = evaluate_model(model, test_indexed, labels)
             champion_metrics = champion(test_indexed, labels) if champion else None
-            sample = test.select(*spec.columns).limit(INPUT_EXAMPLE_ROWS).toPandas()
+            sample = test.select(*[data_module.column(c) for c in spec.columns]).limit(INPUT_EXAMPLE_ROWS).toPandas()
         finally:
             prepared.unpersist()
     return FittedModel(
-        spec, model, labels, evaluation, sum(train_counts.values()), test_indexed, sample, champion_metrics
-    )
+        spec, model, labels, evaluation, sum(counts.train.values()), test_indexed, sample, champion_metrics,
+        dropped_rows=counts.incomplete, null_label_rows=counts.null_label, many_valued=wide,
+    )  # fmt: skip
 
 
 def _train_and_track(
@@ -200,6 +222,8 @@ def _train_and_track(
         existing = tracker.artifact_files() if resumed else set()
         model_path = registry.free_model_path(existing)
         late_tags = {**(decision.tags() if decision else {}), **registry.model_path_tags(model_path)}
+        if fitted.many_valued:
+            late_tags[MANY_VALUED_TAG] = ", ".join(f"{name} (~{count})" for name, count in fitted.many_valued.items())
         session.log_input(
             tracker.run_id,
             source,
@@ -237,9 +261,10 @@ def _train_and_track(
 
 
 def evaluate_model(model, test_indexed, labels: list[str]) -> Evaluation:
+    classifier = model.stages[-2]  # its own column names: a champion may predate today's
     predictions = model.transform(test_indexed).cache()
     try:
-        return evaluate(predictions, labels)
+        return evaluate(predictions, labels, classifier.getPredictionCol(), classifier.getRawPredictionCol())
     finally:
         predictions.unpersist()
 

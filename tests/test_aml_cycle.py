@@ -131,7 +131,10 @@ def test_the_job_cycle_in_a_workspace(workspace, run_cli, monkeypatch, tmp_path)
     assert scored.exit_code == 0, scored.stderr
     assert scored.summary["model_version"] == "2" and scored.summary["rows_scored"] > 300
     output = pd.read_parquet(scores)
-    assert set(output["model_version"]) == {"2"} and set(output["prediction"]) <= {"Adelie", "Chinstrap", "Gentoo"}
+    assert set(output["model_version"]) == {"2"}
+    scorable = output["unscorable_reason"].isna()
+    assert set(output.loc[scorable, "prediction"]) <= {"Adelie", "Chinstrap", "Gentoo"}
+    assert output.loc[~scorable, "prediction"].isna().all()
 
     reported = cli(
         "report", "--experiment", experiment, "--model-name", model, "--output-dir", str(tmp_path / "report")

@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from synapse_ml_track.config import DataConfig
-from synapse_ml_track.data import bundled_penguins_path, feature_spec, prepare, read_input, resolve_source, split
+from synapse_ml_track.data import LABEL, bundled_penguins_path, feature_spec, prepare, read_input, resolve_source, split
 
 MODEL = "bad-input-model"
 
@@ -33,7 +33,7 @@ def class_only_in_test(spark, tmp_path: Path) -> list[str]:
     config = DataConfig(path=path)
     source = resolve_source(config)
     raw = read_input(spark, source, config)
-    prepared = prepare(raw, feature_spec(raw.schema, config), config.nulls).where("species = 'Emperor'")
+    prepared = prepare(raw, feature_spec(raw.schema, config)).where(f"{LABEL} = 'Emperor'")
     seed = next(s for s in range(100) if split(prepared, config.train_fraction, s)[1].count() == 1)
     return ["--input", path, "--seed", str(seed)]
 

@@ -7,12 +7,16 @@ from pyspark.sql import types as T
 from synapse_ml_track.config import DataConfig
 from synapse_ml_track.data import (
     BUNDLED_PENGUINS_SCHEMA,
-    class_counts,
+    COMPLETE,
+    LABEL,
+    count_split,
     feature_spec,
     prepare,
     read_input,
+    refuse_nulls,
     resolve_source,
     split,
+    without_nulls,
 )
 from synapse_ml_track.errors import DataError
 
@@ -48,22 +52,33 @@ def test_features_are_inferred_from_types_and_listed_ones_checked(spark):
         feature_spec(SCHEMA, DataConfig(label="kind", numeric_features=["colour"]))
 
 
-def test_prepare_drops_nulls_and_casts_numeric_to_double(spark):
+def test_prepare_flags_nulls_casts_numbers_and_keeps_the_label_as_text(spark):
     frame = spark.createDataFrame([("a", 1, "red"), ("b", None, "blue"), (None, 3, "red")], SCHEMA)
     spec = feature_spec(SCHEMA, DataConfig(label="kind"))
     expected = spark.createDataFrame(
-        [("a", 1.0, "red")],
-        T.StructType(
-            [
-                T.StructField("kind", T.StringType()),
-                T.StructField("size", T.DoubleType()),
-                T.StructField("colour", T.StringType()),
-            ]
-        ),
+        [("a", 1.0, "red", True), ("b", None, "blue", False), (None, 3.0, "red", False)],
+        f"{LABEL} string, size double, colour string, {COMPLETE} boolean",
     )
-    assert_df_equality(prepare(frame, spec, "drop"), expected, ignore_nullable=True)
+    prepared = prepare(frame, spec)
+    assert_df_equality(prepared, expected, ignore_nullable=True)
+    assert_df_equality(without_nulls(prepared), expected.where(COMPLETE).drop(COMPLETE), ignore_nullable=True)
     with pytest.raises(DataError, match=r"null values in kind \(1\), size \(1\)"):
-        prepare(frame, spec, "reject")
+        refuse_nulls(prepared, spec)
+
+
+def test_labels_of_any_type_are_classes(spark):
+    frame = spark.createDataFrame([(1, True, 2.0), (0, False, 3.0)], "level int, flag boolean, size double")
+    for label in ("level", "flag"):
+        spec = feature_spec(frame.schema, DataConfig(label=label, numeric_features=["size"]))
+        assert sorted(r[LABEL] for r in prepare(frame, spec).collect()) == (
+            ["0", "1"] if label == "level" else ["false", "true"]
+        )
+
+
+def test_a_reserved_column_name_is_refused_by_name(spark):
+    frame = spark.createDataFrame([("a", 1.0)], "kind string, __smt_size double")
+    with pytest.raises(DataError, match="column name\\(s\\) __smt_size start with __smt_"):
+        prepare(frame, feature_spec(frame.schema, DataConfig(label="kind")))
 
 
 def test_split_depends_on_rows_and_seed_not_on_partitioning(spark):
@@ -76,7 +91,10 @@ def test_split_depends_on_rows_and_seed_not_on_partitioning(spark):
     assert split(frame, 0.75, seed=4)[1].exceptAll(test_a).count() > 0
 
 
-def test_class_counts_per_split(spark):
-    frame = spark.createDataFrame([("a", 1, "r")] * 3 + [("b", 2, "r")], SCHEMA)
-    train, test = frame.limit(3), frame.exceptAll(frame.limit(3))
-    assert class_counts(train, test, "kind") == ({"a": 3}, {"b": 1})
+def test_class_and_null_counts_per_split_from_one_aggregation(spark):
+    frame = spark.createDataFrame([("a", 1, "r")] * 3 + [("b", 2, "r"), (None, 2, "r"), ("b", None, "r")], SCHEMA)
+    prepared = prepare(frame, feature_spec(SCHEMA, DataConfig(label="kind")))
+    train, test = prepared.limit(3), prepared.exceptAll(prepared.limit(3))
+    counts = count_split(train, test)
+    assert (counts.train, counts.test) == ({"a": 3}, {"b": 1})
+    assert (counts.incomplete, counts.null_label) == (2, 1)

@@ -13,7 +13,9 @@ from pyspark.ml.functions import vector_to_array
 
 from synapse_ml_track.config import build_config
 from synapse_ml_track.data import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
+from synapse_ml_track.pipeline import PROBABILITY
 from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.scoring import resolve_model
 from synapse_ml_track.session import open_session
 from synapse_ml_track.training import run_training
 
@@ -77,15 +79,22 @@ def test_scores_match_the_trained_model_with_probabilities_and_lineage(
     # Round trip: the registered model, loaded and applied by the job, answers like the in-memory model.
     source = penguins(spark)
     complete = source.dropna(subset=[c for c in source.columns if c != "species"])
-    probabilities = vector_to_array("probability")
+    probabilities = vector_to_array(PROBABILITY)
     expected = first.model.transform(complete).select(
         *source.columns, "prediction", *[probabilities[i].alias(name) for i, name in enumerate(PROBABILITIES)]
     )
-    assert_df_equality(scored.select(*expected.columns), expected, ignore_row_order=True)
-    assert summary["rows_scored"] == scored.count() == complete.count() == 333
-    assert summary["rows_skipped"] == source.count() - complete.count() == 11
+    assert_df_equality(
+        scored.where("unscorable_reason IS NULL").select(*expected.columns), expected, ignore_row_order=True
+    )
+    # Nothing is lost: every input row is in the output; those with a null model input have no prediction.
+    assert scored.count() == source.count() == summary["rows_in"] == 344
+    assert summary["rows_scored"] == complete.count() == 333 and summary["rows_unscorable"] == 11
+    unscorable = scored.where("unscorable_reason IS NOT NULL").toPandas()
+    assert len(unscorable) == 11 and unscorable[["prediction", *PROBABILITIES]].isna().all().all()
+    assert set(unscorable["unscorable_reason"]) >= {"null in sex"}
+    assert all(reason.startswith("null in ") for reason in unscorable["unscorable_reason"])
 
-    frame = scored.toPandas()
+    frame = scored.where("unscorable_reason IS NULL").toPandas()
     assert frame[PROBABILITIES].sum(axis=1).to_numpy() == pytest.approx(1.0, abs=1e-9)
     assert (frame[PROBABILITIES].idxmax(axis=1).str.removeprefix("probability_") == frame["prediction"]).all()
     lineage = frame[["model_name", "model_version", "model_run_id", "scored_at"]].drop_duplicates()
@@ -106,7 +115,8 @@ def test_scores_match_the_trained_model_with_probabilities_and_lineage(
     assert run.data.params["model_uri"] == f"models:/{model}/1"
     assert (run.data.params["model.version"], run.data.params["model.run_id"]) == ("1", first.run_id)
     assert run.data.params["data.path"] == bundled_penguins_path() and run.data.params["output.path"] == str(output)
-    assert run.data.metrics["rows_scored"] == 333 and run.data.metrics["rows_skipped"] == 11
+    assert run.data.metrics["rows_scored"] == 333 and run.data.metrics["rows_unscorable"] == 11
+    assert run.data.metrics["rows_in"] == 344
     assert sum(run.data.metrics[f"predicted_{label}"] for label in LABELS) == 333
     assert summary["predicted"] == frame["prediction"].value_counts().to_dict()
 
@@ -124,8 +134,8 @@ BAD_INPUTS = {
     ),
     "nulls refused": (
         lambda frame: frame,
-        ("--set", "data.nulls=reject"),
-        "11 row(s) have nulls in model input columns: ",
+        ("--unscorable", "reject"),
+        "nulls in model input columns: ",
     ),
 }
 
@@ -192,3 +202,59 @@ def test_alias_latest_and_default_model_uris_and_output_modes(run_cli, registere
     unknown = score(run_cli, mlflow_server, experiment, tmp_path / "other", "--model-uri", f"models:/{model}@staging")
     assert unknown.exit_code == 2
     assert f"no version of model '{model}' has the alias 'staging'" in unknown.error_line
+
+
+@pytest.mark.parametrize(
+    ("uri", "version"),
+    [
+        ("models:/{model}/1", "1"),
+        ("models:/{model}/latest", "2"),
+        ("models:/{model}", "2"),
+        ("models:/{model}@champion", "1"),
+        ("runs:/{first_run}/model", ""),
+    ],
+)
+def test_every_model_uri_mlflow_users_write(uri, version, registered, mlflow_server):
+    """One contract: what `score --model-uri` accepts is what MLflow's own loaders take."""
+    _, model, (first, second) = registered
+    client = MlflowClient(mlflow_server.uri)
+    client.set_registered_model_alias(model, "champion", "1")
+    resolved = resolve_model(client, uri.format(model=model, first_run=first.run_id))
+    assert resolved.version == version
+    assert resolved.run_id == (second.run_id if version == "2" else first.run_id)
+    assert resolved.artifact_path == "model"
+
+
+def test_the_deployed_score_job_resolves_its_model_uri(registered, mlflow_server, tmp_path):
+    """The score job definition deploy renders parses with the real score parser, and its default
+    --model-uri names a version that exists."""
+    from synapse_ml_track import deploy
+    from synapse_ml_track.cli import build_parser
+    from synapse_ml_track.cli.deploy import request_of
+
+    _, model, (_, second) = registered
+    config = tmp_path / "synapse.yaml"
+    config.write_text(f"tracking:\n  registered_model_name: {model}\n")
+    arguments = ["deploy", "--workspace", "w", "--storage-account", "acct", "--config", str(config)]
+    plan = deploy.make_plan(request_of(build_parser().parse_args(arguments)))
+    (score_job,) = [
+        s.document for s in plan.steps if getattr(s, "document", {}).get("name") == "synapse-ml-track-score"
+    ]
+    args = build_parser().parse_args(["score", *score_job["properties"]["jobProperties"]["args"]])
+    resolved = resolve_model(MlflowClient(mlflow_server.uri), args.model_uri)
+    assert (resolved.name, resolved.version) == (model, "2")
+
+
+def test_dropping_unscorable_rows_is_a_choice(run_cli, registered, mlflow_server, spark, tmp_path):
+    experiment, model, _ = registered
+    output = tmp_path / "scores"
+    result = score(
+        run_cli, mlflow_server, experiment, output, "--model-uri", f"models:/{model}/1", "--unscorable", "drop"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert (result.summary["rows_in"], result.summary["rows_scored"], result.summary["rows_unscorable"]) == (
+        344,
+        333,
+        11,
+    )
+    assert spark.read.parquet(str(output)).count() == 333

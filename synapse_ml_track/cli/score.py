@@ -7,14 +7,16 @@ import argparse
 from synapse_ml_track.cli.common import add_common, add_output, load_config, write_summary
 from synapse_ml_track.vocabulary import INPUT_FORMATS, OUTPUT_FORMATS
 
+UNSCORABLE_POLICIES = ("keep", "drop", "reject")
+
 
 def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser = subcommands.add_parser("score", help="batch-score data with a registered model")
     add_common(parser)
     parser.add_argument(
         "--model-uri",
-        help="models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME (its latest version); "
-        "default: models:/<tracking.registered_model_name>@<gate.champion_alias>",
+        help="models:/NAME/VERSION, models:/NAME/latest, models:/NAME@ALIAS, models:/NAME (its latest version) or "
+        "runs:/RUN_ID/PATH; default: models:/<tracking.registered_model_name>@<gate.champion_alias>",
     )
     parser.add_argument("--input", help="CSV, Parquet or Delta path to score (default: the bundled penguins data)")
     parser.add_argument("--format", choices=INPUT_FORMATS, help="input format (default: from the path)")
@@ -25,8 +27,16 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         help="default: delta where the Spark session has Delta Lake, else parquet",
     )
     parser.add_argument(
-        "--mode", choices=["errorifexists", "overwrite"], default="errorifexists", help="when the output exists"
+        "--mode",
+        choices=["errorifexists", "overwrite", "append"],
+        default="errorifexists",
+        help="when the output exists",
     )
+    parser.add_argument(
+        "--unscorable", choices=UNSCORABLE_POLICIES, default="keep",
+        help="rows with a null model input: keep them with a null prediction and a reason (default), drop them, "
+        "or reject the input (one extra pass to look)",
+    )  # fmt: skip
     parser.add_argument("--run-key", help="idempotency key of the calling pipeline run, kept as a run tag")
     add_output(parser)
     parser.set_defaults(run=run)
@@ -42,13 +52,16 @@ def run(args: argparse.Namespace) -> int:
     spark = get_or_create_spark("synapse-ml-track-score")
     summary = run_scoring(
         spark, config, session, args.redactor, args.model_uri or default_model_uri(config), args.output_path,
-        mode=args.mode, requested_format=args.output_format,
+        mode=args.mode, requested_format=args.output_format, unscorable=args.unscorable,
     )  # fmt: skip
     print(f"run id:          {summary['run_id']} (experiment {summary['experiment_id']})")
     print(
         f"model:           {summary['model_name']} version {summary['model_version']} (run {summary['model_run_id']})"
     )
-    print(f"scored:          {summary['rows_scored']} rows, {summary['rows_skipped']} skipped for nulls")
+    print(
+        f"scored:          {summary['rows_scored']} of {summary['rows_in']} rows; "
+        f"{summary['rows_unscorable']} with a null model input ({summary['unscorable']})"
+    )
     print(f"output:          {summary['output_path']} ({summary['output_format']})")
     write_summary(summary, config.output)
     return 0
