@@ -13,7 +13,7 @@ RUNTIME_CONSTRAINTS := tests/data/synapse-runtime/constraints.txt
 # (a pool always tracks to a server or workspace).
 RUNTIME_TESTS := tests/test_aml_fidelity.py tests/test_aml_cycle.py tests/test_auth.py tests/test_train_e2e.py
 
-.PHONY: train test test-fast test-runtime test-aml-live aml-double bench check clean
+.PHONY: train test test-fast test-runtime test-aml-live aml-double bench bench-score check clean
 
 # The stamp files make the environments rebuild only when their pins change.
 $(VENV)/.installed: requirements-dev.txt setup.cfg pyproject.toml
@@ -65,6 +65,9 @@ aml-double: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/run.py $(ARGS)
+
+bench-score: $(VENV)/.installed
+	$(BIN)/python bench/score.py $(ARGS)
 
 check: $(VENV)/.installed
 	$(BIN)/synapse-ml-track check $(ARGS)
