@@ -219,6 +219,11 @@ class FaultProxy:
             return self._idle.wait_for(lambda: self._in_flight == 0, timeout=timeout)
 
     def snapshot(self) -> list[Exchange]:
+        """Every exchange, once no request is mid-handling. A handler records its exchange only after
+        the client has seen the outcome (a reset connection ends the client's call at once), so
+        reading without waiting races the handler thread: the cause of an intermittent failure."""
+        if not self.wait_idle():
+            raise AssertionError(f"the proxy still handles {self._in_flight} request(s) after 30 s")
         with self._lock:
             return list(self.exchanges)
 
