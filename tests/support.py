@@ -20,6 +20,14 @@ MLFLOW_SERVER = Path(os.environ.get("SMT_MLFLOW_SERVER", VENV_BIN / "mlflow"))
 # How long a server may take to answer its first request. A cold mlflow server imports for
 # 5-10 s; on a loaded 2-core machine that has been seen to take over a minute.
 START_TIMEOUT = 180.0
+# What a training run logs at the top of its artifacts, wherever it is tracked.
+EXPECTED_ARTIFACTS = {
+    "classification_report.json",
+    "classification_report.txt",
+    "confusion_matrix.png",
+    "coefficients.json",
+    "model",
+}
 # What a server prints when another process took its port between our choosing it and its bind.
 _PORT_TAKEN = ("address already in use", "errno 98", "eaddrinuse")
 

@@ -31,15 +31,7 @@ from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.tracking import AML_LIMITS, RunTracker, limits_for
 
 from azure_stub import StubSession
-from support import free_port
-
-EXPECTED_ARTIFACTS = {
-    "classification_report.json",
-    "classification_report.txt",
-    "confusion_matrix.png",
-    "coefficients.json",
-    "model",
-}
+from support import EXPECTED_ARTIFACTS, free_port
 
 
 def test_training_job_tracks_and_registers_in_the_aml_workspace(run_cli, aml_env, aml_server, offline, spark, tmp_path):
@@ -113,15 +105,13 @@ def test_training_job_tracks_and_registers_in_the_aml_workspace(run_cli, aml_env
 
 
 def test_registered_model_loads_back_and_is_compared_as_champion(run_cli, aml_env, aml_server, offline, spark):
-    first = run_cli(
-        "train",
-        "--tracking-uri",
-        aml_server.tracking_uri,
-        "--experiment-name",
-        "aml-champion",
-        "--registered-model-name",
-        "penguins-aml-champion",
-    )
+    def train(*extra: str):
+        return run_cli(
+            "train", "--tracking-uri", aml_server.tracking_uri, "--experiment-name", "aml-champion",
+            "--registered-model-name", "penguins-aml-champion", *extra,
+        )  # fmt: skip
+
+    first = train()
     assert first.exit_code == 0, first.stderr
     aml_server.clear()
     mlflow.set_tracking_uri(aml_server.tracking_uri)
@@ -139,17 +129,7 @@ def test_registered_model_loads_back_and_is_compared_as_champion(run_cli, aml_en
     assert all(status == 404 for _, path, status in calls if "/logged-models" in path)
 
     # The same data and seed again, compared with the champion: downloaded through the plugin, equal, not registered.
-    second = run_cli(
-        "train",
-        "--tracking-uri",
-        aml_server.tracking_uri,
-        "--experiment-name",
-        "aml-champion",
-        "--registered-model-name",
-        "penguins-aml-champion",
-        "--set",
-        "gate.compare_to_champion=true",
-    )
+    second = train("--set", "gate.compare_to_champion=true")
     assert second.exit_code == 0, second.stderr
     assert second.summary["status"] == "rejected" and "does not beat the champion" in second.summary["reason"]
     client = MlflowClient(aml_server.upstream.uri)

@@ -22,15 +22,7 @@ from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.session import open_session
 from synapse_ml_track.training import run_training
 
-from support import REPO, VENV_BIN
-
-EXPECTED_ARTIFACTS = {
-    "classification_report.json",
-    "classification_report.txt",
-    "confusion_matrix.png",
-    "coefficients.json",
-    "model",
-}
+from support import EXPECTED_ARTIFACTS, REPO, VENV_BIN
 
 
 def test_job_against_mlflow_server_tracks_registers_and_round_trips(run_cli, mlflow_server, spark):
