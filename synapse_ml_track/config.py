@@ -20,9 +20,11 @@ from typing import Any
 import yaml
 
 from synapse_ml_track.errors import ConfigError, first_line
-from synapse_ml_track.vocabulary import INPUT_FORMATS, MODEL_TYPES
+from synapse_ml_track.vocabulary import DEFAULT_METRIC, DEFAULT_MODEL_TYPE, INPUT_FORMATS, MODEL_TYPES, TASKS
 
 NULL_POLICIES = ("drop", "reject")
+SEARCH_METHODS = ("grid", "random")
+SEARCH_VALIDATIONS = ("cross_validation", "train_validation_split")
 AUTH_METHODS = ("env", "keyvault", "managed_identity", "auto")
 
 
@@ -44,9 +46,26 @@ class DataConfig:
 
 
 @dataclass
-class ModelConfig:
-    type: str = "logistic_regression"
+class SearchConfig:
+    """A hyperparameter search: empty `params` means none. Each entry of `params` names an estimator
+    parameter and lists its values, or, for method random, gives a range {low: , high: , log: , integer: }."""
+
     params: dict[str, Any] = field(default_factory=dict)
+    method: str = "grid"
+    samples: int = 10  # candidates drawn by method random
+    validation: str = "cross_validation"
+    folds: int = 3
+    train_ratio: float = 0.75  # validation train_validation_split: the share of the training split fitted on
+    parallelism: int = 1  # candidates fitted at once
+    metric: str | None = None  # ranks the candidates; default gate.champion_metric
+
+
+@dataclass
+class ModelConfig:
+    task: str = "classification"
+    type: str | None = None  # default: logistic_regression or linear_regression, by task
+    params: dict[str, Any] = field(default_factory=dict)
+    search: SearchConfig = field(default_factory=SearchConfig)
 
 
 @dataclass
@@ -69,8 +88,9 @@ class TrackingConfig:
 @dataclass
 class GateConfig:
     min_metrics: dict[str, float] = field(default_factory=dict)
+    max_metrics: dict[str, float] = field(default_factory=dict)  # for error metrics: rmse, mae
     compare_to_champion: bool = False
-    champion_metric: str = "f1"
+    champion_metric: str | None = None  # default: f1 or rmse, by model.task
     champion_alias: str = "champion"
     fail_on_reject: bool = False
 
@@ -219,6 +239,15 @@ def build_config(
         layers.append(dict(overrides))
     config = from_dict(merge_layers(*layers))
     validate(config)
+    return with_task_defaults(config)
+
+
+def with_task_defaults(config: JobConfig) -> JobConfig:
+    """Fill in what depends on model.task: the model type, the champion metric, the search metric."""
+    task = config.model.task
+    config.model.type = config.model.type or DEFAULT_MODEL_TYPE[task]
+    config.gate.champion_metric = config.gate.champion_metric or DEFAULT_METRIC[task]
+    config.model.search.metric = config.model.search.metric or config.gate.champion_metric
     return config
 
 
@@ -298,7 +327,22 @@ def validate(config: JobConfig) -> None:
         if value is not None and value not in allowed:
             raise ConfigError(f"config key '{dotted}' must be one of {', '.join(allowed)}, got {value!r}")
 
-    one_of("model.type", config.model.type, tuple(MODEL_TYPES))
+    one_of("model.task", config.model.task, TASKS)
+    task_types = tuple(MODEL_TYPES[config.model.task])
+    if config.model.type is not None and config.model.type not in task_types:
+        raise ConfigError(
+            f"config key 'model.type' must be one of {', '.join(task_types)} for model.task {config.model.task}, "
+            f"got {config.model.type!r}"
+        )
+    search = config.model.search
+    one_of("model.search.method", search.method, SEARCH_METHODS)
+    one_of("model.search.validation", search.validation, SEARCH_VALIDATIONS)
+    if search.folds < 2:
+        raise ConfigError(f"config key 'model.search.folds' must be at least 2, got {search.folds}")
+    if not 0.0 < search.train_ratio < 1.0:
+        raise ConfigError(f"config key 'model.search.train_ratio' must be between 0 and 1, got {search.train_ratio}")
+    if search.parallelism < 1 or search.samples < 1:
+        raise ConfigError("config keys 'model.search.parallelism' and 'model.search.samples' must be at least 1")
     one_of("data.format", config.data.format, INPUT_FORMATS)
     one_of("data.nulls", config.data.nulls, NULL_POLICIES)
     one_of("azure.auth", config.azure.auth, AUTH_METHODS)
@@ -316,9 +360,10 @@ def validate(config: JobConfig) -> None:
         raise ConfigError(
             "config key 'tracking.registered_model_name' is empty; name the model or set tracking.register=false"
         )
-    for metric, threshold in config.gate.min_metrics.items():
-        if not isinstance(threshold, (int, float)):
-            raise ConfigError(f"config key 'gate.min_metrics.{metric}' must be a number")
+    for bound in ("min_metrics", "max_metrics"):
+        for metric, threshold in getattr(config.gate, bound).items():
+            if not isinstance(threshold, (int, float)):
+                raise ConfigError(f"config key 'gate.{bound}.{metric}' must be a number")
     listed = (config.data.numeric_features or []) + (config.data.categorical_features or [])
     if config.data.label in listed:
         raise ConfigError(

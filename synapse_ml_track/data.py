@@ -183,18 +183,26 @@ def column(name: str) -> Column:
     return F.col(quoted(name))
 
 
-def prepare(df: DataFrame, spec: FeatureSpec) -> DataFrame:
-    """The label as text under LABEL (classes of any type are classes), numeric features as double,
-    categorical ones as they are, each under its own name, and COMPLETE: no null in any of them."""
+def prepare(df: DataFrame, spec: FeatureSpec, task: str = "classification") -> DataFrame:
+    """The label under LABEL: as text for classification (classes of any type are classes), as a
+    number for regression; numeric features as double, categorical ones as they are, each under its
+    own name; and COMPLETE: no null in any of them."""
     reserved = [name for name in df.columns if name.startswith(RESERVED_PREFIX)]
     if reserved:
         raise DataError(
             f"column name(s) {', '.join(reserved)} start with {RESERVED_PREFIX}, which the job reserves; rename them"
         )
+    label_type = df.schema[spec.label].dataType
+    if task == "regression" and not isinstance(label_type, NUMERIC_TYPES):
+        raise DataError(
+            f"label '{spec.label}' is {label_type.simpleString()}, but a regression needs a numeric label; "
+            "fix data.label or set model.task=classification"
+        )
     features = [column(c).cast("double").alias(c) for c in spec.numeric] + [
         column(c).alias(c) for c in spec.categorical
     ]
-    selected = df.select(column(spec.label).cast("string").alias(LABEL), *features)
+    label = column(spec.label).cast("double" if task == "regression" else "string")
+    selected = df.select(label.alias(LABEL), *features)
     complete = reduce(and_, [column(name).isNotNull() for name in selected.columns])
     return selected.withColumn(COMPLETE, complete)
 
@@ -214,23 +222,41 @@ def split(df: DataFrame, train_fraction: float, seed: int) -> tuple[DataFrame, D
 
 @dataclass(frozen=True)
 class SplitCounts:
-    train: dict[str, int]  # rows per class, complete rows only
+    train: dict[str, int]  # complete rows per class (regression: see count_split)
     test: dict[str, int]
     incomplete: int  # rows with a null label or feature, both splits
     null_label: int  # of which with a null label
 
 
-def count_split(train: DataFrame, test: DataFrame) -> SplitCounts:
-    """Rows per class in each split and the rows with nulls, from one aggregation over both splits."""
+def count_split(train: DataFrame, test: DataFrame, task: str = "classification") -> SplitCounts:
+    """Rows per class in each split and the rows with nulls, from one aggregation over both splits.
+
+    A regression's label has as many values as rows, so there it is not grouped by: each split's
+    rows count under "varied" when its labels differ, else under their one value.
+    """
     both = train.withColumn("_in_train", F.lit(True)).unionByName(test.withColumn("_in_train", F.lit(False)))
-    rows = both.groupBy("_in_train", COMPLETE, LABEL).count().collect()
-    complete = [r for r in rows if r[COMPLETE]]
+    if task == "classification":
+        rows = both.groupBy("_in_train", COMPLETE, LABEL).count().collect()
+        keyed = [(r["_in_train"], r[COMPLETE], r[LABEL], r["count"]) for r in rows]
+    else:
+        grouped = both.groupBy("_in_train", COMPLETE, F.col(LABEL).isNull().alias("_null_label"))
+        rows = grouped.agg(F.count(F.lit(1)).alias("count"), F.min(LABEL).alias("low"), F.max(LABEL).alias("high"))
+        keyed = [
+            (r["_in_train"], r[COMPLETE], None if r["_null_label"] else _value_key(r["low"], r["high"]), r["count"])
+            for r in rows.collect()
+        ]
     return SplitCounts(
-        train={r[LABEL]: r["count"] for r in complete if r["_in_train"]},
-        test={r[LABEL]: r["count"] for r in complete if not r["_in_train"]},
-        incomplete=sum(r["count"] for r in rows if not r[COMPLETE]),
-        null_label=sum(r["count"] for r in rows if r[LABEL] is None),
+        train={key: count for in_train, complete, key, count in keyed if complete and in_train},
+        test={key: count for in_train, complete, key, count in keyed if complete and not in_train},
+        incomplete=sum(count for _, complete, _, count in keyed if not complete),
+        null_label=sum(count for _, _, key, count in keyed if key is None),
     )
+
+
+def _value_key(low: float | None, high: float | None) -> str | None:
+    if low is None:
+        return None
+    return str(low) if low == high else "varied"
 
 
 def refuse_nulls(frame: DataFrame, spec: FeatureSpec) -> None:
@@ -254,9 +280,10 @@ def many_valued(frame: DataFrame, spec: FeatureSpec, limit: int) -> dict[str, in
     return {name: count for name, count in counts.items() if count > limit}
 
 
-def check_classes(
-    train_counts: dict[str, int], test_counts: dict[str, int], spec: FeatureSpec, model_type: str
+def check_split(
+    train_counts: dict[str, int], test_counts: dict[str, int], spec: FeatureSpec, task: str, model_type: str
 ) -> list[str]:
+    """Refuse splits nothing can be learnt or tested from; the classes, for classification."""
     if not train_counts and not test_counts:
         raise DataError(
             "no rows left to train on (empty input, or every row had a null); check the input and data.nulls"
@@ -264,6 +291,14 @@ def check_classes(
     if not train_counts or not test_counts:
         empty = "training" if not train_counts else "test"
         raise DataError(f"the {empty} split is empty; add rows or change data.train_fraction")
+    if task == "regression":
+        if "varied" not in train_counts:
+            value = next(iter(train_counts))
+            raise DataError(
+                f"label '{spec.label}' has a single value ({value}) in the training split; "
+                "a regression needs a label that varies"
+            )
+        return []
     classes = sorted(set(train_counts) | set(test_counts), key=str)
     if len(classes) < 2:
         raise DataError(
@@ -275,8 +310,9 @@ def check_classes(
             f"class(es) {', '.join(map(repr, only_in_test))} of '{spec.label}' appear only in the test split; "
             "add rows of those classes or change data.seed / data.train_fraction"
         )
-    if MODEL_TYPES[model_type].binary_only and len(classes) > 2:
-        others = [name for name, kind in MODEL_TYPES.items() if not kind.binary_only]
+    kinds = MODEL_TYPES[task]
+    if kinds[model_type].binary_only and len(classes) > 2:
+        others = [name for name, kind in kinds.items() if not kind.binary_only]
         raise DataError(
             f"model.type {model_type} supports binary labels only, but '{spec.label}' has {len(classes)} classes; "
             f"use {' or '.join(others)}"

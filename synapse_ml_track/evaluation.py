@@ -11,6 +11,7 @@ from pyspark.ml.evaluation import BinaryClassificationEvaluator
 from pyspark.sql import DataFrame
 
 from synapse_ml_track.pipeline import LABEL_INDEX, PREDICTION_INDEX, RAW_PREDICTION
+from synapse_ml_track.plots import pyplot
 
 # What MLflow accepts in a metric name on every platform (mlflow/utils/validation.py,
 # validate_param_and_metric_name: letters, digits, _ - . space and /; the slash is left out here).
@@ -37,6 +38,21 @@ class Evaluation:
     confusion: list[list[int]]  # rows: true class, columns: predicted class, in `labels` order
     metrics: dict[str, float] = field(default_factory=dict)
     per_class: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def all_metrics(self) -> dict[str, float]:
+        """The overall metrics and each class's precision, recall and f1 (f1_<class>, ...)."""
+        keys = class_keys(self.labels)
+        per_class = {
+            f"{name}_{keys[label]}": value
+            for label, scores in self.per_class.items()
+            for name, value in scores.items()
+            if name != "support"
+        }
+        return {**self.metrics, **per_class}
+
+    def write(self, weights: dict | None, directory: Path) -> None:
+        write_artifacts(self, weights, directory)
 
 
 def evaluate(
@@ -112,17 +128,18 @@ def write_artifacts(evaluation: Evaluation, weights: dict | None, directory: Pat
     }
     (directory / "classification_report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     (directory / "classification_report.txt").write_text(classification_report_text(evaluation), encoding="utf-8")
-    if weights is not None:
-        (directory / f"{weights['kind']}.json").write_text(json.dumps(weights["values"], indent=2), encoding="utf-8")
+    write_weights(weights, directory)
     plot_confusion_matrix(evaluation, directory / "confusion_matrix.png")
 
 
+def write_weights(weights: dict | None, directory: Path) -> None:
+    """Feature importances or coefficients (pipeline.feature_weights) as <kind>.json."""
+    if weights is not None:
+        (directory / f"{weights['kind']}.json").write_text(json.dumps(weights["values"], indent=2), encoding="utf-8")
+
+
 def plot_confusion_matrix(evaluation: Evaluation, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    plt = pyplot()
     size = len(evaluation.labels)
     figure, axes = plt.subplots(figsize=(2 + 1.1 * size, 1.6 + 1.0 * size))
     image = axes.imshow(evaluation.confusion, cmap="Blues")

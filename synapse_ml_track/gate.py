@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from synapse_ml_track.config import GateConfig
+from synapse_ml_track.vocabulary import higher_is_better
 
 GATE_TAG = "smt.gate"
 GATE_REASON_TAG = "smt.gate_reason"
@@ -23,22 +24,31 @@ class Decision:
 
 
 def decide(gate: GateConfig, metrics: dict[str, float], champion_metrics: dict[str, float] | None) -> Decision:
+    """Register when every min_metrics and max_metrics bound holds and, when there is a champion to
+    compare with, the run does better on gate.champion_metric: higher, or lower for an error metric."""
     failed = []
-    for name, threshold in sorted(gate.min_metrics.items()):
-        if name not in metrics:
-            failed.append(f"{name} is not a metric of this run (known: {', '.join(sorted(metrics))})")
-        elif metrics[name] < threshold:
-            failed.append(f"{name} {metrics[name]:.4f} < {threshold}")
+    for bound, thresholds, beyond in (("below", gate.min_metrics, "<"), ("above", gate.max_metrics, ">")):
+        missed = []
+        for name, threshold in sorted(thresholds.items()):
+            if name not in metrics:
+                missed.append(f"{name} is not a metric of this run (known: {', '.join(sorted(metrics))})")
+            elif metrics[name] < threshold if beyond == "<" else metrics[name] > threshold:
+                missed.append(f"{name} {metrics[name]:.4f} {beyond} {threshold}")
+        if missed:
+            failed.append(f"{bound} threshold: " + "; ".join(missed))
     if failed:
-        return Decision(False, "below threshold: " + "; ".join(failed))
+        return Decision(False, "; ".join(failed))
     if champion_metrics is not None:
         metric = gate.champion_metric
         ours, theirs = metrics.get(metric), champion_metrics.get(metric)
         if ours is None:
             return Decision(False, f"gate.champion_metric {metric!r} is not a metric of this run")
-        if theirs is not None and ours <= theirs:
+        if theirs is None:
+            return Decision(True)
+        better, worse = (">", "<=") if higher_is_better(metric) else ("<", ">=")
+        if not (ours > theirs if higher_is_better(metric) else ours < theirs):
             return Decision(
-                False, f"does not beat the champion: {metric} {ours:.4f} <= {theirs:.4f} on the same test data"
+                False, f"does not beat the champion: {metric} {ours:.4f} {worse} {theirs:.4f} on the same test data"
             )
-        return Decision(True, f"beats the champion: {metric} {ours:.4f} > {theirs:.4f}" if theirs is not None else None)
+        return Decision(True, f"beats the champion: {metric} {ours:.4f} {better} {theirs:.4f}")
     return Decision(True)

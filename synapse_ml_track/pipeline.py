@@ -1,4 +1,4 @@
-"""The Spark ML pipeline: encode categoricals, assemble, scale, classify, decode the label."""
+"""The Spark ML pipeline: encode categoricals, assemble, scale, then classify and decode the class, or regress."""
 
 from __future__ import annotations
 
@@ -42,29 +42,35 @@ def fit_label_indexer(train: DataFrame) -> StringIndexerModel:
     return indexer.fit(train)
 
 
-def build_classifier(model_type: str, params: dict[str, Any], seed: int):
-    module, _, name = MODEL_TYPES[model_type].estimator.rpartition(".")
+def build_estimator(task: str, model_type: str, params: dict[str, Any], seed: int):
+    module, _, name = MODEL_TYPES[task][model_type].estimator.rpartition(".")
     estimator_class = getattr(importlib.import_module(module), name)
     estimator = estimator_class()
-    columns = {"featuresCol": FEATURES, "labelCol": LABEL_INDEX, "predictionCol": PREDICTION_INDEX,
-               "probabilityCol": PROBABILITY, "rawPredictionCol": RAW_PREDICTION}  # fmt: skip
+    if task == "classification":
+        columns = {"featuresCol": FEATURES, "labelCol": LABEL_INDEX, "predictionCol": PREDICTION_INDEX,
+                   "probabilityCol": PROBABILITY, "rawPredictionCol": RAW_PREDICTION}  # fmt: skip
+    else:
+        columns = {"featuresCol": FEATURES, "labelCol": LABEL, "predictionCol": PREDICTION}
     for name, value in columns.items():
         estimator.set(estimator.getParam(name), value)
     if estimator.hasParam("seed"):
         estimator.setSeed(seed)
     for name, value in params.items():
-        if not estimator.hasParam(name) or name in COLUMN_PARAMS:
-            settable = sorted(p.name for p in estimator.params if p.name not in COLUMN_PARAMS)
-            raise ConfigError(
-                f"model.params.{name} is not a parameter of {estimator_class.__name__} (valid: {', '.join(settable)})"
-            )
-        try:
-            estimator.set(estimator.getParam(name), value)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"model.params.{name}={value!r} is not valid for {estimator_class.__name__}: {exc}"
-            ) from None
+        set_param(estimator, name, value, "model.params")
     return estimator
+
+
+def set_param(estimator, name: str, value: Any, key: str) -> None:
+    """Set one estimator parameter from configuration (`key` names where it came from)."""
+    if not estimator.hasParam(name) or name in COLUMN_PARAMS:
+        settable = sorted(p.name for p in estimator.params if p.name not in COLUMN_PARAMS)
+        raise ConfigError(
+            f"{key}.{name} is not a parameter of {type(estimator).__name__} (valid: {', '.join(settable)})"
+        )
+    try:
+        estimator.set(estimator.getParam(name), value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}.{name}={value!r} is not valid for {type(estimator).__name__}: {exc}") from None
 
 
 def numeric_slot(index: int) -> str:
@@ -75,12 +81,14 @@ def categorical_slot(index: int) -> str:
     return f"{RESERVED_PREFIX}cat_{index}"
 
 
-def build_pipeline(spec: FeatureSpec, classifier, class_labels: list[str]) -> Pipeline:
+def build_pipeline(spec: FeatureSpec, estimator, class_labels: list[str] | None) -> Pipeline:
     """The logged model: input columns by their own names, however they are spelled.
 
     Spark ML stages resolve a column name as an expression (a dot reads as a struct field), so the
     first stage, an SQL SELECT with every name quoted, copies each feature to a plain internal name
     (numeric as double, categorical as text, booleans included) for the stages after it.
+    A classifier's pipeline ends by decoding the predicted class (`class_labels`); a regressor's
+    writes its prediction directly.
     """
     numeric = [numeric_slot(i) for i in range(len(spec.numeric))]
     categorical = [categorical_slot(i) for i in range(len(spec.categorical))]
@@ -99,32 +107,47 @@ def build_pipeline(spec: FeatureSpec, classifier, class_labels: list[str]) -> Pi
     stages += [
         VectorAssembler(inputCols=numeric + encoded, outputCol=ASSEMBLED, handleInvalid="error"),
         StandardScaler(inputCol=ASSEMBLED, outputCol=FEATURES, withMean=False, withStd=True),
-        classifier,
-        IndexToString(inputCol=PREDICTION_INDEX, outputCol=PREDICTION, labels=class_labels),
+        estimator,
     ]
+    if class_labels is not None:
+        stages.append(IndexToString(inputCol=PREDICTION_INDEX, outputCol=PREDICTION, labels=class_labels))
     return Pipeline(stages=stages)
 
 
+def predictor(model: PipelineModel):
+    """The fitted classifier or regressor: the one stage that reads the assembled features."""
+    return next(stage for stage in model.stages if stage.hasParam("featuresCol"))
+
+
+def class_labels(model: PipelineModel) -> list[str] | None:
+    """The classes a classification pipeline decodes its prediction to; None for a regression."""
+    last = model.stages[-1]
+    return list(last.getLabels()) if isinstance(last, IndexToString) else None
+
+
 def feature_weights(model: PipelineModel, spec: FeatureSpec, data: DataFrame) -> dict[str, Any] | None:
-    """Feature importances (trees) or coefficients (logistic regression), named by input feature.
+    """Feature importances (trees) or coefficients (linear models), named by input feature.
 
     `data` is any frame the model can transform: the names come from the assembled vector's ML
     attributes, which the schema carries without running a Spark job.
     """
-    classifier = model.stages[-2]
+    fitted = predictor(model)
     names = assembled_feature_names(model.transform(data), spec)
-    if hasattr(classifier, "featureImportances"):
-        importances = classifier.featureImportances.toArray().tolist()
+    if hasattr(fitted, "featureImportances"):
+        importances = fitted.featureImportances.toArray().tolist()
         return {"kind": "feature_importances", "values": dict(zip(names, importances, strict=True))}
-    if hasattr(classifier, "coefficientMatrix"):
-        matrix = classifier.coefficientMatrix.toArray().tolist()
-        labels = model.stages[-1].getLabels()
+    if hasattr(fitted, "coefficientMatrix"):
+        matrix = fitted.coefficientMatrix.toArray().tolist()
+        labels = class_labels(model)
         rows = matrix if len(matrix) == len(labels) else [matrix[0]]
         row_names = labels if len(matrix) == len(labels) else [f"{labels[1]} vs {labels[0]}"]
         return {
             "kind": "coefficients",
             "values": {cls: dict(zip(names, row, strict=True)) for cls, row in zip(row_names, rows, strict=True)},
         }
+    if hasattr(fitted, "coefficients"):
+        values = dict(zip(names, fitted.coefficients.toArray().tolist(), strict=True))
+        return {"kind": "coefficients", "values": {**values, "(intercept)": float(fitted.intercept)}}
     return None
 
 

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from synapse_ml_track.config import JobConfig
 from synapse_ml_track.errors import ConfigError
+from synapse_ml_track.plots import pyplot
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.runs import JOB_TAG, RUN_KEY_TAG
+from synapse_ml_track.vocabulary import HEADLINE_METRICS, higher_is_better
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,7 +27,6 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 PAGE_SIZE = 100
-HEADLINE_METRICS = ("accuracy", "f1", "precision", "recall")
 
 
 def connect(config: JobConfig, redactor: Redactor) -> tuple[str, MlflowClient, Experiment]:
@@ -67,10 +68,13 @@ def versions_by_run(client: MlflowClient, name: str) -> dict[str, list[tuple[int
 
 
 def runs_table(runs: list[Run], metric: str, versions: dict[str, list[tuple[int, list[str]]]]) -> pd.DataFrame:
-    """One row per run, best `metric` first (runs without it last), newest first among equals."""
+    """One row per run, best `metric` first (runs without it last), newest first among equals; the
+    headline metrics of each task among the runs (classification, regression) beside it."""
     import pandas as pd
 
-    metrics = [metric, *(m for m in HEADLINE_METRICS if m != metric)]
+    tasks = sorted({run.data.params.get("model.task", "classification") for run in runs})
+    headline = [m for task in tasks for m in HEADLINE_METRICS.get(task, ())]
+    metrics = list(dict.fromkeys([metric, *headline]))
     rows = [
         {
             "run_id": run.info.run_id,
@@ -102,7 +106,7 @@ def runs_table(runs: list[Run], metric: str, versions: dict[str, list[tuple[int,
         ],
     )
     return table.sort_values(
-        [metric, "start_time"], ascending=[False, False], na_position="last", kind="stable"
+        [metric, "start_time"], ascending=[not higher_is_better(metric), False], na_position="last", kind="stable"
     ).reset_index(drop=True)
 
 
@@ -119,11 +123,7 @@ def markdown(table: pd.DataFrame) -> str:
 
 def write_plot(table: pd.DataFrame, metric: str, title: str, path: Path) -> None:
     """The metric per run in start order, the best run marked, each run labelled with its model version."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    plt = pyplot()
     runs = table.dropna(subset=[metric]).sort_values("start_time", kind="stable")
     positions = list(range(len(runs)))
     labels = [
@@ -132,7 +132,7 @@ def write_plot(table: pd.DataFrame, metric: str, title: str, path: Path) -> None
         + (f" ({row.aliases})" if row.aliases else "")
         for row in runs.itertuples()
     ]
-    best = runs[metric].idxmax()
+    best = runs[metric].idxmax() if higher_is_better(metric) else runs[metric].idxmin()
     figure, axes = plt.subplots(figsize=(max(6.0, 1.1 * len(runs) + 2), 4.5))
     axes.plot(positions, runs[metric], marker="o")
     axes.plot(

@@ -1,7 +1,8 @@
 """The batch-scoring job: check the input against a registered model's signature, score, write, track.
 
 One MLflow run per job, in the same experiment as training (tag smt.job=score). The output holds
-the input's columns, the predicted class, one probability column per class and the model's lineage.
+the input's columns, the prediction (a classifier's class, with one probability column per class,
+or a regressor's number) and the model's lineage.
 
 mlflow (and the modules built on it) is imported where it is used.
 """
@@ -28,7 +29,7 @@ from synapse_ml_track.context import run_tags
 from synapse_ml_track.data import RESERVED_PREFIX, column
 from synapse_ml_track.errors import ConfigError, DataError
 from synapse_ml_track.evaluation import class_keys
-from synapse_ml_track.pipeline import PREDICTION
+from synapse_ml_track.pipeline import PREDICTION, class_labels, predictor
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.runs import JOB_TAG
 from synapse_ml_track.spark import spark_error
@@ -243,8 +244,8 @@ def _score(
         local_model = session.download_artifacts(model.run_id, model.artifact_path, download_dir)
         columns = signature_columns(raw.schema, get_model_info(local_model).signature, model.uri)
         pipeline = load_spark_model(local_model, config.tracking.dfs_tmp)
-        labels = list(pipeline.stages[-1].getLabels())
-        outputs = [PREDICTION, *probability_columns(labels), UNSCORABLE_REASON, *LINEAGE_COLUMNS]
+        labels = class_labels(pipeline)  # None: a regression
+        outputs = [PREDICTION, *probability_columns(labels or []), UNSCORABLE_REASON, *LINEAGE_COLUMNS]
         clashes = [c for c in raw.columns if c in outputs]
         if clashes:
             raise DataError(
@@ -262,13 +263,14 @@ def _score(
         _write(scores, fmt, mode, output_path)
 
     counts = counting.counts()
-    keys = class_keys(labels)
+    keys = class_keys(labels or [])
     tracker.log_metrics(
         {
             "rows_in": counts.rows,
             "rows_scored": counts.scored,
             "rows_unscorable": counts.unscorable,
             **{f"predicted_{keys[label]}": count for label, count in counts.predicted.items()},
+            **{f"prediction_{name}": value for name, value in counts.prediction_stats.items()},
         }
     )
     log.info(
@@ -291,6 +293,7 @@ def _score(
         "rows_unscorable": counts.unscorable,
         "unscorable": unscorable,
         "predicted": counts.predicted,
+        "prediction_stats": counts.prediction_stats,
         "scored_at": scored_at.isoformat(),
         "tracking_uri": session.uri,
     }
@@ -300,7 +303,8 @@ def _score(
 class ScoringCounts:
     rows: int  # input rows
     unscorable: int  # of which with a null model input
-    predicted: dict[str, int]  # predictions per class
+    predicted: dict[str, int]  # predictions per class (classification)
+    prediction_stats: dict[str, float]  # mean, min and max prediction (regression)
 
     @property
     def scored(self) -> int:
@@ -313,20 +317,27 @@ class Counting:
 
     inputs: Observation
     outputs: Observation
-    labels: list[str]
+    labels: list[str] | None
 
     def counts(self) -> ScoringCounts:
         seen, written = self.inputs.get, self.outputs.get
-        predicted = {label: int(written[f"predicted_{i}"] or 0) for i, label in enumerate(self.labels)}
-        return ScoringCounts(int(seen["rows"]), int(seen["unscorable"] or 0), predicted)
+        predicted = {label: int(written[f"predicted_{i}"] or 0) for i, label in enumerate(self.labels or [])}
+        stats = {} if self.labels is not None else {k: v for k, v in written.items() if v is not None}
+        return ScoringCounts(int(seen["rows"]), int(seen["unscorable"] or 0), predicted, stats)
 
 
 def score_frame(
-    raw: DataFrame, columns: list[str], pipeline, labels: list[str], model: ModelRef, scored_at: datetime, drop: bool
+    raw: DataFrame,
+    columns: list[str],
+    pipeline,
+    labels: list[str] | None,
+    model: ModelRef,
+    scored_at: datetime,
+    drop: bool,
 ) -> tuple[DataFrame, Counting]:
-    """Every input row (or, with drop, every scorable one) with its prediction, one probability
-    column per class, the reason it could not be scored, and the model's lineage; counted by Spark
-    observations while the output is written, so the input is read once.
+    """Every input row (or, with drop, every scorable one) with its prediction (for a classifier,
+    one probability column per class), the reason it could not be scored, and the model's lineage;
+    counted by Spark observations while the output is written, so the input is read once.
 
     The model runs on every row, with stand-ins for nulls; a row with a null model input keeps its
     columns and gets a null prediction and probabilities, and its reason.
@@ -348,11 +359,16 @@ def score_frame(
         frame = frame.where(F.col(UNSCORABLE_REASON).isNull())
     scored = pipeline.transform(frame)
     scorable = F.col(UNSCORABLE_REASON).isNull()
-    probabilities = vector_to_array(F.col(pipeline.stages[-2].getProbabilityCol()))
+    per_class = []
+    if labels is not None:
+        probabilities = vector_to_array(F.col(predictor(pipeline).getProbabilityCol()))
+        per_class = [
+            F.when(scorable, probabilities[i]).alias(name) for i, name in enumerate(probability_columns(labels))
+        ]
     output = scored.select(
         *[F.col(kept).alias(c) for c, kept in zip(raw.columns, originals, strict=True)],
         F.when(scorable, F.col(PREDICTION)).alias(PREDICTION),
-        *[F.when(scorable, probabilities[i]).alias(name) for i, name in enumerate(probability_columns(labels))],
+        *per_class,
         F.col(UNSCORABLE_REASON),
         F.lit(model.name).alias("model_name"),
         F.lit(model.version).alias("model_version"),
@@ -360,10 +376,13 @@ def score_frame(
         F.lit(scored_at).alias("scored_at"),
     )
     outputs = Observation(f"{RESERVED_PREFIX}outputs")
-    output = output.observe(
-        outputs,
-        *[F.sum((F.col(PREDICTION) == label).cast("long")).alias(f"predicted_{i}") for i, label in enumerate(labels)],
-    )
+    if labels is not None:
+        counted = [
+            F.sum((F.col(PREDICTION) == label).cast("long")).alias(f"predicted_{i}") for i, label in enumerate(labels)
+        ]
+    else:
+        counted = [F.avg(PREDICTION).alias("mean"), F.min(PREDICTION).alias("min"), F.max(PREDICTION).alias("max")]
+    output = output.observe(outputs, *counted)
     return output, Counting(inputs, outputs, labels)
 
 

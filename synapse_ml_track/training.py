@@ -1,4 +1,4 @@
-"""The training job: read, split, fit, evaluate, track, register; one MLflow run per job."""
+"""The training job: read, split, fit (or search), evaluate, track, register; one MLflow run per job."""
 
 from __future__ import annotations
 
@@ -13,18 +13,27 @@ from typing import Any
 import pandas as pd
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.types import ColSpec, Schema
-from pyspark.ml import PipelineModel
+from pyspark.ml import Pipeline, PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 
 from synapse_ml_track import data as data_module
 from synapse_ml_track import gate, registry
 from synapse_ml_track.config import JobConfig
 from synapse_ml_track.context import run_tags
-from synapse_ml_track.data import FeatureSpec, InputSource
+from synapse_ml_track.data import LABEL, FeatureSpec, InputSource
 from synapse_ml_track.errors import GateRejected
-from synapse_ml_track.evaluation import Evaluation, class_keys, evaluate, write_artifacts
-from synapse_ml_track.pipeline import PREDICTION, build_classifier, build_pipeline, feature_weights, fit_label_indexer
+from synapse_ml_track.evaluation import Evaluation, evaluate
+from synapse_ml_track.pipeline import (
+    PREDICTION,
+    build_estimator,
+    build_pipeline,
+    class_labels,
+    feature_weights,
+    fit_label_indexer,
+    predictor,
+)
 from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.regression_evaluation import RegressionEvaluation, evaluate_regression
 from synapse_ml_track.runs import JOB_TAG, find_keyed_run
 from synapse_ml_track.session import TrackingSession
 from synapse_ml_track.tracking import RunTracker
@@ -64,7 +73,7 @@ class TrainingResult:
         }
 
 
-def config_params(config: JobConfig, classifier) -> dict[str, Any]:
+def config_params(config: JobConfig, estimator) -> dict[str, Any]:
     """Every setting that shapes the result, and the estimator's full parameter map."""
     data = config.data
     params: dict[str, Any] = {
@@ -75,11 +84,12 @@ def config_params(config: JobConfig, classifier) -> dict[str, Any]:
         "data.train_fraction": data.train_fraction,
         "data.seed": data.seed,
         "data.exclude": ",".join(data.exclude),
+        "model.task": config.model.task,
         "model.type": config.model.type,
     }
     for name, value in sorted(data.csv_options.items()):
         params[f"data.csv_options.{name}"] = value
-    for param, value in classifier.extractParamMap().items():
+    for param, value in estimator.extractParamMap().items():
         params[f"estimator.{param.name}"] = value
     return params
 
@@ -110,14 +120,18 @@ def run_training(
     return result
 
 
+# Fits the pipeline to the training split: plain `Pipeline.fit`, or a hyperparameter search.
+Fit = Callable[[Pipeline, DataFrame], PipelineModel]
+
+
 @dataclass
 class FittedModel:
     spec: FeatureSpec
     model: PipelineModel
-    labels: list[str]
-    evaluation: Evaluation
+    labels: list[str] | None  # the classes; None for a regression
+    evaluation: Evaluation | RegressionEvaluation
     train_rows: int
-    test_indexed: DataFrame  # the test split with its label index, for further evaluation
+    test_indexed: DataFrame  # the test split (with its label index, for classification), for further evaluation
     sample: pd.DataFrame  # a few test rows of the model's input: the input example
     champion_metrics: dict[str, float] | None = None
     dropped_rows: int = 0  # rows with a null label or feature, left out (data.nulls=drop)
@@ -126,43 +140,39 @@ class FittedModel:
 
     @property
     def metrics(self) -> dict[str, float]:
-        keys = class_keys(self.labels)
-        per_class = {
-            f"{name}_{keys[label]}": value
-            for label, scores in self.evaluation.per_class.items()
-            for name, value in scores.items()
-            if name != "support"
-        }
         rows = {
             "train_rows": self.train_rows,
             "rows_dropped_nulls": self.dropped_rows,
             "rows_null_label": self.null_label_rows,
         }
-        return {**self.evaluation.metrics, **{k: float(v) for k, v in rows.items()}, **per_class}
+        return {**self.evaluation.all_metrics, **{k: float(v) for k, v in rows.items()}}
 
 
 def fit_and_evaluate(
     spark: SparkSession,
     config: JobConfig,
     source: InputSource,
-    classifier,
-    champion: Callable[[DataFrame, list[str]], dict[str, float] | None] | None = None,
+    estimator,
+    champion: Callable[[DataFrame, list[str] | None], dict[str, float] | None] | None = None,
+    fit: Fit | None = None,
 ) -> FittedModel:
     """The job's Spark work, without tracking: read, check, split, fit, evaluate on the test split.
 
-    `champion`, when given, scores the current champion on the same test split while it is cached.
+    `champion`, when given, scores the current champion on the same test split while it is cached;
+    `fit`, when given, fits the pipeline in place of `Pipeline.fit` (a search).
     """
+    task = config.model.task
     with data_module.malformed_input_errors(source):
         raw = data_module.read_input(spark, source, config.data)
         spec = data_module.feature_spec(raw.schema, config.data)
-        prepared = data_module.prepare(raw, spec).cache()
+        prepared = data_module.prepare(raw, spec, task).cache()
         try:
             train, test = data_module.split(prepared, config.data.train_fraction, config.data.seed)
-            counts = data_module.count_split(train, test)
+            counts = data_module.count_split(train, test, task)
             if counts.incomplete and config.data.nulls == "reject":
                 data_module.refuse_nulls(prepared, spec)
             train, test = data_module.without_nulls(train), data_module.without_nulls(test)
-            data_module.check_classes(counts.train, counts.test, spec, config.model.type)
+            data_module.check_split(counts.train, counts.test, spec, task, config.model.type)
             wide = data_module.many_valued(train, spec, config.data.max_categories)
             if wide:
                 listing = ", ".join(f"{name} (~{count})" for name, count in wide.items())
@@ -172,17 +182,20 @@ def fit_and_evaluate(
                     config.data.max_categories, listing,
                 )  # fmt: skip
 
-            label_indexer = fit_label_indexer(train)
-            labels = list(label_indexer.labels)
-            model = build_pipeline(spec, classifier, labels).fit(label_indexer.transform(train))
-            test_indexed = label_indexer.transform(test)
-            evaluation = evaluate_model(model, test_indexed, labels)
-            champion_metrics = champion(test_indexed, labels) if champion else None
+            labels = None
+            if task == "classification":
+                label_indexer = fit_label_indexer(train)
+                labels = list(label_indexer.labels)
+                train, test = label_indexer.transform(train), label_indexer.transform(test)
+            pipeline = build_pipeline(spec, estimator, labels)
+            model = fit(pipeline, train) if fit else pipeline.fit(train)
+            evaluation = evaluate_model(model, test, config.data.seed)
+            champion_metrics = champion(test, labels) if champion else None
             sample = test.select(*[data_module.column(c) for c in spec.columns]).limit(INPUT_EXAMPLE_ROWS).toPandas()
         finally:
             prepared.unpersist()
     return FittedModel(
-        spec, model, labels, evaluation, sum(counts.train.values()), test_indexed, sample, champion_metrics,
+        spec, model, labels, evaluation, sum(counts.train.values()), test, sample, champion_metrics,
         dropped_rows=counts.incomplete, null_label_rows=counts.null_label, many_valued=wide,
     )  # fmt: skip
 
@@ -191,24 +204,25 @@ def _train_and_track(
     spark: SparkSession, config: JobConfig, session: TrackingSession, tracker: RunTracker, resumed: bool
 ) -> TrainingResult:
     source = data_module.resolve_source(config.data)
-    classifier = build_classifier(config.model.type, config.model.params, config.data.seed)
-    tracker.log_params(config_params(config, classifier))
+    estimator = build_estimator(config.model.task, config.model.type, config.model.params, config.data.seed)
+    tracker.log_params(config_params(config, estimator))
     fitted = fit_and_evaluate(
         spark,
         config,
         source,
-        classifier,
+        estimator,
         champion=lambda test, labels: _champion_metrics(session, config, test, labels),
     )
     metrics = fitted.metrics
 
-    # The output is always the decoded class name; no need to run the model to learn that.
+    # The output is the decoded class name, or the regression's number; no need to run the model to learn that.
+    output_type = "string" if fitted.labels is not None else "double"
     signature = ModelSignature(
-        inputs=infer_signature(fitted.sample).inputs, outputs=Schema([ColSpec("string", PREDICTION)])
+        inputs=infer_signature(fitted.sample).inputs, outputs=Schema([ColSpec(output_type, PREDICTION)])
     )
     result_dir = Path(config.tracking.local_result_dir).resolve() / tracker.run_id
     weights = feature_weights(fitted.model, fitted.spec, fitted.test_indexed)
-    write_artifacts(fitted.evaluation, weights, result_dir / "evaluation")
+    fitted.evaluation.write(weights, result_dir / "evaluation")
     (result_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     model_dir = registry.save_model(
         fitted.model, result_dir / "model", signature, fitted.sample, config.tracking.dfs_tmp
@@ -260,17 +274,20 @@ def _train_and_track(
     )
 
 
-def evaluate_model(model, test_indexed, labels: list[str]) -> Evaluation:
-    classifier = model.stages[-2]  # its own column names: a champion may predate today's
-    predictions = model.transform(test_indexed).cache()
+def evaluate_model(model: PipelineModel, test: DataFrame, seed: int) -> Evaluation | RegressionEvaluation:
+    fitted = predictor(model)  # its own column names: a champion may predate today's
+    labels = class_labels(model)
+    predictions = model.transform(test).cache()
     try:
-        return evaluate(predictions, labels, classifier.getPredictionCol(), classifier.getRawPredictionCol())
+        if labels is None:
+            return evaluate_regression(predictions, LABEL, fitted.getPredictionCol(), seed)
+        return evaluate(predictions, labels, fitted.getPredictionCol(), fitted.getRawPredictionCol())
     finally:
         predictions.unpersist()
 
 
 def _champion_metrics(
-    session: TrackingSession, config: JobConfig, test_indexed, labels: list[str]
+    session: TrackingSession, config: JobConfig, test: DataFrame, labels: list[str] | None
 ) -> dict[str, float] | None:
     """The current champion's metrics on this run's test split, or None when there is nothing to beat."""
     if not (config.tracking.register and config.gate.compare_to_champion):
@@ -283,10 +300,13 @@ def _champion_metrics(
     with tempfile.TemporaryDirectory() as download_dir:
         local_model = session.download_artifacts(champion_run, champion_path, download_dir)
         champion = registry.load_spark_model(local_model, config.tracking.dfs_tmp)
-    if list(champion.stages[-1].getLabels()) != labels:
-        log.warning("champion %s/%s predicts other classes than this run's; it is not compared", name, version)
+    if class_labels(champion) != labels:
+        log.warning(
+            "champion %s/%s is not comparable: it predicts other classes, or is not a %s model; it is not compared",
+            name, version, config.model.task,
+        )  # fmt: skip
         return None
-    return evaluate_model(champion, test_indexed, labels).metrics
+    return evaluate_model(champion, test, config.data.seed).all_metrics
 
 
 def _result_of_finished_run(session: TrackingSession, config: JobConfig, run) -> TrainingResult:

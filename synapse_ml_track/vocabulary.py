@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+TASKS = ("classification", "regression")
+
 
 @dataclass(frozen=True)
 class ModelType:
@@ -16,11 +18,34 @@ class ModelType:
     binary_only: bool = False  # refuses more than two classes
 
 
-MODEL_TYPES: dict[str, ModelType] = {
-    "logistic_regression": ModelType("pyspark.ml.classification.LogisticRegression"),
-    "random_forest": ModelType("pyspark.ml.classification.RandomForestClassifier"),
-    "gbt": ModelType("pyspark.ml.classification.GBTClassifier", binary_only=True),
+# model.type names per model.task.
+MODEL_TYPES: dict[str, dict[str, ModelType]] = {
+    "classification": {
+        "logistic_regression": ModelType("pyspark.ml.classification.LogisticRegression"),
+        "random_forest": ModelType("pyspark.ml.classification.RandomForestClassifier"),
+        "gbt": ModelType("pyspark.ml.classification.GBTClassifier", binary_only=True),
+    },
+    "regression": {
+        "linear_regression": ModelType("pyspark.ml.regression.LinearRegression"),
+        "random_forest": ModelType("pyspark.ml.regression.RandomForestRegressor"),
+        "gbt": ModelType("pyspark.ml.regression.GBTRegressor"),
+    },
 }
+MODEL_TYPE_NAMES = tuple(dict.fromkeys(name for types in MODEL_TYPES.values() for name in types))
+DEFAULT_MODEL_TYPE = {"classification": "logistic_regression", "regression": "linear_regression"}
+# What the gate compares with the champion and a search ranks by, unless configured.
+DEFAULT_METRIC = {"classification": "f1", "regression": "rmse"}
+# The metrics a summary shows first, per task.
+HEADLINE_METRICS = {
+    "classification": ("accuracy", "f1", "precision", "recall"),
+    "regression": ("rmse", "r2", "mae", "explained_variance"),
+}
+# Error metrics: lower is better. Every other metric the job logs (accuracy, f1, r2, ...) is a score.
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "mse"})
+
+
+def higher_is_better(metric: str) -> bool:
+    return metric not in LOWER_IS_BETTER
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import urllib3.util.retry
 from mlflow.tracking import MlflowClient
 
 from synapse_ml_track.config import build_config
-from synapse_ml_track.pipeline import build_classifier
+from synapse_ml_track.pipeline import build_estimator
 from synapse_ml_track.training import config_params
 
 from fault_proxy import FaultProxy, Rule
@@ -111,8 +111,8 @@ def train(run_cli, uri: str, name: str, *extra: str):
 
 def expected_params() -> dict[str, str]:
     config = build_config(environ={})
-    classifier = build_classifier(config.model.type, config.model.params, config.data.seed)
-    return {key: str(value) for key, value in config_params(config, classifier).items()}
+    estimator = build_estimator(config.model.task, config.model.type, config.model.params, config.data.seed)
+    return {key: str(value) for key, value in config_params(config, estimator).items()}
 
 
 def assert_tracked_exactly_once(uri: str, name: str, summary: dict) -> None:

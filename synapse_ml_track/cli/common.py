@@ -29,6 +29,7 @@ FLAG_KEYS = {
     "nulls": "data.nulls",
     "train_fraction": "data.train_fraction",
     "seed": "data.seed",
+    "task": "model.task",
     "model_type": "model.type",
     "tracking_uri": "tracking.uri",
     "experiment_name": "tracking.experiment_name",

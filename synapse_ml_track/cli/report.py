@@ -14,7 +14,10 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--experiment", dest="experiment_name", help="experiment to report on (same as --experiment-name)"
     )
-    parser.add_argument("--metric", help="metric to rank and plot the runs by (default: gate.champion_metric, f1)")
+    parser.add_argument(
+        "--metric",
+        help="metric to rank and plot the runs by (default: gate.champion_metric: f1, or rmse for model.task regression)",
+    )
     parser.add_argument("--model-name", dest="registered_model_name", help="registered model whose versions to show")
     parser.add_argument("--output-dir", default="report", help="where to write runs.csv, runs.md and <metric>.png")
     parser.add_argument("--max-runs", type=positive_int, default=100, help="at most this many runs, newest first")

@@ -1,4 +1,4 @@
-"""`synapse-ml-track train`: train, evaluate, track and register a Spark ML classifier."""
+"""`synapse-ml-track train`: train (or search), evaluate, track and register a Spark ML classifier or regressor."""
 
 from __future__ import annotations
 
@@ -7,11 +7,18 @@ import json
 
 from synapse_ml_track.cli.common import add_common, add_output, load_config, log, write_summary
 from synapse_ml_track.config import redacted
-from synapse_ml_track.vocabulary import EMBEDDED, INPUT_FORMATS, MODEL_TYPES, tracking_backend
+from synapse_ml_track.vocabulary import (
+    EMBEDDED,
+    HEADLINE_METRICS,
+    INPUT_FORMATS,
+    MODEL_TYPE_NAMES,
+    TASKS,
+    tracking_backend,
+)
 
 
 def add_parser(subcommands: argparse._SubParsersAction) -> None:
-    parser = subcommands.add_parser("train", help="train, evaluate, track and register a Spark ML classifier")
+    parser = subcommands.add_parser("train", help="train, evaluate, track and register a Spark ML model")
     add_common(parser)
     parser.add_argument("--input", help="CSV, Parquet or Delta path (default: the bundled penguins data)")
     parser.add_argument("--format", choices=INPUT_FORMATS)
@@ -23,7 +30,10 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument("--nulls", choices=["drop", "reject"])
     parser.add_argument("--train-fraction", type=float)
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--model-type", choices=list(MODEL_TYPES))
+    parser.add_argument("--task", choices=TASKS, help="classification (default) or regression")
+    parser.add_argument(
+        "--model-type", choices=MODEL_TYPE_NAMES, help="default: logistic_regression or linear_regression, by task"
+    )
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="estimator hyperparameter")
     parser.add_argument("--tag", action="append", default=[], metavar="NAME=VALUE", help="extra run tag")
     parser.add_argument("--run-name")
@@ -52,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
     elif result.reason:
         print(f"not registered:  {result.reason}")
     metrics = result.metrics
-    print(f"accuracy / f1:   {metrics.get('accuracy', float('nan')):.4f} / {metrics.get('f1', float('nan')):.4f}")
+    shown = HEADLINE_METRICS[config.model.task][:2]
+    values = " / ".join(f"{metrics.get(name, float('nan')):.4f}" for name in shown)
+    print(f"{' / '.join(shown) + ':':<17}{values}")
     print(f"local results:   {result.local_result_dir}")
     if result.tracking_uri and tracking_backend(result.tracking_uri) == EMBEDDED:
         print(f"browse:          mlflow ui --backend-store-uri {result.tracking_uri}")

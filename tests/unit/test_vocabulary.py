@@ -15,25 +15,52 @@ from synapse_ml_track.errors import ConfigError
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("model_type", vocabulary.MODEL_TYPES)
-def test_every_model_type_names_an_estimator_and_is_accepted_everywhere(model_type):
-    module, _, name = vocabulary.MODEL_TYPES[model_type].estimator.rpartition(".")
+MODEL_TYPES = [(task, name) for task, types in vocabulary.MODEL_TYPES.items() for name in types]
+
+
+@pytest.mark.parametrize(("task", "model_type"), MODEL_TYPES)
+def test_every_model_type_names_an_estimator_and_is_accepted_everywhere(task, model_type):
+    module, _, name = vocabulary.MODEL_TYPES[task][model_type].estimator.rpartition(".")
     estimator = getattr(importlib.import_module(module), name)
     assert issubclass(estimator, Predictor)  # building one needs a JVM: tests/test_train_e2e.py trains each
-    assert build_config(overrides={"model": {"type": model_type}}, environ={}).model.type == model_type
-    assert build_parser().parse_args(["train", "--model-type", model_type]).model_type == model_type
+    assert module == f"pyspark.ml.{task}"
+    config = build_config(overrides={"model": {"task": task, "type": model_type}}, environ={})
+    assert (config.model.task, config.model.type) == (task, model_type)
+    args = build_parser().parse_args(["train", "--task", task, "--model-type", model_type])
+    assert (args.task, args.model_type) == (task, model_type)
 
 
-def test_an_unknown_model_type_is_refused_with_the_known_ones():
-    with pytest.raises(ConfigError, match="must be one of " + ", ".join(vocabulary.MODEL_TYPES)):
-        build_config(overrides={"model": {"type": "svm"}}, environ={})
+@pytest.mark.parametrize("task", vocabulary.TASKS)
+def test_each_task_has_its_defaults(task):
+    config = build_config(overrides={"model": {"task": task}}, environ={})
+    assert config.model.type == vocabulary.DEFAULT_MODEL_TYPE[task]
+    assert config.gate.champion_metric == config.model.search.metric == vocabulary.DEFAULT_METRIC[task]
+
+
+@pytest.mark.parametrize("task", vocabulary.TASKS)
+def test_an_unknown_model_type_is_refused_with_the_task_s_own(task):
+    with pytest.raises(ConfigError, match="must be one of " + ", ".join(vocabulary.MODEL_TYPES[task])):
+        build_config(overrides={"model": {"task": task, "type": "svm"}}, environ={})
+
+
+def test_a_model_type_of_the_other_task_is_refused():
+    with pytest.raises(ConfigError, match="for model.task regression, got 'logistic_regression'"):
+        build_config(overrides={"model": {"task": "regression", "type": "logistic_regression"}}, environ={})
+
+
+def test_error_metrics_are_the_ones_where_lower_is_better():
+    assert [vocabulary.higher_is_better(m) for m in ("rmse", "mae", "r2", "explained_variance", "f1")] == [
+        False, False, True, True, True,
+    ]  # fmt: skip
 
 
 def test_the_readme_lists_the_vocabulary():
-    assert "|".join(vocabulary.MODEL_TYPES) in README
+    for task, types in vocabulary.MODEL_TYPES.items():
+        assert f"{task}: " + " | ".join(types) in README
+        binary = [name for name, kind in types.items() if kind.binary_only]
+        if binary:
+            assert re.search(rf"{task}: .*{'|'.join(binary)}\b.*binary labels only", README)
     assert " | ".join(vocabulary.INPUT_FORMATS) in README
-    binary = [name for name, kind in vocabulary.MODEL_TYPES.items() if kind.binary_only]
-    assert re.search(rf"{'|'.join(binary)}\b.*binary labels only", README)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,197 @@
+"""Regression end to end, on data whose answer is known: y = 3·x1 − 2·x2 + effect(group) + noise.
+
+The noise's standard deviation is NOISE, so no model can beat an rmse of about NOISE, and a model
+that finds the relation explains all of the label's variance but the noise's: r2 ≈ 1 − NOISE² /
+Var(y) ≈ 0.99 here. A wrong fit (a constant, a dropped feature) has r2 below 0.8.
+"""
+
+from __future__ import annotations
+
+import random
+
+import mlflow
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.models import get_model_info
+from mlflow.tracking import MlflowClient
+from pyspark.ml.evaluation import RegressionEvaluator
+
+from synapse_ml_track.regression_evaluation import evaluate_regression
+from synapse_ml_track.tracking import ERROR_TAG
+
+NOISE = 0.2
+EFFECT = {"a": 0.0, "b": 1.5, "c": -1.0}
+
+
+def linear_rows(count: int, seed: int) -> pd.DataFrame:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        x1, x2, group = rng.uniform(0, 2), rng.uniform(0, 2), rng.choice("abc")
+        rows.append({"x1": x1, "x2": x2, "group": group, "y": 3 * x1 - 2 * x2 + EFFECT[group] + rng.gauss(0, NOISE)})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def linear_csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("linear") / "linear.csv"
+    linear_rows(800, seed=7).to_csv(path, index=False)
+    return path
+
+
+def train(run_cli, server, experiment, data, *extra):
+    return run_cli(
+        "train", "--tracking-uri", server.uri, "--experiment-name", experiment, "--input", str(data),
+        "--label", "y", "--task", "regression", "--registered-model-name", experiment, *extra,
+    )  # fmt: skip
+
+
+def test_linear_regression_finds_the_relation_and_logs_a_double_signature(run_cli, mlflow_server, linear_csv):
+    result = train(run_cli, mlflow_server, "regression-linear", linear_csv)
+    assert result.exit_code == 0, result.stderr
+    summary = result.summary
+    assert summary["status"] == "registered" and summary["model_version"] == "1"
+    client = MlflowClient(mlflow_server.uri)
+    run = client.get_run(summary["run_id"])
+    assert run.info.status == "FINISHED"
+    assert (run.data.params["model.task"], run.data.params["model.type"]) == ("regression", "linear_regression")
+
+    metrics = run.data.metrics
+    assert {"rmse", "mae", "r2", "explained_variance", "test_rows", "train_rows"} <= set(metrics)
+    assert not {"accuracy", "f1"} & set(metrics)
+    assert metrics["r2"] > 0.97 and metrics["explained_variance"] > 0.97
+    assert NOISE * 0.7 < metrics["rmse"] < NOISE * 1.3  # the noise, and only the noise, is left
+    assert metrics["mae"] < metrics["rmse"]
+    assert "rmse / r2:" in result.stdout
+
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"residuals.png", "predicted_vs_actual.png", "regression_metrics.json", "coefficients.json", "model"} <= (
+        artifacts
+    )
+    assert "confusion_matrix.png" not in artifacts
+    coefficients = client.download_artifacts(run.info.run_id, "coefficients.json")
+    weights = pd.read_json(coefficients, typ="series")
+    assert weights["x1"] > 0 > weights["x2"] and weights["group=b"] > weights["group=a"] > weights["group=c"]
+
+    # The signature says what the model answers: a number.
+    mlflow.set_tracking_uri(mlflow_server.uri)  # unset again after the test (conftest.isolated_mlflow_uris)
+    uri = "models:/regression-linear/1"
+    (output,) = get_model_info(uri).signature.outputs.inputs
+    assert (output.name, output.type.name) == ("prediction", "double")
+    # Round trip through pyfunc: the predictions are the relation's values, give or take the noise.
+    fresh = linear_rows(50, seed=99)
+    predicted = mlflow.pyfunc.load_model(uri).predict(fresh[["x1", "x2", "group"]])
+    truth = 3 * fresh.x1 - 2 * fresh.x2 + fresh.group.map(EFFECT)
+    assert np.abs(np.asarray(predicted, dtype=float) - truth).max() < 4 * NOISE
+
+
+@pytest.mark.parametrize(
+    ("model_type", "params"),
+    [("random_forest", ["--param", "numTrees=10", "--param", "maxDepth=6"]), ("gbt", ["--param", "maxIter=15"])],
+)
+def test_tree_regressors_learn_it_too(model_type, params, run_cli, mlflow_server, linear_csv):
+    result = train(run_cli, mlflow_server, f"regression-{model_type}", linear_csv, "--model-type", model_type, *params)
+    assert result.exit_code == 0, result.stderr
+    run = MlflowClient(mlflow_server.uri).get_run(result.summary["run_id"])
+    assert run.data.params["model.type"] == model_type
+    assert run.data.metrics["r2"] > 0.7  # piecewise-constant fits of a plane: useful (a constant scores 0)
+    assert "feature_importances.json" in {
+        a.path for a in MlflowClient(mlflow_server.uri).list_artifacts(run.info.run_id)
+    }
+
+
+def test_gate_bounds_error_metrics_from_above_and_lower_rmse_beats_the_champion(run_cli, mlflow_server, linear_csv):
+    experiment = "regression-gate"
+    strict = train(run_cli, mlflow_server, experiment, linear_csv, "--set", "gate.max_metrics.rmse=0.01")
+    assert strict.exit_code == 0, strict.stderr
+    assert strict.summary["status"] == "rejected"
+    assert "above threshold: rmse" in strict.summary["reason"]
+
+    # A heavily regularised model fits worse (higher rmse). It is the first, so it becomes the champion.
+    weak = ("--param", "regParam=5.0")
+    compare = ("--set", "gate.compare_to_champion=true")
+    assert train(run_cli, mlflow_server, experiment, linear_csv, *weak).summary["model_version"] == "1"
+    better = train(run_cli, mlflow_server, experiment, linear_csv, *compare)
+    assert better.exit_code == 0, better.stderr
+    assert better.summary["model_version"] == "2"
+    assert "beats the champion: rmse" in better.summary["reason"] and " < " in better.summary["reason"]
+    # Lower rmse wins, though its r2, a score, is what a "higher is better" gate would have compared.
+    worse = train(run_cli, mlflow_server, experiment, linear_csv, *weak, *compare)
+    assert worse.summary["status"] == "rejected"
+    assert "does not beat the champion: rmse" in worse.summary["reason"] and " >= " in worse.summary["reason"]
+
+
+def test_scoring_and_report_with_a_regression_model(run_cli, mlflow_server, linear_csv, spark, tmp_path):
+    experiment = "regression-scoring"
+    trained = train(run_cli, mlflow_server, experiment, linear_csv)
+    assert trained.exit_code == 0, trained.stderr
+    fresh = linear_rows(40, seed=5)
+    fresh.loc[3, "x2"] = None  # one row it cannot score
+    unseen = tmp_path / "unseen.csv"
+    fresh.drop(columns=["y"]).to_csv(unseen, index=False)
+    output = tmp_path / "scores"
+    scored = run_cli(
+        "score", "--tracking-uri", mlflow_server.uri, "--experiment-name", experiment,
+        "--model-uri", f"models:/{experiment}/1", "--input", str(unseen), "--output-path", str(output),
+    )  # fmt: skip
+    assert scored.exit_code == 0, scored.stderr
+    frame = spark.read.parquet(str(output)).toPandas().sort_values("x1").reset_index(drop=True)
+    assert len(frame) == 40 and not [c for c in frame.columns if c.startswith("probability")]
+    assert frame["prediction"].dtype == float
+    assert frame["prediction"].isna().sum() == 1
+    assert frame.loc[frame["prediction"].isna(), "unscorable_reason"].tolist() == ["null in x2"]
+    summary = scored.summary
+    assert (summary["rows_in"], summary["rows_scored"], summary["predicted"]) == (40, 39, {})
+    assert summary["prediction_stats"]["mean"] == pytest.approx(frame["prediction"].mean())
+    run = MlflowClient(mlflow_server.uri).get_run(summary["run_id"])
+    assert run.data.metrics["prediction_max"] == pytest.approx(frame["prediction"].max())
+
+    # A worse second run; the report ranks by rmse (the regression's default metric), lowest first.
+    train(run_cli, mlflow_server, experiment, linear_csv, "--param", "regParam=5.0", "--no-register")
+    report = run_cli(
+        "report", "--tracking-uri", mlflow_server.uri, "--experiment-name", experiment,
+        "--set", "model.task=regression", "--model-name", experiment, "--output-dir", str(tmp_path / "report"),
+    )  # fmt: skip
+    assert report.exit_code == 0, report.stderr
+    table = pd.read_csv(tmp_path / "report" / "runs.csv")
+    assert list(table["rmse"]) == sorted(table["rmse"]) and table.loc[0, "run_id"] == trained.summary["run_id"]
+    assert {"r2", "mae", "explained_variance"} <= set(table.columns)
+    assert report.summary["metric"] == "rmse" and report.summary["best_value"] == pytest.approx(table.loc[0, "rmse"])
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (pd.DataFrame({"x1": range(60), "y": ["low", "mid", "high"] * 20}), "a regression needs a numeric"),
+        (pd.DataFrame({"x1": range(60), "y": [4.0] * 60}), "has a single value (4.0) in the training"),
+    ],
+    ids=["text label", "constant label"],
+)
+def test_a_label_no_regression_can_learn_is_refused_in_one_line(frame, message, run_cli, mlflow_server, tmp_path):
+    path = tmp_path / "bad.csv"
+    frame.to_csv(path, index=False)
+    result = train(run_cli, mlflow_server, "regression-bad-label", path)
+    assert result.exit_code != 0
+    assert message in result.error_line
+    client = MlflowClient(mlflow_server.uri)
+    experiment = client.get_experiment_by_name("regression-bad-label")
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
+    assert runs[0].info.status == "FAILED" and message in runs[0].data.tags[ERROR_TAG]
+    assert client.search_model_versions("name = 'regression-bad-label'") == []
+
+
+def test_metrics_match_spark_s_own_evaluator(spark):
+    rng = np.random.default_rng(3)
+    label = rng.normal(10, 3, 500)
+    predicted = label + rng.normal(0.5, 1.0, 500)  # biased: explained variance differs from r2
+    frame = spark.createDataFrame(pd.DataFrame({"label": label, "prediction": predicted}))
+    evaluation = evaluate_regression(frame, "label", "prediction", seed=1)
+    for metric in ("rmse", "mae", "r2"):
+        expected = RegressionEvaluator(labelCol="label", predictionCol="prediction", metricName=metric).evaluate(frame)
+        assert evaluation.metrics[metric] == pytest.approx(expected, rel=1e-9)
+    errors = predicted - label
+    assert evaluation.metrics["explained_variance"] == pytest.approx(1 - errors.var() / label.var(), rel=1e-9)
+    assert evaluation.metrics["explained_variance"] > evaluation.metrics["r2"]  # the bias counts against r2 only
+    assert len(evaluation.points) == 500
