@@ -20,7 +20,14 @@ from typing import Any
 import yaml
 
 from synapse_ml_track.errors import ConfigError, first_line
-from synapse_ml_track.vocabulary import DEFAULT_METRIC, DEFAULT_MODEL_TYPE, INPUT_FORMATS, MODEL_TYPES, TASKS
+from synapse_ml_track.vocabulary import (
+    DEFAULT_METRIC,
+    DEFAULT_MODEL_TYPE,
+    INPUT_FORMATS,
+    MODEL_TYPES,
+    TASKS,
+    VALIDATION_METRICS,
+)
 
 NULL_POLICIES = ("drop", "reject")
 SEARCH_METHODS = ("grid", "random")
@@ -247,7 +254,13 @@ def with_task_defaults(config: JobConfig) -> JobConfig:
     task = config.model.task
     config.model.type = config.model.type or DEFAULT_MODEL_TYPE[task]
     config.gate.champion_metric = config.gate.champion_metric or DEFAULT_METRIC[task]
-    config.model.search.metric = config.model.search.metric or config.gate.champion_metric
+    search = config.model.search
+    search.metric = search.metric or config.gate.champion_metric
+    if search.params and search.metric not in VALIDATION_METRICS[task]:
+        raise ConfigError(
+            f"model.search.metric {search.metric!r} is not measured on validation folds; "
+            f"use one of {', '.join(VALIDATION_METRICS[task])} (set model.search.metric)"
+        )
     return config
 
 

@@ -213,11 +213,16 @@ def split(df: DataFrame, train_fraction: float, seed: int) -> tuple[DataFrame, D
     Unlike randomSplit, the outcome depends only on the rows and the seed, not on partitioning
     or row order, so the same input and seed give the same split on a laptop and on a pool.
     """
-    bucket = F.pmod(F.xxhash64(F.lit(seed), *[column(c) for c in df.columns]), F.lit(1_000_000)) / F.lit(1_000_000.0)
-    tagged = df.withColumn(SPLIT_COLUMN, bucket)
+    tagged = df.withColumn(SPLIT_COLUMN, hash_bucket(df, seed))
     train = tagged.where(F.col(SPLIT_COLUMN) < train_fraction).drop(SPLIT_COLUMN)
     test = tagged.where(F.col(SPLIT_COLUMN) >= train_fraction).drop(SPLIT_COLUMN)
     return train, test
+
+
+def hash_bucket(df: DataFrame, seed: int) -> Column:
+    """A number in [0, 1) from a seeded hash of the row's values: the same row, the same number,
+    however the data is partitioned or ordered."""
+    return F.pmod(F.xxhash64(F.lit(seed), *[column(c) for c in df.columns]), F.lit(1_000_000)) / F.lit(1_000_000.0)
 
 
 @dataclass(frozen=True)

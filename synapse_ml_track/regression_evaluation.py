@@ -35,13 +35,16 @@ class RegressionEvaluation:
         plot_predicted_vs_actual(self.points, directory / "predicted_vs_actual.png")
 
 
-def evaluate_regression(predictions: DataFrame, label_col: str, prediction_col: str, seed: int) -> RegressionEvaluation:
+def evaluate_regression(
+    predictions: DataFrame, label_col: str, prediction_col: str, seed: int, plot_points: int = PLOT_POINTS
+) -> RegressionEvaluation:
     """rmse, mae, r2 and explained variance, as Spark's RegressionEvaluator defines them.
 
     Spark's RegressionEvaluator scans the predictions once per metric; the variances of the label
     and of the error hold all four. explained_variance is 1 - Var(error) / Var(label) (the usual
     fraction, as scikit-learn's explained_variance_score), not RegressionEvaluator's "var", which is
-    an absolute variance of the predictions. Pass a cached DataFrame: the plot sample reads it again.
+    an absolute variance of the predictions. Pass a cached DataFrame: the plot sample (up to
+    `plot_points` rows; none when 0) reads it again.
     """
     error = F.col(prediction_col) - F.col(label_col)
     row = predictions.select(
@@ -62,9 +65,11 @@ def evaluate_regression(predictions: DataFrame, label_col: str, prediction_col: 
         "explained_variance": 1 - row["error_variance"] / variance if variance else math.nan,
         "test_rows": float(n),
     }
-    fraction = min(1.0, PLOT_POINTS / n)
     sample = predictions.select(F.col(label_col).alias("actual"), F.col(prediction_col).alias("predicted"))
-    points = (sample.sample(fraction=fraction, seed=seed) if fraction < 1 else sample).limit(PLOT_POINTS).toPandas()
+    if not plot_points:
+        return RegressionEvaluation(metrics, sample.limit(0).toPandas())
+    fraction = min(1.0, plot_points / n)
+    points = (sample.sample(fraction=fraction, seed=seed) if fraction < 1 else sample).limit(plot_points).toPandas()
     return RegressionEvaluation(metrics, points)
 
 

@@ -33,8 +33,9 @@ from synapse_ml_track.pipeline import (
     predictor,
 )
 from synapse_ml_track.redaction import Redactor
-from synapse_ml_track.regression_evaluation import RegressionEvaluation, evaluate_regression
+from synapse_ml_track.regression_evaluation import PLOT_POINTS, RegressionEvaluation, evaluate_regression
 from synapse_ml_track.runs import JOB_TAG, find_keyed_run
+from synapse_ml_track.search import Search
 from synapse_ml_track.session import TrackingSession
 from synapse_ml_track.tracking import RunTracker
 
@@ -114,7 +115,7 @@ def run_training(
             tags = {**run_tags(spark, config.run_key), **config.tracking.tags, JOB_TAG: "train"}
             tracker = session.start_run(config.tracking.run_name, tags, redactor)
     with session.failing_run(tracker):
-        result = _train_and_track(spark, config, session, tracker, resumed=resume)
+        result = _train_and_track(spark, config, session, tracker, redactor, resumed=resume)
     if result.status == "rejected" and config.gate.fail_on_reject:
         raise GateRejected(f"model not registered: {result.reason}")  # the run itself finished
     return result
@@ -201,10 +202,21 @@ def fit_and_evaluate(
 
 
 def _train_and_track(
-    spark: SparkSession, config: JobConfig, session: TrackingSession, tracker: RunTracker, resumed: bool
+    spark: SparkSession,
+    config: JobConfig,
+    session: TrackingSession,
+    tracker: RunTracker,
+    redactor: Redactor,
+    resumed: bool,
 ) -> TrainingResult:
     source = data_module.resolve_source(config.data)
     estimator = build_estimator(config.model.task, config.model.type, config.model.params, config.data.seed)
+    search = None
+    if config.model.search.params:
+        search = Search(
+            config.model.search, estimator, config.data.seed, session, tracker, redactor,
+            evaluate=lambda model, held: evaluate_model(model, held, config.data.seed, plots=False).metrics,
+        )  # fmt: skip
     tracker.log_params(config_params(config, estimator))
     fitted = fit_and_evaluate(
         spark,
@@ -212,6 +224,7 @@ def _train_and_track(
         source,
         estimator,
         champion=lambda test, labels: _champion_metrics(session, config, test, labels),
+        fit=search,
     )
     metrics = fitted.metrics
 
@@ -223,6 +236,8 @@ def _train_and_track(
     result_dir = Path(config.tracking.local_result_dir).resolve() / tracker.run_id
     weights = feature_weights(fitted.model, fitted.spec, fitted.test_indexed)
     fitted.evaluation.write(weights, result_dir / "evaluation")
+    if search:
+        search.write(result_dir / "evaluation" / "search")
     (result_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     model_dir = registry.save_model(
         fitted.model, result_dir / "model", signature, fitted.sample, config.tracking.dfs_tmp
@@ -244,7 +259,9 @@ def _train_and_track(
             json.dumps({"mlflow_colspec": signature.inputs.to_dict()}),
             fitted.train_rows + int(fitted.evaluation.metrics["test_rows"]),
         )
-        tracker.log_metrics(metrics, tags=late_tags)
+        if search:
+            tracker.log_params(search.params())
+        tracker.log_metrics({**metrics, **(search.metrics() if search else {})}, tags=late_tags)
         tracker.log_artifacts(result_dir / "evaluation", skip=existing)
         tracker.log_artifacts(model_dir, model_path)
         version = None
@@ -274,13 +291,17 @@ def _train_and_track(
     )
 
 
-def evaluate_model(model: PipelineModel, test: DataFrame, seed: int) -> Evaluation | RegressionEvaluation:
+def evaluate_model(
+    model: PipelineModel, test: DataFrame, seed: int, plots: bool = True
+) -> Evaluation | RegressionEvaluation:
+    """The model's metrics on `test`; `plots` False when only the numbers are wanted (search folds)."""
     fitted = predictor(model)  # its own column names: a champion may predate today's
     labels = class_labels(model)
     predictions = model.transform(test).cache()
     try:
         if labels is None:
-            return evaluate_regression(predictions, LABEL, fitted.getPredictionCol(), seed)
+            points = PLOT_POINTS if plots else 0
+            return evaluate_regression(predictions, LABEL, fitted.getPredictionCol(), seed, points)
         return evaluate(predictions, labels, fitted.getPredictionCol(), fitted.getRawPredictionCol())
     finally:
         predictions.unpersist()

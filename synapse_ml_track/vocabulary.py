@@ -40,6 +40,11 @@ HEADLINE_METRICS = {
     "classification": ("accuracy", "f1", "precision", "recall"),
     "regression": ("rmse", "r2", "mae", "explained_variance"),
 }
+# What a search can rank candidates by: the metrics computed on each validation fold.
+VALIDATION_METRICS = {
+    "classification": ("accuracy", "f1", "precision", "recall", "auc"),  # auc: binary labels only
+    "regression": ("rmse", "mae", "r2", "explained_variance"),
+}
 # Error metrics: lower is better. Every other metric the job logs (accuracy, f1, r2, ...) is a score.
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "mse"})
 

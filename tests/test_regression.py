@@ -7,8 +7,6 @@ Var(y) ≈ 0.99 here. A wrong fit (a constant, a dropped feature) has r2 below 0
 
 from __future__ import annotations
 
-import random
-
 import mlflow
 import mlflow.pyfunc
 import numpy as np
@@ -21,17 +19,7 @@ from pyspark.ml.evaluation import RegressionEvaluator
 from synapse_ml_track.regression_evaluation import evaluate_regression
 from synapse_ml_track.tracking import ERROR_TAG
 
-NOISE = 0.2
-EFFECT = {"a": 0.0, "b": 1.5, "c": -1.0}
-
-
-def linear_rows(count: int, seed: int) -> pd.DataFrame:
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(count):
-        x1, x2, group = rng.uniform(0, 2), rng.uniform(0, 2), rng.choice("abc")
-        rows.append({"x1": x1, "x2": x2, "group": group, "y": 3 * x1 - 2 * x2 + EFFECT[group] + rng.gauss(0, NOISE)})
-    return pd.DataFrame(rows)
+from linear_data import EFFECT, NOISE, linear_rows
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--metric",
-        help="metric to rank and plot the runs by (default: gate.champion_metric: f1, or rmse for model.task regression)",
+        help="metric to rank and plot the runs by (default: gate.champion_metric: f1, or rmse for a regression)",
     )
     parser.add_argument("--model-name", dest="registered_model_name", help="registered model whose versions to show")
     parser.add_argument("--output-dir", default="report", help="where to write runs.csv, runs.md and <metric>.png")
