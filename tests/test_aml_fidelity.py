@@ -387,3 +387,26 @@ def test_the_double_refuses_what_aml_refuses(aml_env, aml_server):
         base + "/runs/get", params={"run_id": run_id}, verify=str(aml_server.ca_bundle), timeout=30
     )
     assert anonymous.status_code == 401 and anonymous.json() == AML_401_BODY
+
+
+def test_a_search_tracks_its_candidates_as_child_runs_through_the_plugin(run_cli, aml_env, aml_server, offline):
+    """Child runs are found by a tag filter AML serves (tags.`mlflow.parentRunId` = ..., no OR, no
+    !=) and each candidate's params and metrics go in batches within AML's limits."""
+    experiment, model = unique("search"), unique("m")
+    search = (
+        "--run-key", "sweep-aml", "--set", "model.search.params={regParam: [0.0, 0.5]}",
+        "--set", "model.search.validation=train_validation_split",
+    )  # fmt: skip
+    result = train(run_cli, aml_server, experiment, model, *search)
+    assert result.exit_code == 0, result.stderr
+    store = upstream(aml_server)
+    parent_id = result.summary["run_id"]
+    kids = store.search_runs(
+        [store.get_run(parent_id).info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'"
+    )
+    assert sorted(k.data.params["estimator.regParam"] for k in kids) == ["0.0", "0.5"]
+    assert {k.info.status for k in kids} == {"FINISHED"}
+    assert store.get_model_version(model, result.summary["model_version"]).run_id == parent_id
+    # The same run key again: the finished search is reported, nothing is fitted or logged again.
+    again = train(run_cli, aml_server, experiment, model, *search)
+    assert again.exit_code == 0 and again.summary["status"] == "reused"
