@@ -90,8 +90,8 @@ def test_tree_regressors_learn_it_too(model_type, params, run_cli, mlflow_server
     }
 
 
-def test_gate_bounds_error_metrics_from_above_and_lower_rmse_beats_the_champion(run_cli, mlflow_server, linear_csv):
-    experiment = "regression-gate"
+def test_gate_champion_scoring_and_report_for_a_regression(run_cli, mlflow_server, linear_csv, spark, tmp_path):
+    experiment = "regression-lifecycle"
     strict = train(run_cli, mlflow_server, experiment, linear_csv, "--set", "gate.max_metrics.rmse=0.01")
     assert strict.exit_code == 0, strict.stderr
     assert strict.summary["status"] == "rejected"
@@ -110,41 +110,36 @@ def test_gate_bounds_error_metrics_from_above_and_lower_rmse_beats_the_champion(
     assert worse.summary["status"] == "rejected"
     assert "does not beat the champion: rmse" in worse.summary["reason"] and " >= " in worse.summary["reason"]
 
-
-def test_scoring_and_report_with_a_regression_model(run_cli, mlflow_server, linear_csv, spark, tmp_path):
-    experiment = "regression-scoring"
-    trained = train(run_cli, mlflow_server, experiment, linear_csv)
-    assert trained.exit_code == 0, trained.stderr
+    # Scoring with the champion: a number per row, no probabilities, the row it cannot score kept.
     fresh = linear_rows(40, seed=5)
-    fresh.loc[3, "x2"] = None  # one row it cannot score
+    fresh.loc[3, "x2"] = None
     unseen = tmp_path / "unseen.csv"
     fresh.drop(columns=["y"]).to_csv(unseen, index=False)
     output = tmp_path / "scores"
     scored = run_cli(
         "score", "--tracking-uri", mlflow_server.uri, "--experiment-name", experiment,
-        "--model-uri", f"models:/{experiment}/1", "--input", str(unseen), "--output-path", str(output),
+        "--set", f"tracking.registered_model_name={experiment}", "--input", str(unseen), "--output-path", str(output),
     )  # fmt: skip
     assert scored.exit_code == 0, scored.stderr
-    frame = spark.read.parquet(str(output)).toPandas().sort_values("x1").reset_index(drop=True)
+    summary = scored.summary
+    assert summary["model_version"] == "2"
+    frame = spark.read.parquet(str(output)).toPandas()
     assert len(frame) == 40 and not [c for c in frame.columns if c.startswith("probability")]
     assert frame["prediction"].dtype == float
-    assert frame["prediction"].isna().sum() == 1
     assert frame.loc[frame["prediction"].isna(), "unscorable_reason"].tolist() == ["null in x2"]
-    summary = scored.summary
     assert (summary["rows_in"], summary["rows_scored"], summary["predicted"]) == (40, 39, {})
     assert summary["prediction_stats"]["mean"] == pytest.approx(frame["prediction"].mean())
     run = MlflowClient(mlflow_server.uri).get_run(summary["run_id"])
     assert run.data.metrics["prediction_max"] == pytest.approx(frame["prediction"].max())
 
-    # A worse second run; the report ranks by rmse (the regression's default metric), lowest first.
-    train(run_cli, mlflow_server, experiment, linear_csv, "--param", "regParam=5.0", "--no-register")
+    # The report ranks by rmse (the regression's default metric), lowest first.
     report = run_cli(
         "report", "--tracking-uri", mlflow_server.uri, "--experiment-name", experiment,
         "--set", "model.task=regression", "--model-name", experiment, "--output-dir", str(tmp_path / "report"),
     )  # fmt: skip
     assert report.exit_code == 0, report.stderr
     table = pd.read_csv(tmp_path / "report" / "runs.csv")
-    assert list(table["rmse"]) == sorted(table["rmse"]) and table.loc[0, "run_id"] == trained.summary["run_id"]
+    assert len(table) == 4 and list(table["rmse"]) == sorted(table["rmse"])
     assert {"r2", "mae", "explained_variance"} <= set(table.columns)
     assert report.summary["metric"] == "rmse" and report.summary["best_value"] == pytest.approx(table.loc[0, "rmse"])
 
