@@ -35,6 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
 WORK = BENCH / "work"
+REGRESSION_LABEL = "body_mass_g"  # --task regression: the penguins' (and generated rows') body mass
 sys.path[:0] = [str(BENCH), str(REPO / "tests")]
 
 from datagen import generate  # noqa: E402
@@ -82,7 +83,7 @@ def instrument(probe: Probe) -> None:
     from pyspark.ml.pipeline import Pipeline
     from pyspark.sql import DataFrame
 
-    from synapse_ml_track import data, evaluation, registry, session, tracking, training
+    from synapse_ml_track import data, evaluation, registry, regression_evaluation, session, tracking, training
 
     # tracking: every MlflowClient call (the fluent API and autologging go through it too)
     probe.wrap_public_methods(MlflowClient, "tracking.client", overhead=True)
@@ -106,6 +107,7 @@ def instrument(probe: Probe) -> None:
     probe.wrap(mlflow.models, "infer_pip_requirements", "model.infer_requirements", overhead=True, model=True)
     # other tracking-only work: evaluation artifacts (report, PNG), input example / signature
     probe.wrap(evaluation, "write_artifacts", "artifacts.evaluation", overhead=True)
+    probe.wrap(regression_evaluation.RegressionEvaluation, "write", "artifacts.evaluation", overhead=True)
     probe.wrap(DataFrame, "toPandas", "artifacts.input_example", overhead=True)
     probe.wrap(training, "infer_signature", "artifacts.input_example", overhead=True)
     # the Spark work every case shares
@@ -122,8 +124,11 @@ def instrument(probe: Probe) -> None:
 
 
 class Context:
-    def __init__(self, spark, dataset: str, input_path: str | None, proxy: FaultProxy, workdir: Path) -> None:
+    def __init__(
+        self, spark, dataset: str, input_path: str | None, proxy: FaultProxy, workdir: Path, task: str
+    ) -> None:
         self.spark = spark
+        self.task = task
         self.dataset = dataset
         self.input_path = input_path
         self.proxy = proxy
@@ -136,6 +141,8 @@ class Context:
         from synapse_ml_track.config import build_config
 
         overrides = {"data": {"path": self.input_path}} if self.input_path else {}
+        if self.task == "regression":
+            overrides = {"data": {**overrides.get("data", {}), "label": REGRESSION_LABEL}, "model": {"task": self.task}}
         return build_config(overrides=overrides, environ={})
 
     def job_args(self, case: str) -> list[str]:
@@ -152,6 +159,8 @@ class Context:
             "--set",
             f"tracking.local_result_dir={self.workdir / 'local-results'}",
         ]
+        if self.task == "regression":
+            args += ["--task", self.task, "--label", REGRESSION_LABEL]
         return args + (["--input", self.input_path] if self.input_path else [])
 
 
@@ -167,7 +176,12 @@ def spark_work(spark, config):
 
 def case_a(ctx: Context) -> dict:
     _, _, metrics = spark_work(ctx.spark, ctx.config())
-    return {"accuracy": metrics["accuracy"]}
+    return headline(metrics)
+
+
+def headline(metrics: dict[str, float]) -> dict[str, float]:
+    """The metric that shows the cases trained the same model: accuracy, or rmse for a regression."""
+    return {name: metrics[name] for name in ("accuracy", "rmse") if name in metrics}
 
 
 def one_off_measurements(spark, path: str) -> dict:
@@ -211,7 +225,7 @@ def _run_job(ctx: Context, args: list[str]) -> dict:
         raise RuntimeError(f"job failed ({code}): {err.getvalue()[-2000:]}")
     summary = json.loads(out.getvalue().strip().splitlines()[-1])
     return {
-        "accuracy": summary["metrics"]["accuracy"],
+        **headline(summary["metrics"]),
         "run_id": summary["run_id"],
         "version": summary["model_version"],
         "tracking_uri": summary["tracking_uri"],
@@ -253,7 +267,7 @@ def case_d(ctx: Context) -> dict:
         for name, value in metrics.items():
             mlflow.log_metric(name, value)
         mlflow.spark.log_model(model, artifact_path="model", registered_model_name=ctx.name("d"))
-    return {"accuracy": metrics["accuracy"], "run_id": run.info.run_id}
+    return {**headline(metrics), "run_id": run.info.run_id}
 
 
 def case_e(ctx: Context) -> dict:
@@ -269,7 +283,7 @@ def case_e(ctx: Context) -> dict:
             mlflow.log_metrics(metrics)
     finally:
         mlflow.pyspark.ml.autolog(disable=True, silent=True)
-    return {"accuracy": metrics["accuracy"], "run_id": run.info.run_id}
+    return {**headline(metrics), "run_id": run.info.run_id}
 
 
 CASE_FUNCTIONS = {"a": case_a, "b": case_b, "c": case_c, "d": case_d, "e": case_e}
@@ -377,7 +391,8 @@ def summarise(results: list[dict], dataset: str, cases: list[str]) -> list[dict]
 def render(meta: dict, results: list[dict], cases: list[str], datasets: list[str], previous: str | None) -> str:
     m = meta["machine"]
     lines = [
-        "# Benchmark: the cost of tracking",
+        "# Benchmark: the cost of tracking"
+        + (f" ({meta['task']}: {REGRESSION_LABEL})" if meta["task"] != "classification" else ""),
         "",
         f"Measured {meta['finished']} with `{meta['command']}` ({meta['wall_minutes']:.1f} min).",
         "",
@@ -508,15 +523,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", default="abcde")
     parser.add_argument("--datasets", default="penguins,1m", help="comma-separated: penguins, 1m")
     parser.add_argument("--quick", action="store_true", help="penguins only, 1 repetition")
-    parser.add_argument("--output", default=str(BENCH / "results.md"))
+    parser.add_argument(
+        "--task",
+        choices=("classification", "regression"),
+        default="classification",
+        help=f"regression: predict {REGRESSION_LABEL} (default report: bench/results-regression.md)",
+    )
+    parser.add_argument("--output", help="report path (default: bench/results.md)")
     args = parser.parse_args(argv)
+    args.output = args.output or str(
+        BENCH / ("results.md" if args.task == "classification" else "results-regression.md")
+    )
     if args.quick:
         args.reps, args.datasets = 1, "penguins"
     cases = [c for c in args.cases if c in CASES]
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     output = Path(args.output).resolve()
     # raw numbers next to a non-default report, so a trial run never overwrites the real ones
-    raw_path = WORK / "results.json" if output == (BENCH / "results.md").resolve() else output.with_suffix(".json")
+    defaults = {(BENCH / name).resolve() for name in ("results.md", "results-regression.md")}
+    raw_path = WORK / f"{output.stem}.json" if output in defaults else output.with_suffix(".json")
     started_wall = time.perf_counter()
     load_start = os.getloadavg()[0]
 
@@ -542,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
             workdir = WORK / "runs" / dataset
             shutil.rmtree(workdir, ignore_errors=True)
             workdir.mkdir(parents=True)
-            contexts[dataset] = Context(spark, dataset, inputs[dataset], proxy, workdir)
+            contexts[dataset] = Context(spark, dataset, inputs[dataset], proxy, workdir, args.task)
         print(f"spark start-up {spark_startup:.1f} s; warm-up ...", flush=True)
         for case in cases:
             warm = measure(case, contexts["penguins"] if "penguins" in contexts else contexts[datasets[0]], probe)
@@ -566,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
                     raw_path.write_text(json.dumps(results, indent=1, default=str))
-        if "1m" in datasets and "a" in cases:
+        if "1m" in datasets and "a" in cases and args.task == "classification":
             spark_work(spark, contexts["1m"].config())  # a fresh model and test split to evaluate
             one_off = one_off_measurements(spark, inputs["1m"])
             for label, seconds in one_off.items():
@@ -596,6 +621,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_end": os.getloadavg()[0],
         "datasets": labels,
         "one_off": one_off,
+        "task": args.task,
     }
     output.write_text(render(meta, results, cases, datasets, previous), encoding="utf-8")
     raw_path.write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
