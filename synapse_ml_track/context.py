@@ -10,8 +10,10 @@ from pyspark.sql import SparkSession
 
 import synapse_ml_track
 
-# Spark conf keys Synapse sets on its pools; absent locally.
+# Spark conf keys recorded as run tags: where the job ran (the master), and the keys Synapse sets
+# on its pools (absent locally).
 SYNAPSE_CONF_TAGS = {
+    "spark.master": "spark.master",
     "spark.synapse.workspace.name": "synapse.workspace",
     "spark.synapse.pool.name": "synapse.pool",
     "spark.app.id": "spark.app_id",

@@ -80,19 +80,26 @@ def model_path_of(run) -> str:
 
 
 def load_spark_model(local_path: str, dfs_tmp: str | None) -> PipelineModel:
-    """Load a saved Spark model, leaving no copy behind in dfs_tmp.
+    """Load a saved Spark model from a copy in dfs_tmp, and leave no copy behind.
 
-    mlflow.spark.load_model copies a local model to `<dfs_tmp>/<random>` whenever the cluster's
-    default filesystem is not the local disk (ABFS on Synapse) and never deletes it
-    (mlflow/spark/__init__.py, _load_model). Spark ML models load eagerly, so the copy can go as
-    soon as the model is in memory: it is staged under a directory of our own and removed.
+    Spark ML reads a model's files on the executors (PipelineModel.load reads its metadata with
+    sc.textFile), so they must be where every executor can read them: tracking.dfs_tmp (abfss:// on
+    Synapse). mlflow.spark.load_model copies a local model there only when the cluster's default
+    filesystem is not the local disk, and never deletes the copy (mlflow/spark/__init__.py,
+    _load_model, _HadoopFileSystem.maybe_copy_from_local_file); on local disk its executors read
+    the driver's temporary directory, which on a cluster of several machines they cannot
+    (tests/test_cluster.py). So the copy is always made, under a directory of our own, and removed
+    once the model is in memory: Spark ML models load eagerly.
     """
     from mlflow.environment_variables import MLFLOW_DFS_TMP
+    from mlflow.models import Model
     from mlflow.spark import _HadoopFileSystem
 
+    model_data = Model.load(local_path).flavors["spark"]["model_data"]
     staging = f"{(dfs_tmp or MLFLOW_DFS_TMP.get()).rstrip('/')}/smt-load-{uuid.uuid4().hex}"
     try:
-        return mlflow.spark.load_model(local_path, dfs_tmpdir=staging)
+        _HadoopFileSystem.copy_from_local_file(str(Path(local_path) / model_data), staging, remove_src=False)
+        return PipelineModel.load(staging)
     finally:
         try:
             _HadoopFileSystem.delete(staging)

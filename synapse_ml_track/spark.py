@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from py4j.protocol import Py4JError
-from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
 # Only for sessions this package starts itself (no spark-submit, no Synapse pool).
@@ -19,17 +19,32 @@ LOCAL_DEFAULTS = {
 
 
 def get_or_create_spark(app_name: str) -> SparkSession:
+    """The running session, or the one spark-submit (or Synapse) configured, or a local one."""
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
-    builder = SparkSession.builder.appName(app_name)
-    if not SparkConf().contains("spark.master"):
-        builder = builder.master("local[*]")
+    builder = SparkSession.builder
+    if not configured_by_launcher():
+        builder = builder.appName(app_name).master("local[*]")
         for key, value in LOCAL_DEFAULTS.items():
             builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def configured_by_launcher() -> bool:
+    """Whether spark-submit (as Synapse runs a job) or PYSPARK_SUBMIT_ARGS chose master and settings.
+
+    spark-submit starts the driver's JVM first, with --master, --name and --conf among its system
+    properties, and hands the Python driver that JVM in PYSPARK_GATEWAY_PORT
+    (org.apache.spark.deploy.PythonRunner; pyspark/java_gateway.py, launch_gateway). Before the first
+    SparkContext, pyspark's SparkConf() is a plain dict that cannot see those properties, so a check
+    of SparkConf().contains("spark.master") is always false there, and a builder master set then
+    replaces spark-submit's: the job ran in local mode on the driver alone (found by
+    tests/test_cluster.py). The gateway variable is what tells the cases apart.
+    """
+    return "PYSPARK_GATEWAY_PORT" in os.environ or "--master" in os.environ.get("PYSPARK_SUBMIT_ARGS", "")
 
 
 def spark_errors(exc: BaseException) -> list[tuple[str | None, str]]:

@@ -174,20 +174,16 @@ def test_feature_weights_are_named_slot_by_slot(run_cli, mlflow_server):
     ]  # fmt: skip
 
 
-def test_spark_submit_runs_the_job_script_with_the_wheel(mlflow_server, tmp_path):
+def test_spark_submit_runs_the_job_script_with_the_wheel(mlflow_server, package_wheel, tmp_path):
     """pyspark's own spark-submit runs jobs/train.py with the package shipped as a wheel in
-    --py-files, as the Synapse job definition does; the wheel carries the bundled data."""
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path / "dist"), str(REPO)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    (wheel,) = (tmp_path / "dist").glob("synapse_ml_track-*.whl")
+    --py-files, as the Synapse job definition does; the wheel carries the bundled data and exactly
+    the source tree's modules."""
+    wheel = package_wheel
     with zipfile.ZipFile(wheel) as archive:
-        assert {"synapse_ml_track/data/penguins.csv", "synapse_ml_track/data/PENGUINS_LICENSE.txt"} <= set(
-            archive.namelist()
-        )
+        names = set(archive.namelist())
+    assert {"synapse_ml_track/data/penguins.csv", "synapse_ml_track/data/PENGUINS_LICENSE.txt"} <= names
+    source_modules = {p.relative_to(REPO).as_posix() for p in (REPO / "synapse_ml_track").rglob("*.py")}
+    assert {name for name in names if name.endswith(".py")} == source_modules
 
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -219,3 +215,4 @@ def test_spark_submit_runs_the_job_script_with_the_wheel(mlflow_server, tmp_path
     summary = __import__("json").loads(completed.stdout.strip().splitlines()[-1])
     run = MlflowClient(summary["tracking_uri"]).get_run(summary["run_id"])
     assert run.info.run_name == "from-spark-submit" and run.info.status == "FINISHED"
+    assert run.data.tags["spark.master"] == "local[1]"  # spark-submit's, not a local default of the job's
