@@ -14,9 +14,11 @@ from __future__ import annotations
 import configparser
 import json
 import re
+import shutil
 import string
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,12 +153,42 @@ class BuildWheel:
         return f"build wheel {self.wheel.name} from {self.source} (pip wheel --no-deps)"
 
     def apply(self, target: Target) -> None:
-        wheel_dir = str(self.wheel.parent)
-        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", wheel_dir, str(self.source)]
-        if subprocess.run(command, check=False).returncode != 0:
-            raise DeployError(f"building the wheel failed: {' '.join(command)}")
-        if not self.wheel.is_file():
-            raise DeployError(f"pip built no {self.wheel.name} in {self.wheel.parent}; check the version in setup.cfg")
+        built = build_wheel(self.source, self.wheel.parent)
+        if built != self.wheel:
+            raise DeployError(f"pip built {built.name}, not {self.wheel.name}; check the version in setup.cfg")
+
+
+# What setuptools builds the wheel from; the rest of a checkout stays out of the build.
+WHEEL_SOURCES = ("synapse_ml_track", "setup.cfg", "setup.py", "pyproject.toml", "MANIFEST.in", "README.md", "LICENSE")
+
+
+def build_wheel(source: Path, wheel_dir: Path) -> Path:
+    """The package's wheel (`pip wheel --no-deps`), built from a copy of its sources in a scratch directory.
+
+    An in-tree build reuses the checkout's build/lib, where setuptools never deletes a module removed
+    from the source, so the wheel would carry it (a checkout's build/lib was found to hold a stale
+    synapse_ml_track/cli.py beside the cli/ package, and the wheel shipped both); a copy also leaves
+    the checkout untouched.
+    """
+    with tempfile.TemporaryDirectory(prefix="smt-wheel-") as scratch:
+        copy = Path(scratch) / "source"
+        copy.mkdir()
+        for name in WHEEL_SOURCES:
+            path = source / name
+            if path.is_dir():
+                shutil.copytree(path, copy / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            elif path.exists():
+                shutil.copy2(path, copy / name)
+        # An absolute path: pip reads a bare name as a package to fetch from the index.
+        command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"]
+        command += ["--wheel-dir", str(wheel_dir.resolve()), str(copy.resolve())]
+        completed = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
+        if completed.returncode != 0:
+            raise DeployError(f"building the wheel failed: {first_line(completed.stderr) or ' '.join(command)}")
+    built = sorted(wheel_dir.glob("synapse_ml_track-*.whl"), key=lambda path: path.stat().st_mtime)
+    if not built:
+        raise DeployError(f"pip built no wheel in {wheel_dir}")
+    return built[-1]
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 import secrets
 import socket
 import uuid
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -18,7 +18,7 @@ from pyspark.sql import SparkSession
 from synapse_ml_track.cli import main
 
 from aml_server import AmlServer
-from support import MlflowServer, start_mlflow_server
+from support import CliResult, MlflowServer, build_wheel, start_mlflow_server
 
 
 @pytest.fixture(scope="session")
@@ -61,21 +61,10 @@ def mlflow_server(tmp_path_factory) -> MlflowServer:
     server.stop()
 
 
-@dataclass
-class CliResult:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def summary(self) -> dict:
-        return json.loads(self.stdout.strip().splitlines()[-1])
-
-    @property
-    def error_line(self) -> str:
-        lines = [line for line in self.stderr.splitlines() if line.startswith("error: ")]
-        assert lines, f"no error line in stderr:\n{self.stderr}"
-        return lines[-1]
+@pytest.fixture(scope="session")
+def package_wheel(tmp_path_factory) -> Path:
+    """The package's wheel, built once a session from a copy of the source tree (support.build_wheel)."""
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -110,3 +111,30 @@ def start_mlflow_server(
             server.stop()
             raise RuntimeError(f"mlflow server did not answer:\n{log_path.read_text()[-3000:]}") from None
     raise RuntimeError(f"mlflow server found no free port in {attempts} attempts")
+
+
+def build_wheel(dest: Path) -> Path:
+    """The package's wheel, built as deploy builds the one it ships to Synapse (synapse_ml_track.deploy)."""
+    from synapse_ml_track.deploy import build_wheel as build
+
+    (dest / "dist").mkdir(parents=True, exist_ok=True)
+    return build(REPO, dest / "dist")
+
+
+@dataclass
+class CliResult:
+    """What a job run printed and returned: the CLI in this process, or spark-submit."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def summary(self) -> dict:
+        return json.loads(self.stdout.strip().splitlines()[-1])
+
+    @property
+    def error_line(self) -> str:
+        lines = [line for line in self.stderr.splitlines() if line.startswith("error: ")]
+        assert lines, f"no error line in stderr:\n{self.stderr}"
+        return lines[-1]

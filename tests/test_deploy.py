@@ -175,7 +175,7 @@ class RecordingTarget:
 def test_real_deploy_executes_the_plan_in_order(config_file, source_copy, monkeypatch, capsys):
     built = []
 
-    def fake_build(command, check):
+    def fake_build(command, **kwargs):
         wheel_dir = Path(command[command.index("--wheel-dir") + 1])
         wheel_dir.mkdir(parents=True, exist_ok=True)
         (wheel_dir / WHEEL).write_bytes(b"wheel")
@@ -311,7 +311,7 @@ def synapse(pool_node_size: str = "Small", pool_max_nodes: int = 4, allowed: tup
 
 
 def real_deploy(monkeypatch, stub, credential=None):
-    def built(command, check):
+    def built(command, **kwargs):
         wheel_dir = Path(command[command.index("--wheel-dir") + 1])
         wheel_dir.mkdir(parents=True, exist_ok=True)
         (wheel_dir / WHEEL).write_bytes(b"wheel")
