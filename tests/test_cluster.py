@@ -59,8 +59,8 @@ MODEL_NAME = "penguins-on-a-cluster"
 EXPERIMENT = "on-a-cluster"
 CLASSES = {"Adelie", "Chinstrap", "Gentoo"}
 
-# 2 to 4 minutes on a shared 2-core machine: three applications, seven JVMs, an MLflow server.
-pytestmark = pytest.mark.slow
+# About 2.5 minutes on a shared 2-core machine (three applications, seven JVMs, an MLflow server):
+# it fits the default run and CI.
 
 
 @pytest.fixture(scope="module")
