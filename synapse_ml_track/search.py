@@ -110,9 +110,14 @@ def _draw(rng: random.Random, spec: list | dict[str, Any]) -> Any:
     return int(round(value)) if spec.get("integer") else value
 
 
-def folds(train: DataFrame, search: SearchConfig, seed: int) -> list[tuple[DataFrame, DataFrame]]:
-    """(fit, validation) pairs: k folds of the training split, or one train_ratio split of it."""
-    tagged = train.withColumn(FOLD_COLUMN, hash_bucket(train, seed + 1))  # not the train/test split's hash
+def with_folds(train: DataFrame, seed: int) -> DataFrame:
+    """The training split with each row's fold bucket, a number in [0, 1), cached: every fit and
+    evaluation of every candidate scans it, so the hashing and the filters before it run once."""
+    return train.withColumn(FOLD_COLUMN, hash_bucket(train, seed + 1)).cache()  # not the train/test split's hash
+
+
+def folds(tagged: DataFrame, search: SearchConfig) -> list[tuple[DataFrame, DataFrame]]:
+    """(fit, validation) pairs of a with_folds frame: k folds, or one train_ratio split."""
     bucket = F.col(FOLD_COLUMN)
     if search.validation == "train_validation_split":
         bounds = [(bucket < search.train_ratio, bucket >= search.train_ratio)]
@@ -200,15 +205,18 @@ class Search:
                 "search: %s of %s candidates finished in an earlier attempt", len(outcome.reused), len(self.candidates)
             )
         todo = [c for c in self.candidates if c.index not in outcome.reused]
-        for candidate, (run_id, metrics) in self._run_all(pipeline, todo, folds(train, self.config, self.seed)):
-            outcome.run_ids[candidate.index], outcome.metrics[candidate.index] = run_id, metrics
-        outcome.best = self._best(outcome)
-        self.outcome = outcome
-        best_map = {self.estimator.getParam(name): value for name, value in outcome.best.params.items()}
-        log.info(
-            "search: best candidate %s %s; refitting it on the training split", outcome.best.index, outcome.best.params
-        )
-        return pipeline.fit(train, best_map)
+        tagged = with_folds(train, self.seed)
+        try:
+            for candidate, (run_id, metrics) in self._run_all(pipeline, todo, folds(tagged, self.config)):
+                outcome.run_ids[candidate.index], outcome.metrics[candidate.index] = run_id, metrics
+            outcome.best = self._best(outcome)
+            self.outcome = outcome
+            best_map = {self.estimator.getParam(name): value for name, value in outcome.best.params.items()}
+            log.info("search: best candidate %s %s; refitting it on the training split",
+                     outcome.best.index, outcome.best.params)  # fmt: skip
+            return pipeline.fit(tagged.drop(FOLD_COLUMN), best_map)
+        finally:
+            tagged.unpersist()
 
     def _run_all(self, pipeline: Pipeline, todo: list[Candidate], splits) -> list[tuple[Candidate, Any]]:
         """Up to `parallelism` candidates at once. After a failure no candidate starts; those already
