@@ -13,7 +13,7 @@ RUNTIME_CONSTRAINTS := tests/data/synapse-runtime/constraints.txt
 # (a pool always tracks to a server or workspace).
 RUNTIME_TESTS := tests/test_aml_fidelity.py tests/test_aml_cycle.py tests/test_auth.py tests/test_train_e2e.py
 
-.PHONY: train test test-fast test-runtime test-aml-live aml-double bench bench-score check clean
+.PHONY: train test test-fast test-runtime test-aml-live aml-double bench bench-score bench-search check clean
 
 # The stamp files make the environments rebuild only when their pins change.
 $(VENV)/.installed: requirements-dev.txt setup.cfg pyproject.toml
@@ -68,6 +68,9 @@ bench: $(VENV)/.installed
 
 bench-score: $(VENV)/.installed
 	$(BIN)/python bench/score.py $(ARGS)
+
+bench-search: $(VENV)/.installed
+	$(BIN)/python bench/search.py $(ARGS)
 
 check: $(VENV)/.installed
 	$(BIN)/synapse-ml-track check $(ARGS)
