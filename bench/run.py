@@ -51,6 +51,8 @@ CASES = {
     "e": "mlflow.pyspark.ml.autolog",
 }
 ANALYSIS_START, ANALYSIS_END = "<!-- analysis -->", "<!-- /analysis -->"
+# Sections other benchmarks write into the same file (bench/score.py, bench/search.py): kept as they are.
+OTHER_SECTIONS = (("<!-- scoring -->", "<!-- /scoring -->"), ("<!-- search -->", "<!-- /search -->"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -601,11 +603,16 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
         probe.restore()
 
-    previous = None
+    previous, others = None, []
     if output.exists():
         text = output.read_text(encoding="utf-8")
         if ANALYSIS_START in text and ANALYSIS_END in text:
             previous = text.split(ANALYSIS_START, 1)[1].split(ANALYSIS_END, 1)[0]
+        others = [
+            start + text.split(start, 1)[1].split(end, 1)[0] + end
+            for start, end in OTHER_SECTIONS
+            if start in text and end in text
+        ]
     meta = {
         "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "make bench"
@@ -623,7 +630,8 @@ def main(argv: list[str] | None = None) -> int:
         "one_off": one_off,
         "task": args.task,
     }
-    output.write_text(render(meta, results, cases, datasets, previous), encoding="utf-8")
+    report = render(meta, results, cases, datasets, previous)
+    output.write_text("\n".join([report.rstrip("\n"), *others]) + "\n", encoding="utf-8")
     raw_path.write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
     print(f"wrote {output}")
     return 0
