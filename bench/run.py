@@ -41,6 +41,7 @@ sys.path[:0] = [str(BENCH), str(REPO / "tests")]
 from datagen import generate  # noqa: E402
 from fault_proxy import FaultProxy  # noqa: E402
 from probe import Probe  # noqa: E402
+from sections import marked  # noqa: E402
 from support import start_mlflow_server  # noqa: E402
 
 CASES = {
@@ -606,13 +607,8 @@ def main(argv: list[str] | None = None) -> int:
     previous, others = None, []
     if output.exists():
         text = output.read_text(encoding="utf-8")
-        if ANALYSIS_START in text and ANALYSIS_END in text:
-            previous = text.split(ANALYSIS_START, 1)[1].split(ANALYSIS_END, 1)[0]
-        others = [
-            start + text.split(start, 1)[1].split(end, 1)[0] + end
-            for start, end in OTHER_SECTIONS
-            if start in text and end in text
-        ]
+        previous = marked(text, ANALYSIS_START, ANALYSIS_END)
+        others = [start + marked(text, start, end) + end for start, end in OTHER_SECTIONS if marked(text, start, end)]
     meta = {
         "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "make bench"

@@ -32,6 +32,8 @@ BIN = Path(sys.executable).parent
 sys.path[:0] = [str(BENCH)]
 
 from datagen import generate  # noqa: E402
+from eventlog import events  # noqa: E402
+from sections import write_section  # noqa: E402
 
 MODEL = "bench-score"
 MODEL_URI = f"models:/{MODEL}/latest"
@@ -99,13 +101,11 @@ def input_bytes(source: Path) -> int:
 def event_counts(event_dir: Path) -> tuple[int, int]:
     """(Spark jobs, bytes read by tasks) from the one event log in event_dir."""
     jobs = read = 0
-    for log in event_dir.iterdir():
-        for line in log.read_text().splitlines():
-            event = json.loads(line)
-            if event["Event"] == "SparkListenerJobStart":
-                jobs += 1
-            elif event["Event"] == "SparkListenerTaskEnd":
-                read += event.get("Task Metrics", {}).get("Input Metrics", {}).get("Bytes Read", 0)
+    for event in events(event_dir):
+        if event["Event"] == "SparkListenerJobStart":
+            jobs += 1
+        elif event["Event"] == "SparkListenerTaskEnd":
+            read += event.get("Task Metrics", {}).get("Input Metrics", {}).get("Bytes Read", 0)
     return jobs, read
 
 
@@ -172,14 +172,8 @@ def table(results: list[dict]) -> str:
 
 def write_results(results: list[dict]) -> None:
     (WORK / "results.json").write_text(json.dumps(results, indent=2))
-    path = BENCH / "results.md"
-    text = path.read_text() if path.exists() else ""
     section = table(results)
-    if START in text and END in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    write_section(BENCH / "results.md", START, END, section)
     print(section)
 
 

@@ -42,7 +42,9 @@ sys.path[:0] = [str(BENCH), str(REPO / "tests")]
 from synapse_ml_track.spark import LOCAL_DEFAULTS  # noqa: E402
 
 from datagen import generate  # noqa: E402
+from eventlog import events  # noqa: E402
 from fault_proxy import FaultProxy  # noqa: E402
+from sections import marked, write_section  # noqa: E402
 from support import start_mlflow_server  # noqa: E402
 
 GRID = {"regParam": [0.0, 0.01, 0.1], "elasticNetParam": [0.0, 0.5], "maxIter": [10, 20]}
@@ -142,16 +144,14 @@ def event_counts(event_dir: Path) -> dict:
     jobs = tasks = 0
     cpu = 0.0
     master = "?"
-    for log in event_dir.iterdir():
-        for line in log.read_text().splitlines():
-            event = json.loads(line)
-            if event["Event"] == "SparkListenerJobStart":
-                jobs += 1
-            elif event["Event"] == "SparkListenerTaskEnd":
-                tasks += 1
-                cpu += (event.get("Task Metrics") or {}).get("Executor CPU Time", 0) / 1e9
-            elif event["Event"] == "SparkListenerEnvironmentUpdate":
-                master = event["Spark Properties"].get("spark.master", "?")
+    for event in events(event_dir):
+        if event["Event"] == "SparkListenerJobStart":
+            jobs += 1
+        elif event["Event"] == "SparkListenerTaskEnd":
+            tasks += 1
+            cpu += (event.get("Task Metrics") or {}).get("Executor CPU Time", 0) / 1e9
+        elif event["Event"] == "SparkListenerEnvironmentUpdate":
+            master = event["Spark Properties"].get("spark.master", "?")
     return {"jobs": jobs, "tasks": tasks, "task_cpu": cpu, "master": master}
 
 
@@ -328,16 +328,9 @@ NOTES = [
 def write_results(results: list[dict], meta: dict) -> None:
     (WORK / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     path = BENCH / "results.md"
-    text = path.read_text() if path.exists() else ""
-    analysis = None
-    if ANALYSIS_START in text and ANALYSIS_END in text:
-        analysis = text.split(ANALYSIS_START, 1)[1].split(ANALYSIS_END, 1)[0].strip()
-    block = section(results, meta, analysis)
-    if START in text and END in text:
-        text = text[: text.index(START)] + block + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
+    analysis = marked(path.read_text() if path.exists() else "", ANALYSIS_START, ANALYSIS_END)
+    block = section(results, meta, analysis.strip() if analysis is not None else None)
+    write_section(path, START, END, block)
     print(block)
 
 

@@ -1,0 +1,22 @@
+"""bench/results.md holds one section per benchmark, each between its own markers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def marked(text: str, start: str, end: str) -> str | None:
+    """What lies between the markers, or None."""
+    if start in text and end in text:
+        return text.split(start, 1)[1].split(end, 1)[0]
+    return None
+
+
+def write_section(path: Path, start: str, end: str, section: str) -> None:
+    """Put `section` (markers included) where the file has the markers, or at its end."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if marked(text, start, end) is not None:
+        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text, encoding="utf-8")
