@@ -13,7 +13,7 @@ RUNTIME_CONSTRAINTS := tests/data/synapse-runtime/constraints.txt
 # (a pool always tracks to a server or workspace).
 RUNTIME_TESTS := tests/test_aml_fidelity.py tests/test_aml_cycle.py tests/test_auth.py tests/test_train_e2e.py
 
-.PHONY: train test test-fast test-runtime test-aml-live aml-double bench bench-score bench-search check clean
+.PHONY: train test test-fast test-runtime test-aml-live aml-double soak bench bench-score bench-search check clean
 
 # The stamp files make the environments rebuild only when their pins change.
 $(VENV)/.installed: requirements-dev.txt setup.cfg pyproject.toml
@@ -62,6 +62,10 @@ test-aml-live: $(VENV)/.installed
 # The local AML workspace double, in the foreground: its first line is the tracking URI and environment.
 aml-double: $(VENV)/.installed
 	$(BIN)/python tests/aml_server.py $(ARGS)
+
+# 50 jobs with random faults against the AML double; its last line counts what was lost (tests/soak.py).
+soak: $(VENV)/.installed
+	$(BIN)/python tests/soak.py $(ARGS)
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/run.py $(ARGS)
