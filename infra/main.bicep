@@ -79,7 +79,7 @@ param amlKeyVaultCreateMode string = 'default'
 ])
 param jobKeyVaultCreateMode string = 'default'
 
-@description('Give the Synapse workspace managed identity AzureML Data Scientist on the Azure ML workspace, so jobs can run with azure.auth managed_identity and no service principal secret.')
+@description('Give the Synapse workspace managed identity AzureML Data Scientist on the Azure ML workspace, so jobs run by a pipeline can use azure.auth managed_identity and no service principal secret (a job submitted from Synapse Studio runs as its submitter, who needs the role too).')
 param synapseIdentityUsesAml bool = false
 
 @description('Autoscale lower bound of the Spark pool (at least 3).')

@@ -22,6 +22,13 @@ from synapse_ml_track.redaction import Redactor
 log = logging.getLogger(__name__)
 
 ARM_SCOPE = "https://management.azure.com/.default"
+# Whose token mssparkutils hands out and whose access Key Vault checks: the identity the job runs as
+# (Microsoft Tech Community, "Understand the identity used during component execution in Synapse").
+# The roles a job needs belong to it; tests/test_docs.py keeps the documents saying the same.
+SYNAPSE_RUNS_AS = (
+    "a Spark job definition submitted from Synapse Studio runs as the user who submits it, "
+    "one run by a pipeline as the workspace's managed identity"
+)
 # azure-core transport settings: a dead authority fails in seconds, not after minutes of retries.
 BOUNDED_HTTP = {"connection_timeout": 10, "read_timeout": 20, "retry_total": 1}
 SECRET_VARIABLE = "AZURE_CLIENT_SECRET"
@@ -126,7 +133,8 @@ def _from_environment(
 def _from_key_vault(
     azure: AzureConfig, redactor: Redactor, mssparkutils_loader: Callable[[], Any | None], required: bool
 ) -> ResolvedCredential | None:
-    """Tenant id, client id and secret from Key Vault via mssparkutils (the pool's managed identity).
+    """Tenant id, client id and secret from Key Vault via mssparkutils, as the linked service's
+    credential when one is named, else as the identity the job runs as.
 
     A tenant or client id in the config (azure.tenant_id, azure.client_id) is used as is and not read.
     """
@@ -163,12 +171,14 @@ def _from_key_vault(
                 value = mssparkutils.credentials.getSecret(azure.key_vault_name, secret_name)
         except Exception as exc:  # noqa: BLE001 - mssparkutils raises py4j errors of many kinds
             detail = redactor.redact(first_line(exc))
-            via = (
-                f" through linked service '{azure.key_vault_linked_service}'" if azure.key_vault_linked_service else ""
-            )
+            if azure.key_vault_linked_service:
+                via = f" through linked service '{azure.key_vault_linked_service}'"
+                who = "the linked service's credential (normally the workspace's managed identity)"
+            else:
+                via, who = "", f"the identity the job runs as ({SYNAPSE_RUNS_AS})"
             raise CredentialError(
                 f"cannot read secret '{secret_name}' from Key Vault '{azure.key_vault_name}'{via}: {detail[:200]} "
-                "(does the Synapse managed identity have Key Vault Secrets User on the vault?)"
+                f"(does {who} have Key Vault Secrets User on the vault?)"
             ) from None
         if not value:
             raise CredentialError(f"secret '{secret_name}' in Key Vault '{azure.key_vault_name}' is empty")
@@ -183,10 +193,11 @@ def _from_key_vault(
 
 
 class SynapseTokenCredential:
-    """The Synapse workspace's managed identity, through the pool's own token service.
+    """The token of the identity the job runs as, through the pool's own token service: the
+    submitting user's from Synapse Studio, the workspace's managed identity's from a pipeline.
 
     azure-identity's ManagedIdentityCredential finds no endpoint inside Synapse Spark
-    (Azure/azure-sdk-for-python#26997, #30726). Synapse hands out the workspace identity's tokens
+    (Azure/azure-sdk-for-python#26997, #30726). Synapse hands out that identity's tokens
     through `mssparkutils.credentials.getToken(audience)`; the ARM audience, "AzureManagement", is
     the one azureml-mlflow's own Synapse authentication asks for
     (azureml/mlflow/_common/_authentication/_arcadia_token_wrapper.py, _ARM_RESOURCE). AML accepts
@@ -226,10 +237,11 @@ def _managed_identity(azure: AzureConfig, mssparkutils_loader: Callable[[], Any 
     if mssparkutils is not None:
         if azure.managed_identity_client_id:
             raise CredentialError(
-                "azure.managed_identity_client_id is set, but a Synapse Spark job runs as the workspace's "
-                "system-assigned identity (user-assigned identities are not supported there); remove it"
+                "azure.managed_identity_client_id is set, but on Synapse the token is that of the identity the job "
+                f"runs as ({SYNAPSE_RUNS_AS}), never a user-assigned identity; remove it"
             )
-        return ResolvedCredential(SynapseTokenCredential(mssparkutils), "Synapse workspace managed identity")
+        source = f"Synapse token service (the job's own identity: {SYNAPSE_RUNS_AS})"
+        return ResolvedCredential(SynapseTokenCredential(mssparkutils), source)
     options: dict[str, Any] = dict(BOUNDED_HTTP)
     if azure.managed_identity_client_id:
         options["client_id"] = azure.managed_identity_client_id

@@ -6,26 +6,33 @@ update the Spark job definitions (train, score) and the training pipeline from t
 jobs/synapse/. `--dry-run` prints the same plan and calls nothing.
 
 Azure is reached through DefaultAzureCredential (az login, environment variables or a managed
-identity); this module reads no secret and prints only names, paths and job arguments.
+identity); this module reads no secret and prints only names, paths and job arguments. An Azure
+error is one line with the exit code of its kind: 4 when Azure does not sign the deployer in or
+refuses it access, 2 when something named on the command line does not exist, 3 when a service
+cannot be reached or fails.
 """
 
 from __future__ import annotations
 
 import configparser
 import json
+import logging
 import re
 import shutil
 import string
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from synapse_ml_track.config import build_config
-from synapse_ml_track.errors import JobError, first_line
+from synapse_ml_track.errors import CredentialError, JobError, TrackingError, first_line
+
+log = logging.getLogger(__name__)
 
 # Synapse memory-optimized sizes: (cores, memory) of one executor or the driver (the executor sizes
 # Microsoft's "Apache Spark pool configurations" page recommends for each node size).
@@ -56,7 +63,47 @@ STORAGE_ACCOUNT_PATTERN = re.compile(r"^[a-z0-9]{3,24}$")
 
 
 class DeployError(JobError):
-    """The deployment cannot go ahead or an Azure call failed."""
+    """The deployment cannot go ahead: an input, the configuration or the pool does not fit (exit 2)."""
+
+
+class DeployAccessError(DeployError):
+    """Azure does not sign the deployer in, or refuses it access: exit 4, the credentials code."""
+
+    exit_code = CredentialError.exit_code
+
+
+class DeployServiceError(DeployError):
+    """An Azure service cannot be reached or fails: exit 3, the code of a service that cannot be used."""
+
+    exit_code = TrackingError.exit_code
+
+
+@contextmanager
+def azure_errors(doing: str, access: str, names: str) -> Iterator[None]:
+    """Turn an azure-core error raised while `doing` into one line with the exit code of its kind;
+    `access` names what the deployer needs there (for a 403), `names` the flags to check (for a 404)."""
+    from azure.core.exceptions import AzureError, ClientAuthenticationError, ResourceNotFoundError
+
+    try:
+        yield
+    except ClientAuthenticationError as exc:
+        # azure-identity's CredentialUnavailableError (not logged in) is a ClientAuthenticationError,
+        # and the SDKs raise it for an HTTP 401 (their error_map).
+        raise DeployAccessError(
+            f"{doing}: Azure did not sign you in ({first_line(exc)}); sign in with az login "
+            "(deploy uses DefaultAzureCredential: AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET work too)"
+        ) from exc
+    except ResourceNotFoundError as exc:
+        raise DeployError(f"{doing}: not found (HTTP 404: {first_line(exc)}); check {names}") from exc
+    except AzureError as exc:
+        status = getattr(exc, "status_code", None)
+        if status == 403:
+            raise DeployAccessError(
+                f"{doing}: Azure refused access (HTTP 403: {first_line(exc)}); it needs {access}, and an address "
+                "the firewall allows"
+            ) from exc
+        answer = f"HTTP {status}" if status else type(exc).__name__  # no status: no answer (connection, timeout)
+        raise DeployServiceError(f"{doing}: {answer}: {first_line(exc)}") from exc
 
 
 @dataclass(frozen=True)
@@ -115,19 +162,49 @@ def pool_shape_from_parameters(request: DeployRequest) -> PoolShape:
     return PoolShape(node_size, max_nodes, str(path))
 
 
+SYNAPSE_READ = "a Synapse RBAC role on the workspace (any role reads it; Synapse Artifact Publisher publishes)"
+
+
+@dataclass(frozen=True)
+class PublishAccess:
+    """Synapse RBAC's answer for the signed-in identity. `groups_unknown` says why the identity's groups
+    were not part of the question (None when its token listed them)."""
+
+    who: str
+    denied: tuple[str, ...]
+    groups_unknown: str | None = None
+
+
 def preflight(target: Target, request: DeployRequest) -> None:
     """What can stop a deploy halfway is checked before its first step: the pool's size and the right
     to publish artifacts."""
-    check_sizing(target.pool_shape(request.spark_pool), request)
-    missing = target.missing_publish_actions()
-    if missing:
-        who, actions = missing
-        denied = ", ".join(action.rsplit("/", 2)[-2] for action in actions)
-        raise DeployError(
-            f"{who} may not publish to Synapse workspace {request.workspace} ({denied} write not allowed): it needs "
-            f"the Synapse Artifact Publisher role, e.g. az synapse role assignment create --workspace-name "
+    doing = f"cannot read pool {request.spark_pool} of Synapse workspace {request.workspace}"
+    with azure_errors(doing, SYNAPSE_READ, "--workspace and --spark-pool"):
+        shape = target.pool_shape(request.spark_pool)
+    check_sizing(shape, request)
+    doing = f"cannot check your Synapse RBAC role on workspace {request.workspace}"
+    with azure_errors(doing, SYNAPSE_READ, "--workspace"):
+        access = target.publish_access()
+    if not access.denied:
+        return
+    denied = ", ".join(action.rsplit("/", 2)[-2] for action in access.denied)
+    if access.groups_unknown is None:
+        raise DeployAccessError(
+            f"{access.who} may not publish to Synapse workspace {request.workspace} ({denied} write not allowed): it "
+            f"needs the Synapse Artifact Publisher role, e.g. az synapse role assignment create --workspace-name "
             f'{request.workspace} --role "Synapse Artifact Publisher" --assignee-object-id <object id>'
         )
+    # Synapse judges the subject it is asked about: a role held through a group the token does not
+    # list is invisible to this check, though not to the publishing calls themselves.
+    log.warning(
+        "cannot tell whether %s may publish to Synapse workspace %s: it holds no Synapse Artifact Publisher role "
+        "of its own (%s write not allowed) and %s, so a role held through a group is not visible; going ahead "
+        "(publishing stops at its step if no group gives the role)",
+        access.who,
+        request.workspace,
+        denied,
+        access.groups_unknown,
+    )
 
 
 class Target(Protocol):
@@ -135,7 +212,7 @@ class Target(Protocol):
 
     def pool_shape(self, pool: str) -> PoolShape: ...
 
-    def missing_publish_actions(self) -> tuple[str, list[str]] | None: ...
+    def publish_access(self) -> PublishAccess: ...
 
     def upload(self, path: str, data: bytes) -> None: ...
 
@@ -148,6 +225,7 @@ class Target(Protocol):
 class BuildWheel:
     source: Path
     wheel: Path
+    access = names = "nothing from Azure"
 
     def describe(self) -> str:
         return f"build wheel {self.wheel.name} from {self.source} (pip wheel --no-deps)"
@@ -196,6 +274,8 @@ class Upload:
     local: Path
     path: str
     uri: str
+    access = "the Storage Blob Data Contributor role on the storage account"
+    names = "--storage-account and --filesystem"
 
     def describe(self) -> str:
         return f"upload {self.local} -> {self.uri}"
@@ -204,9 +284,13 @@ class Upload:
         target.upload(self.path, self.local.read_bytes())
 
 
+PUBLISHER = "the Synapse Artifact Publisher role on the workspace"
+
+
 @dataclass(frozen=True)
 class PutJobDefinition:
     document: dict[str, Any]
+    access, names = PUBLISHER, "--workspace and --spark-pool"
 
     def describe(self) -> str:
         properties = self.document["properties"]
@@ -225,6 +309,7 @@ class PutJobDefinition:
 @dataclass(frozen=True)
 class PutPipeline:
     document: dict[str, Any]
+    access, names = PUBLISHER, "--workspace and --spark-pool"
 
     def describe(self) -> str:
         runs = "; ".join(
@@ -293,15 +378,14 @@ def describe_plan(plan: Plan) -> list[str]:
 
 
 def execute(plan: Plan, target: Target, progress: Callable[[str], None]) -> None:
-    from azure.core.exceptions import AzureError
-
     total = len(plan.steps)
     for number, step in enumerate(plan.steps, start=1):
         progress(f"[{number}/{total}] {step.describe()}")
-        try:
-            step.apply(target)
-        except (AzureError, OSError) as exc:
-            raise DeployError(f"step {number} failed: {type(exc).__name__}: {first_line(exc)}") from exc
+        with azure_errors(f"step {number} failed", step.access, step.names):
+            try:
+                step.apply(target)
+            except OSError as exc:
+                raise DeployError(f"step {number} failed: {type(exc).__name__}: {first_line(exc)}") from exc
     progress(f"Deployed: {total} steps done.")
 
 
@@ -386,19 +470,21 @@ class SynapseTarget:
         max_nodes = info.auto_scale.max_node_count if info.auto_scale and info.auto_scale.enabled else info.node_count
         return PoolShape(str(info.node_size), int(max_nodes), "the pool")
 
-    def missing_publish_actions(self) -> tuple[str, list[str]] | None:
-        """(who, actions) when the signed-in identity may not publish, per Synapse's own access check."""
+    def publish_access(self) -> PublishAccess:
+        """Whether the signed-in identity may publish, per Synapse's own access check of its object id
+        and the groups its token lists."""
         from azure.synapse.accesscontrol import AccessControlClient
         from azure.synapse.accesscontrol.models import RequiredAction, SubjectInfo
 
         claims = token_claims(self._credential.get_token("https://dev.azuresynapse.net/.default").token)
-        subject = SubjectInfo(principal_id=claims["oid"], group_ids=claims.get("groups", []))
+        groups = claims.get("groups")
+        subject = SubjectInfo(principal_id=claims["oid"], group_ids=groups or [])
         actions = [RequiredAction(id=action, is_data_action=True) for action in PUBLISH_ACTIONS]
         client = AccessControlClient(self._credential, self._endpoint, **self._client_options)
         answer = client.role_assignments.check_principal_access(subject, actions, f"workspaces/{self._workspace}")
-        denied = [d.action_id for d in answer.access_decisions if d.access_decision != "Allowed"]
+        denied = tuple(d.action_id for d in answer.access_decisions if d.access_decision != "Allowed")
         who = claims.get("upn") or claims.get("appid") or claims["oid"]
-        return (f"{who} (object id {claims['oid']})", denied) if denied else None
+        return PublishAccess(f"{who} (object id {claims['oid']})", denied, unknown_groups(claims))
 
     def upload(self, path: str, data: bytes) -> None:
         self._filesystem.get_file_client(path).upload_data(data, overwrite=True)
@@ -424,6 +510,22 @@ def token_claims(token: str) -> dict[str, Any]:
 
     payload = token.split(".")[1]
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def unknown_groups(claims: dict[str, Any]) -> str | None:
+    """Why a token's group memberships cannot be read from it, or None when it lists them.
+
+    Microsoft Entra ID puts at most 200 groups in a JWT; past that it drops `groups` and points to
+    Microsoft Graph instead, through `_claim_names`/`_claim_sources` (or `hasgroups`) ("groups overage
+    claim", Microsoft identity platform's access token claims reference,
+    https://learn.microsoft.com/entra/identity-platform/access-token-claims-reference). A token may
+    also carry no `groups` at all when the resource does not ask for them.
+    """
+    if isinstance(claims.get("groups"), list):
+        return None
+    if "groups" in (claims.get("_claim_names") or {}) or claims.get("hasgroups"):
+        return "your token lists no groups (more than 200: Microsoft Entra ID sends a groups overage claim instead)"
+    return "your token carries no groups claim"
 
 
 def require_azure_packages() -> None:

@@ -304,7 +304,7 @@ def test_managed_identity_on_synapse_uses_synapses_token_service(run_cli, aml_en
 
     result = run_cli("check", "--tracking-uri", aml_server.tracking_uri, "--set", "azure.auth=managed_identity")
     assert result.exit_code == 0, result.stderr
-    assert "Synapse workspace managed identity" in result.stdout
+    assert "Synapse token service (the job's own identity" in result.stdout
     assert service.audiences and set(service.audiences) == {"AzureManagement"}
     assert {r.client_id for r in aml_server.recorded("aml")} == {identity}
     assert offline == []  # no IMDS, no Azure AD: the pool's own token service only

@@ -241,8 +241,8 @@ def test_real_managed_identity_credential_is_constructible():
 
 
 def test_user_assigned_identity_is_refused_on_synapse():
-    """Synapse Spark job definitions run as the workspace's system-assigned identity only."""
-    with pytest.raises(CredentialError, match="user-assigned identities are not supported there"):
+    """On Synapse the token is that of the identity the job runs as, never a user-assigned identity's."""
+    with pytest.raises(CredentialError, match="never a user-assigned identity; remove it"):
         auth._managed_identity(AzureConfig(managed_identity_client_id="mi-1"), lambda: object())
 
 

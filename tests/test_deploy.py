@@ -159,8 +159,8 @@ class RecordingTarget:
     def pool_shape(self, pool: str) -> deploy.PoolShape:
         return deploy.PoolShape("Small", 4, "the pool")
 
-    def missing_publish_actions(self):
-        return None
+    def publish_access(self) -> deploy.PublishAccess:
+        return deploy.PublishAccess("dev@example.com", denied=())
 
     def upload(self, path: str, data: bytes) -> None:
         self.calls.append(("upload", (path, data)))
@@ -252,11 +252,15 @@ def unsigned_token(claims: dict) -> str:
     return f"{encode({'alg': 'none'})}.{encode({'exp': 4_102_444_800, **claims})}."
 
 
+DEPLOYER = "0b6e6a4c-deployer"
+WORKSPACE = "syn-mltrack-dev-abc123"
+
+
 class SignedIn:
     """A deployer's credential: what DefaultAzureCredential hands the SDKs after `az login`."""
 
     def __init__(self, **claims) -> None:
-        self.token = unsigned_token({"oid": "0b6e6a4c-deployer", "upn": "dev@example.com", **claims})
+        self.token = unsigned_token({"oid": DEPLOYER, "upn": "dev@example.com", **claims})
 
     def get_token(self, *scopes, **kwargs):
         from azure.core.credentials import AccessToken
@@ -264,14 +268,49 @@ class SignedIn:
         return AccessToken(self.token, 4_102_444_800)
 
 
-def synapse(pool_node_size: str = "Small", pool_max_nodes: int = 4, allowed: tuple[str, ...] = deploy.PUBLISH_ACTIONS):
+def synapse(
+    pool_node_size: str = "Small",
+    pool_max_nodes: int = 4,
+    roles: dict[str, tuple[str, ...]] | None = None,
+    members: dict[str, list[str]] | None = None,
+    lake_writers: frozenset[str] = frozenset({DEPLOYER}),
+    lake_failure: tuple[int, str, str] | None = None,
+):
     """The workspace's dev endpoint and data lake as azure-core sees them (Azure is not reachable):
-    the pool, Synapse RBAC's access check, job definitions, pipelines and ADLS Gen2 uploads."""
-    workspace = r"syn-mltrack-dev-abc123\.dev\.azuresynapse\.net"
+    the pool, Synapse RBAC's access check, job definitions, pipelines and ADLS Gen2 uploads.
+
+    Synapse RBAC as the service applies it: `roles` maps a principal's or a group's object id to the
+    actions it allows (default: the deployer may publish); `members` is the directory, object id ->
+    groups. A call is judged for its token's `oid` and that identity's groups in the directory,
+    whatever the token lists; the access check judges the subject it is sent, object id and `groupIds`
+    as given (azure-synapse-accesscontrol's SubjectInfo: "List of group Ids that the principalId is
+    part of"). The data lake lets `lake_writers` write (Storage Blob Data Contributor), or answers
+    every write with `lake_failure` (status, error code, message)."""
+    roles = {DEPLOYER: deploy.PUBLISH_ACTIONS} if roles is None else roles
+    members = members or {}
+    workspace = rf"{WORKSPACE}\.dev\.azuresynapse\.net"
     lake = r"stdlmltrackdevabc123\.dfs\.core\.windows\.net"
     files: dict[str, bytes] = {}
 
+    def caller(sent) -> str:
+        return deploy.token_claims(sent.headers["Authorization"].split()[1])["oid"]
+
+    def allowed(principal: str, groups: list[str], action: str) -> bool:
+        return any(action in roles.get(subject, ()) for subject in (principal, *groups))
+
+    def refused(principal: str, action: str):
+        # Synapse's 403, as the dev endpoint words it (Azure/azure-sdk-for-net#24423).
+        return 403, {"error": {"code": "Unauthorized", "message": (
+            f"The principal '{principal}' does not have the required Synapse RBAC permission to perform this action. "
+            f"Required permission: Action: {action}, Scope: workspaces/{WORKSPACE}/*."
+        )}}  # fmt: skip
+
     def pool(sent, match):
+        principal = caller(sent)
+        # Any Synapse RBAC role at any scope gives Synapse User at workspace scope, which reads pools
+        # (Microsoft's synapse-workspace-synapse-rbac-roles.md); no role at all is refused.
+        if not any(subject in roles for subject in (principal, *members.get(principal, []))):
+            return refused(principal, "Microsoft.Synapse/workspaces/read")
         return 200, {
             "name": match.group(1), "location": "westeurope", "type": "Microsoft.Synapse/workspaces/bigDataPools",
             "properties": {"nodeSize": pool_node_size, "nodeSizeFamily": "MemoryOptimized", "sparkVersion": "3.5",
@@ -279,16 +318,31 @@ def synapse(pool_node_size: str = "Small", pool_max_nodes: int = 4, allowed: tup
         }  # fmt: skip
 
     def access(sent, match):
+        subject = sent.json()["subject"]
         decisions = [
-            {"actionId": a["id"], "accessDecision": "Allowed" if a["id"] in allowed else "NotAllowed"}
+            {"actionId": a["id"], "accessDecision": "Allowed" if allowed(
+                subject["principalId"], subject.get("groupIds") or [], a["id"]) else "NotAllowed"}
             for a in sent.json()["actions"]
-        ]
+        ]  # fmt: skip
         return 200, {"accessDecisions": decisions}
 
     def artifact(sent, match):
+        principal, action = caller(sent), f"Microsoft.Synapse/workspaces/{match.group(1)}/write"
+        if not allowed(principal, members.get(principal, []), action):
+            return refused(principal, action)
         return 200, {"id": f"/{match.group(1)}/{match.group(2)}", "name": match.group(2), "etag": "1", **sent.json()}
 
     def lake_write(sent, match):
+        # ADLS Gen2's error answers: JSON body and x-ms-error-code (Microsoft's "Azure Storage common
+        # error codes": AuthorizationPermissionMismatch 403, FilesystemNotFound 404, ServerBusy 503).
+        failure = lake_failure or (
+            None if caller(sent) in lake_writers else (403, "AuthorizationPermissionMismatch",
+                "This request is not authorized to perform this operation using this permission.")
+        )  # fmt: skip
+        if failure:
+            status, code, message = failure
+            return status, {"error": {"code": code, "message": f"{message}\nRequestId:1\nTime:2026-11-25"}}, {
+                "x-ms-error-code": code}  # fmt: skip
         path = match.group(1)
         if sent.method == "PUT":
             files[path] = b""
@@ -310,7 +364,7 @@ def synapse(pool_node_size: str = "Small", pool_max_nodes: int = 4, allowed: tup
     return stub
 
 
-def real_deploy(monkeypatch, stub, credential=None):
+def real_deploy(monkeypatch, stub, credential=None, **client_options):
     def built(command, **kwargs):
         wheel_dir = Path(command[command.index("--wheel-dir") + 1])
         wheel_dir.mkdir(parents=True, exist_ok=True)
@@ -318,7 +372,9 @@ def real_deploy(monkeypatch, stub, credential=None):
         return subprocess.CompletedProcess(command, 0)
 
     monkeypatch.setattr(deploy, "subprocess", SimpleNamespace(run=built))
-    target = functools.partial(deploy.SynapseTarget, credential=credential or SignedIn(), transport=stub.transport())
+    target = functools.partial(
+        deploy.SynapseTarget, credential=credential or SignedIn(), transport=stub.transport(), **client_options
+    )
     monkeypatch.setattr(deploy, "SynapseTarget", target)
 
 
@@ -362,19 +418,25 @@ def unknown_keys(model, path: str = "") -> list[str]:
     return found
 
 
+def changes(stub) -> list:
+    return [s for s in stub.sent if s.method in ("PUT", "PATCH")]
+
+
 def test_real_deploy_without_publish_rights_stops_before_any_step(config_file, source_copy, monkeypatch, capsys):
-    stub = synapse(allowed=("Microsoft.Synapse/workspaces/sparkJobDefinitions/write",))
-    real_deploy(monkeypatch, stub)
-    assert run_deploy(deploy_args(config_file, "--source", str(source_copy))) == 2
+    """The token lists the deployer's groups, so the check knows: no role of its own nor through a group."""
+    stub = synapse(
+        roles={DEPLOYER: ("Microsoft.Synapse/workspaces/sparkJobDefinitions/write",)},
+        members={DEPLOYER: ["7c1e-data-team"]},
+    )
+    real_deploy(monkeypatch, stub, SignedIn(groups=["7c1e-data-team"]))
+    assert run_deploy(deploy_args(config_file, "--source", str(source_copy))) == 4
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("error: dev@example.com (object id 0b6e6a4c-deployer) may not publish to Synapse workspace")
     assert "Synapse Artifact Publisher" in line and "pipelines write not allowed" in line
-    assert not [s for s in stub.sent if s.method in ("PUT", "PATCH")], "nothing uploaded or published"
+    assert not changes(stub), "nothing uploaded or published"
     checked = next(s for s in stub.sent if s.path == "/checkAccessSynapseRbac").json()
-    assert (
-        checked["subject"]["principalId"] == "0b6e6a4c-deployer"
-        and checked["scope"] == "workspaces/syn-mltrack-dev-abc123"
-    )
+    assert checked["subject"] == {"principalId": DEPLOYER, "groupIds": ["7c1e-data-team"]}
+    assert checked["scope"] == f"workspaces/{WORKSPACE}"
 
 
 def test_real_deploy_reads_the_live_pool_for_its_sizing(config_file, source_copy, monkeypatch, capsys):
@@ -386,3 +448,128 @@ def test_real_deploy_reads_the_live_pool_for_its_sizing(config_file, source_copy
     too_many = deploy_args(config_file, "--source", str(source_copy), "--num-executors", "6")
     assert run_deploy(too_many) == 2
     assert "per the pool" in capsys.readouterr().err
+
+
+# ---- Azure's refusals: one line each, with the exit code of their kind (README, "Errors") ---------
+
+
+def test_deploy_takes_the_logging_flags_every_subcommand_takes(config_file):
+    args = build_parser().parse_args(deploy_args(config_file, "--dry-run", "--debug", "--log-level", "DEBUG"))
+    assert (args.debug, args.log_level) == (True, "DEBUG")
+
+
+@pytest.fixture
+def not_logged_in(tmp_path, monkeypatch):
+    """DefaultAzureCredential as a deployer who never ran `az login` has it. Azure AD and the CLI's
+    token cache cannot be reached here: the `az` on PATH answers as the real one does when nobody is
+    logged in, and azure-identity's own AzureCliCredential reads that answer; the credentials that
+    would probe the network (managed identity) or other tools are left out."""
+    from azure.identity import DefaultAzureCredential
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "az").write_text("#!/bin/sh\necho \"ERROR: Please run 'az login' to setup account.\" >&2\nexit 1\n")
+    (bin_dir / "az").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    for name in ("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    return DefaultAzureCredential(
+        exclude_managed_identity_credential=True, exclude_workload_identity_credential=True,
+        exclude_shared_token_cache_credential=True, exclude_visual_studio_code_credential=True,
+        exclude_azure_powershell_credential=True, exclude_developer_cli_credential=True,
+    )  # fmt: skip
+
+
+def test_not_logged_in_is_one_line_and_exit_4(config_file, source_copy, monkeypatch, capsys, not_logged_in):
+    stub = synapse()
+    real_deploy(monkeypatch, stub, not_logged_in)
+    assert run_deploy(deploy_args(config_file, "--source", str(source_copy))) == 4
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: cannot read pool mltrack of Synapse workspace {WORKSPACE}: ")
+    assert "Azure did not sign you in" in line
+    assert "DefaultAzureCredential failed to retrieve a token" in line and "az login" in line
+    assert stub.sent == [] and not changes(stub)
+
+
+def test_debug_adds_the_azure_error_whole(config_file, source_copy, monkeypatch, capsys, not_logged_in):
+    real_deploy(monkeypatch, synapse(), not_logged_in)
+    assert run_deploy(deploy_args(config_file, "--source", str(source_copy), "--debug")) == 4
+    error = capsys.readouterr().err
+    assert "AzureCliCredential: Please run 'az login' to set up an account" in error
+    assert error.splitlines()[-1].startswith("error: cannot read pool mltrack")
+
+
+def test_no_access_to_the_workspace_is_one_line_and_exit_4(config_file, source_copy, monkeypatch, capsys):
+    """A deployer with no Synapse RBAC role: the dev endpoint answers 403 to the first call."""
+    stub = synapse(roles={})
+    real_deploy(monkeypatch, stub)
+    assert run_deploy(deploy_args(config_file, "--source", str(source_copy))) == 4
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: cannot read pool mltrack of Synapse workspace {WORKSPACE}: Azure refused access")
+    assert f"HTTP 403: (Unauthorized) The principal '{DEPLOYER}' does not have the required Synapse RBAC" in line
+    assert "a Synapse RBAC role on the workspace" in line
+    assert not changes(stub)
+
+
+@pytest.mark.parametrize(
+    ("lake", "code", "expected"),
+    [
+        ({"lake_writers": frozenset()}, 4,
+         "Azure refused access (HTTP 403: (AuthorizationPermissionMismatch) This request is not authorized"),
+        ({"lake_failure": (404, "FilesystemNotFound", "The specified filesystem does not exist.")}, 2,
+         "not found (HTTP 404: The specified filesystem does not exist.); check --storage-account and --filesystem"),
+        ({"lake_failure": (503, "ServerBusy", "The server is currently unable to receive requests.")}, 3,
+         "HTTP 503: (ServerBusy) The server is currently unable to receive requests."),
+    ],
+    ids=["refused", "not-found", "service-failed"],
+)  # fmt: skip
+def test_a_failed_step_exits_with_the_code_of_its_kind(
+    config_file, source_copy, monkeypatch, capsys, lake, code, expected
+):
+    """The first upload (step 2) meets the data lake's answer; retries are off so a 503 fails at once."""
+    stub = synapse(**lake)
+    real_deploy(monkeypatch, stub, retry_total=0)
+    assert run_deploy(deploy_args(config_file, "--source", str(source_copy))) == code
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: step 2 failed: ") and expected in line, line
+    assert not [s for s in stub.sent if "azuresynapse" in s.url and s.method == "PUT"], "nothing published"
+
+
+PUBLISHERS = "5d1f-synapse-publishers"
+# Microsoft Entra ID's groups overage claim, past 200 groups: no `groups`, a pointer to Microsoft Graph
+# instead (Microsoft identity platform, access token claims reference, "groups overage claim").
+OVERAGE = {
+    "_claim_names": {"groups": "src1"},
+    "_claim_sources": {"src1": {"endpoint": f"https://graph.microsoft.com/v1.0/users/{DEPLOYER}/getMemberObjects"}},
+}
+
+
+@pytest.mark.parametrize(
+    ("claims", "warned"),
+    [({"groups": [PUBLISHERS]}, False), (OVERAGE, True), ({}, True)],
+    ids=["groups-listed", "groups-overage", "no-groups-claim"],
+)
+def test_a_role_held_through_a_group_publishes(config_file, source_copy, monkeypatch, capsys, claims, warned):
+    """The deployer publishes through a group's role. When the token does not list the groups the check
+    cannot know: it warns and goes ahead instead of refusing, and Synapse itself lets the publishing through."""
+    stub = synapse(roles={PUBLISHERS: deploy.PUBLISH_ACTIONS}, members={DEPLOYER: [PUBLISHERS]})
+    real_deploy(monkeypatch, stub, SignedIn(**claims))
+    assert run_deploy(deploy_args(config_file, "--source", str(source_copy))) == 0, capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert ("cannot tell whether dev@example.com (object id 0b6e6a4c-deployer) may publish" in error) == warned
+    assert [s.path.rsplit("/", 1)[-1] for s in changes(stub) if "azuresynapse" in s.url] == [
+        "synapse-ml-track-train", "synapse-ml-track-score", "synapse-ml-track-train-pipeline",
+    ]  # fmt: skip
+
+
+def test_without_a_role_and_without_groups_in_the_token_publishing_stops_at_its_step(
+    config_file, source_copy, monkeypatch, capsys
+):
+    """The warning's other side: no group gives the role, so Synapse refuses the first job definition."""
+    stub = synapse(roles={DEPLOYER: ("Microsoft.Synapse/workspaces/read",)})
+    real_deploy(monkeypatch, stub, SignedIn(**OVERAGE))
+    assert run_deploy(deploy_args(config_file, "--source", str(source_copy))) == 4
+    error = capsys.readouterr().err.splitlines()
+    assert "groups overage claim" in error[0]
+    assert error[-1].startswith("error: step 7 failed: Azure refused access (HTTP 403: (Unauthorized) The principal")
+    assert "Synapse Artifact Publisher" in error[-1]

@@ -10,16 +10,22 @@ in order, as one bash script (later blocks use earlier blocks' variables).
 
 from __future__ import annotations
 
+import ast
 import itertools
 import json
 import re
 import shlex
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from synapse_ml_track import auth
 from synapse_ml_track.cli import build_parser
+from synapse_ml_track.config import AzureConfig
+from synapse_ml_track.errors import CredentialError
+from synapse_ml_track.redaction import Redactor
 
 from support import REPO, VENV_BIN
 
@@ -152,3 +158,113 @@ def test_the_checks_catch_what_they_are_for():
     assert commands(line, "make") == [["tset"]]
     assert script_options(REPO / "infra" / "deploy.sh") >= {"--resource-group", "-g", "--parameters", "--dry-run"}
     assert expand("infra/modules/{aml,storage}.bicep") == ["infra/modules/aml.bicep", "infra/modules/storage.bicep"]
+
+
+# ---- who a Synapse job runs as (issue 21, defect 10) ----------------------------------------------
+# A Spark job definition submitted from Synapse Studio runs as the user who submits it; run by a
+# pipeline, as the workspace's managed identity (Microsoft Tech Community, "Understand the identity
+# used during component execution in Synapse"). The roles a job needs belong to that identity, so
+# every statement of it names both cases.
+
+IDENTITY_DOCUMENTS = [REPO / "README.md", REPO / "docs" / "aml.md", REPO / "docs" / "run-on-synapse.md"]
+WORKSPACE_IDENTITY = re.compile(
+    r"\b(?:workspace|synapse)(?:'s)? (?:managed |system-assigned )?identity\b|\bmanaged identity\b"
+    r"|\bsystem-assigned identity\b",
+    re.I,
+)
+A_JOB = re.compile(r"\bjobs?\b|\bbatch\b", re.I)
+
+
+def flat(text: str) -> str:
+    return " ".join(text.replace("`", "").replace("*", "").split())
+
+
+def sentences(text: str) -> list[str]:
+    """Sentences and their clauses (split at `.`, `;` and table cells), whitespace collapsed."""
+    return [part for part in re.split(r"(?<=[.;|])\s+|\s\|\s", flat(text)) if part.strip()]
+
+
+def texts_naming_identities() -> list[tuple[str, str]]:
+    """What a user reads about identities, as (where, text): the documents, the infra comments and
+    descriptions, and every string in the package (messages and docstrings)."""
+    found = [(document.name, document.read_text(encoding="utf-8")) for document in DOCUMENTS]
+    for path in sorted((REPO / "infra").rglob("*")):
+        if path.suffix in (".bicep", ".json", ".sh"):
+            text = path.read_text(encoding="utf-8")
+            comments = re.findall(r"(?:^[ \t]*(?://|#)[^\n]*\n)+", text, flags=re.M)
+            descriptions = re.findall(r"@description\('((?:[^'\\]|\\.)*)'\)|\"description\": \"([^\"]*)\"", text)
+            chunks = comments + [one or other for one, other in descriptions]
+            found += [(str(path.relative_to(REPO)), chunk.replace("//", " ").replace("#", " ")) for chunk in chunks]
+    for path in sorted((REPO / "synapse_ml_track").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.JoinedStr):
+                text = "".join(v.value for v in node.values if isinstance(v, ast.Constant))
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                text = node.value
+            else:
+                continue
+            found.append((str(path.relative_to(REPO)), text))
+    return found
+
+
+def misstatements(text: str) -> list[str]:
+    """Sentences that tie a job to the workspace's identity without saying it is a pipeline's, or
+    put job definitions there without Studio. A linked service's credential is its own matter."""
+    found = []
+    for sentence in sentences(text):
+        if not (WORKSPACE_IDENTITY.search(sentence) and A_JOB.search(sentence)):
+            continue
+        if re.search(r"linked service's credential", sentence, re.I):
+            continue
+        pipeline = re.search(r"pipeline", sentence, re.I)
+        unqualified_definition = re.search(r"job definition", sentence, re.I) and not re.search(
+            r"Studio|submit", sentence, re.I
+        )
+        if not pipeline or unqualified_definition:
+            found.append(sentence)
+    return found
+
+
+def test_nothing_says_a_synapse_job_runs_as_the_workspace_identity_alone():
+    wrong = [f"{where}: {sentence}" for where, text in texts_naming_identities() for sentence in misstatements(text)]
+    assert not wrong, "a job runs as its submitter from Studio, as the workspace identity from a pipeline:\n" + (
+        "\n".join(wrong)
+    )
+
+
+@pytest.mark.parametrize("document", IDENTITY_DOCUMENTS, ids=lambda d: d.name)
+def test_the_documents_say_who_a_synapse_job_runs_as(document):
+    assert flat(auth.SYNAPSE_RUNS_AS).lower() in flat(document.read_text(encoding="utf-8")).lower()
+
+
+def test_the_preflight_says_whose_roles_a_synapse_job_needs():
+    """The credential lines of `check` (and of every job's preflight) on a Synapse pool, where the
+    pool's token service and Key Vault answer for whoever runs the job (mssparkutils exists only on
+    a pool: stood in for here)."""
+
+    class Pool:
+        credentials = SimpleNamespace(getSecret=lambda *args: (_ for _ in ()).throw(RuntimeError("Forbidden")))
+
+    on_a_pool = lambda: Pool  # noqa: E731
+    managed = auth.resolve_credential(AzureConfig(auth="managed_identity"), {}, Redactor(), on_a_pool)
+    with pytest.raises(CredentialError) as user_assigned:
+        auth.resolve_credential(
+            AzureConfig(auth="managed_identity", managed_identity_client_id="1f0e"), {}, Redactor(), on_a_pool
+        )
+    with pytest.raises(CredentialError) as key_vault:
+        auth.resolve_credential(AzureConfig(auth="keyvault", key_vault_name="kv-jobs"), {}, Redactor(), on_a_pool)
+    for message in (managed.source, str(user_assigned.value), str(key_vault.value)):
+        assert auth.SYNAPSE_RUNS_AS in message, message
+        assert not misstatements(message), message
+
+
+def test_the_identity_check_catches_what_it_is_for():
+    """The wording the documents had before (issue 21, defect 10) is caught; the rule itself is not."""
+    assert misstatements("On Synapse the job reads it in a batch job as the workspace's managed identity.")
+    assert misstatements(
+        "Without a linked service, getSecret runs as the workspace identity in job definitions and pipelines."
+    )
+    assert misstatements("without it: in a Spark job definition or a pipeline, the workspace's managed identity;")
+    assert misstatements("Synapse job definitions run as the system-assigned identity only.")
+    assert not misstatements(f"Whose roles a job needs: {auth.SYNAPSE_RUNS_AS}.")
+    assert sentences("a. b; c | d") == ["a.", "b;", "c", "d"]

@@ -1,10 +1,13 @@
-// Role assignments: least privilege for the jobs' two identities and, optionally, the deployer.
+// Role assignments: least privilege for the jobs' identities and, optionally, the deployer.
+// A Spark job definition submitted from Synapse Studio runs as the user who submits it, one run by
+// a pipeline as the workspace's managed identity: the Synapse identity's roles serve pipeline runs.
 //   service principal          -> AzureML Data Scientist on the Azure ML workspace (MLflow runs, models)
 //   Synapse managed identity   -> Key Vault Secrets User on the job vault (reads the SP secrets)
 //   Synapse managed identity   -> Storage Blob Data Contributor on the ADLS Gen2 account
 //   Synapse managed identity   -> AzureML Data Scientist on the Azure ML workspace (optional:
-//                                 jobs with azure.auth managed_identity, no secret)
-//   deployer (optional)        -> Storage Blob Data Contributor on the ADLS Gen2 account (uploads)
+//                                 pipeline runs with azure.auth managed_identity, no secret)
+//   deployer (optional)        -> Storage Blob Data Contributor on the ADLS Gen2 account (uploads,
+//                                 and the data a job submitted from Studio reads and writes as them)
 //                                 and Key Vault Secrets Officer on the job vault (sets the SP secret)
 
 @description('Name of the Azure ML workspace.')

@@ -52,6 +52,11 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--experiment-name")
     parser.add_argument("--experiment-id")
+    add_logging(parser)
+
+
+def add_logging(parser: argparse.ArgumentParser) -> None:
+    """The flags every subcommand takes, whether or not it reads a job configuration."""
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--debug", action="store_true", help="print tracebacks of unexpected errors")
 

@@ -1,11 +1,18 @@
-"""`synapse-ml-track deploy`: build the wheel and publish the jobs and the pipeline to a Synapse workspace."""
+"""`synapse-ml-track deploy`: build the wheel and publish the jobs and the pipeline to a Synapse workspace.
+
+Of the common flags it takes --log-level and --debug: --config is the file it uploads, and the
+configuration flags (--set, --tracking-uri, --experiment-*) would change nothing the jobs read.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import traceback
 from pathlib import Path
 
 from synapse_ml_track import deploy
+from synapse_ml_track.cli.common import add_logging
 from synapse_ml_track.cli.report import positive_int
 
 
@@ -49,7 +56,8 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         "--source", type=Path, help="source checkout with setup.cfg and jobs/ (default: the one this package runs from)"
     )
     parser.add_argument("--dry-run", action="store_true", help="print every step of the plan and call nothing")
-    parser.set_defaults(run=run, log_level="INFO", debug=False)
+    add_logging(parser)
+    parser.set_defaults(run=run)
 
 
 def request_of(args: argparse.Namespace) -> deploy.DeployRequest:
@@ -65,6 +73,13 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(deploy.describe_plan(plan)))
         return 0
     target = deploy.SynapseTarget(request.workspace, request.storage_account, request.filesystem)
-    deploy.preflight(target, request)
-    deploy.execute(plan, target, progress=lambda line: print(line, flush=True))
+    try:
+        deploy.preflight(target, request)
+        deploy.execute(plan, target, progress=lambda line: print(line, flush=True))
+    except deploy.DeployError as exc:
+        if args.debug and exc.__cause__ is not None:
+            # The Azure error behind the one line, whole: its response and the credentials tried.
+            cause = "".join(traceback.format_exception(exc.__cause__))
+            print(args.redactor.redact(cause), file=sys.stderr)
+        raise
     return 0
