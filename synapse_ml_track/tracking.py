@@ -601,7 +601,7 @@ class RunTracker:
 
 
 def _run_with_attempt_id(client: MlflowClient, experiment_id: str, attempt_id: str) -> Run | None:
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`{ATTEMPT_TAG}` = '{attempt_id}'", max_results=1)
+    runs = client.search_runs([experiment_id], filter_string=f"tags.{ATTEMPT_TAG} = '{attempt_id}'", max_results=1)
     return runs[0] if runs else None
 
 
