@@ -105,9 +105,9 @@ ARTIFACT_BATCH_FILES = 50
 
 def transfer_deadline(retry: RetryPolicy, files: int = 1) -> float:
     """Seconds an artifact transfer may take: each batch of up to 50 files gets as long as one
-    request with all its attempts and waits."""
+    request with all its attempts."""
     batches = max(1, -(-files // ARTIFACT_BATCH_FILES))
-    return (retry.timeout * (retry.retries + 1) + retry.max_wait) * batches
+    return retry.timeout * (retry.retries + 1) * batches
 
 
 def _wrap_mlflow_http_request() -> None:
