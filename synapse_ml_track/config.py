@@ -88,6 +88,7 @@ class TrackingConfig:
     dfs_tmp: str | None = None
     request_timeout: float = 30.0
     max_retries: int = 5
+    max_retry_wait: float = 300.0  # seconds one request may wait between its retries, Retry-After included
     preflight_timeout: float = 10.0
     local_result_dir: str = "mlruns/local-results"
 
@@ -363,6 +364,8 @@ def validate(config: JobConfig) -> None:
         raise ConfigError(
             f"config key 'data.train_fraction' must be between 0 and 1 (exclusive), got {config.data.train_fraction}"
         )
+    if config.tracking.max_retry_wait < 0 or config.tracking.max_retries < 0:
+        raise ConfigError("config keys 'tracking.max_retries' and 'tracking.max_retry_wait' must not be negative")
     if config.data.schema_sample_rows < 1:
         raise ConfigError("config key 'data.schema_sample_rows' must be at least 1")
     if not config.data.label:

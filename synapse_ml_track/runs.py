@@ -14,6 +14,11 @@ JOB_TAG = "smt.job"  # "train" or "score": the runs report compares training run
 def find_keyed_run(client: MlflowClient, experiment_id: str, run_key: str) -> Run | None:
     """The newest run tagged with this key. Sorted here: AML cannot order runs server-side by tags."""
     escaped = run_key.replace("'", "\\'")
-    keyed = f"tags.`{RUN_KEY_TAG}` = '{escaped}'"
+    # Dotted tag names unquoted: AML's examples write `tags.mlflow.parentRunId = '...'` and its support
+    # matrix lists escaped special characters in filters as unsupported (learn.microsoft.com/azure/
+    # machine-learning/how-to-track-experiments-mlflow). MLflow's SearchUtils splits an identifier at
+    # its first dot only (mlflow/utils/search_utils.py `_get_identifier`, 2.18 and 3.15), so its
+    # stores read the same key. The same form in search.py and tracking.py.
+    keyed = f"tags.{RUN_KEY_TAG} = '{escaped}'"
     runs = all_pages(lambda token: client.search_runs([experiment_id], filter_string=keyed, page_token=token))
     return max(runs, key=lambda run: run.info.start_time or 0) if runs else None

@@ -264,7 +264,7 @@ class Search:
         with self.session.tracking_errors():
             children = all_pages(
                 lambda token: client.search_runs(
-                    [self.session.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'", page_token=token
+                    [self.session.experiment_id], filter_string=f"tags.{PARENT_TAG} = '{parent_id}'", page_token=token
                 )
             )
             for run in children:

@@ -20,19 +20,18 @@ from synapse_ml_track import aml, registry
 from synapse_ml_track.config import JobConfig
 from synapse_ml_track.data import InputSource
 from synapse_ml_track.errors import ConfigError, JobError
+from synapse_ml_track.http import policy_for, transfer_deadline
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.tracking import (
     Limits,
     RunTracker,
     bounded_transfer,
-    configure_http,
     is_remote,
     limits_for,
     local_tracking_uri,
     probe,
     resolve_experiment,
     tracking_errors,
-    transfer_deadline,
 )
 
 log = logging.getLogger(__name__)
@@ -114,7 +113,6 @@ def open_session(
     if uri is None:
         require_embedded_store()
         uri = local_tracking_uri(tracking.local_dir)
-    configure_http(tracking)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     artifact_location = None if is_remote(uri) else _local_artifact_location(tracking.local_dir)
     timeout = tracking.preflight_timeout
@@ -131,7 +129,7 @@ def open_session(
         limits=limits_for(uri),
         create_attempts=tracking.max_retries + 1,
         credential_source=credential.source if credential else None,
-        transfer_seconds=transfer_deadline(tracking.request_timeout, tracking.max_retries),
+        transfer_seconds=transfer_deadline(policy_for(tracking)),
     )
 
 

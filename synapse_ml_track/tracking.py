@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import re
 import threading
 import time
@@ -21,8 +20,10 @@ from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from synapse_ml_track import http
 from synapse_ml_track.config import TrackingConfig
 from synapse_ml_track.errors import ConfigError, TrackingError, first_line
+from synapse_ml_track.http import ARTIFACT_BATCH_FILES, RetryAfterTooLong, causes, connection_failed, timed_out
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.vocabulary import EMBEDDED, is_aml_uri, tracking_backend
 
@@ -85,39 +86,6 @@ def is_remote(uri: str) -> bool:
     return tracking_backend(uri) != EMBEDDED
 
 
-def configure_http(tracking: TrackingConfig) -> None:
-    """Bound MLflow's REST retries: its defaults (7 retries, factor 2, 120 s timeout) stall for minutes.
-
-    A server's Retry-After is ignored: urllib3 would honour one of hours; our backoff is bounded.
-    """
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(tracking.max_retries)
-    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, int(tracking.request_timeout)))
-    os.environ["MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER"] = "false"
-    # set_terminated would fetch the run again only to print a "View run" link to stdout.
-    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
-    # azureml-mlflow's artifact client does not use MLflow's HTTP layer: azure-core with a 300 s
-    # timeout per request (azureml/mlflow/_client/artifact/run_artifact_client.py reads
-    # AZUREML_HTTP_REQUEST_TIMEOUT) and 300 s to wait for a batch of uploads (base_artifact_client.py
-    # reads AZUREML_ARTIFACTS_DEFAULT_TIMEOUT). Its retry counts cannot be set from outside: every
-    # transfer also runs under transfer_deadline (see bounded_transfer).
-    os.environ["AZUREML_HTTP_REQUEST_TIMEOUT"] = str(max(1, int(tracking.request_timeout)))
-    os.environ["AZUREML_ARTIFACTS_DEFAULT_TIMEOUT"] = str(
-        int(transfer_deadline(tracking.request_timeout, tracking.max_retries))
-    )
-
-
-# Files per request the AML artifact client sends (base_artifact_client.ARTIFACTS_BATCH_SIZE_DEFAULT).
-ARTIFACT_BATCH_FILES = 50
-
-
-def transfer_deadline(request_timeout: float, max_retries: int, files: int = 1) -> float:
-    """Seconds an artifact transfer may take: each batch of up to 50 files gets as long as one
-    request with all its retries."""
-    batches = max(1, -(-files // ARTIFACT_BATCH_FILES))
-    return float(request_timeout) * (max_retries + 1) * batches
-
-
 class ArtifactTransferError(Exception):
     """An artifact upload or download failed or did not finish in time; the message says which."""
 
@@ -175,48 +143,11 @@ def all_pages(
     return results if limit is None else results[:limit]
 
 
-@contextlib.contextmanager
-def no_http_retries(timeout: float | None = None) -> Iterator[None]:
-    """MLflow's HTTP layer makes one attempt (and, given a timeout, waits at most that long).
-
-    For probing whether the server is there at all, and for requests that are not safe to
-    repeat blindly: the caller decides whether and how to try again.
-    """
-    settings = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
-    if timeout is not None:
-        settings["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, int(timeout)))
-    saved = {key: os.environ.get(key) for key in settings}
-    os.environ.update(settings)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 _RETRYABLE_STATUS = (408, 429, 500, 502, 503, 504)
 # urllib3 gives up on a retryable status with ResponseError(SPECIFIC_ERROR): the status is only in that text.
 _TOO_MANY_STATUS = re.compile(
     re.escape(urllib3.exceptions.ResponseError.SPECIFIC_ERROR).replace(re.escape("{status_code}"), r"(\d{3})")
 )
-
-
-def causes(exc: BaseException) -> Iterator[BaseException]:
-    """The exception, what it was raised from or during (MLflow raises inside `except`), and what
-    requests and urllib3 wrap (a MaxRetryError's reason)."""
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        current = pending.pop(0)
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        pending += [current.__cause__, current.__context__, getattr(current, "reason", None)]
-        pending += [arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException)]
 
 
 def busy_status(exc: BaseException) -> int | None:
@@ -234,31 +165,6 @@ def busy_status(exc: BaseException) -> int | None:
     return None
 
 
-def timed_out(exc: BaseException) -> bool:
-    # urllib3's NewConnectionError (a refused connection) subclasses its ConnectTimeoutError.
-    return any(
-        isinstance(c, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError))
-        and not isinstance(c, urllib3.exceptions.NewConnectionError)
-        for c in causes(exc)
-    )
-
-
-def connection_failed(exc: BaseException) -> bool:
-    """No connection, or one that dropped before the answer: refused, reset, closed mid-response."""
-    return any(
-        isinstance(
-            c,
-            (
-                urllib3.exceptions.NewConnectionError,
-                urllib3.exceptions.ProtocolError,
-                requests.ConnectionError,
-                ConnectionError,
-            ),
-        )
-        for c in causes(exc)
-    ) and not timed_out(exc)
-
-
 def is_transient(exc: BaseException) -> bool:
     """A busy answer, a dropped connection or a timeout; not a refusal or a bad request."""
     return bool(busy_status(exc)) or timed_out(exc) or connection_failed(exc)
@@ -272,11 +178,12 @@ def probe(call: Callable[[], T], timeout: float, attempts: int = 3, backoff: flo
     attempt = 0
     while True:
         try:
-            with no_http_retries(timeout):
+            with http.policy(retries=0, timeout=timeout):
                 return call()
         except Exception as exc:
             attempt += 1
-            if not busy_status(exc) or attempt >= attempts:
+            # A throttled answer was already retried as long as its Retry-After allowed.
+            if busy_status(exc) in (None, http.THROTTLED) or attempt >= attempts:
                 raise
         time.sleep(backoff * 2 ** (attempt - 1))
 
@@ -291,7 +198,7 @@ def create_once(create: Callable[[], T], find: Callable[[], T | None], attempts:
     attempt = 0
     while True:
         try:
-            with no_http_retries():
+            with http.policy(retries=0):  # a throttled create is resent: the server did not process it
                 return create()
         except Exception as exc:
             attempt += 1
@@ -309,6 +216,9 @@ def describe_failure(exc: Exception, uri: str) -> str:
     """One line for a tracking failure, without MLflow's retry-history dump."""
     if isinstance(exc, ArtifactTransferError):
         return f"{exc} (tracking URI {uri})"
+    throttled = next((c for c in causes(exc) if isinstance(c, RetryAfterTooLong)), None)
+    if throttled is not None:
+        return f"the MLflow tracking server at {uri} {throttled}; try again later or raise tracking.max_retry_wait"
     status = busy_status(exc)
     if status:
         return f"the MLflow tracking server at {uri} kept answering HTTP {status} (busy or failing); try again later"
@@ -334,7 +244,15 @@ def describe_failure(exc: Exception, uri: str) -> str:
 def is_tracking_failure(exc: BaseException) -> bool:
     """A failure of the tracking server, its registry or its artifact store (not of the job's own work)."""
     return isinstance(
-        exc, (MlflowException, ArtifactTransferError, requests.RequestException, ConnectionError, TimeoutError)
+        exc,
+        (
+            MlflowException,
+            ArtifactTransferError,
+            RetryAfterTooLong,
+            requests.RequestException,
+            ConnectionError,
+            TimeoutError,
+        ),
     )
 
 
@@ -601,7 +519,7 @@ class RunTracker:
 
 
 def _run_with_attempt_id(client: MlflowClient, experiment_id: str, attempt_id: str) -> Run | None:
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`{ATTEMPT_TAG}` = '{attempt_id}'", max_results=1)
+    runs = client.search_runs([experiment_id], filter_string=f"tags.{ATTEMPT_TAG} = '{attempt_id}'", max_results=1)
     return runs[0] if runs else None
 
 

@@ -29,7 +29,16 @@ source; where the double is stricter than anything documented, it says so.
   - at most `page_size` results a search page, with a next_page_token. AML documents no page
     size: the double pages small so a client that ignores the token is caught (stricter than documented);
   - throttling on request: 429 with Retry-After (learn.microsoft.com/azure/machine-learning/
-    how-to-manage-quotas, "Azure Machine Learning API throttling": clients must honour 429);
+    how-to-manage-quotas, "Azure Machine Learning API throttling": clients must honour 429), and for
+    a window of time (`throttle_window`): every request to the workspace, its MLflow API and its
+    artifact service alike, answered 429 with Retry-After until the window ends, as AML's limits
+    apply per workspace (how-to-manage-quotas) and as Azure's throttled services answer: a request
+    sent before Retry-After has passed is not processed (learn.microsoft.com/azure/
+    azure-resource-manager/management/request-limits-and-throttling, "Error code");
+  - dotted tag names in run filters only unquoted (`tags.mlflow.parentRunId = '…'`, as AML's own
+    examples write them): a backtick- or double-quoted name is refused with 400, as the support
+    matrix lists escaped special characters in filters as unsupported (how-to-track-experiments-mlflow,
+    "Support matrix"; stricter than what a real workspace may let through);
   - run and experiment artifact locations in AML's own form
     (`azureml://…/mlflow/v2.0/…/workspaces/<ws>/experiments/<id>/runs/<run>/artifacts`, the
     form the plugin parses: azureml/mlflow/_store/artifact/utils.py `_ARTIFACT_URI_REGEX`), so
@@ -211,6 +220,21 @@ class Throttle:
 
 
 @dataclass
+class ThrottleWindow:
+    starts_at: re.Pattern  # the first workspace request whose path matches opens the window
+    seconds: float
+    retry_after: int
+    ends: float | None = None  # time.monotonic() when the window closes, once open
+
+    def answers(self, path: str) -> bool:
+        """Whether this request is throttled; the first matching request opens the window."""
+        now = time.monotonic()
+        if self.ends is None and self.starts_at.search(path):
+            self.ends = now + self.seconds
+        return self.ends is not None and now < self.ends
+
+
+@dataclass
 class AmlServer:
     """See the module docstring. Start with `start()`, stop with `stop()`; `upstream` is the real mlflow server."""
 
@@ -233,6 +257,7 @@ class AmlServer:
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._throttles: list[Throttle] = []
+        self._window: ThrottleWindow | None = None
         self._signing_key = secrets.token_bytes(32)
         self.ca_bundle, self._key_path = make_tls_certificate(self.state_dir / "tls")
         self.artifacts = ArtifactStore(self.state_dir / "blobs", lambda: self.authority)
@@ -269,6 +294,13 @@ class AmlServer:
         """Answer the next `times` workspace requests whose path matches with 429 and Retry-After."""
         with self._lock:
             self._throttles.append(Throttle(re.compile(pattern), times, retry_after))
+
+    def throttle_window(self, seconds: float, retry_after: int, starts_at: str = r"") -> ThrottleWindow:
+        """From the first workspace request whose path matches `starts_at`, answer every workspace
+        request with 429 and Retry-After for `seconds`."""
+        with self._lock:
+            self._window = ThrottleWindow(re.compile(starts_at), seconds, retry_after)
+            return self._window
 
     @property
     def authority(self) -> str:
@@ -314,6 +346,7 @@ class AmlServer:
         with self._lock:
             self.requests.clear()
             self._throttles.clear()
+            self._window = None
         self.revoked = False
         self.artifacts.hang_blob_requests = False
 
@@ -337,8 +370,10 @@ class AmlServer:
         with self._lock:
             self.requests.clear()
 
-    def _take_throttle(self, path: str) -> Throttle | None:
+    def _take_throttle(self, path: str) -> Throttle | ThrottleWindow | None:
         with self._lock:
+            if self._window is not None and self._window.answers(path):
+                return self._window
             for rule in self._throttles:
                 if rule.times > 0 and rule.pattern.search(path):
                     rule.times -= 1
@@ -404,12 +439,15 @@ class _Handler(BaseHTTPRequestHandler):
             kind = "token"
         elif parsed.path.startswith(aml.artifacts.history_prefix + "/"):
             response, client = self._authorized(
-                lambda: aml.artifacts.handle(
-                    self.command,
-                    parsed.path[len(aml.artifacts.history_prefix) :],
-                    _query(parsed),
-                    body,
-                    self._run_exists,
+                lambda: (
+                    self._throttled(parsed.path)
+                    or aml.artifacts.handle(
+                        self.command,
+                        parsed.path[len(aml.artifacts.history_prefix) :],
+                        _query(parsed),
+                        body,
+                        self._run_exists,
+                    )
                 )
             )
             kind = "artifacts"
@@ -531,11 +569,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _workspace(self, parsed: urllib.parse.SplitResult, body: bytes) -> Response:
         aml = self.aml
         rest = parsed.path[len(aml.prefix) :] or "/"
-        throttled = aml._take_throttle(rest)
+        throttled = self._throttled(rest)
         if throttled is not None:
-            response = aml_error(429, "UserError", "The request was throttled: too many requests.", "TooManyRequests")
-            response.headers["Retry-After"] = str(throttled.retry_after)
-            return response
+            return throttled
         if any(p in rest for p in UNSERVED) or rest in ALIAS_ENDPOINTS or rest.endswith("/get-by-alias"):
             return Response(404)
         query = _query(parsed)
@@ -563,6 +599,14 @@ class _Handler(BaseHTTPRequestHandler):
         return Response(
             upstream.status_code, content, {"Content-Type": upstream.headers.get("Content-Type", "application/json")}
         )
+
+    def _throttled(self, path: str) -> Response | None:
+        throttled = self.aml._take_throttle(path)
+        if throttled is None:
+            return None
+        response = aml_error(429, "UserError", "The request was throttled: too many requests.", "TooManyRequests")
+        response.headers["Retry-After"] = str(throttled.retry_after)
+        return response
 
     def _paged(self, rest: str, query: dict[str, str]) -> dict[str, str]:
         if rest.endswith("/search") and self.command == "GET":
@@ -760,7 +804,15 @@ def _run_filter_refusal(filter_string: str, order_by: list[str]) -> Response | N
     for column in order_by:
         if re.match(r"^\s*(metrics?|params?|parameters?|tags?)\.", column, re.IGNORECASE):
             return _filter_error(f"order_by {column}")
-    return _filter_refusal(filter_string, lambda key, op: not (key.startswith("tag") and op in ("!=", "<>")))
+    return _filter_refusal(
+        filter_string, lambda key, op: not (key.startswith("tag") and op in ("!=", "<>")) and not _quoted_name(key)
+    )
+
+
+def _quoted_name(key: str) -> bool:
+    # A name escaped in backticks or double quotes: AML's support matrix lists escaped special
+    # characters in filters as unsupported; its examples write dotted tags unquoted.
+    return key.endswith(("`", '"'))
 
 
 def _registered_model_filter_refusal(filter_string: str) -> Response | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import mlflow
 import pytest
@@ -336,3 +337,46 @@ def test_check_fails_fast_when_azure_ad_is_unreachable(run_cli, aml_env, aml_ser
     assert result.exit_code == 4
     assert "could not get an Azure AD token" in result.error_line
     assert aml_server.recorded("aml") == []
+
+
+# ---- throttling: AML answers 429 with Retry-After for a whole workspace (tests/aml_server.py) ---------
+
+THROTTLED_JOB = ("--set", "tracking.max_retries=2", "--set", "tracking.request_timeout=5")
+
+
+def test_a_job_waits_out_a_throttled_workspace_as_retry_after_asks(run_cli, aml_env, aml_server, offline):
+    """A window of 429s longer than the job's own backoff (2 retries: about 3 s): the job waits as
+    Retry-After asks, within tracking.max_retry_wait, and finishes. Real time: the waits are what is tested."""
+    window = aml_server.throttle_window(seconds=12, retry_after=4, starts_at=r"/runs/log-batch$")
+    result = run_cli(
+        "train", "--tracking-uri", aml_server.tracking_uri, "--experiment-name", "aml-throttled",
+        "--registered-model-name", "penguins-aml-throttled", *THROTTLED_JOB, "--set", "tracking.max_retry_wait=30",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert window.ends is not None, "the window never opened"
+    workspace = [r for r in aml_server.recorded() if r.kind in ("aml", "artifacts")]
+    throttled = [i for i, r in enumerate(workspace) if r.status == 429]
+    assert len(throttled) >= 3  # 12 s of 4 s waits
+    gaps = [workspace[i + 1].at - workspace[i].at for i in throttled]
+    assert min(gaps) >= 4 - 0.05, f"sent again before Retry-After had passed: {gaps}"
+    assert workspace[throttled[-1] + 1].at >= window.ends  # the request after the window got through
+    run = MlflowClient(aml_server.upstream.uri).get_run(result.summary["run_id"])
+    assert run.info.status == "FINISHED" and result.summary["model_version"]
+    assert offline == []
+
+
+def test_a_retry_after_beyond_the_bound_fails_at_once_with_one_line(run_cli, aml_env, aml_server):
+    aml_server.throttle_window(seconds=600, retry_after=3600, starts_at=r"/runs/create$")
+    started = time.monotonic()
+    result = run_cli(
+        "train", "--tracking-uri", aml_server.tracking_uri, "--experiment-name", "aml-throttled-long",
+        "--registered-model-name", "penguins-aml-throttled", *THROTTLED_JOB, "--set", "tracking.max_retry_wait=20",
+    )  # fmt: skip
+    assert result.exit_code == 3, result.stderr
+    assert result.error_line == (
+        f"error: the MLflow tracking server at {aml_server.tracking_uri} asked to wait 3600 s before the next "
+        "request (HTTP 429, Retry-After), more than tracking.max_retry_wait (20 s); try again later or raise "
+        "tracking.max_retry_wait"
+    )
+    assert time.monotonic() - started < 20, "it waited instead of failing"
+    assert "Traceback" not in result.stderr

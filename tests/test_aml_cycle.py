@@ -120,7 +120,7 @@ def test_the_job_cycle_in_a_workspace(workspace, run_cli, monkeypatch, tmp_path)
     uri, _ = aml.connect(workspace.tracking_uri, build_config().azure, os.environ, Redactor())
     client = MlflowClient(uri, uri)
     experiment_id = resumed.summary["experiment_id"]
-    keyed = client.search_runs([experiment_id], f"tags.`smt.run_key` = 'pipeline-{suffix}'")
+    keyed = client.search_runs([experiment_id], f"tags.smt.run_key = 'pipeline-{suffix}'")
     assert [(r.info.run_id, r.info.status) for r in keyed] == [(resumed.summary["run_id"], "FINISHED")]
     assert registry.champion_version(client, model, "champion") == "2"
     versions = {v.version: v.run_id for v in registry.all_versions(client, model)}

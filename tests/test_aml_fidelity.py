@@ -10,7 +10,9 @@ here and are stood in for where a test says so.
 
 from __future__ import annotations
 
+import json
 import subprocess
+import time
 import types
 import uuid
 
@@ -21,6 +23,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from synapse_ml_track import aml, registry, runs
+from synapse_ml_track import search as search_module
 from synapse_ml_track.config import AzureConfig
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.tracking import AML_LIMITS, ERROR_TAG, RunTracker
@@ -333,9 +336,13 @@ def test_the_double_refuses_what_aml_refuses(aml_env, aml_server):
         {"experiment_ids": [experiment_id], "filter": "tags.a != 'x'"},
         {"experiment_ids": [experiment_id], "filter": "tags.a = 'x' OR tags.b = 'y'"},
         {"experiment_ids": [experiment_id], "order_by": ["metrics.f1 DESC"]},
+        {"experiment_ids": [experiment_id], "filter": "tags.`smt.run_key` = 'x'"},
+        {"experiment_ids": [experiment_id], "filter": "tags.\"mlflow.parentRunId\" = 'x'"},
     ):
         assert call("POST", "/runs/search", json=body).status_code == 400, body
     assert call("POST", "/runs/search", json={"experiment_ids": [experiment_id], "filter": "tags.a = 'x OR y'"}).ok
+    dotted = "tags.mlflow.parentRunId = 'x' AND tags.smt.run_key = 'y'"
+    assert call("POST", "/runs/search", json={"experiment_ids": [experiment_id], "filter": dotted}).ok
     assert call("GET", "/registered-models/search", params={"filter": "name LIKE 'm%'"}).status_code == 400
 
     run = call("POST", "/runs/create", json={
@@ -370,6 +377,16 @@ def test_the_double_refuses_what_aml_refuses(aml_env, aml_server):
     throttled = call("GET", "/runs/get", params={"run_id": run_id})
     assert throttled.status_code == 429 and throttled.headers["Retry-After"] == "7"
     assert call("GET", "/runs/get", params={"run_id": run_id}).ok
+    # A throttled workspace: from the first matching request, everything in it answers 429 until the window ends.
+    window = aml_server.throttle_window(seconds=1.0, retry_after=3, starts_at=r"/runs/get$")
+    assert call("GET", "/experiments/get", params={"experiment_id": experiment_id}).ok  # not open yet
+    assert call("GET", "/runs/get", params={"run_id": run_id}).status_code == 429
+    elsewhere = call("GET", "/experiments/get", params={"experiment_id": experiment_id})
+    assert elsewhere.status_code == 429 and elsewhere.headers["Retry-After"] == "3"
+    metadata = f"{aml_server.authority}{aml_server.artifacts.history_path(experiment_id, run_id)}/batch/metadata"
+    assert session.post(metadata, json={"paths": [{"path": "w.txt"}]}, timeout=30).status_code == 429
+    time.sleep(max(0.0, window.ends - time.monotonic()))  # the window's own deadline, not a guess
+    assert call("GET", "/experiments/get", params={"experiment_id": experiment_id}).ok
 
     # Artifacts: write-once paths, SAS-signed blob URLs.
     history = f"{aml_server.authority}{aml_server.artifacts.history_path(experiment_id, run_id)}"
@@ -390,7 +407,7 @@ def test_the_double_refuses_what_aml_refuses(aml_env, aml_server):
 
 
 def test_a_search_tracks_its_candidates_as_child_runs_through_the_plugin(run_cli, aml_env, aml_server, offline):
-    """Child runs are found by a tag filter AML serves (tags.`mlflow.parentRunId` = ..., no OR, no
+    """Child runs are found by a tag filter AML serves (tags.mlflow.parentRunId = ..., unquoted; no OR, no
     !=) and each candidate's params and metrics go in batches within AML's limits."""
     experiment, model = unique("search"), unique("m")
     search = (
@@ -401,12 +418,49 @@ def test_a_search_tracks_its_candidates_as_child_runs_through_the_plugin(run_cli
     assert result.exit_code == 0, result.stderr
     store = upstream(aml_server)
     parent_id = result.summary["run_id"]
-    kids = store.search_runs(
-        [store.get_run(parent_id).info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'"
-    )
+    kids = store.search_runs([store.get_run(parent_id).info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
     assert sorted(k.data.params["estimator.regParam"] for k in kids) == ["0.0", "0.5"]
     assert {k.info.status for k in kids} == {"FINISHED"}
     assert store.get_model_version(model, result.summary["model_version"]).run_id == parent_id
     # The same run key again: the finished search is reported, nothing is fitted or logged again.
     again = train(run_cli, aml_server, experiment, model, *search)
     assert again.exit_code == 0 and again.summary["status"] == "reused"
+
+
+def test_an_interrupted_search_resumes_by_run_key_through_the_plugin(
+    run_cli, aml_env, aml_server, offline, monkeypatch
+):
+    """The run-key lookup and the parent's child-run lookup, in the filter form AML documents
+    (tags.smt.run_key, tags.mlflow.parentRunId unquoted): the resumed search reuses its finished
+    candidate and fits only the one that failed."""
+    experiment, model = unique("search-resume"), unique("m")
+    search = (
+        "--run-key", "sweep-resume", "--set", "model.search.params={regParam: [0.0, 0.5]}",
+        "--set", "model.search.validation=train_validation_split",
+    )  # fmt: skip
+    real = search_module.validation_metrics
+    fitted: list[int] = []
+
+    def failing_at_the_second(pipeline, estimator, candidate, splits, evaluate):
+        if candidate.index == 1:
+            raise RuntimeError("executor lost (injected)")
+        return real(pipeline, estimator, candidate, splits, evaluate)
+
+    monkeypatch.setattr(search_module, "validation_metrics", failing_at_the_second)
+    failed = train(run_cli, aml_server, experiment, model, *search)
+    assert failed.exit_code == 1 and "executor lost (injected)" in failed.error_line
+    monkeypatch.setattr(search_module, "validation_metrics", lambda *args: fitted.append(args[2].index) or real(*args))
+    resumed = train(run_cli, aml_server, experiment, model, *search)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert fitted == [1]  # the finished candidate was not fitted again
+    store = upstream(aml_server)
+    parent = store.get_run(resumed.summary["run_id"])
+    assert parent.data.tags["smt.run_key"] == "sweep-resume" and parent.info.status == "FINISHED"
+    kids = store.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(k.info.status for k in kids) == ["FAILED", "FINISHED", "FINISHED"]
+    searched = [
+        json.loads(r.body).get("filter", "") for r in aml_server.recorded("aml") if r.path.endswith("/runs/search")
+    ]
+    assert "tags.smt.run_key = 'sweep-resume'" in searched
+    assert f"tags.mlflow.parentRunId = '{parent.info.run_id}'" in searched
+    assert offline == []

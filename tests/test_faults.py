@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import types
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ import pytest
 import urllib3.util.retry
 from mlflow.tracking import MlflowClient
 
+from synapse_ml_track import http, tracking
 from synapse_ml_track.config import build_config
 from synapse_ml_track.pipeline import build_estimator
 from synapse_ml_track.training import config_params
@@ -51,9 +53,6 @@ class RetryLog:
     waits: list[float] = field(default_factory=list)  # seconds the policy asked to sleep
     elsewhere: list[tuple[str, str]] = field(default_factory=list)  # not tracking API calls (e.g. MLflow telemetry)
 
-    def budgets(self) -> set:
-        return {budget for _, _, budget, _ in self.attempts}
-
 
 @pytest.fixture(autouse=True)
 def http_settings_restored(monkeypatch):
@@ -67,7 +66,8 @@ def http_settings_restored(monkeypatch):
 
 @pytest.fixture
 def retries(monkeypatch) -> RetryLog:
-    """Record each retry decision and each requested wait; wait at most 50 ms for real."""
+    """Record each failed attempt (urllib3's retry decision, made once per attempt) and each wait
+    the job's retry policy (synapse_ml_track/http.py) or urllib3 asks for; wait at most 50 ms for real."""
     record = RetryLog()
     original = urllib3.util.retry.Retry.increment
 
@@ -85,6 +85,7 @@ def retries(monkeypatch) -> RetryLog:
 
     monkeypatch.setattr(urllib3.util.retry.Retry, "increment", increment)
     monkeypatch.setattr(urllib3.util.retry, "time", types.SimpleNamespace(sleep=sleep, time=time.time))
+    monkeypatch.setattr(http, "time", types.SimpleNamespace(sleep=sleep))
     return record
 
 
@@ -199,9 +200,8 @@ def test_server_refusing_connections_at_start_fails_at_once(run_cli, tmp_path, r
     assert result.exit_code == 3
     assert result.error_line.startswith(f"error: cannot reach the MLflow tracking server at {uri}")
     assert "Traceback" not in result.stderr
-    # The mechanism that bounds the wait: one attempt, with no retry budget and no backoff.
-    assert len(retries.attempts) == 1 and retries.budgets() == {0}
-    assert retries.waits == []
+    # The mechanism that bounds the wait: one attempt, and no backoff.
+    assert len(retries.attempts) == 1 and retries.waits == []
     assert not (tmp_path / "mlruns").exists(), "nothing is written locally before the server answered"
 
 
@@ -211,7 +211,7 @@ def test_server_dying_at_the_first_request_fails_at_once(run_cli, proxy, mlflow_
 
     assert result.exit_code == 3
     assert result.error_line.startswith(f"error: cannot reach the MLflow tracking server at {proxy.url}")
-    assert len(proxy.snapshot()) == 1 and len(retries.attempts) == 1 and retries.budgets() == {0}
+    assert len(proxy.snapshot()) == 1 and len(retries.attempts) == 1 and retries.waits == []
     assert MlflowClient(mlflow_server.uri).get_experiment_by_name("faults-dies-first") is None
     assert not (tmp_path / "mlruns").exists()
 
@@ -223,7 +223,7 @@ def test_server_hanging_at_start_fails_after_the_preflight_timeout(run_cli, prox
     assert result.exit_code == 3
     assert result.error_line == f"error: the MLflow tracking server at {proxy.url} did not answer in time"
     assert "Traceback" not in result.stderr
-    assert len(retries.attempts) == 1 and retries.budgets() == {0}  # gave up after one timed-out attempt
+    assert len(retries.attempts) == 1 and retries.waits == []  # gave up after one timed-out attempt
     assert retries.attempts[0][3] == "ReadTimeoutError"
     assert not (tmp_path / "mlruns").exists()
     assert proxy.wait_idle(15)
@@ -274,12 +274,28 @@ def test_server_dying_during_registration_leaves_no_version(run_cli, proxy, mlfl
 # faults that MLflow's own HTTP layer handles badly, and the library handles for it
 
 
-def test_retry_after_from_the_server_cannot_stall_the_job(run_cli, proxy, retries):
+def test_a_retry_after_beyond_the_bound_fails_at_once_instead_of_stalling(run_cli, proxy, mlflow_server, retries):
     proxy.add(Rule("respond", r"/runs/create$", status=429, retry_after="3600"))
     result = train(run_cli, proxy.url, "faults-retry-after", "--no-register")
 
+    assert result.exit_code == 3
+    assert result.error_line.startswith(f"error: the MLflow tracking server at {proxy.url} asked to wait 3600 s")
+    assert "more than tracking.max_retry_wait (300 s)" in result.error_line
+    assert retries.waits == [], f"waited {retries.waits} s"
+    experiment = MlflowClient(mlflow_server.uri).get_experiment_by_name("faults-retry-after")
+    assert MlflowClient(mlflow_server.uri).search_runs([experiment.experiment_id]) == []
+
+
+def test_a_retry_after_within_the_bound_is_waited_for(run_cli, proxy, mlflow_server, retries):
+    proxy.add(Rule("respond", r"/runs/create$", status=429, retry_after="7", times=3))
+    result = train(run_cli, proxy.url, "faults-retry-after-7", "--no-register", "--set", "tracking.max_retries=1")
+
     assert result.exit_code == 0, result.stderr
-    assert max(retries.waits, default=0) <= 60, f"asked to wait {max(retries.waits)} s"
+    assert retries.waits == [7, 7, 7]  # three throttled answers, each waited as asked: not counted as failures
+    assert_all_faults_fired(proxy)
+    client = MlflowClient(mlflow_server.uri)
+    runs = client.search_runs([client.get_experiment_by_name("faults-retry-after-7").experiment_id])
+    assert [(r.info.run_id, r.info.status) for r in runs] == [(result.summary["run_id"], "FINISHED")]
 
 
 def test_one_busy_answer_at_start_is_retried(run_cli, proxy, mlflow_server, retries):
@@ -308,3 +324,53 @@ def test_server_dying_before_training_gives_a_clear_message_and_one_attempt_to_m
     assert result.error_line.startswith(f"error: cannot reach the MLflow tracking server at {proxy.url}")
     marking = [url for _, url, *_ in retries.attempts if url.endswith(("/runs/set-tag", "/runs/update"))]
     assert len(marking) <= 2, f"{len(marking)} attempts to mark the run FAILED: {marking}"
+
+
+# ---------------------------------------------------------------------------------------------
+# a retry policy is per request: one thread's single-attempt section changes nothing for the others
+
+
+def test_overlapping_single_attempt_creates_leave_every_other_request_its_retries(run_cli, proxy, mlflow_server):
+    """Two search workers each send a create as one attempt (create_once), at the same time: a
+    request sent afterwards from another thread still gets the job's retries, and the process
+    environment is as the job's entry point left it."""
+    assert run_cli("check", "--tracking-uri", proxy.url, "--experiment-name", "faults-overlap").exit_code == 0
+    configured = {key: os.environ.get(key) for key in HTTP_SETTINGS}
+    both_inside = threading.Barrier(2, timeout=30)
+    first_out = threading.Event()
+    created: list[str] = []
+
+    def worker(name: str) -> None:
+        def create() -> str:
+            both_inside.wait()  # both workers are inside their single-attempt section
+            if name == "second":
+                assert first_out.wait(30)  # and the first leaves it before the second does
+            return name
+
+        created.append(tracking.create_once(create, lambda: None, attempts=1))
+        if name == "first":
+            first_out.set()
+
+    workers = [threading.Thread(target=worker, args=(name,)) for name in ("first", "second")]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(60)
+    assert sorted(created) == ["first", "second"]
+
+    proxy.add(Rule("respond", r"/experiments/get-by-name$", status=503, times=1))
+    outcome: dict[str, object] = {}
+
+    def later_request() -> None:
+        try:
+            outcome["experiment"] = MlflowClient(proxy.url).get_experiment_by_name("faults-overlap")
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=later_request)
+    thread.start()
+    thread.join(60)
+    assert "error" not in outcome, f"the 503 was not retried: {outcome.get('error')}"
+    assert outcome["experiment"] is not None
+    assert_all_faults_fired(proxy)
+    assert {key: os.environ.get(key) for key in HTTP_SETTINGS} == configured

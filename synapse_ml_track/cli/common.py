@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from synapse_ml_track.config import JobConfig, build_config, parse_assignment, set_dotted
+from synapse_ml_track.http import configure_process
 from synapse_ml_track.redaction import Redactor
 
 log = logging.getLogger("synapse_ml_track")
@@ -89,7 +90,11 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def load_config(args: argparse.Namespace) -> JobConfig:
-    return build_config(config_path=args.config, overrides=overrides_from_args(args), read_remote=read_remote_text)
+    """The job's configuration. Every subcommand that tracks loads it once, before any request: the
+    one place the process-wide HTTP settings it implies are made (synapse_ml_track/http.py)."""
+    config = build_config(config_path=args.config, overrides=overrides_from_args(args), read_remote=read_remote_text)
+    configure_process(config.tracking)
+    return config
 
 
 def read_remote_text(path: str) -> str:

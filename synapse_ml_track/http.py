@@ -1,0 +1,222 @@
+"""The retry policy of each MLflow REST request: per call, bounded in time, honouring Retry-After.
+
+MLflow reads its retry settings (MLFLOW_HTTP_REQUEST_*) from the process environment at every
+request, so changing them for one call changes them for every thread. Instead `configure_process`
+runs once, at the job's entry point: it sets the environment and wraps MLflow's `http_request`,
+through which every tracking and registry call goes (`mlflow.utils.rest_utils.call_endpoint`, used
+by MLflow's REST stores and by azureml-mlflow's, in MLflow 2.18 and 3.15 alike). The wrapper sends
+each attempt without MLflow's own retries and retries here, under the policy of the calling thread
+(`policy(...)` changes it for one block of one thread only).
+
+Retries honour Retry-After, as Azure's own clients do (azure-core's RetryPolicy,
+azure/core/pipeline/policies/_retry.py `get_retry_after`; Azure Resource Manager's "Request limits
+and throttling": wait the Retry-After seconds, a request sent earlier is not processed), and all
+waits of one request together stay within `max_wait` seconds (tracking.max_retry_wait).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+import requests
+import urllib3
+
+from synapse_ml_track.config import TrackingConfig
+
+# What MLflow's client retries (mlflow/utils/rest_utils.py _TRANSIENT_FAILURE_RESPONSE_CODES).
+RETRYABLE_STATUS = frozenset((408, 429, 500, 502, 503, 504))
+THROTTLED = 429  # the server refused the request unprocessed (RFC 6585, section 4): always safe to resend
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    retries: int = 5  # further attempts after a failure (5xx, dropped connection, timeout); 0: one attempt
+    timeout: float = 30.0  # seconds to connect and to wait for the answer, each attempt
+    max_wait: float = 300.0  # seconds of waiting between attempts, all retries of one request together
+    backoff: float = 1.0  # first wait when the server gives no Retry-After; doubled each failure
+
+
+class RetryAfterTooLong(Exception):
+    """The server asked to wait longer than the policy allows before trying again."""
+
+    def __init__(self, status: int, seconds: float, bound: float) -> None:
+        self.status, self.seconds, self.bound = status, seconds, bound
+        super().__init__(
+            f"asked to wait {seconds:.0f} s before the next request (HTTP {status}, Retry-After), "
+            f"more than tracking.max_retry_wait ({bound:.0f} s)"
+        )
+
+
+_process_policy = RetryPolicy()
+_thread_policy: contextvars.ContextVar[RetryPolicy | None] = contextvars.ContextVar("smt_http_policy", default=None)
+
+
+def current_policy() -> RetryPolicy:
+    return _thread_policy.get() or _process_policy
+
+
+@contextlib.contextmanager
+def policy(**changes: float) -> Iterator[RetryPolicy]:
+    """The current policy with `changes`, for the requests this thread sends inside the block."""
+    changed = replace(current_policy(), **changes)
+    token = _thread_policy.set(changed)
+    try:
+        yield changed
+    finally:
+        _thread_policy.reset(token)
+
+
+def policy_for(tracking: TrackingConfig) -> RetryPolicy:
+    return RetryPolicy(retries=tracking.max_retries, timeout=tracking.request_timeout, max_wait=tracking.max_retry_wait)
+
+
+def configure_process(tracking: TrackingConfig) -> None:
+    """The job's process-wide HTTP settings. Call once, at the entry point, before any request."""
+    global _process_policy
+    _process_policy = policy_for(tracking)
+    timeout = str(max(1, int(tracking.request_timeout)))
+    # For MLflow's requests that do not go through call_endpoint (the mlflow-artifacts: repository):
+    # urllib3's retries, honouring Retry-After; those transfers run under transfer_deadline.
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(tracking.max_retries)
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = timeout
+    os.environ["MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER"] = "true"
+    # set_terminated would fetch the run again only to print a "View run" link to stdout.
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    # azureml-mlflow's artifact client does not use MLflow's HTTP layer: azure-core (which honours
+    # Retry-After) with a 300 s timeout per request (azureml/mlflow/_client/artifact/
+    # run_artifact_client.py reads AZUREML_HTTP_REQUEST_TIMEOUT) and 300 s to wait for a batch of
+    # uploads (base_artifact_client.py reads AZUREML_ARTIFACTS_DEFAULT_TIMEOUT). Its retry counts
+    # cannot be set from outside: every transfer also runs under transfer_deadline.
+    os.environ["AZUREML_HTTP_REQUEST_TIMEOUT"] = timeout
+    os.environ["AZUREML_ARTIFACTS_DEFAULT_TIMEOUT"] = str(int(transfer_deadline(_process_policy)))
+    _wrap_mlflow_http_request()
+
+
+# Files per request the AML artifact client sends (base_artifact_client.ARTIFACTS_BATCH_SIZE_DEFAULT).
+ARTIFACT_BATCH_FILES = 50
+
+
+def transfer_deadline(retry: RetryPolicy, files: int = 1) -> float:
+    """Seconds an artifact transfer may take: each batch of up to 50 files gets as long as one
+    request with all its attempts."""
+    batches = max(1, -(-files // ARTIFACT_BATCH_FILES))
+    return retry.timeout * (retry.retries + 1) * batches
+
+
+def _wrap_mlflow_http_request() -> None:
+    from mlflow.utils import rest_utils
+
+    if getattr(rest_utils.http_request, "smt_policy", False):
+        return
+    rest_utils.http_request = _with_policy(rest_utils.http_request)
+
+
+def _with_policy(send):
+    @functools.wraps(send)
+    def http_request(host_creds, endpoint, method, **kwargs):
+        if "max_retries" in kwargs:  # MLflow chose this call's retries itself (its /version probe)
+            return send(host_creds, endpoint, method, **kwargs)
+        return send_with_retries(lambda: send(host_creds, endpoint, method, **_one_attempt(kwargs)), current_policy())
+
+    http_request.smt_policy = True
+    return http_request
+
+
+def _one_attempt(kwargs: dict) -> dict:
+    """MLflow's http_request arguments for one attempt, its answer returned whatever the status."""
+    return {
+        **kwargs,
+        "max_retries": 0,
+        "timeout": kwargs.get("timeout") or current_policy().timeout,
+        "raise_on_status": False,
+        "respect_retry_after_header": False,
+    }
+
+
+def send_with_retries(send, retry: RetryPolicy) -> requests.Response:
+    """`send()` until it answers with a status not worth retrying, within the policy: a failure
+    counts against `retries`, a throttled answer only against `max_wait`."""
+    failures, tries, waited = 0, 0, 0.0
+    while True:
+        tries += 1
+        backoff = retry.backoff * 2 ** (tries - 1)
+        try:
+            response = send()
+        except Exception as exc:
+            if not (timed_out(exc) or connection_failed(exc)):
+                raise
+            failures += 1
+            pause = backoff
+            if failures > retry.retries or waited + pause > retry.max_wait:
+                raise
+        else:
+            status = response.status_code
+            if status not in RETRYABLE_STATUS:
+                return response
+            asked = retry_after(response)
+            if asked is not None and asked > retry.max_wait:
+                raise RetryAfterTooLong(status, asked, retry.max_wait)
+            failures += status != THROTTLED
+            pause = backoff if asked is None else asked
+            if failures > retry.retries or waited + pause > retry.max_wait:
+                return response
+        time.sleep(pause)
+        waited += pause
+
+
+def retry_after(response: requests.Response) -> float | None:
+    """Seconds the server's Retry-After asks for (a number or an HTTP date), None without one."""
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, urllib3.util.Retry().parse_retry_after(value))
+    except urllib3.exceptions.InvalidHeader:
+        return None
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, what it was raised from or during (MLflow raises inside `except`), and what
+    requests and urllib3 wrap (a MaxRetryError's reason)."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending += [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        pending += [arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException)]
+
+
+def timed_out(exc: BaseException) -> bool:
+    # urllib3's NewConnectionError (a refused connection) subclasses its ConnectTimeoutError.
+    return any(
+        isinstance(c, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError))
+        and not isinstance(c, urllib3.exceptions.NewConnectionError)
+        for c in causes(exc)
+    )
+
+
+def connection_failed(exc: BaseException) -> bool:
+    """No connection, or one that dropped before the answer: refused, reset, closed mid-response."""
+    return any(
+        isinstance(
+            c,
+            (
+                urllib3.exceptions.NewConnectionError,
+                urllib3.exceptions.ProtocolError,
+                requests.ConnectionError,
+                ConnectionError,
+            ),
+        )
+        for c in causes(exc)
+    ) and not timed_out(exc)

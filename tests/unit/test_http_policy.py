@@ -1,0 +1,105 @@
+"""The job's HTTP retry policy (synapse_ml_track/http.py): what is retried, how long it waits, and
+that a policy set in one thread stays in that thread. Answers are scripted requests.Responses; the
+waits are recorded instead of slept."""
+
+from __future__ import annotations
+
+import threading
+import types
+
+import pytest
+import requests
+
+from synapse_ml_track import http
+from synapse_ml_track.http import RetryAfterTooLong, RetryPolicy, send_with_retries
+
+
+@pytest.fixture
+def waits(monkeypatch) -> list[float]:
+    slept: list[float] = []
+    monkeypatch.setattr(http, "time", types.SimpleNamespace(sleep=slept.append))
+    return slept
+
+
+def answers(*statuses: int | tuple[int, str]):
+    """A send() that answers with these statuses in turn ((status, retry_after) for a Retry-After)."""
+    pending = list(statuses)
+    sent: list[int] = []
+
+    def send() -> requests.Response:
+        status, retry_after = pending.pop(0) if isinstance(pending[0], tuple) else (pending.pop(0), None)
+        response = requests.Response()
+        response.status_code = status
+        if retry_after is not None:
+            response.headers["Retry-After"] = retry_after
+        sent.append(status)
+        return response
+
+    send.sent = sent
+    return send
+
+
+def test_throttled_answers_are_waited_for_as_asked_and_do_not_use_up_the_retries(waits):
+    send = answers((429, "4"), (429, "4"), (429, "4"), 200)
+    assert send_with_retries(send, RetryPolicy(retries=0, max_wait=30)).status_code == 200
+    assert waits == [4, 4, 4]
+
+
+def test_a_retry_after_longer_than_the_bound_fails_at_once(waits):
+    with pytest.raises(RetryAfterTooLong, match=r"asked to wait 3600 s .* tracking.max_retry_wait \(30 s\)"):
+        send_with_retries(answers((429, "3600")), RetryPolicy(max_wait=30))
+    assert waits == []
+
+
+def test_the_waits_of_one_request_stay_within_the_bound(waits):
+    send = answers(*[(429, "10")] * 5)
+    assert send_with_retries(send, RetryPolicy(max_wait=25)).status_code == 429  # the caller sees the 429
+    assert waits == [10, 10] and len(send.sent) == 3
+
+
+def test_failures_are_retried_with_backoff_up_to_the_retries(waits):
+    send = answers(503, 502, 500, 200)
+    assert send_with_retries(send, RetryPolicy(retries=2)).status_code == 500
+    assert waits == [1, 2] and send.sent == [503, 502, 500]
+
+
+def test_a_refusal_is_not_retried(waits):
+    assert send_with_retries(answers(400), RetryPolicy()).status_code == 400
+    assert waits == []
+
+
+def test_a_dropped_connection_is_retried_only_when_the_policy_allows(waits):
+    def dropped() -> requests.Response:
+        raise requests.ConnectionError("connection reset")
+
+    with pytest.raises(requests.ConnectionError):
+        send_with_retries(dropped, RetryPolicy(retries=0))
+    assert waits == []
+    with pytest.raises(requests.ConnectionError):
+        send_with_retries(dropped, RetryPolicy(retries=2))
+    assert waits == [1, 2]
+
+
+def test_a_policy_set_in_one_thread_is_not_seen_by_another():
+    """Two threads inside their own single-attempt blocks at once; a third thread sees the process policy."""
+    both_inside = threading.Barrier(3, timeout=10)
+    seen: dict[str, RetryPolicy] = {}
+    process = http.current_policy()
+
+    def inside(name: str, timeout: float) -> None:
+        with http.policy(retries=0, timeout=timeout):
+            both_inside.wait()
+            seen[name] = http.current_policy()
+            both_inside.wait()
+
+    workers = [threading.Thread(target=inside, args=(name, t)) for name, t in (("a", 1.0), ("b", 2.0))]
+    for worker in workers:
+        worker.start()
+    both_inside.wait()
+    seen["main"] = http.current_policy()
+    both_inside.wait()
+    for worker in workers:
+        worker.join(10)
+    assert (seen["a"].retries, seen["a"].timeout) == (0, 1.0)
+    assert (seen["b"].retries, seen["b"].timeout) == (0, 2.0)
+    assert seen["main"] == process and process.retries != 0
