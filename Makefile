@@ -10,8 +10,10 @@ RUNTIME_CONSTRAINTS := tests/data/synapse-runtime/constraints.txt
 # What runs again on the Synapse runtime's own package versions (mlflow-skinny 2.18, azureml-mlflow
 # 1.60...): the end-to-end tests and the Azure ML ones (the whole cycle of train, gate, resume, score
 # and report included). Tests of the embedded sqlite store are left out: the runtime has no Alembic
-# (a pool always tracks to a server or workspace).
-RUNTIME_TESTS := tests/test_aml_fidelity.py tests/test_aml_cycle.py tests/test_auth.py tests/test_train_e2e.py
+# (a pool always tracks to a server or workspace); what a pool says instead is tested here. The same
+# cycle also runs against an mlflow server in its default configuration (artifacts proxied).
+RUNTIME_TESTS := tests/test_aml_fidelity.py tests/test_aml_cycle.py tests/test_auth.py tests/test_train_e2e.py \
+	tests/test_default_mlflow_server.py tests/test_database_store_without_alembic.py
 
 .PHONY: train test test-fast test-runtime test-aml-live aml-double soak bench bench-score bench-search check clean
 

@@ -142,7 +142,9 @@ def connect(
     An explicit URI (config, flag or MLFLOW_TRACKING_URI) wins; an http(s) or other non-AML URI
     needs no Azure credential. Otherwise the workspace named by azure.subscription_id,
     azure.resource_group and azure.workspace_name is found offline from azure.region, or through
-    ARM. Returns (None, None) when neither a URI nor a workspace is configured.
+    ARM. Returns (None, None) when neither a URI nor a workspace is configured. The plugin's
+    artifact store also reads MLflow's global tracking URI: the entry point sets it
+    (entrypoint.set_global_tracking_uri).
     """
     if uri and not is_aml_uri(uri):
         return uri, None
@@ -157,22 +159,7 @@ def connect(
         uri = offline_tracking_uri(azure, environ) if azure.region else lookup_tracking_uri(azure, credential, redactor)
         workspace_of(uri)
     install_credential(uri, credential, cloud)
-    use_globally(uri)
     return uri, credential
-
-
-def use_globally(uri: str) -> None:
-    """Make the workspace MLflow's global tracking and registry URI.
-
-    The plugin's artifact repository takes its credentials from a fresh `MlflowClient()`, that is
-    from the global tracking URI (azureml/mlflow/_store/artifact/utils.py, get_service_context);
-    a client given the URI alone gets "An authorization token was not set in the artifact uri"
-    (mlflow/mlflow#9495). A job has one workspace, so the global URI is that workspace's.
-    """
-    import mlflow
-
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
 
 
 def plugin_cloud(azure: AzureConfig) -> Any:

@@ -11,9 +11,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 from mlflow.entities import Dataset, DatasetInput, InputTag, Run
 from mlflow.exceptions import MlflowException
+from mlflow.store.db.db_types import DATABASE_ENGINES
 from mlflow.tracking import MlflowClient
 
 from synapse_ml_track import aml, registry
@@ -110,9 +112,8 @@ def open_session(
     """
     tracking = config.tracking
     uri, credential = aml.connect(tracking.uri, config.azure, os.environ if environ is None else environ, redactor)
-    if uri is None:
-        require_embedded_store()
-        uri = local_tracking_uri(tracking.local_dir)
+    require_store_modules(uri)
+    uri = uri or local_tracking_uri(tracking.local_dir)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     artifact_location = None if is_remote(uri) else _local_artifact_location(tracking.local_dir)
     timeout = tracking.preflight_timeout
@@ -133,16 +134,28 @@ def open_session(
     )
 
 
-def require_embedded_store() -> None:
-    """The embedded default store is MLflow's sqlite store, which needs SQLAlchemy and Alembic: the
-    Synapse runtime ships mlflow-skinny with SQLAlchemy but no Alembic."""
+def require_store_modules(uri: str | None) -> None:
+    """MLflow's database stores, the embedded default (sqlite, when `uri` is None) among them, import
+    SQLAlchemy and Alembic (mlflow/store/db/utils.py): the Synapse runtime ships mlflow-skinny with
+    SQLAlchemy but no Alembic. Checked before anything is created, so the job stops in one line."""
+    scheme = "sqlite" if uri is None else urlparse(uri).scheme.split("+")[0].lower()
+    if scheme not in DATABASE_ENGINES:
+        return
     missing = [name for name in ("sqlalchemy", "alembic") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise ConfigError(
-            "no tracking URI is configured and the embedded store (sqlite) needs "
-            f"{' and '.join(missing)}, which this environment lacks (a Synapse pool has no alembic); "
-            "set tracking.uri (or --tracking-uri, MLFLOW_TRACKING_URI) to an Azure ML workspace or an MLflow server"
-        )
+    if not missing:
+        return
+    needs = " and ".join(missing)
+    if uri is None:
+        problem = f"no tracking URI is configured and the embedded store (sqlite) needs {needs}"
+    else:
+        problem = f"tracking URI scheme '{scheme}' is a database store, which needs {needs}"
+    lost = ", and a store on the driver's disk is lost with the cluster anyway" if scheme == "sqlite" else ""
+    raise ConfigError(
+        f"{problem}, which this environment lacks (a Synapse pool has no alembic{lost}); set tracking.uri "
+        "(--tracking-uri, MLFLOW_TRACKING_URI) to an MLflow server or an Azure ML workspace's URI, or name the "
+        "workspace with azure.subscription_id, azure.resource_group and azure.workspace_name "
+        "(AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE_NAME)"
+    )
 
 
 def _local_artifact_location(local_dir: str) -> str:

@@ -62,6 +62,15 @@ def mlflow_server(tmp_path_factory) -> MlflowServer:
 
 
 @pytest.fixture(scope="session")
+def default_mlflow_server(tmp_path_factory) -> MlflowServer:
+    """A plain `mlflow server` in its default configuration, as a user starts one: artifacts proxied
+    through the server (`mlflow-artifacts:` locations), not written by the client to a shared path."""
+    server = start_mlflow_server(tmp_path_factory.mktemp("default-mlflow-server"), proxy_artifacts=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def package_wheel(tmp_path_factory) -> Path:
     """The package's wheel, built once a session from a copy of the source tree (support.build_wheel)."""
     return build_wheel(tmp_path_factory.mktemp("wheel"))

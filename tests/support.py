@@ -78,9 +78,20 @@ class MlflowServer:
 
 
 def start_mlflow_server(
-    root: Path, *, artifact_root: str | None = None, extra_env: dict | None = None, attempts: int = 3
+    root: Path,
+    *,
+    artifact_root: str | None = None,
+    proxy_artifacts: bool = False,
+    extra_env: dict | None = None,
+    attempts: int = 3,
 ) -> MlflowServer:
     """A real `mlflow server` on 127.0.0.1 with an sqlite store, on a free port.
+
+    By default clients write artifacts straight to `artifact_root` (--default-artifact-root), as
+    the AML double's upstream and the cluster tests need. With proxy_artifacts the server runs in
+    MLflow's default configuration instead, as a user starts it: artifacts go through the server
+    (--serve-artifacts is the default since MLflow 2.0), stored under --artifacts-destination, and
+    experiments get `mlflow-artifacts:/...` artifact locations.
 
     The port is chosen before the server binds it, so another process can take it in between;
     then the server exits saying so and another port is chosen.
@@ -88,13 +99,17 @@ def start_mlflow_server(
     root.mkdir(parents=True, exist_ok=True)
     log_path = root / "server.log"
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **(extra_env or {})}
+    if proxy_artifacts:
+        artifact_flags = ["--artifacts-destination", str(root / "artifacts")]
+    else:
+        artifact_flags = ["--default-artifact-root", artifact_root or str(root / "artifacts")]
     for _ in range(attempts):
         port = free_port()
         command = [
             str(MLFLOW_SERVER), "server",
             "--host", "127.0.0.1", "--port", str(port),
             "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-            "--default-artifact-root", artifact_root or str(root / "artifacts"),
+            *artifact_flags,
             "--workers", "1",
         ]  # fmt: skip
         with open(log_path, "w") as log:

@@ -15,10 +15,12 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from synapse_ml_track.entrypoint import set_global_tracking_uri
     from synapse_ml_track.session import open_session
 
     config = load_config(args)
     session = open_session(config, args.redactor)
+    set_global_tracking_uri(session.uri)
     if session.credential_source:
         print(f"ok: Azure AD token acquired with the {session.credential_source} credential")
     print(f"ok: tracking server {session.uri} answers; experiment {session.experiment_id} is readable")

@@ -33,10 +33,12 @@ def positive_int(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from synapse_ml_track.entrypoint import set_global_tracking_uri
     from synapse_ml_track.report import build_report, connect
 
     config = load_config(args)
     uri, client, experiment = connect(config, args.redactor)
+    set_global_tracking_uri(uri)
     metric = args.metric or config.gate.champion_metric
     summary = build_report(
         client, experiment, metric, config.tracking.registered_model_name, Path(args.output_dir), args.max_runs

@@ -43,12 +43,14 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from synapse_ml_track.entrypoint import set_global_tracking_uri
     from synapse_ml_track.scoring import default_model_uri, run_scoring
     from synapse_ml_track.session import open_session
     from synapse_ml_track.spark import get_or_create_spark
 
     config = load_config(args)
     session = open_session(config, args.redactor)
+    set_global_tracking_uri(session.uri)
     spark = get_or_create_spark("synapse-ml-track-score")
     summary = run_scoring(
         spark, config, session, args.redactor, args.model_uri or default_model_uri(config), args.output_path,

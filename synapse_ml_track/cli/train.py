@@ -46,6 +46,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from synapse_ml_track.entrypoint import set_global_tracking_uri
     from synapse_ml_track.session import open_session
     from synapse_ml_track.spark import get_or_create_spark
     from synapse_ml_track.training import run_training
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args)
     log.debug("configuration: %s", json.dumps(redacted(config.to_dict())))
     session = open_session(config, args.redactor)
+    set_global_tracking_uri(session.uri)
     spark = get_or_create_spark("synapse-ml-track-train")
     result = run_training(spark, config, session, args.redactor)
     print(f"run id:          {result.run_id} (experiment {result.experiment_id})")
