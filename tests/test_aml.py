@@ -128,10 +128,12 @@ def test_registered_model_loads_back_and_is_compared_as_champion(run_cli, aml_en
     # mlflow 3 also asks for logged models while downloading; AML answers 404 and mlflow carries on.
     assert all(status == 404 for _, path, status in calls if "/logged-models" in path)
 
-    # The same data and seed again, compared with the champion: downloaded through the plugin, equal, not registered.
-    second = train("--set", "gate.compare_to_champion=true")
+    # The same data and seed again, compared with the champion (the default): downloaded through the
+    # plugin, equal, registered but not promoted.
+    second = train()
     assert second.exit_code == 0, second.stderr
-    assert second.summary["status"] == "rejected" and "does not beat the champion" in second.summary["reason"]
+    assert (second.summary["status"], second.summary["promoted"]) == ("registered", False)
+    assert "does not beat the champion" in second.summary["reason"]
     client = MlflowClient(aml_server.upstream.uri)
     champions = [
         v.version for v in client.search_model_versions("name='penguins-aml-champion'") if "smt.champion" in v.tags
