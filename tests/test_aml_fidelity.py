@@ -182,9 +182,9 @@ def test_version_searches_carry_no_tags_so_tags_are_read_per_version(aml_env, am
 
     (found,) = client.search_model_versions(f"name='{name}'")
     assert found.tags == {} and found.run_id == run_ids[0] and not found.source.startswith("runs:/")
+    assert registry.champion_version(client, name, "champion") == "1"
     details = client.get_model_version(name, "1")
     assert details.tags == {registry.CHAMPION_TAG: "champion", registry.ARTIFACT_PATH_TAG: "model-2"}
-    assert registry.champion_version(client, name, "champion") == "1"
     assert registry.model_source(details) == (run_ids[0], "model-2")
 
     second = registry.register(client, name, run_ids[1])
