@@ -56,8 +56,9 @@ def test_training_job_tracks_and_registers_in_the_aml_workspace(run_cli, aml_env
     summary = result.summary
     assert summary["tracking_uri"] == aml_server.tracking_uri
 
-    # What arrived, read back with a plain MlflowClient from the mlflow server behind the proxy.
-    client = MlflowClient(aml_server.upstream.uri)
+    # What arrived, read back with a plain MlflowClient from the mlflow server behind the proxy (its
+    # registry too: the job left the global registry URI on the workspace).
+    client = MlflowClient(aml_server.upstream.uri, aml_server.upstream.uri)
     run = client.get_run(summary["run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params["model.type"] == "logistic_regression"
@@ -72,8 +73,9 @@ def test_training_job_tracks_and_registers_in_the_aml_workspace(run_cli, aml_env
     version = client.get_model_version("penguins-aml", summary["model_version"])
     assert version.run_id == run.info.run_id and version.status == "READY"
     assert version.source == f"runs:/{run.info.run_id}/model"
-    # AML serves no aliases: the champion is the version carrying the champion tag.
-    assert version.tags["smt.champion"] == "champion"
+    # AML serves no aliases: the champion is the version carrying the champion tag; the path of its
+    # files in the run is a tag too (AML's source is not the runs:/ URI it was registered from).
+    assert version.tags == {"smt.champion": "champion", "smt.artifact_path": "model"}
 
     # How it arrived: every call under the workspace prefix, with the token issued to our client.
     calls = aml_server.api_calls()
@@ -134,7 +136,7 @@ def test_registered_model_loads_back_and_is_compared_as_champion(run_cli, aml_en
     assert second.exit_code == 0, second.stderr
     assert (second.summary["status"], second.summary["promoted"]) == ("registered", False)
     assert "does not beat the champion" in second.summary["reason"]
-    client = MlflowClient(aml_server.upstream.uri)
+    client = MlflowClient(aml_server.upstream.uri, aml_server.upstream.uri)
     champions = [
         v.version for v in client.search_model_versions("name='penguins-aml-champion'") if "smt.champion" in v.tags
     ]
