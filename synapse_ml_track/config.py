@@ -97,7 +97,7 @@ class TrackingConfig:
 class GateConfig:
     min_metrics: dict[str, float] = field(default_factory=dict)
     max_metrics: dict[str, float] = field(default_factory=dict)  # for error metrics: rmse, mae
-    compare_to_champion: bool = False
+    compare_to_champion: bool = True  # promote only a version that beats the champion on the same test split
     champion_metric: str | None = None  # default: f1 or rmse, by model.task
     champion_alias: str = "champion"
     fail_on_reject: bool = False

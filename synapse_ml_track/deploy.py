@@ -351,7 +351,8 @@ def make_plan(request: DeployRequest) -> Plan:
         "spark_pool": request.spark_pool,
         "wheel": wheel.name,
         "config": config_file.name,
-        "model_uri": request.model_uri or f"models:/{config.tracking.registered_model_name}/latest",
+        "model_uri": request.model_uri
+        or f"models:/{config.tracking.registered_model_name}@{config.gate.champion_alias}",
     }
     shipped = [(source / script, script) for script in JOB_SCRIPTS]
     shipped += [(config_file, f"config/{config_file.name}"), (source / SAMPLE_DATA, "data/penguins.csv")]

@@ -1,4 +1,5 @@
-"""The quality gate: a model is registered only when its metrics hold and, optionally, beat the champion."""
+"""The quality gate: a model is registered when its metrics hold, and promoted to champion only when
+it beats the champion on the same test split (unless gate.compare_to_champion is turned off)."""
 
 from __future__ import annotations
 
@@ -9,23 +10,28 @@ from synapse_ml_track.vocabulary import higher_is_better
 
 GATE_TAG = "smt.gate"
 GATE_REASON_TAG = "smt.gate_reason"
+PROMOTION_TAG = "smt.promotion"  # on a registered run: whether its version took the champion alias
 
 
 @dataclass(frozen=True)
 class Decision:
     register: bool
     reason: str | None = None
+    promote: bool = False  # take the champion alias; only a registered version is promoted
 
     def tags(self) -> dict[str, str]:
         tags = {GATE_TAG: "passed" if self.register else "rejected"}
         if self.reason:
             tags[GATE_REASON_TAG] = self.reason
+        if self.register:
+            tags[PROMOTION_TAG] = "promoted" if self.promote else "not promoted"
         return tags
 
 
 def decide(gate: GateConfig, metrics: dict[str, float], champion_metrics: dict[str, float] | None) -> Decision:
-    """Register when every min_metrics and max_metrics bound holds and, when there is a champion to
-    compare with, the run does better on gate.champion_metric: higher, or lower for an error metric."""
+    """Register when every min_metrics and max_metrics bound holds. Promote too unless there is a
+    champion to compare with (None: none, or the comparison is off) and the run does not do better
+    on gate.champion_metric: higher, or lower for an error metric."""
     failed = []
     for bound, thresholds, beyond in (("below", gate.min_metrics, "<"), ("above", gate.max_metrics, ">")):
         missed = []
@@ -38,17 +44,17 @@ def decide(gate: GateConfig, metrics: dict[str, float], champion_metrics: dict[s
             failed.append(f"{bound} threshold: " + "; ".join(missed))
     if failed:
         return Decision(False, "; ".join(failed))
-    if champion_metrics is not None:
-        metric = gate.champion_metric
-        ours, theirs = metrics.get(metric), champion_metrics.get(metric)
-        if ours is None:
-            return Decision(False, f"gate.champion_metric {metric!r} is not a metric of this run")
-        if theirs is None:
-            return Decision(True)
-        better, worse = (">", "<=") if higher_is_better(metric) else ("<", ">=")
-        if not (ours > theirs if higher_is_better(metric) else ours < theirs):
-            return Decision(
-                False, f"does not beat the champion: {metric} {ours:.4f} {worse} {theirs:.4f} on the same test data"
-            )
-        return Decision(True, f"beats the champion: {metric} {ours:.4f} {better} {theirs:.4f}")
-    return Decision(True)
+    if champion_metrics is None:
+        return Decision(True, promote=True)
+    metric = gate.champion_metric
+    ours, theirs = metrics.get(metric), champion_metrics.get(metric)
+    if ours is None:
+        return Decision(False, f"gate.champion_metric {metric!r} is not a metric of this run")
+    if theirs is None:
+        return Decision(True, promote=True)
+    better, worse = (">", "<=") if higher_is_better(metric) else ("<", ">=")
+    if not (ours > theirs if higher_is_better(metric) else ours < theirs):
+        return Decision(
+            True, f"does not beat the champion: {metric} {ours:.4f} {worse} {theirs:.4f} on the same test data"
+        )
+    return Decision(True, f"beats the champion: {metric} {ours:.4f} {better} {theirs:.4f}", promote=True)

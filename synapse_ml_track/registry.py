@@ -3,6 +3,11 @@
 The model is saved locally and uploaded as plain run artifacts, then registered from its
 `runs:/` source. That path uses only endpoints every backend serves: MLflow 3's logged-model
 endpoints are not served by Azure Machine Learning.
+
+What is read back is only what AML documents (how-to-manage-models-mlflow.md, "Support matrix"):
+a version's details by `get_model_version` (its `run_id`, its tags) and edits of its tags. Neither
+the tags in `search_model_versions` results nor the form in which the registry keeps the `source`
+is documented, so the run path of a version's files is written as a version tag at registration.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from pyspark.ml import PipelineModel
 
-from synapse_ml_track.errors import first_line
+from synapse_ml_track.errors import TrackingError, first_line
 from synapse_ml_track.tracking import all_pages, create_once
 
 log = logging.getLogger(__name__)
@@ -29,6 +34,7 @@ log = logging.getLogger(__name__)
 MODEL_ARTIFACT_PATH = "model"
 MODEL_PATH_TAG = "smt.model_path"  # set only when a resumed run's model is not under MODEL_ARTIFACT_PATH
 CHAMPION_TAG = "smt.champion"
+ARTIFACT_PATH_TAG = "smt.artifact_path"  # on a version: where in its run its model's files are
 
 
 def model_pip_requirements() -> list[str]:
@@ -111,7 +117,6 @@ def load_spark_model(local_path: str, dfs_tmp: str | None) -> PipelineModel:
 class RegisteredVersion:
     name: str
     version: str
-    source: str
 
 
 def model_if_exists(client: MlflowClient, name: str):
@@ -145,32 +150,39 @@ def register(
     create_attempts: int = 1,
     wait_seconds: float = 300,
 ) -> RegisteredVersion:
-    """Create the registered model if needed and a version from the run's model artifacts.
+    """Create the registered model if needed and a version from the run's model artifacts, tagged
+    with their path in the run.
 
-    A version that does not become READY is deleted, so a failure leaves nothing half-registered.
-    A resumed run reuses the version it registered before it was interrupted.
+    A version that does not become READY, or whose path cannot be tagged, is deleted, so a failure
+    leaves nothing half-registered. A resumed run reuses the version it registered before it was
+    interrupted, or deletes it when it was interrupted before the version was tagged.
     """
     if resumed:
         existing = version_for_run(client, name, run_id)
         if existing is not None:
-            return existing
+            try:
+                model_source(client.get_model_version(name, existing.version))
+                return existing
+            except TrackingError:
+                log.warning("deleting version %s of %s: its registration was interrupted", existing.version, name)
+                client.delete_model_version(name, existing.version)
     try:
         client.create_registered_model(name)
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    source = f"runs:/{run_id}/{artifact_path}"
     version = create_once(
-        lambda: client.create_model_version(name, source, run_id=run_id),
+        lambda: client.create_model_version(name, f"runs:/{run_id}/{artifact_path}", run_id=run_id),
         lambda: next((v for v in all_versions(client, name) if v.run_id == run_id), None),
         attempts=create_attempts,
     )
     try:
         _wait_until_ready(client, name, version.version, version.status, wait_seconds)
+        client.set_model_version_tag(name, version.version, ARTIFACT_PATH_TAG, artifact_path)
     except BaseException:
         _delete_quietly(client, name, version.version)
         raise
-    return RegisteredVersion(name, str(version.version), source)
+    return RegisteredVersion(name, str(version.version))
 
 
 def _wait_until_ready(client: MlflowClient, name: str, version: str, status: str, wait_seconds: float) -> None:
@@ -195,16 +207,25 @@ def version_for_run(client: MlflowClient, name: str, run_id: str) -> RegisteredV
     """A version already registered from this run (a resumed run must not register twice)."""
     for version in all_versions(client, name):
         if version.run_id == run_id and version.status == "READY":
-            return RegisteredVersion(name, str(version.version), version.source)
+            return RegisteredVersion(name, str(version.version))
     return None
 
 
 def model_source(version) -> tuple[str, str]:
-    """(run id, artifact path) of a version registered from `runs:/<run id>/<path>`."""
+    """(run id, artifact path) of a version, from `get_model_version`: its run_id field and the path
+    tagged at registration, or, for a version registered without the tag, a `runs:/<run id>/<path>`
+    source. Anything else is refused: guessing "model" would load an earlier attempt's files."""
+    tags = version.tags or {}
+    if version.run_id and tags.get(ARTIFACT_PATH_TAG):
+        return version.run_id, tags[ARTIFACT_PATH_TAG]
     match = re.match(r"^runs:/([^/]+)/(.+)$", version.source or "")
-    if match:
+    if match and version.run_id in (None, "", match.group(1)):
         return match.group(1), match.group(2)
-    return version.run_id, MODEL_ARTIFACT_PATH
+    raise TrackingError(
+        f"model '{version.name}' version {version.version} does not say where its files are: no "
+        f"{ARTIFACT_PATH_TAG} tag and source {version.source!r} (run {version.run_id or 'unknown'}); "
+        f"score it by its run's URI, runs:/RUN_ID/PATH, or register it again from its run"
+    )
 
 
 def champion_version(client: MlflowClient, name: str, alias: str) -> str | None:
@@ -216,8 +237,16 @@ def champion_version(client: MlflowClient, name: str, alias: str) -> str | None:
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 return None  # no such model yet, or no champion yet
             raise
-    tagged = [v for v in all_versions(client, name) if v.tags.get(CHAMPION_TAG) == alias]
-    return str(max(int(v.version) for v in tagged)) if tagged else None
+    return next(iter(_tagged_champions(client, name, alias)), None)
+
+
+def _tagged_champions(client: MlflowClient, name: str, alias: str):
+    """The versions carrying the champion tag, newest first. Tags are read version by version with
+    get_model_version: AML documents no tags in search results (see the module docstring)."""
+    numbers = sorted((int(v.version) for v in all_versions(client, name)), reverse=True)
+    for number in numbers:
+        if client.get_model_version(name, str(number)).tags.get(CHAMPION_TAG) == alias:
+            yield str(number)
 
 
 def promote(client: MlflowClient, version: RegisteredVersion, alias: str) -> str:
@@ -232,10 +261,10 @@ def promote(client: MlflowClient, version: RegisteredVersion, alias: str) -> str
         if not _aliases_unsupported(exc):
             raise
         log.info("the registry does not serve aliases (Azure ML); marking the champion with the %s tag", CHAMPION_TAG)
-    for other in all_versions(client, version.name):
-        if other.tags.get(CHAMPION_TAG) == alias and str(other.version) != version.version:
-            client.delete_model_version_tag(version.name, other.version, CHAMPION_TAG)
     client.set_model_version_tag(version.name, version.version, CHAMPION_TAG, alias)
+    for other in list(_tagged_champions(client, version.name, alias)):
+        if other != version.version:
+            client.delete_model_version_tag(version.name, other, CHAMPION_TAG)
     return "tag"
 
 

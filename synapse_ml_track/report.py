@@ -19,7 +19,7 @@ from synapse_ml_track.errors import ConfigError
 from synapse_ml_track.plots import pyplot
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.runs import JOB_TAG, RUN_KEY_TAG
-from synapse_ml_track.vocabulary import HEADLINE_METRICS, higher_is_better
+from synapse_ml_track.vocabulary import DEFAULT_METRIC, HEADLINE_METRICS, higher_is_better
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,9 +48,10 @@ def training_runs(client: MlflowClient, experiment_id: str, max_runs: int) -> li
     )
 
 
-def versions_by_run(client: MlflowClient, name: str) -> dict[str, list[tuple[int, list[str]]]]:
-    """Each run's registered versions of the model with their aliases: {"run id": [(2, ["champion"])]}."""
-    from synapse_ml_track.registry import CHAMPION_TAG, all_versions, model_if_exists
+def versions_by_run(client: MlflowClient, name: str, champion_alias: str) -> dict[str, list[tuple[int, list[str]]]]:
+    """Each run's registered versions of the model with their aliases: {"run id": [(2, ["champion"])]}.
+    Where the registry has no aliases, the champion is the version with the champion tag (registry.promote)."""
+    from synapse_ml_track.registry import all_versions, champion_version, model_if_exists
 
     model = model_if_exists(client, name)
     if model is None:
@@ -58,18 +59,32 @@ def versions_by_run(client: MlflowClient, name: str) -> dict[str, list[tuple[int
     aliases: dict[str, list[str]] = {}
     for alias, version in (model.aliases or {}).items():
         aliases.setdefault(str(version), []).append(alias)
+    if not aliases:
+        champion = champion_version(client, name, champion_alias)
+        aliases = {champion: [champion_alias]} if champion else {}
     found: dict[str, list[tuple[int, list[str]]]] = {}
     for version in all_versions(client, name):
         names = aliases.get(str(version.version), [])
-        if not names and CHAMPION_TAG in version.tags:  # registries without aliases: see registry.promote
-            names = [version.tags[CHAMPION_TAG]]
         found.setdefault(version.run_id, []).append((int(version.version), sorted(names)))
     return {run_id: sorted(versions) for run_id, versions in found.items()}
 
 
+def default_metric(runs: list[Run], config: JobConfig, experiment: str) -> str:
+    """The metric the gate compares for the runs' task (their model.task param): the configured
+    gate.champion_metric when the config is for that task, else the task's default."""
+    tasks = sorted({run.data.params.get("model.task", "classification") for run in runs})
+    if len(tasks) > 1:
+        raise ConfigError(
+            f"the runs of experiment '{experiment}' are of tasks {', '.join(tasks)}: "
+            "choose the metric to rank them by with --metric"
+        )
+    return config.gate.champion_metric if tasks[0] == config.model.task else DEFAULT_METRIC[tasks[0]]
+
+
 def runs_table(runs: list[Run], metric: str, versions: dict[str, list[tuple[int, list[str]]]]) -> pd.DataFrame:
-    """One row per run, best `metric` first (runs without it last), newest first among equals; the
-    headline metrics of each task among the runs (classification, regression) beside it."""
+    """One row per run, the best first: best `metric` (runs without it last); among equals, a run
+    with a registered version, then the earliest. The summary's best run and the plot's star are the
+    first row. The headline metrics of each task among the runs (classification, regression) beside it."""
     import pandas as pd
 
     tasks = sorted({run.data.params.get("model.task", "classification") for run in runs})
@@ -105,9 +120,18 @@ def runs_table(runs: list[Run], metric: str, versions: dict[str, list[tuple[int,
             "run_key",
         ],
     )
-    return table.sort_values(
-        [metric, "start_time"], ascending=[not higher_is_better(metric), False], na_position="last", kind="stable"
-    ).reset_index(drop=True)
+    unregistered = table["model_version"] == ""
+    ranked = table.assign(_unregistered=unregistered, _started=[run.info.start_time for run in runs])
+    return (
+        ranked.sort_values(
+            [metric, "_unregistered", "_started"],
+            ascending=[not higher_is_better(metric), True, True],
+            na_position="last",
+            kind="stable",
+        )
+        .drop(columns=["_unregistered", "_started"])
+        .reset_index(drop=True)
+    )
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -122,8 +146,10 @@ def markdown(table: pd.DataFrame) -> str:
 
 
 def write_plot(table: pd.DataFrame, metric: str, title: str, path: Path) -> None:
-    """The metric per run in start order, the best run marked, each run labelled with its model version."""
+    """The metric per run in start order, the best run (the table's first, see runs_table) marked,
+    each run labelled with its model version."""
     plt = pyplot()
+    best = table.index[0]
     runs = table.dropna(subset=[metric]).sort_values("start_time", kind="stable")
     positions = list(range(len(runs)))
     labels = [
@@ -132,7 +158,6 @@ def write_plot(table: pd.DataFrame, metric: str, title: str, path: Path) -> None
         + (f" ({row.aliases})" if row.aliases else "")
         for row in runs.itertuples()
     ]
-    best = runs[metric].idxmax() if higher_is_better(metric) else runs[metric].idxmin()
     figure, axes = plt.subplots(figsize=(max(6.0, 1.1 * len(runs) + 2), 4.5))
     axes.plot(positions, runs[metric], marker="o")
     axes.plot(
@@ -156,18 +181,26 @@ def write_plot(table: pd.DataFrame, metric: str, title: str, path: Path) -> None
 
 
 def build_report(
-    client: MlflowClient, experiment: Experiment, metric: str, model_name: str, output_dir: Path, max_runs: int
+    client: MlflowClient,
+    experiment: Experiment,
+    config: JobConfig,
+    output_dir: Path,
+    max_runs: int,
+    metric: str | None = None,
 ) -> dict[str, Any]:
+    """The report of the experiment's training runs, ranked by `metric` (default: see default_metric)."""
     runs = training_runs(client, experiment.experiment_id, max_runs)
     if not runs:
         raise ConfigError(f"experiment '{experiment.name}' has no training runs to report on")
+    metric = metric or default_metric(runs, config, experiment.name)
     logged = sorted({name for run in runs for name in run.data.metrics})
     if metric not in logged:
         raise ConfigError(
             f"no run of experiment '{experiment.name}' logged metric '{metric}' (logged: {', '.join(logged)})"
         )
 
-    table = runs_table(runs, metric, versions_by_run(client, model_name))
+    model_name, alias = config.tracking.registered_model_name, config.gate.champion_alias
+    table = runs_table(runs, metric, versions_by_run(client, model_name, alias))
     output_dir.mkdir(parents=True, exist_ok=True)
     files = {"csv": output_dir / "runs.csv", "markdown": output_dir / "runs.md", "plot": output_dir / f"{metric}.png"}
     table.to_csv(files["csv"], index=False)

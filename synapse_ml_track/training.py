@@ -57,6 +57,7 @@ class TrainingResult:
     local_result_dir: str
     status: str = "registered"
     reason: str | None = None
+    promoted: bool | None = None  # whether the registered version took the champion alias
     tracking_uri: str | None = None
     model: PipelineModel | None = None  # the fitted model, in memory; not part of the summary
 
@@ -68,6 +69,7 @@ class TrainingResult:
             "model_uri": self.model_uri,
             "registered_model_name": self.registered_model_name,
             "model_version": self.model_version,
+            "promoted": self.promoted,
             "metrics": self.metrics,
             "reason": self.reason,
             "tracking_uri": self.tracking_uri,
@@ -272,11 +274,14 @@ def _train_and_track(
                 session.client, name, tracker.run_id, artifact_path=model_path, resumed=resumed,
                 create_attempts=session.create_attempts,
             )  # fmt: skip
-            registry.promote(session.client, version, config.gate.champion_alias)
+            if decision.promote:
+                registry.promote(session.client, version, config.gate.champion_alias)
         tracker.finish()
 
     if decision and not decision.register:
         log.warning("model not registered: %s", decision.reason)
+    elif version and not decision.promote:
+        log.warning("model version %s registered but not promoted: %s", version.version, decision.reason)
     return TrainingResult(
         run_id=tracker.run_id,
         experiment_id=session.experiment_id,
@@ -287,6 +292,7 @@ def _train_and_track(
         local_result_dir=str(result_dir),
         status="registered" if version else ("rejected" if decision else "tracked"),
         reason=decision.reason if decision else None,
+        promoted=decision.promote if version else None,
         tracking_uri=session.uri,
         model=fitted.model,
     )

@@ -39,6 +39,12 @@ source; where the double is stricter than anything documented, it says so.
     examples write them): a backtick- or double-quoted name is refused with 400, as the support
     matrix lists escaped special characters in filters as unsupported (how-to-track-experiments-mlflow,
     "Support matrix"; stricter than what a real workspace may let through);
+  - model versions as AML documents them (how-to-manage-models-mlflow, "Support matrix"): a version's
+    tags only in its details (`get_model_version`; the matrix lists retrieving a version's details and
+    editing its tags, not tags in search results), and its `source` not echoed as the `runs:/` URI it
+    was registered from but in AML's own form for a job's output (`azureml://jobs/<run>/outputs/
+    artifacts/paths/<path>`, the matrix's footnote 2): what AML stores is not documented, so nothing may
+    be read from it (stricter than documented);
   - run and experiment artifact locations in AML's own form
     (`azureml://…/mlflow/v2.0/…/workspaces/<ws>/experiments/<id>/runs/<run>/artifacts`, the
     form the plugin parses: azureml/mlflow/_store/artifact/utils.py `_ARTIFACT_URI_REGEX`), so
@@ -595,7 +601,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         content = upstream.content
         if upstream.ok and content:
-            content = json.dumps(self._aml_locations(upstream.json())).encode()
+            content = json.dumps(_aml_model_versions(self._aml_locations(upstream.json()), rest)).encode()
         return Response(
             upstream.status_code, content, {"Content-Type": upstream.headers.get("Content-Type", "application/json")}
         )
@@ -710,6 +716,23 @@ class _Handler(BaseHTTPRequestHandler):
                 f"azureml://127.0.0.1:{self.aml.port}{self.aml.prefix}/experiments/{out['experiment_id']}"
             )
         return out
+
+
+def _aml_model_versions(payload: Any, rest: str) -> Any:
+    """Model versions as AML answers them (see the module docstring): the source in AML's form, and
+    tags only from `model-versions/get`."""
+    if isinstance(payload, list):
+        return [_aml_model_versions(item, rest) for item in payload]
+    if not isinstance(payload, dict):
+        return payload
+    out = {key: _aml_model_versions(value, rest) for key, value in payload.items()}
+    if {"name", "version", "source"} <= out.keys():
+        match = re.match(r"^runs:/([^/]+)/(.+)$", out["source"])
+        if match:
+            out["source"] = f"azureml://jobs/{match.group(1)}/outputs/artifacts/paths/{match.group(2)}"
+        if rest != f"{API}/model-versions/get":
+            out.pop("tags", None)
+    return out
 
 
 def _query(parsed: urllib.parse.SplitResult) -> dict[str, str]:

@@ -57,8 +57,9 @@ def test_training_job_tracks_and_registers_in_the_aml_workspace(run_cli, aml_env
     summary = result.summary
     assert summary["tracking_uri"] == aml_server.tracking_uri
 
-    # What arrived, read back with a plain MlflowClient from the mlflow server behind the proxy.
-    client = MlflowClient(aml_server.upstream.uri)
+    # What arrived, read back with a plain MlflowClient from the mlflow server behind the proxy (its
+    # registry too: the job left the global registry URI on the workspace).
+    client = MlflowClient(aml_server.upstream.uri, aml_server.upstream.uri)
     run = client.get_run(summary["run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params["model.type"] == "logistic_regression"
@@ -73,8 +74,9 @@ def test_training_job_tracks_and_registers_in_the_aml_workspace(run_cli, aml_env
     version = client.get_model_version("penguins-aml", summary["model_version"])
     assert version.run_id == run.info.run_id and version.status == "READY"
     assert version.source == f"runs:/{run.info.run_id}/model"
-    # AML serves no aliases: the champion is the version carrying the champion tag.
-    assert version.tags["smt.champion"] == "champion"
+    # AML serves no aliases: the champion is the version carrying the champion tag; the path of its
+    # files in the run is a tag too (AML's source is not the runs:/ URI it was registered from).
+    assert version.tags == {"smt.champion": "champion", "smt.artifact_path": "model"}
 
     # How it arrived: every call under the workspace prefix, with the token issued to our client.
     calls = aml_server.api_calls()
@@ -129,11 +131,13 @@ def test_registered_model_loads_back_and_is_compared_as_champion(run_cli, aml_en
     # mlflow 3 also asks for logged models while downloading; AML answers 404 and mlflow carries on.
     assert all(status == 404 for _, path, status in calls if "/logged-models" in path)
 
-    # The same data and seed again, compared with the champion: downloaded through the plugin, equal, not registered.
-    second = train("--set", "gate.compare_to_champion=true")
+    # The same data and seed again, compared with the champion (the default): downloaded through the
+    # plugin, equal, registered but not promoted.
+    second = train()
     assert second.exit_code == 0, second.stderr
-    assert second.summary["status"] == "rejected" and "does not beat the champion" in second.summary["reason"]
-    client = MlflowClient(aml_server.upstream.uri)
+    assert (second.summary["status"], second.summary["promoted"]) == ("registered", False)
+    assert "does not beat the champion" in second.summary["reason"]
+    client = MlflowClient(aml_server.upstream.uri, aml_server.upstream.uri)
     champions = [
         v.version for v in client.search_model_versions("name='penguins-aml-champion'") if "smt.champion" in v.tags
     ]

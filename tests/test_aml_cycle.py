@@ -93,10 +93,11 @@ def test_the_job_cycle_in_a_workspace(workspace, run_cli, monkeypatch, tmp_path)
     assert first.exit_code == 0, first.stderr
     assert first.summary["status"] == "registered" and first.summary["model_version"] == "1"
 
-    # The same data and seed again, compared with the champion: equal, so refused.
-    equal = cli("train", "--set", "gate.compare_to_champion=true")
+    # The same data and seed again, compared with the champion by default: equal, so registered but not promoted.
+    equal = cli("train")
     assert equal.exit_code == 0, equal.stderr
-    assert equal.summary["status"] == "rejected" and "does not beat the champion" in equal.summary["reason"]
+    assert (equal.summary["model_version"], equal.summary["promoted"]) == ("2", False)
+    assert "does not beat the champion" in equal.summary["reason"]
 
     # A pipeline activity fails at registration, then is retried with the same run key.
     real_register = registry.register
@@ -105,14 +106,13 @@ def test_the_job_cycle_in_a_workspace(workspace, run_cli, monkeypatch, tmp_path)
         raise MlflowException("registry briefly unavailable")
 
     monkeypatch.setattr(registry, "register", unavailable)
-    interrupted = cli(
-        "train", "--run-key", f"pipeline-{suffix}", "--model-type", "random_forest", "--param", "numTrees=5"
-    )
+    forest = ("--run-key", f"pipeline-{suffix}", "--model-type", "random_forest", "--param", "numTrees=5")
+    interrupted = cli("train", *forest, "--no-compare-to-champion")
     assert interrupted.exit_code == 3 and "the trained model and metrics are saved at" in interrupted.error_line
     monkeypatch.setattr(registry, "register", real_register)
-    resumed = cli("train", "--run-key", f"pipeline-{suffix}", "--model-type", "random_forest", "--param", "numTrees=5")
+    resumed = cli("train", *forest, "--no-compare-to-champion")
     assert resumed.exit_code == 0, resumed.stderr
-    assert resumed.summary["model_version"] == "2"
+    assert (resumed.summary["model_version"], resumed.summary["promoted"]) == ("3", True)
     again = cli("train", "--run-key", f"pipeline-{suffix}")
     assert again.summary["status"] == "reused" and again.summary["run_id"] == resumed.summary["run_id"]
 
@@ -122,16 +122,16 @@ def test_the_job_cycle_in_a_workspace(workspace, run_cli, monkeypatch, tmp_path)
     experiment_id = resumed.summary["experiment_id"]
     keyed = client.search_runs([experiment_id], f"tags.smt.run_key = 'pipeline-{suffix}'")
     assert [(r.info.run_id, r.info.status) for r in keyed] == [(resumed.summary["run_id"], "FINISHED")]
-    assert registry.champion_version(client, model, "champion") == "2"
+    assert registry.champion_version(client, model, "champion") == "3"
     versions = {v.version: v.run_id for v in registry.all_versions(client, model)}
-    assert versions == {"1": first.summary["run_id"], "2": resumed.summary["run_id"]}
+    assert versions == {"1": first.summary["run_id"], "2": equal.summary["run_id"], "3": resumed.summary["run_id"]}
 
     scores = tmp_path / "scores"
     scored = cli("score", "--output-path", str(scores), "--output-format", "parquet")
     assert scored.exit_code == 0, scored.stderr
-    assert scored.summary["model_version"] == "2" and scored.summary["rows_scored"] > 300
+    assert scored.summary["model_version"] == "3" and scored.summary["rows_scored"] > 300
     output = pd.read_parquet(scores)
-    assert set(output["model_version"]) == {"2"}
+    assert set(output["model_version"]) == {"3"}
     scorable = output["unscorable_reason"].isna()
     assert set(output.loc[scorable, "prediction"]) <= {"Adelie", "Chinstrap", "Gentoo"}
     assert output.loc[~scorable, "prediction"].isna().all()
@@ -142,8 +142,8 @@ def test_the_job_cycle_in_a_workspace(workspace, run_cli, monkeypatch, tmp_path)
     assert reported.exit_code == 0, reported.stderr
     table = pd.read_csv(tmp_path / "report" / "runs.csv", dtype=str)
     assert len(table) == 3  # three training runs: the resumed one counts once
-    assert set(table["model_version"].fillna("")) == {"1", "2", ""}
-    assert "champion" in set(table["aliases"].fillna(""))
+    assert set(table["model_version"].fillna("")) == {"1", "2", "3"}
+    assert dict(zip(table["model_version"], table["aliases"].fillna(""), strict=True))["3"] == "champion"
 
 
 def test_the_standalone_double_serves_a_job_from_its_first_line(run_cli, monkeypatch, tmp_path):

@@ -133,6 +133,71 @@ def test_resumed_run_uploads_no_artifact_twice(run_cli, aml_env, aml_server, off
     assert {"model/MLmodel", *EVALUATION_FILES} <= aml_server.artifacts.paths(run_id)
 
 
+def test_a_resumed_runs_version_is_scored_from_its_own_model_files(run_cli, aml_env, aml_server, offline, monkeypatch):
+    """Issue 21, defect 5b: the first attempt dies halfway through uploading `model/`; the resumed one
+    uploads `model-2` and registers it. AML does not echo `runs:/<run>/model-2` back as the source (the
+    double answers AML's own form), so the version must not be traced to the old, partial `model/`."""
+    experiment, model = unique("partial"), unique("partial-model")
+    real_log_artifacts = RunTracker.log_artifacts
+
+    def dies_mid_model(self, local_dir, artifact_path=None, skip=frozenset()):
+        if artifact_path != "model":
+            return real_log_artifacts(self, local_dir, artifact_path, skip)
+        self.client.log_artifact(self.run_id, str(local_dir / "MLmodel"), "model")
+        raise MlflowException("connection dropped during the upload")
+
+    monkeypatch.setattr(RunTracker, "log_artifacts", dies_mid_model)
+    failed = train(run_cli, aml_server, experiment, model, "--run-key", "activity-12")
+    assert failed.exit_code == 3, failed.stderr
+    monkeypatch.setattr(RunTracker, "log_artifacts", real_log_artifacts)
+
+    resumed = train(run_cli, aml_server, experiment, model, "--run-key", "activity-12")
+    assert resumed.exit_code == 0, resumed.stderr
+    run_id = resumed.summary["run_id"]
+    stored = aml_server.artifacts.paths(run_id)
+    assert "model/MLmodel" in stored and not any(p.startswith("model/sparkml/") for p in stored)  # the partial one
+    assert any(p.startswith("model-2/sparkml/") for p in stored)
+    client = aml_client(aml_server, aml_env)
+    details = client.get_model_version(model, resumed.summary["model_version"])
+    assert not details.source.startswith("runs:/")
+    assert registry.model_source(details) == (run_id, "model-2")
+
+    scored = run_cli(
+        "score", "--tracking-uri", aml_server.tracking_uri, "--experiment-name", experiment,
+        "--model-uri", f"models:/{model}/{resumed.summary['model_version']}", "--output-path", "scores",
+    )  # fmt: skip
+    assert scored.exit_code == 0, scored.stderr
+    assert scored.summary["rows_scored"] > 300
+    assert offline == []
+
+
+def test_version_searches_carry_no_tags_so_tags_are_read_per_version(aml_env, aml_server):
+    """Issue 21, defect 5a: AML documents reading a version's details and editing its tags
+    (how-to-manage-models-mlflow.md, support matrix), not tags in search results: the double's searches
+    answer none. The champion (a tag, AML having no aliases) and each version's artifact path (a tag
+    written at registration, AML's source being no runs:/ URI) are read with get_model_version."""
+    client = aml_client(aml_server, aml_env)
+    experiment_id = client.create_experiment(unique("tags"))
+    name = unique("tagged-model")
+    run_ids = [client.create_run(experiment_id).info.run_id for _ in range(2)]
+    first = registry.register(client, name, run_ids[0], artifact_path="model-2")
+    assert registry.promote(client, first, "champion") == "tag"
+
+    (found,) = client.search_model_versions(f"name='{name}'")
+    assert found.tags == {} and found.run_id == run_ids[0] and not found.source.startswith("runs:/")
+    assert registry.champion_version(client, name, "champion") == "1"
+    details = client.get_model_version(name, "1")
+    assert details.tags == {registry.CHAMPION_TAG: "champion", registry.ARTIFACT_PATH_TAG: "model-2"}
+    assert registry.model_source(details) == (run_ids[0], "model-2")
+
+    second = registry.register(client, name, run_ids[1])
+    assert registry.champion_version(client, name, "champion") == "1"  # registered, not promoted
+    registry.promote(client, second, "champion")
+    assert registry.champion_version(client, name, "champion") == "2"
+    assert registry.CHAMPION_TAG not in client.get_model_version(name, "1").tags
+    assert registry.model_source(client.get_model_version(name, "2")) == (run_ids[1], "model")
+
+
 def test_a_conflicting_upload_is_one_line_naming_the_path(aml_env, aml_server, tmp_path):
     """Defect 3: the plugin's bare Exception for a conflict becomes a tracking error naming the path."""
     client = aml_client(aml_server, aml_env)

@@ -42,7 +42,7 @@ EXPECTED_STEPS = [
     ("upload", f"{BASE_URI}/config/synapse.yaml"),
     ("upload", f"{BASE_URI}/data/penguins.csv"),
     ("Spark job definition 'synapse-ml-track-train'", "--config"),
-    ("Spark job definition 'synapse-ml-track-score'", "--model-uri models:/penguins-classifier/latest"),
+    ("Spark job definition 'synapse-ml-track-score'", "--model-uri models:/penguins-classifier@champion"),
     ("pipeline 'synapse-ml-track-train-pipeline'", "--run-key @pipeline().RunId"),
 ]
 

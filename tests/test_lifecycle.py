@@ -57,18 +57,21 @@ def test_alias_moves_only_when_the_challenger_beats_the_champion(run_cli, mlflow
     assert weak.exit_code == 0 and weak.summary["model_version"] == "1", weak.stderr
     assert client.get_model_version_by_alias(model, "champion").version == "1"
 
-    compare = ("--set", "gate.compare_to_champion=true")
-    strong = train(run_cli, mlflow_server, experiment, model, *compare)
+    strong = train(run_cli, mlflow_server, experiment, model)  # compared with the champion by default
     assert strong.exit_code == 0, strong.stderr
-    assert strong.summary["status"] == "registered", strong.summary
+    assert (strong.summary["status"], strong.summary["promoted"]) == ("registered", True), strong.summary
     assert strong.summary["metrics"]["f1"] > weak.summary["metrics"]["f1"]
     assert client.get_model_version_by_alias(model, "champion").version == strong.summary["model_version"] == "2"
 
-    equal = train(run_cli, mlflow_server, experiment, model, *compare)
+    equal = train(run_cli, mlflow_server, experiment, model)
     assert equal.exit_code == 0
-    assert equal.summary["status"] == "rejected" and "does not beat the champion" in equal.summary["reason"]
+    assert (equal.summary["status"], equal.summary["model_version"], equal.summary["promoted"]) == (
+        "registered", "3", False
+    )  # fmt: skip
+    assert "does not beat the champion" in equal.summary["reason"]
+    assert client.get_run(equal.summary["run_id"]).data.tags["smt.promotion"] == "not promoted"
     assert client.get_model_version_by_alias(model, "champion").version == "2"
-    assert len(client.search_model_versions(f"name='{model}'")) == 2
+    assert len(client.search_model_versions(f"name='{model}'")) == 3
 
 
 def test_same_run_key_twice_leaves_one_run_and_one_version(run_cli, mlflow_server):

@@ -99,15 +99,16 @@ def test_gate_champion_scoring_and_report_for_a_regression(run_cli, mlflow_serve
 
     # A heavily regularised model fits worse (higher rmse). It is the first, so it becomes the champion.
     weak = ("--param", "regParam=5.0")
-    compare = ("--set", "gate.compare_to_champion=true")
     assert train(run_cli, mlflow_server, experiment, linear_csv, *weak).summary["model_version"] == "1"
-    better = train(run_cli, mlflow_server, experiment, linear_csv, *compare)
+    better = train(run_cli, mlflow_server, experiment, linear_csv)
     assert better.exit_code == 0, better.stderr
-    assert better.summary["model_version"] == "2"
+    assert (better.summary["model_version"], better.summary["promoted"]) == ("2", True)
     assert "beats the champion: rmse" in better.summary["reason"] and " < " in better.summary["reason"]
     # Lower rmse wins, though its r2, a score, is what a "higher is better" gate would have compared.
-    worse = train(run_cli, mlflow_server, experiment, linear_csv, *weak, *compare)
-    assert worse.summary["status"] == "rejected"
+    worse = train(run_cli, mlflow_server, experiment, linear_csv, *weak)
+    assert (worse.summary["status"], worse.summary["model_version"], worse.summary["promoted"]) == (
+        "registered", "3", False
+    )  # fmt: skip
     assert "does not beat the champion: rmse" in worse.summary["reason"] and " >= " in worse.summary["reason"]
 
     # Scoring with the champion: a number per row, no probabilities, the row it cannot score kept.
@@ -132,16 +133,57 @@ def test_gate_champion_scoring_and_report_for_a_regression(run_cli, mlflow_serve
     run = MlflowClient(mlflow_server.uri).get_run(summary["run_id"])
     assert run.data.metrics["prediction_max"] == pytest.approx(frame["prediction"].max())
 
-    # The report ranks by rmse (the regression's default metric), lowest first.
+    # The report ranks by rmse (the metric of the runs' task), lowest first.
     report = run_cli(
         "report", "--tracking-uri", mlflow_server.uri, "--experiment-name", experiment,
-        "--set", "model.task=regression", "--model-name", experiment, "--output-dir", str(tmp_path / "report"),
+        "--model-name", experiment, "--output-dir", str(tmp_path / "report"),
     )  # fmt: skip
     assert report.exit_code == 0, report.stderr
     table = pd.read_csv(tmp_path / "report" / "runs.csv")
     assert len(table) == 4 and list(table["rmse"]) == sorted(table["rmse"])
     assert {"r2", "mae", "explained_variance"} <= set(table.columns)
     assert report.summary["metric"] == "rmse" and report.summary["best_value"] == pytest.approx(table.loc[0, "rmse"])
+
+
+def test_a_worse_model_is_registered_but_does_not_take_the_champion(run_cli, mlflow_server, linear_csv, tmp_path):
+    """As a new user would, with the defaults: a linear regression first, then a random forest that does
+    worse on the same test split. It is registered, the run says why it was not promoted, and the
+    champion (which the score job loads by default) stays the linear one."""
+    experiment = "regression-champion-defaults"
+    client = MlflowClient(mlflow_server.uri)
+    linear = train(run_cli, mlflow_server, experiment, linear_csv)
+    assert linear.exit_code == 0, linear.stderr
+    assert linear.summary["model_version"] == "1"
+    assert client.get_model_version_by_alias(experiment, "champion").version == "1"
+
+    forest = train(run_cli, mlflow_server, experiment, linear_csv, "--model-type", "random_forest")
+    assert forest.exit_code == 0, forest.stderr
+    summary = forest.summary
+    assert forest.summary["metrics"]["rmse"] > linear.summary["metrics"]["rmse"]
+    assert client.get_model_version_by_alias(experiment, "champion").version == "1"
+    assert (summary["status"], summary["model_version"], summary["promoted"]) == ("registered", "2", False)
+    assert "does not beat the champion: rmse" in summary["reason"] and "not promoted: " in forest.stdout
+    tags = client.get_run(summary["run_id"]).data.tags
+    assert (tags["smt.gate"], tags["smt.promotion"]) == ("passed", "not promoted")
+    assert tags["smt.gate_reason"] == summary["reason"]
+    assert linear.summary["promoted"] is True
+
+    unseen = tmp_path / "unseen.csv"
+    linear_rows(20, seed=3).drop(columns=["y"]).to_csv(unseen, index=False)
+    scored = run_cli(
+        "score", "--tracking-uri", mlflow_server.uri, "--experiment-name", experiment,
+        "--set", f"tracking.registered_model_name={experiment}", "--input", str(unseen),
+        "--output-path", str(tmp_path / "scores"),
+    )  # fmt: skip
+    assert scored.exit_code == 0, scored.stderr
+    assert scored.summary["model_version"] == "1"
+
+    # Turned off explicitly, the comparison is skipped and the worse model takes the alias.
+    forced = train(run_cli, mlflow_server, experiment, linear_csv, "--model-type", "random_forest",
+                   "--no-compare-to-champion")  # fmt: skip
+    assert forced.exit_code == 0, forced.stderr
+    assert (forced.summary["model_version"], forced.summary["promoted"], forced.summary["reason"]) == ("3", True, None)
+    assert client.get_model_version_by_alias(experiment, "champion").version == "3"
 
 
 @pytest.mark.parametrize(

@@ -24,8 +24,16 @@ def test_report_matches_the_runs_and_their_model_versions(run_cli, mlflow_server
     trainings = [
         run_cli("train", *common, "--registered-model-name", model),
         run_cli(
-            "train", *common, "--registered-model-name", model, "--model-type", "random_forest", "--param", "numTrees=3"
-        ),
+            "train",
+            *common,
+            "--registered-model-name",
+            model,
+            "--model-type",
+            "random_forest",
+            "--param",
+            "numTrees=3",
+            "--no-compare-to-champion",
+        ),  # fmt: skip
     ]
     assert all(t.exit_code == 0 for t in trainings), trainings[-1].stderr
     client = MlflowClient(mlflow_server.uri)
@@ -106,3 +114,35 @@ def test_report_refuses_an_unknown_experiment_or_metric_without_creating_anythin
     result = run_cli("report", "--tracking-uri", mlflow_server.uri, "--experiment", experiment, "--metric", "auc")
     assert result.exit_code == 2
     assert result.error_line == f"error: no run of experiment '{experiment}' logged metric 'auc' (logged: accuracy)"
+
+
+def test_the_metric_defaults_to_the_runs_task(run_cli, mlflow_server, tmp_path):
+    """A regression experiment is ranked by rmse without --metric (it used to stop at "no run logged
+    metric 'f1'"); a config that names the task and its gate metric still decides."""
+    client = MlflowClient(mlflow_server.uri)
+    experiment = unique("report-regression")
+    experiment_id = client.create_experiment(experiment)
+    for rmse, r2 in ((9.0, 0.5), (4.0, 0.9)):
+        run = client.create_run(experiment_id, tags={"smt.job": "train"})
+        client.log_param(run.info.run_id, "model.task", "regression")
+        client.log_metric(run.info.run_id, "rmse", rmse)
+        client.log_metric(run.info.run_id, "r2", r2)
+    common = ("report", "--tracking-uri", mlflow_server.uri, "--experiment", experiment)
+
+    result = run_cli(*common, "--output-dir", "by-task")
+    assert result.exit_code == 0, result.stderr
+    assert (result.summary["metric"], result.summary["best_value"]) == ("rmse", 4.0)
+    assert (tmp_path / "by-task" / "rmse.png").is_file()
+
+    configured = run_cli(*common, "--set", "model.task=regression", "--set", "gate.champion_metric=r2")
+    assert configured.exit_code == 0, configured.stderr
+    assert (configured.summary["metric"], configured.summary["best_value"]) == ("r2", 0.9)
+
+    classifier = client.create_run(experiment_id, tags={"smt.job": "train"})
+    client.log_param(classifier.info.run_id, "model.task", "classification")
+    mixed = run_cli(*common, "--output-dir", "mixed")
+    assert mixed.exit_code == 2
+    assert mixed.error_line == (
+        f"error: the runs of experiment '{experiment}' are of tasks classification, regression: "
+        "choose the metric to rank them by with --metric"
+    )

@@ -227,7 +227,7 @@ def test_every_model_uri_mlflow_users_write(uri, version, registered, mlflow_ser
 
 def test_the_deployed_score_job_resolves_its_model_uri(registered, mlflow_server, tmp_path):
     """The score job definition deploy renders parses with the real score parser, and its default
-    --model-uri names a version that exists."""
+    --model-uri names the champion, not the latest version (which may be registered but not promoted)."""
     from synapse_ml_track import deploy
     from synapse_ml_track.cli import build_parser
     from synapse_ml_track.cli.deploy import request_of
@@ -241,8 +241,10 @@ def test_the_deployed_score_job_resolves_its_model_uri(registered, mlflow_server
         s.document for s in plan.steps if getattr(s, "document", {}).get("name") == "synapse-ml-track-score"
     ]
     args = build_parser().parse_args(["score", *score_job["properties"]["jobProperties"]["args"]])
-    resolved = resolve_model(MlflowClient(mlflow_server.uri), args.model_uri)
-    assert (resolved.name, resolved.version) == (model, "2")
+    client = MlflowClient(mlflow_server.uri)
+    client.set_registered_model_alias(model, "champion", "1")
+    resolved = resolve_model(client, args.model_uri)
+    assert (resolved.name, resolved.version) == (model, "1")
 
 
 def test_dropping_unscorable_rows_is_a_choice(run_cli, registered, mlflow_server, spark, tmp_path):

@@ -37,6 +37,7 @@ FLAG_KEYS = {
     "experiment_id": "tracking.experiment_id",
     "run_name": "tracking.run_name",
     "registered_model_name": "tracking.registered_model_name",
+    "compare_to_champion": "gate.compare_to_champion",
     "run_key": "run_key",
     "output": "output",
 }

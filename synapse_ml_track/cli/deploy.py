@@ -38,7 +38,9 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         help="job configuration file (YAML or JSON) to upload; it is validated first",
     )
     parser.add_argument(
-        "--model-uri", help="model the score job loads (default: models:/<tracking.registered_model_name>/latest)"
+        "--model-uri",
+        help="model the score job loads (default: the champion, "
+        "models:/<tracking.registered_model_name>@<gate.champion_alias>)",
     )
     parser.add_argument(
         "--executor-size", choices=sorted(deploy.EXECUTOR_SIZES), default="Small",

@@ -16,7 +16,8 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--metric",
-        help="metric to rank and plot the runs by (default: gate.champion_metric: f1, or rmse for a regression)",
+        help="metric to rank and plot the runs by (default: the gate's metric for the runs' task: "
+        "gate.champion_metric, f1 for a classification, rmse for a regression)",
     )
     parser.add_argument("--model-name", dest="registered_model_name", help="registered model whose versions to show")
     parser.add_argument("--output-dir", default="report", help="where to write runs.csv, runs.md and <metric>.png")
@@ -39,13 +40,10 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args)
     uri, client, experiment = connect(config, args.redactor)
     set_global_tracking_uri(uri)
-    metric = args.metric or config.gate.champion_metric
-    summary = build_report(
-        client, experiment, metric, config.tracking.registered_model_name, Path(args.output_dir), args.max_runs
-    )
+    summary = build_report(client, experiment, config, Path(args.output_dir), args.max_runs, args.metric)
     summary["tracking_uri"] = uri
     print(Path(summary["files"]["markdown"]).read_text(encoding="utf-8"))
-    print(f"best run:        {summary['best_run_id']} ({metric} {summary['best_value']:.4f})")
+    print(f"best run:        {summary['best_run_id']} ({summary['metric']} {summary['best_value']:.4f})")
     print(f"written:         {', '.join(summary['files'].values())}")
     write_summary(summary, config.output)
     return 0

@@ -39,6 +39,10 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument("--run-name")
     parser.add_argument("--registered-model-name")
     parser.add_argument("--no-register", action="store_true", help="track the run but register no model")
+    parser.add_argument(
+        "--no-compare-to-champion", dest="compare_to_champion", action="store_false", default=None,
+        help="promote the registered version to champion without comparing it with the champion",
+    )  # fmt: skip
     parser.add_argument("--run-key", help="idempotency key, e.g. the Synapse pipeline run id")
     parser.add_argument("--force", action="store_true", help="train again even if the run key already finished")
     add_output(parser)
@@ -61,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"tracking URI:    {result.tracking_uri}")
     if result.model_version:
         print(f"registered:      {result.registered_model_name} version {result.model_version}")
+        if result.promoted is False:
+            print(f"not promoted:    {result.reason}")
     elif result.reason:
         print(f"not registered:  {result.reason}")
     metrics = result.metrics

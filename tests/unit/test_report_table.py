@@ -2,10 +2,11 @@
 
 import math
 
+import matplotlib.axes
 import pytest
 from mlflow.entities import Metric, Param, Run, RunData, RunInfo, RunTag
 
-from synapse_ml_track.report import markdown, runs_table
+from synapse_ml_track.report import markdown, runs_table, write_plot
 
 
 def run(run_id: str, started: int, f1: float | None, model_type: str = "logistic_regression", key: str = "") -> Run:
@@ -21,12 +22,37 @@ def run(run_id: str, started: int, f1: float | None, model_type: str = "logistic
     ("runs", "order"),
     [
         ([run("a", 1, 0.9), run("b", 2, 0.95), run("c", 3, 0.8)], ["b", "a", "c"]),
-        ([run("a", 1, 0.9), run("b", 2, 0.9)], ["b", "a"]),  # ties: newest first
+        ([run("a", 1, 0.9), run("b", 2, 0.9)], ["a", "b"]),  # ties: earliest first
         ([run("a", 1, None), run("b", 2, 0.1)], ["b", "a"]),  # no metric: last
     ],
 )
-def test_best_first_newest_first_among_equals(runs, order):
+def test_best_first_earliest_first_among_equals(runs, order):
     assert list(runs_table(runs, "f1", {})["run_id"]) == order
+
+
+def test_among_equals_a_run_with_a_registered_version_comes_first():
+    runs = [run("a", 1, 0.9), run("b", 2, 0.9), run("c", 3, 0.9), run("d", 4, 0.5)]
+    table = runs_table(runs, "f1", {"c": [(2, [])], "d": [(1, ["champion"])]})
+    assert list(table["run_id"]) == ["c", "a", "b", "d"]
+
+
+@pytest.mark.parametrize("versions", [{}, {"c": [(1, [])]}], ids=["none registered", "a later one registered"])
+def test_the_plot_stars_the_run_the_table_ranks_first(versions, tmp_path, monkeypatch):
+    """One tie-break for both: the summary's best run is the table's first row; the star must be on it."""
+    runs = [run("a", 1, 0.7), run("b", 2, 0.9), run("c", 3, 0.9), run("d", 4, 0.9)]
+    table = runs_table(runs, "f1", versions)
+    stars = []
+    plot = matplotlib.axes.Axes.plot
+
+    def recording(self, *args, **kwargs):
+        if kwargs.get("marker") == "*":
+            stars.append(args[0][0])
+        return plot(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", recording)
+    write_plot(table, "f1", "title", tmp_path / "f1.png")
+    in_start_order = ["a", "b", "c", "d"]
+    assert len(stars) == 1 and in_start_order[stars[0]] == table.iloc[0]["run_id"]
 
 
 def test_versions_aliases_and_run_keys_land_on_their_runs():
