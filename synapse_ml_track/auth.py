@@ -10,7 +10,9 @@ no device code, no waiting.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +45,19 @@ class ResolvedCredential:
 
 
 def load_mssparkutils() -> Any | None:
-    """Synapse's mssparkutils, or None off Synapse (the module is not on PyPI)."""
+    """Synapse's mssparkutils, or None off Synapse (the module is not on PyPI).
+
+    On a pool the SparkSession is started first: mssparkutils asks the pool's token and Key Vault
+    services through the running SparkContext's JVM, and azureml-mlflow's own Synapse token path
+    creates the session before it asks (azureml/mlflow/_common/_authentication/
+    _arcadia_token_wrapper.py, PyTokenLibrary.get_access_token). Only here, where the pool's
+    services are the ones used: off a pool nothing starts, and a missing credential still fails at once.
+    """
+    if "notebookutils" not in sys.modules and importlib.util.find_spec("notebookutils") is None:
+        return None
+    from synapse_ml_track.spark import get_or_create_spark
+
+    get_or_create_spark("synapse-ml-track")
     for module_name in ("notebookutils", "notebookutils.mssparkutils"):
         try:
             module = importlib.import_module(module_name)

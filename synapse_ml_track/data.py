@@ -18,7 +18,7 @@ from pyspark.sql import types as T
 
 from synapse_ml_track.config import DataConfig
 from synapse_ml_track.errors import DataError
-from synapse_ml_track.spark import spark_error, spark_errors
+from synapse_ml_track.spark import first_line_of, spark_error, spark_error_line
 from synapse_ml_track.vocabulary import INPUT_FORMATS, MODEL_TYPES, format_of_suffix
 
 BUNDLED_PENGUINS_SCHEMA = (
@@ -339,15 +339,3 @@ def malformed_input_errors(source: InputSource) -> Iterator[None]:
             f"a row of {source.path} does not match the schema (a non-numeric value in a numeric column?): "
             f"{detail[:200]}; fix the data or data.schema"
         ) from None
-
-
-def spark_error_line(exc: Exception) -> str:
-    """The informative line of a Spark error: the JVM's own message, not py4j's call-site preamble."""
-    messages = [message for _, message in spark_errors(exc) if message.strip()]
-    return (
-        first_line_of(messages[0] if messages else (getattr(exc, "desc", None) or str(exc)))[:300] or type(exc).__name__
-    )
-
-
-def first_line_of(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")

@@ -37,3 +37,14 @@ def first_line(exc: BaseException) -> str:
     """The first non-empty line of an exception's message, or its type's name."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def failure_line(exc: BaseException) -> str:
+    """One line saying why an unexpected failure happened. A failure inside Spark (a fit, a write)
+    reads "An error occurred while calling o412.fit." (py4j's call site) followed by a JVM stack;
+    the JVM cause it carries says why."""
+    if type(exc).__module__.partition(".")[0] in ("py4j", "pyspark"):
+        from synapse_ml_track.spark import spark_error_line  # Spark is loaded already: it raised this
+
+        return spark_error_line(exc)
+    return first_line(exc)

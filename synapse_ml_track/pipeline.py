@@ -67,10 +67,17 @@ def set_param(estimator, name: str, value: Any, key: str) -> None:
         raise ConfigError(
             f"{key}.{name} is not a parameter of {type(estimator).__name__} (valid: {', '.join(settable)})"
         )
+    param, estimator_name = estimator.getParam(name), type(estimator).__name__
     try:
-        estimator.set(estimator.getParam(name), value)
+        estimator.set(param, value)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{key}.{name}={value!r} is not valid for {type(estimator).__name__}: {exc}") from None
+        raise ConfigError(f"{key}.{name}={value!r} is not valid for {estimator_name}: {exc}") from None
+    try:
+        # Spark checks a value against its range or choices only in the JVM, which sees it when the
+        # estimator is copied (JavaParams.copy hands every value over) or fitted: after the data is read.
+        estimator.copy()
+    except Exception:  # noqa: BLE001 - the JVM's IllegalArgumentException, or py4j refusing a value Java cannot hold
+        raise ConfigError(f"{key}.{name}={value!r} is not valid for {estimator_name}: {param.doc}") from None
 
 
 def numeric_slot(index: int) -> str:

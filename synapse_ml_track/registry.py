@@ -45,11 +45,19 @@ def model_pip_requirements() -> list[str]:
             if not name:
                 continue
             try:
-                pins.append(f"{distribution}=={metadata.version(name)}")
+                pins.append(f"{distribution}=={public_release(metadata.version(name))}")
                 break
             except metadata.PackageNotFoundError:
                 continue
     return pins
+
+
+def public_release(version: str) -> str:
+    """The release an installed build was made from, as pip can install it: its leading
+    major.minor.patch. A Synapse pool's pyspark is Microsoft's build 3.5.1.5.4.20240407, which is no
+    PyPI release, so a model pinning it could never have its environment rebuilt."""
+    release = re.match(r"\d+(?:\.\d+){0,2}", version)
+    return release.group() if release else version
 
 
 def save_model(

@@ -81,6 +81,16 @@ def default_model_uri(config: JobConfig) -> str:
     return f"models:/{config.tracking.registered_model_name}@{config.gate.champion_alias}"
 
 
+def parse_model_uri(model_uri: str) -> tuple[re.Match | None, re.Match | None]:
+    """(the runs:/ match, None) or (None, the models:/ match); a URI of neither form is a ConfigError,
+    raised before any run starts: a mistyped URI leaves no FAILED scoring run behind."""
+    run = RUN_URI.match(model_uri)
+    model = None if run else MODEL_URI.match(model_uri)
+    if not (run or model):
+        raise ConfigError(f"model URI {model_uri!r} is not one of {URI_FORMS}")
+    return run, model
+
+
 def resolve_model(client: MlflowClient, model_uri: str) -> ModelRef:
     """What a model URI names, pinned: a registered version (by number, alias, or the latest READY
     one), or a run's model (name and version then empty)."""
@@ -88,7 +98,7 @@ def resolve_model(client: MlflowClient, model_uri: str) -> ModelRef:
 
     from synapse_ml_track import registry
 
-    run = RUN_URI.match(model_uri)
+    run, match = parse_model_uri(model_uri)
     if run:
         try:
             client.get_run(run.group("run_id"))
@@ -97,9 +107,6 @@ def resolve_model(client: MlflowClient, model_uri: str) -> ModelRef:
                 raise
             raise ConfigError(f"{model_uri}: no run {run.group('run_id')}") from None
         return ModelRef("", "", run.group("run_id"), run.group("path"))
-    match = MODEL_URI.match(model_uri)
-    if not match:
-        raise ConfigError(f"model URI {model_uri!r} is not one of {URI_FORMS}")
     name, version, alias = match.group("name", "version", "alias")
     try:
         if alias:
@@ -197,6 +204,7 @@ def run_scoring(
     requested_format: str | None = None,
     unscorable: str = "keep",
 ) -> dict[str, Any]:
+    parse_model_uri(model_uri)
     tags = {**run_tags(spark, config.run_key), **config.tracking.tags, JOB_TAG: "score"}
     with session.tracking_errors():
         tracker = session.start_run(config.tracking.run_name, tags, redactor)

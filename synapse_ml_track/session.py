@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from synapse_ml_track import aml, registry
 from synapse_ml_track.config import JobConfig
 from synapse_ml_track.data import InputSource
-from synapse_ml_track.errors import ConfigError, JobError
+from synapse_ml_track.errors import ConfigError, JobError, failure_line
 from synapse_ml_track.http import policy_for, transfer_deadline
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.tracking import (
@@ -64,7 +64,7 @@ class TrackingSession:
             tracker.fail(str(exc))
             raise
         except Exception as exc:
-            tracker.fail(f"{type(exc).__name__}: {exc}")
+            tracker.fail(f"{type(exc).__name__}: {failure_line(exc)}")
             raise
 
     def start_run(self, run_name: str | None, tags: Mapping[str, str], redactor: Redactor) -> RunTracker:

@@ -72,3 +72,15 @@ def spark_error(exc: BaseException, error_class: str) -> str | None:
         if found and (found == error_class or found.startswith(error_class + ".")):
             return message
     return None
+
+
+def spark_error_line(exc: BaseException) -> str:
+    """The informative line of a Spark error: the JVM's own message, not py4j's call-site preamble."""
+    messages = [message for _, message in spark_errors(exc) if message.strip()]
+    return (
+        first_line_of(messages[0] if messages else (getattr(exc, "desc", None) or str(exc)))[:300] or type(exc).__name__
+    )
+
+
+def first_line_of(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")

@@ -10,8 +10,12 @@ those tests check it is built only when chosen, never that it gets a token.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+import textwrap
 import types
+import uuid
 
 import azure.identity
 import pytest
@@ -24,6 +28,7 @@ from synapse_ml_track.errors import CredentialError
 from synapse_ml_track.redaction import Redactor
 
 from aml_server import make_client_certificate
+from support import REPO
 
 
 class StandInMssparkutils:
@@ -165,8 +170,9 @@ def test_key_vault_through_the_loader(aml_env, aml_server):
     assert aml_env.secret not in redactor.redact(f"oops {aml_env.secret}")
 
 
-def test_key_vault_through_notebookutils_module(aml_env, aml_server, monkeypatch):
-    """The default loader finds `from notebookutils import mssparkutils`, as on a Synapse pool."""
+def test_key_vault_through_notebookutils_module(aml_env, aml_server, monkeypatch, spark):
+    """The default loader finds `from notebookutils import mssparkutils`, as on a Synapse pool (where
+    it starts Spark first: here the tests' own session is the running one)."""
     utils = StandInMssparkutils(key_vault_secrets(aml_env))
     monkeypatch.setitem(sys.modules, "notebookutils", types.SimpleNamespace(mssparkutils=utils))
     config = azure_config(aml_server, key_vault_name="kv-ml", auth="keyvault", client_id=aml_env.client_id)
@@ -326,3 +332,69 @@ def test_credential_installed_after_an_earlier_mlflow_call_still_wins(aml_env, a
     config = azure_config(aml_server)
     aml.connect(uri, config, aml_env.environ, Redactor())
     assert aml_server.tokens[early_store.get_host_creds().token] == aml_env.client_id
+
+
+# ---- on a pool, Spark before the first token ----------------------------------------------------------
+
+# mssparkutils as a pool has it, for a job in a fresh process (stand-in: the real module is not on
+# PyPI). The pool's calls go through the JVM of the running SparkContext; without one they fail.
+SYNAPSE_STAND_IN = """
+import os
+
+from pyspark import SparkContext
+
+
+class _Credentials:
+    def _on_the_jvm(self):
+        if SparkContext._active_spark_context is None:
+            raise RuntimeError("mssparkutils needs a running SparkContext; none exists yet")
+
+    def getToken(self, audience):
+        self._on_the_jvm()
+        return os.environ["SMT_TEST_POOL_TOKEN"]
+
+    def getSecret(self, vault, name, linked_service=None):
+        self._on_the_jvm()
+        return os.environ["SMT_TEST_VAULT_" + name.replace("-", "_").upper()]
+
+
+class _Mssparkutils:
+    credentials = _Credentials()
+
+
+mssparkutils = _Mssparkutils()
+"""
+
+
+@pytest.mark.parametrize("auth", ["managed_identity", "keyvault"])
+def test_on_a_pool_spark_runs_before_the_first_token_or_secret(auth, aml_env, aml_server, tmp_path):
+    """azureml-mlflow's own Synapse token path creates the SparkSession before asking the pool
+    (azureml/mlflow/_common/_authentication/_arcadia_token_wrapper.py, get_access_token); a job run
+    by `check`, which needs no Spark otherwise, must do the same. A fresh process: the tests' own
+    session would hide a missing one."""
+    stand_in = tmp_path / "pool-site" / "notebookutils"
+    stand_in.mkdir(parents=True)
+    (stand_in / "__init__.py").write_text(textwrap.dedent(SYNAPSE_STAND_IN))
+    identity = "synapse-workspace-identity-" + uuid.uuid4().hex[:6]
+    aml_server.add_client(identity)
+    environ = {name: value for name, value in os.environ.items() if not name.startswith(("AZURE_", "PYSPARK_"))}
+    environ.update(
+        PYTHONPATH=os.pathsep.join([str(stand_in.parent), str(REPO)]),
+        REQUESTS_CA_BUNDLE=aml_env.environ["REQUESTS_CA_BUNDLE"],
+        AZURE_AUTHORITY_HOST=aml_server.authority,
+        SMT_TEST_POOL_TOKEN=aml_server.issue_token(identity),
+        SMT_TEST_VAULT_AML_SP_TENANT_ID=aml_env.tenant_id,
+        SMT_TEST_VAULT_AML_SP_CLIENT_ID=aml_env.client_id,
+        SMT_TEST_VAULT_AML_SP_CLIENT_SECRET=aml_env.secret,
+    )
+    settings = ["--set", f"azure.auth={auth}", "--set", f"azure.authority_host={aml_server.authority}"]
+    if auth == "keyvault":
+        settings += ["--set", "azure.key_vault_name=kv-ml"]
+    completed = subprocess.run(
+        [sys.executable, "-c", "import sys; from synapse_ml_track.cli import main; sys.exit(main(sys.argv[1:]))",
+         "check", "--tracking-uri", aml_server.tracking_uri, *settings],
+        cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    expected = "Synapse workspace managed identity" if auth == "managed_identity" else "key vault kv-ml"
+    assert f"ok: Azure AD token acquired with the {expected} credential" in completed.stdout

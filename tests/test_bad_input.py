@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import uuid
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from synapse_ml_track import data as data_module
 from synapse_ml_track.config import DataConfig
 from synapse_ml_track.data import LABEL, bundled_penguins_path, feature_spec, prepare, read_input, resolve_source, split
 
@@ -142,3 +144,62 @@ def test_no_tracking_uri_without_the_embedded_stores_dependencies_is_one_line(ru
         "error: no tracking URI is configured and the embedded store (sqlite) needs alembic"
     )
     assert not (tmp_path / "mlruns").exists()
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--param", "maxIter=-1"], "model.params.maxIter=-1 is not valid for LogisticRegression: max number of"),
+        (["--param", "maxIter=10000000000"], "model.params.maxIter=10000000000 is not valid for LogisticRegression: "),
+        (["--param", "family=bogus"], "model.params.family='bogus' is not valid for LogisticRegression: "),
+        (["--param", "regParam=abc"], "model.params.regParam='abc' is not valid for LogisticRegression"),
+        (["--param", "maxIterations=5"], "model.params.maxIterations is not a parameter of LogisticRegression"),
+        (
+            ["--model-type", "random_forest", "--param", "maxDepth=100"],
+            "model.params.maxDepth=100 is not valid for RandomForestClassifier: ",
+        ),
+        (
+            ["--set", "model.search.params.regParam=[0.1, -1]"],
+            "model.search.params.regParam=-1 is not valid for LogisticRegression: ",
+        ),
+        (["--set", "model.search.params.maxIter=[5, many]"], "model.search.params.maxIter='many' is not valid"),
+    ],
+)
+def test_invalid_estimator_values_are_one_line_before_any_data_is_read(
+    args, expected, run_cli, mlflow_server, monkeypatch
+):
+    """Spark checks most values only when the estimator is fitted, after the data is read and split;
+    whatever it raises then, the job refuses the value up front, in one line with exit 2."""
+
+    def read_input(*_args, **_kwargs):
+        raise AssertionError("the input was read before the estimator's values were checked")
+
+    monkeypatch.setattr(data_module, "read_input", read_input)
+    experiment = f"bad-value-{uuid.uuid4().hex[:8]}"
+    result = run_cli("train", "--tracking-uri", mlflow_server.uri, "--experiment-name", experiment, "--no-register",
+                     *args)  # fmt: skip
+    assert result.exit_code == 2, result.stderr
+    assert expected in result.error_line
+    assert "Traceback" not in result.stderr
+    client = MlflowClient(mlflow_server.uri)
+    (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert run.info.status == "FAILED" and expected in run.data.tags["smt.error"]
+
+
+def test_a_failure_inside_spark_names_its_cause_in_the_error_line_and_the_run(run_cli, mlflow_server, tmp_path):
+    """A Spark write that fails (here the model's copy in tracking.dfs_tmp, under a regular file) is
+    py4j's "An error occurred while calling o1092.save." and a JVM stack; the JVM's cause says why."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where dfs_tmp needs a directory")
+    experiment = f"spark-failure-{uuid.uuid4().hex[:8]}"
+    result = run_cli(
+        "train", "--tracking-uri", mlflow_server.uri, "--experiment-name", experiment, "--no-register",
+        "--set", f"tracking.dfs_tmp={blocker}/staging",
+    )  # fmt: skip
+    cause = f"Parent path is not a directory: {blocker.as_uri().replace('file:///', 'file:/')}"
+    assert result.exit_code == 1
+    assert result.error_line == f"error: unexpected Py4JJavaError: {cause}"
+    client = MlflowClient(mlflow_server.uri)
+    (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["smt.error"] == f"Py4JJavaError: {cause}"

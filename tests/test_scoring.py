@@ -260,3 +260,26 @@ def test_dropping_unscorable_rows_is_a_choice(run_cli, registered, mlflow_server
         11,
     )
     assert spark.read.parquet(str(output)).count() == 333
+
+
+@pytest.mark.parametrize("uri", ["models:/{model}/one", "model:/{model}/1", "models:/{model}/1/extra", "runs:/{run}"])
+def test_a_mistyped_model_uri_is_one_line_and_starts_no_scoring_run(uri, run_cli, registered, mlflow_server, tmp_path):
+    experiment, model, (first, _) = registered
+    client = MlflowClient(mlflow_server.uri)
+
+    def scoring_runs() -> set[str]:
+        return {run.info.run_id for run in client.search_runs([first.experiment_id], "tags.`smt.job` = 'score'")}
+
+    before = scoring_runs()
+    result = score(
+        run_cli,
+        mlflow_server,
+        experiment,
+        tmp_path / "scores",
+        "--model-uri",
+        uri.format(model=model, run=first.run_id),
+    )
+    assert result.exit_code == 2
+    assert "is not one of models:/NAME/VERSION" in result.error_line
+    assert "Traceback" not in result.stderr
+    assert scoring_runs() == before

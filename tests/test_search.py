@@ -163,6 +163,8 @@ def test_candidates_are_seeded_and_checked_before_anything_is_fitted(spark):
         ({"regParam": {"low": 0, "high": 1}}, "grid", "ranges need model.search.method=random"),
         ({"regParam": {"low": 0, "high": 1, "log": True}}, "random", "a log range needs low > 0"),
         ({"maxIter": ["many"]}, "grid", "model.search.params.maxIter='many' is not valid"),
+        ({"maxIter": [10, -1]}, "grid", "model.search.params.maxIter=-1 is not valid for LogisticRegression"),
+        ({"elasticNetParam": {"low": 0.5, "high": 2}}, "random", "model.search.params.elasticNetParam=1."),
         ({"regParam": []}, "grid", "must list values"),
     ],
 )

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from synapse_ml_track.cli import check, deploy, report, score, train
 from synapse_ml_track.cli.common import configure_logging
-from synapse_ml_track.errors import JobError, first_line
+from synapse_ml_track.errors import JobError, failure_line
 from synapse_ml_track.redaction import Redactor
 
 SUBCOMMANDS = (train, check, score, report, deploy)
@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - last resort: one readable line, traceback on request
-        detail = redactor.redact(first_line(exc) if str(exc).strip() else "")
+        detail = redactor.redact(failure_line(exc) if str(exc).strip() else "")
         print(f"error: unexpected {type(exc).__name__}: {detail[:500]}", file=sys.stderr)
         if args.debug:
             import traceback

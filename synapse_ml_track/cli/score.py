@@ -44,16 +44,18 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from synapse_ml_track.entrypoint import set_global_tracking_uri
-    from synapse_ml_track.scoring import default_model_uri, run_scoring
+    from synapse_ml_track.scoring import default_model_uri, parse_model_uri, run_scoring
     from synapse_ml_track.session import open_session
     from synapse_ml_track.spark import get_or_create_spark
 
     config = load_config(args)
+    model_uri = args.model_uri or default_model_uri(config)
+    parse_model_uri(model_uri)  # a typo fails at once, before credentials, the tracking server or Spark
     session = open_session(config, args.redactor)
     set_global_tracking_uri(session.uri)
     spark = get_or_create_spark("synapse-ml-track-score")
     summary = run_scoring(
-        spark, config, session, args.redactor, args.model_uri or default_model_uri(config), args.output_path,
+        spark, config, session, args.redactor, model_uri, args.output_path,
         mode=args.mode, requested_format=args.output_format, unscorable=args.unscorable,
     )  # fmt: skip
     print(f"run id:          {summary['run_id']} (experiment {summary['experiment_id']})")
