@@ -1,7 +1,8 @@
 """Job configuration: defaults < environment < config file < command-line flags.
 
 A configuration is a small tree of dataclasses. Every layer is a nested dict with the same
-keys; unknown keys and values of the wrong type are rejected with the key's dotted name.
+keys; the merged layers are checked against the JSON Schema generated from the dataclasses
+(config_schema), so unknown keys and values of the wrong type are rejected with the key's dotted name.
 """
 
 from __future__ import annotations
