@@ -1,16 +1,16 @@
 """Job configuration: defaults < environment < config file < command-line flags.
 
 A configuration is a small tree of dataclasses. Every layer is a nested dict with the same
-keys; unknown keys and values of the wrong type are rejected with the key's dotted name.
+keys; the merged layers are checked against the JSON Schema generated from the dataclasses
+(config_schema), so unknown keys and values of the wrong type are rejected with the key's dotted name.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
+import functools
 import json
 import os
-import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from synapse_ml_track.config_schema import check, dataclass_schema
 from synapse_ml_track.errors import ConfigError, first_line
 from synapse_ml_track.vocabulary import (
     DEFAULT_METRIC,
@@ -135,6 +136,23 @@ class JobConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# The values a key takes: the schema lists them, so editors complete them and the job refuses others.
+CHOICES = {
+    "data.format": INPUT_FORMATS,
+    "data.nulls": NULL_POLICIES,
+    "model.task": TASKS,
+    "model.search.method": SEARCH_METHODS,
+    "model.search.validation": SEARCH_VALIDATIONS,
+    "azure.auth": AUTH_METHODS,
+}
+
+
+@functools.cache
+def job_schema() -> dict[str, Any]:
+    """The JSON Schema of a job config file (checked in as synapse_ml_track/job.schema.json)."""
+    return dataclass_schema(JobConfig, CHOICES, title="synapse-ml-track job config")
 
 
 # Environment variables and the keys they set. MLflow's own variables keep their meaning.
@@ -266,82 +284,22 @@ def with_task_defaults(config: JobConfig) -> JobConfig:
 
 
 def from_dict(tree: Mapping[str, Any]) -> JobConfig:
-    return _build(JobConfig, tree, prefix="")
+    return _build(JobConfig, check(tree, job_schema()))
 
 
-def _build(cls: type, tree: Mapping[str, Any], prefix: str) -> Any:
-    if not isinstance(tree, Mapping):
-        raise ConfigError(f"config section {prefix.rstrip('.') or '(top)'} must be a mapping, got {tree!r}")
+def _build(cls: type, tree: Mapping[str, Any]) -> Any:
+    """The dataclasses of a tree the schema has passed: each section becomes its dataclass."""
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    values = {}
-    for key, value in tree.items():
-        if key not in known:
-            suggestion = difflib.get_close_matches(str(key), sorted(known), n=1)
-            hint = (
-                f" (did you mean '{prefix}{suggestion[0]}'?)"
-                if suggestion
-                else f" (known keys: {', '.join(sorted(known))})"
-            )
-            raise ConfigError(f"unknown config key '{prefix}{key}'{hint}")
-        hint_type = hints[key]
-        if dataclasses.is_dataclass(hint_type):
-            values[key] = _build(hint_type, value or {}, prefix=f"{prefix}{key}.")
-        else:
-            values[key] = _coerce(value, hint_type, f"{prefix}{key}")
-    return cls(**values)
-
-
-def _coerce(value: Any, hint: Any, dotted: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [arg for arg in args if arg is not type(None)]
-        return _coerce(value, inner, dotted)
-    if hint is Any:
-        return value
-    if origin is list:
-        items = value.split(",") if isinstance(value, str) else value
-        if not isinstance(items, (list, tuple)):
-            raise ConfigError(f"config key '{dotted}' must be a list, got {value!r}")
-        return [_coerce(item, args[0], f"{dotted}[]") for item in items]
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"config key '{dotted}' must be a mapping of names to values, got {value!r}")
-        return {str(k): _coerce(v, args[1], f"{dotted}.{k}") for k, v in value.items()}
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"config key '{dotted}' must be true or false, got {value!r}")
-    if hint in (int, float):
-        if isinstance(value, bool):
-            raise ConfigError(f"config key '{dotted}' must be a number, got {value!r}")
-        try:
-            number = hint(value)
-        except (TypeError, ValueError):
-            raise ConfigError(
-                f"config key '{dotted}' must be {'an integer' if hint is int else 'a number'}, got {value!r}"
-            ) from None
-        if hint is int and isinstance(value, float) and not value.is_integer():
-            raise ConfigError(f"config key '{dotted}' must be an integer, got {value!r}")
-        return number
-    if hint is str:
-        if isinstance(value, (dict, list)):
-            raise ConfigError(f"config key '{dotted}' must be a string, got {value!r}")
-        return str(value)
-    return value
+    return cls(
+        **{
+            key: _build(hints[key], value or {}) if dataclasses.is_dataclass(hints[key]) else value
+            for key, value in tree.items()
+        }
+    )
 
 
 def validate(config: JobConfig) -> None:
-    def one_of(dotted: str, value: str | None, allowed: tuple[str, ...]) -> None:
-        if value is not None and value not in allowed:
-            raise ConfigError(f"config key '{dotted}' must be one of {', '.join(allowed)}, got {value!r}")
-
-    one_of("model.task", config.model.task, TASKS)
+    """What the schema cannot say: the model types of the task, ranges, and keys that depend on each other."""
     task_types = tuple(MODEL_TYPES[config.model.task])
     if config.model.type is not None and config.model.type not in task_types:
         raise ConfigError(
@@ -349,17 +307,12 @@ def validate(config: JobConfig) -> None:
             f"got {config.model.type!r}"
         )
     search = config.model.search
-    one_of("model.search.method", search.method, SEARCH_METHODS)
-    one_of("model.search.validation", search.validation, SEARCH_VALIDATIONS)
     if search.folds < 2:
         raise ConfigError(f"config key 'model.search.folds' must be at least 2, got {search.folds}")
     if not 0.0 < search.train_ratio < 1.0:
         raise ConfigError(f"config key 'model.search.train_ratio' must be between 0 and 1, got {search.train_ratio}")
     if search.parallelism < 1 or search.samples < 1:
         raise ConfigError("config keys 'model.search.parallelism' and 'model.search.samples' must be at least 1")
-    one_of("data.format", config.data.format, INPUT_FORMATS)
-    one_of("data.nulls", config.data.nulls, NULL_POLICIES)
-    one_of("azure.auth", config.azure.auth, AUTH_METHODS)
     if not 0.0 < config.data.train_fraction < 1.0:
         raise ConfigError(
             f"config key 'data.train_fraction' must be between 0 and 1 (exclusive), got {config.data.train_fraction}"
@@ -376,10 +329,6 @@ def validate(config: JobConfig) -> None:
         raise ConfigError(
             "config key 'tracking.registered_model_name' is empty; name the model or set tracking.register=false"
         )
-    for bound in ("min_metrics", "max_metrics"):
-        for metric, threshold in getattr(config.gate, bound).items():
-            if not isinstance(threshold, (int, float)):
-                raise ConfigError(f"config key 'gate.{bound}.{metric}' must be a number")
     listed = (config.data.numeric_features or []) + (config.data.categorical_features or [])
     if config.data.label in listed:
         raise ConfigError(

@@ -176,12 +176,16 @@ def test_feature_weights_are_named_slot_by_slot(run_cli, mlflow_server):
 
 def test_spark_submit_runs_the_job_script_with_the_wheel(mlflow_server, package_wheel, tmp_path):
     """pyspark's own spark-submit runs jobs/train.py with the package shipped as a wheel in
-    --py-files, as the Synapse job definition does; the wheel carries the bundled data and exactly
-    the source tree's modules."""
+    --py-files, as the Synapse job definition does; the wheel carries the bundled data, the config's
+    JSON Schema and exactly the source tree's modules."""
     wheel = package_wheel
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-    assert {"synapse_ml_track/data/penguins.csv", "synapse_ml_track/data/PENGUINS_LICENSE.txt"} <= names
+    assert {
+        "synapse_ml_track/data/penguins.csv",
+        "synapse_ml_track/data/PENGUINS_LICENSE.txt",
+        "synapse_ml_track/job.schema.json",
+    } <= names
     source_modules = {p.relative_to(REPO).as_posix() for p in (REPO / "synapse_ml_track").rglob("*.py")}
     assert {name for name in names if name.endswith(".py")} == source_modules
 
