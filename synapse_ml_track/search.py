@@ -30,7 +30,7 @@ from synapse_ml_track.config import SearchConfig
 from synapse_ml_track.data import hash_bucket
 from synapse_ml_track.errors import ConfigError
 from synapse_ml_track.pipeline import set_param
-from synapse_ml_track.plots import pyplot
+from synapse_ml_track.plots import candidates_figure, pyplot
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.runs import JOB_TAG
 from synapse_ml_track.session import TrackingSession
@@ -309,17 +309,6 @@ class Search:
         metric = self.config.metric
         table = self.outcome.table(metric)
         table.to_csv(directory / "candidates.csv", index=False)
-        plt = pyplot()
-        figure, axes = plt.subplots(figsize=(max(6.0, 0.5 * len(table) + 2), 4.5))
-        axes.errorbar(table["candidate"], table[metric], yerr=table[f"{metric}_std"].fillna(0), fmt="o", capsize=3)
-        best = table[table["best"]]
-        axes.plot(
-            best["candidate"], best[metric], marker="*", markersize=16, color="tab:orange", linestyle="", label="best"
-        )
-        axes.set_xlabel("candidate")
-        axes.set_ylabel(f"{metric} (validation mean ± std)")
-        axes.set_title(f"{len(table)} candidates, {self.config.method} search")
-        axes.legend(loc="best")
-        figure.tight_layout()
+        figure = candidates_figure(table, metric, f"{len(table)} candidates, {self.config.method} search")
         figure.savefig(directory / "candidates.png", dpi=100)
-        plt.close(figure)
+        pyplot().close(figure)
