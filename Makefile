@@ -13,7 +13,7 @@ RUNTIME_CONSTRAINTS := tests/data/synapse-runtime/constraints.txt
 # (a pool always tracks to a server or workspace).
 RUNTIME_TESTS := tests/test_aml_fidelity.py tests/test_aml_cycle.py tests/test_auth.py tests/test_train_e2e.py
 
-.PHONY: train test test-fast test-runtime test-aml-live aml-double bench bench-score bench-search check clean
+.PHONY: delta-jars train test test-fast test-runtime test-aml-live aml-double bench bench-score bench-search check clean
 
 # The stamp files make the environments rebuild only when their pins change.
 $(VENV)/.installed: requirements-dev.txt setup.cfg pyproject.toml
@@ -36,12 +36,18 @@ $(TOOLS_VENV)/.installed: tools-requirements.txt
 	$(TOOLS_VENV)/bin/python -m pip install --quiet -r tools-requirements.txt
 	touch $@
 
-train: $(VENV)/.installed
+# The Delta Lake jars a local Spark session needs (a Synapse pool has them), fetched by Spark's own Ivy
+# resolution (or mvn) and checked against the sha256 pinned in synapse_ml_track/delta.py; run every
+# time (a checksum of what is there when nothing is missing), so a deleted or altered jar is replaced.
+delta-jars: $(VENV)/.installed
+	$(BIN)/python tools/fetch_delta_jars.py .jars
+
+train: $(VENV)/.installed delta-jars
 	$(BIN)/synapse-ml-track train $(ARGS)
 
 # Style first (ruff), then the whole suite in the pinned local environment, then the end-to-end and
 # Azure ML tests again on the Synapse runtime's versions.
-test: $(VENV)/.installed $(TOOLS_VENV)/.installed $(RUNTIME_VENV)/.installed
+test: $(VENV)/.installed $(TOOLS_VENV)/.installed $(RUNTIME_VENV)/.installed delta-jars
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	SMT_TOOLS_BIN=$(CURDIR)/$(TOOLS_VENV)/bin $(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -51,7 +57,7 @@ test: $(VENV)/.installed $(TOOLS_VENV)/.installed $(RUNTIME_VENV)/.installed
 test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
-test-runtime: $(VENV)/.installed $(RUNTIME_VENV)/.installed
+test-runtime: $(VENV)/.installed $(RUNTIME_VENV)/.installed delta-jars
 	SMT_MLFLOW_SERVER=$(CURDIR)/$(BIN)/mlflow $(RUNTIME_VENV)/bin/python -m pytest \
 		-m "not live_aml and not embedded_store" $(RUNTIME_TESTS) $(PYTEST_ARGS)
 
@@ -76,4 +82,4 @@ check: $(VENV)/.installed
 	$(BIN)/synapse-ml-track check $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(TOOLS_VENV) $(RUNTIME_VENV) mlruns build dist *.egg-info
+	rm -rf $(VENV) $(TOOLS_VENV) $(RUNTIME_VENV) .jars mlruns build dist *.egg-info

@@ -16,6 +16,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from synapse_ml_track import delta_tables
 from synapse_ml_track.config import DataConfig
 from synapse_ml_track.errors import DataError
 from synapse_ml_track.spark import spark_error, spark_errors
@@ -39,10 +40,21 @@ def bundled_penguins_path() -> str:
 
 @dataclass(frozen=True)
 class InputSource:
-    path: str
-    format: str
+    path: str  # or, for a catalog table, its name
+    format: str  # a catalog table's: "table" until pinned, then its provider (delta, parquet...)
     schema: str | None
     bundled: bool = False
+    table: bool = False
+    version: int | None = None  # Delta: the version asked for, and once pinned, the version read
+    timestamp: str | None = None  # Delta: read the version current at this time
+    commit_time: str | None = None  # Delta, once pinned: when the version read was committed
+
+    def lineage(self) -> dict[str, str]:
+        """What names the data read exactly: the table or path, and for Delta the version and its commit time."""
+        named = {"table": self.path} if self.table else {"path": self.path}
+        if self.format == "delta" and self.commit_time:
+            named.update(version=str(self.version), commit_time=self.commit_time)
+        return named
 
 
 @dataclass(frozen=True)
@@ -57,10 +69,14 @@ class FeatureSpec:
 
 
 def resolve_source(data: DataConfig) -> InputSource:
+    if data.table:
+        return InputSource(data.table, "table", data.schema, table=True, version=data.version, timestamp=data.timestamp)
     if not data.path:
         return InputSource(bundled_penguins_path(), "csv", data.schema or BUNDLED_PENGUINS_SCHEMA, bundled=True)
     input_format = data.format or _format_from_path(data.path)
-    return InputSource(data.path, input_format, data.schema)
+    if input_format != "delta" and (data.version is not None or data.timestamp):
+        raise DataError(f"data.version and data.timestamp need a Delta input; {data.path} is {input_format}")
+    return InputSource(data.path, input_format, data.schema, version=data.version, timestamp=data.timestamp)
 
 
 def _format_from_path(path: str) -> str:
@@ -85,24 +101,20 @@ def _local_path(path: str) -> str:
 
 
 def read_input(spark: SparkSession, source: InputSource, data: DataConfig) -> DataFrame:
+    """The input; a Delta one at the version pin_version chose (read_input pins it if not done)."""
     if source.bundled:
         return _read_bundled(spark, source)
-    if _is_local(source.path) and not os.path.exists(_local_path(source.path)):
+    if not source.table and _is_local(source.path) and not os.path.exists(_local_path(source.path)):
         raise DataError(f"input not found: {source.path} (check data.path / --input)")
+    if source.table or source.format == "delta":
+        return delta_tables.read(spark, source if source.commit_time else delta_tables.pin_version(spark, source))
     try:
         if source.format == "csv":
             return _read_csv(spark, source, data)
-        if source.format == "delta":
-            return spark.read.format("delta").load(source.path)
         return spark.read.parquet(source.path)
     except DataError:
         raise
     except Exception as exc:  # noqa: BLE001 - Spark raises AnalysisException, SparkException or a bare Py4JJavaError
-        if source.format == "delta" and spark_error(exc, "DATA_SOURCE_NOT_FOUND") is not None:
-            raise DataError(
-                "reading Delta needs the delta-spark package on the Spark classpath (present on Synapse); "
-                "install delta-spark locally or use csv/parquet"
-            ) from None
         raise DataError(
             f"cannot read {source.path} as {source.format}: {spark_error_line(exc)}; check the path and data.format"
         ) from None
