@@ -11,6 +11,7 @@ from functools import reduce
 from importlib import resources
 from operator import and_
 from pathlib import Path
+from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -49,12 +50,23 @@ class InputSource:
     timestamp: str | None = None  # Delta: read the version current at this time
     commit_time: str | None = None  # Delta, once pinned: when the version read was committed
 
-    def lineage(self) -> dict[str, str]:
-        """What names the data read exactly: the table or path, and for Delta the version and its commit time."""
-        named = {"table": self.path} if self.table else {"path": self.path}
-        if self.format == "delta" and self.commit_time:
-            named.update(version=str(self.version), commit_time=self.commit_time)
-        return named
+    def delta_source(self) -> dict[str, Any] | None:
+        """A pinned Delta input as mlflow.data's DeltaDatasetSource writes it (path or delta_table_name,
+        delta_table_version), with the version's commit time; None for other inputs."""
+        if self.format != "delta" or self.commit_time is None:
+            return None
+        return {
+            "delta_table_name" if self.table else "path": self.path,
+            "delta_table_version": self.version,
+            "commit_time": self.commit_time,
+        }
+
+    def params(self) -> dict[str, Any]:
+        """A pinned Delta input's version read and its commit time, as run params; none for others."""
+        pinned = self.delta_source()
+        if not pinned:
+            return {}
+        return {"data.version_read": pinned["delta_table_version"], "data.commit_time": pinned["commit_time"]}
 
 
 @dataclass(frozen=True)
@@ -79,6 +91,11 @@ def resolve_source(data: DataConfig) -> InputSource:
     return InputSource(data.path, input_format, data.schema, version=data.version, timestamp=data.timestamp)
 
 
+def pin_version(spark: SparkSession, source: InputSource) -> InputSource:
+    """A Delta input or catalog table with the version to read fixed (see delta_tables.pin_version)."""
+    return delta_tables.pin_version(spark, source) if source.table or source.format == "delta" else source
+
+
 def _format_from_path(path: str) -> str:
     named = format_of_suffix(Path(path.rstrip("/")).suffix)
     if named:
@@ -97,7 +114,11 @@ def _is_local(path: str) -> bool:
 
 
 def _local_path(path: str) -> str:
-    return path[len("file://") :] if path.startswith("file://") else path
+    """The file system path of a local URI: file:///x, or file:/x as Spark writes table locations."""
+    for scheme in ("file://", "file:"):
+        if path.startswith(scheme):
+            return path[len(scheme) :]
+    return path
 
 
 def read_input(spark: SparkSession, source: InputSource, data: DataConfig) -> DataFrame:
@@ -107,7 +128,7 @@ def read_input(spark: SparkSession, source: InputSource, data: DataConfig) -> Da
     if not source.table and _is_local(source.path) and not os.path.exists(_local_path(source.path)):
         raise DataError(f"input not found: {source.path} (check data.path / --input)")
     if source.table or source.format == "delta":
-        return delta_tables.read(spark, source if source.commit_time else delta_tables.pin_version(spark, source))
+        return delta_tables.read(spark, source if source.commit_time else pin_version(spark, source))
     try:
         if source.format == "csv":
             return _read_csv(spark, source, data)

@@ -38,7 +38,6 @@ COMMIT_TIME_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"
 TXN_APP_PREFIX = "synapse-ml-track score "
 RUN_KEY_FIELD = "smt.run_key"
 RUN_ID_FIELD = "smt.mlflow_run_id"
-WRITE_MODES = ("errorifexists", "append", "overwrite", "merge")
 
 
 def table_identifier(name: str) -> str:
@@ -194,7 +193,7 @@ def write_once(
     _require_delta(spark)
     present = exists(spark, target)
     if present and mode == "errorifexists":
-        raise DataError(f"output {target.location} already exists; pass --mode overwrite, append or merge")
+        raise DataError(f"output {target.location} already exists; pass --mode overwrite to replace it")
     if present and run_key:
         earlier = commit_of(spark, target, RUN_KEY_FIELD, run_key)
         if earlier is not None:
