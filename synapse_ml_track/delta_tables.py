@@ -173,53 +173,77 @@ def _metadata(text: str) -> dict:
     return loaded if isinstance(loaded, dict) else {}
 
 
+def earlier_write(spark: SparkSession, target: Target, run_key: str | None) -> Written | None:
+    """The commit an earlier attempt of this run key made, if there is one."""
+    if not run_key or not exists(spark, target):
+        return None
+    version = commit_of(spark, target, RUN_KEY_FIELD, run_key)
+    return None if version is None else Written(version, written=False)
+
+
 def write_once(
     spark: SparkSession,
     scores: DataFrame,
+    *,
     target: Target,
     mode: str,
-    *,
     run_key: str | None,
     run_id: str,
     merge_key: str | None = None,
     evolve_schema: bool = False,
+    materialize: bool = False,
 ) -> Written:
-    """Write the scores to a Delta table once per run key.
+    """Write the scores to a Delta table once per run key; `materialize`: compute them (one action,
+    which reports the query's observations) and write them from the cache, after the checks.
 
     A retried run key finds its earlier commit (by the commit metadata) and writes nothing; two
-    attempts racing past that check are settled by Delta itself: appends and overwrites carry
-    txnAppId/txnVersion, a MERGE the same pair as session settings (DeltaSQLConf write.txnAppId).
+    attempts racing past that check are settled by Delta itself: appends and overwrites carry the
+    writer options txnAppId/txnVersion, and every write (a MERGE included) the same pair as session
+    settings (DeltaSQLConf write.txnAppId / write.txnVersion, for SQL and DML commands).
     """
     _require_delta(spark)
     present = exists(spark, target)
     if present and mode == "errorifexists":
         raise DataError(f"output {target.location} already exists; pass --mode overwrite to replace it")
-    if present and run_key:
-        earlier = commit_of(spark, target, RUN_KEY_FIELD, run_key)
-        if earlier is not None:
-            return Written(earlier, written=False)
+    earlier = earlier_write(spark, target, run_key) if present else None
+    if earlier is not None:
+        return earlier
     if present and mode in ("append", "merge"):
         _check_schema(spark.table(target.identifier).columns, scores.columns, target, evolve_schema)
     metadata = json.dumps({RUN_KEY_FIELD: run_key, RUN_ID_FIELD: run_id}, sort_keys=True)
-    if mode == "merge" and present:
-        _merge(spark, scores, target, merge_key, metadata, run_key, evolve_schema)
-    else:
-        writer = scores.write.format("delta").mode("append" if mode == "merge" else mode)
-        writer = writer.option("userMetadata", metadata)
-        if run_key:
-            writer = writer.option("txnAppId", TXN_APP_PREFIX + run_key).option("txnVersion", 0)
-        if mode == "overwrite":
-            writer = writer.option("overwriteSchema", "true")  # a model of other classes replaces the columns
-        elif evolve_schema:
-            writer = writer.option("mergeSchema", "true")
-        if target.table:
-            writer.saveAsTable(target.location)
+    # As session settings too: a catalog table's first write (CREATE TABLE AS SELECT) ignores the
+    # writer's userMetadata option (seen with Delta 3.2.1), and a MERGE has no writer options.
+    settings = {"spark.databricks.delta.commitInfo.userMetadata": metadata}
+    if run_key:
+        settings["spark.databricks.delta.write.txnAppId"] = TXN_APP_PREFIX + run_key
+        settings["spark.databricks.delta.write.txnVersion"] = "0"
+    with _materialized(scores, materialize) as scores, _session_settings(spark, settings):
+        if mode == "merge" and present:
+            _merge(spark, scores, target, merge_key, evolve_schema)
         else:
-            writer.save(target.location)
+            _write(scores, target, "append" if mode == "merge" else mode, metadata, run_key, evolve_schema)
     version = commit_of(spark, target, RUN_ID_FIELD, run_id)
     if version is None and run_key:  # another attempt of the run key committed first; Delta skipped this one
-        return Written(commit_of(spark, target, RUN_KEY_FIELD, run_key), written=False)
-    return Written(version, written=version is not None)
+        earlier = commit_of(spark, target, RUN_KEY_FIELD, run_key)
+        if earlier is not None:
+            return Written(earlier, written=False)
+    return Written(version, written=True)
+
+
+def _write(
+    scores: DataFrame, target: Target, mode: str, metadata: str, run_key: str | None, evolve_schema: bool
+) -> None:
+    writer = scores.write.format("delta").mode(mode).option("userMetadata", metadata)
+    if run_key:
+        writer = writer.option("txnAppId", TXN_APP_PREFIX + run_key).option("txnVersion", 0)
+    if mode == "overwrite":
+        writer = writer.option("overwriteSchema", "true")  # a model of other classes replaces the columns
+    elif evolve_schema:
+        writer = writer.option("mergeSchema", "true")
+    if target.table:
+        writer.saveAsTable(target.location)
+    else:
+        writer.save(target.location)
 
 
 def _check_schema(existing: list[str], new: list[str], target: Target, evolve: bool) -> None:
@@ -232,15 +256,7 @@ def _check_schema(existing: list[str], new: list[str], target: Target, evolve: b
         )
 
 
-def _merge(
-    spark: SparkSession,
-    scores: DataFrame,
-    target: Target,
-    key: str | None,
-    metadata: str,
-    run_key: str | None,
-    evolve: bool,
-) -> None:
+def _merge(spark: SparkSession, scores: DataFrame, target: Target, key: str | None, evolve: bool) -> None:
     """Upsert on the key: rows seen before get their new scores (columns the scores lack become
     null: no stale probability of a class the model no longer has), new rows are inserted."""
     if not key or key not in scores.columns:
@@ -255,12 +271,7 @@ def _merge(
         names = ", ".join(_q(c) for c in scores.columns)
         values = ", ".join(f"s.{_q(c)}" for c in scores.columns)
         actions = f"WHEN MATCHED THEN UPDATE SET {sets} WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values})"
-    settings = {"spark.databricks.delta.commitInfo.userMetadata": metadata}
-    if run_key:
-        settings["spark.databricks.delta.write.txnAppId"] = TXN_APP_PREFIX + run_key
-        settings["spark.databricks.delta.write.txnVersion"] = "0"
-    if evolve:
-        settings["spark.databricks.delta.schema.autoMerge.enabled"] = "true"
+    settings = {"spark.databricks.delta.schema.autoMerge.enabled": "true"} if evolve else {}
     try:
         with _session_settings(spark, settings):
             spark.sql(
@@ -272,6 +283,19 @@ def _merge(
         raise
     finally:
         spark.catalog.dropTempView(view)
+
+
+@contextmanager
+def _materialized(frame: DataFrame, materialize: bool) -> Iterator[DataFrame]:
+    if not materialize:
+        yield frame
+        return
+    cached = frame.cache()
+    try:
+        cached.count()
+        yield cached
+    finally:
+        cached.unpersist()
 
 
 def _q(name: str) -> str:

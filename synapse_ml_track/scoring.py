@@ -435,22 +435,14 @@ def score_frame(
 def _write_delta(
     spark: SparkSession, scores: DataFrame, output: Output, run_key: str | None, run_id: str
 ) -> delta_tables.Written:
-    target = delta_tables.Target(output.location, output.table)
-    if output.mode != "merge":
-        return delta_tables.write_once(
-            spark, scores, target, output.mode, run_key=run_key, run_id=run_id, evolve_schema=output.evolve_schema
-        )
-    # MERGE reads its source through Delta's own plans, which report no observations: computed
-    # (and counted) once here, then merged from the cache.
-    scores = scores.cache()
-    try:
-        scores.count()
-        return delta_tables.write_once(
-            spark, scores, target, "merge", run_key=run_key, run_id=run_id,
-            merge_key=output.merge_key, evolve_schema=output.evolve_schema,
-        )  # fmt: skip
-    finally:
-        scores.unpersist()
+    return delta_tables.write_once(
+        spark, scores, target=delta_tables.Target(output.location, output.table), mode=output.mode,
+        run_key=run_key, run_id=run_id, merge_key=output.merge_key, evolve_schema=output.evolve_schema,
+        # A MERGE, and a write through the catalog (CREATE TABLE AS SELECT, or an append to a table),
+        # run the query inside Delta's own command, whose plans report no observations to the job
+        # (seen with Delta 3.2.1: a KeyError on the counts).
+        materialize=output.mode == "merge" or output.table,
+    )  # fmt: skip
 
 
 def _write(scores: DataFrame, fmt: str, mode: str, path: str) -> None:

@@ -72,10 +72,13 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"model:           {summary['model_name']} version {summary['model_version']} (run {summary['model_run_id']})"
     )
-    print(
-        f"scored:          {summary['rows_scored']} of {summary['rows_in']} rows; "
-        f"{summary['rows_unscorable']} with a null model input ({summary['unscorable']})"
-    )
+    if summary["status"] == "already-written":
+        print(f"scored:          nothing written: run key {config.run_key} wrote these scores before")
+    else:
+        print(
+            f"scored:          {summary['rows_scored']} of {summary['rows_in']} rows; "
+            f"{summary['rows_unscorable']} with a null model input ({summary['unscorable']})"
+        )
     written = f", version {summary['output_version']}" if summary.get("output_version") is not None else ""
     print(f"output:          {summary['output_path']} ({summary['output_format']}{written})")
     write_summary(summary, config.output)
