@@ -202,6 +202,8 @@ def write_once(
     settings (DeltaSQLConf write.txnAppId / write.txnVersion, for SQL and DML commands).
     """
     _require_delta(spark)
+    if mode == "merge" and merge_key not in scores.columns:
+        raise ConfigError(f"--merge-key {merge_key} is not an input column; name the column that identifies a row")
     present = exists(spark, target)
     if present and mode == "errorifexists":
         raise DataError(f"output {target.location} already exists; pass --mode overwrite to replace it")
@@ -256,11 +258,9 @@ def _check_schema(existing: list[str], new: list[str], target: Target, evolve: b
         )
 
 
-def _merge(spark: SparkSession, scores: DataFrame, target: Target, key: str | None, evolve: bool) -> None:
+def _merge(spark: SparkSession, scores: DataFrame, target: Target, key: str, evolve: bool) -> None:
     """Upsert on the key: rows seen before get their new scores (columns the scores lack become
     null: no stale probability of a class the model no longer has), new rows are inserted."""
-    if not key or key not in scores.columns:
-        raise ConfigError(f"--mode merge needs --merge-key naming an input column (got {key!r})")
     view = f"smt_scores_{uuid.uuid4().hex}"
     scores.createOrReplaceTempView(view)
     existing = spark.table(target.identifier).columns

@@ -178,6 +178,12 @@ def test_merge_upserts_on_the_key_and_a_retry_writes_once(run_cli, registered, d
     rows = delta_spark.table(input_table).count()
     merge = ("--output-path", output, "--mode", "merge", "--merge-key", "id")
 
+    no_key = score(run_cli, mlflow_server, experiment, model, input_table, *merge[:-1], "row_id")
+    assert no_key.exit_code == 2
+    assert no_key.error_line == (
+        "error: --merge-key row_id is not an input column; name the column that identifies a row"
+    )
+
     created = score(run_cli, mlflow_server, experiment, model, input_table, *merge, "--run-key", "nightly-1")
     assert created.exit_code == 0, created.stderr
     retried = score(run_cli, mlflow_server, experiment, model, input_table, *merge, "--run-key", "nightly-1")

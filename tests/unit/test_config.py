@@ -64,6 +64,9 @@ def test_cli_flags_params_tags_and_set(tmp_path):
         ({"tracking": {"register": "maybe"}}, "'tracking.register' must be true or false"),
         ({"gate": {"min_metrics": {"f1": "high"}}}, "'gate.min_metrics.f1' must be a number"),
         ({"azure": {"auht": "env"}}, "unknown config key 'azure.auht' (did you mean 'azure.auth'?)"),
+        ({"data": {"path": "x.csv", "table": "lake.t"}}, "set data.path or data.table"),
+        ({"data": {"table": "lake.t", "version": 2, "timestamp": "2026-01-01"}}, "set data.version or data.timestamp"),
+        ({"data": {"version": -1}}, "'data.version' must be a Delta table version (0 or more), got -1"),
     ],
 )
 def test_invalid_values_name_the_key(overrides, message):
