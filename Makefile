@@ -10,8 +10,9 @@ RUNTIME_CONSTRAINTS := tests/data/synapse-runtime/constraints.txt
 # What runs again on the Synapse runtime's own package versions (mlflow-skinny 2.18, azureml-mlflow
 # 1.60...): the end-to-end tests and the Azure ML ones (the whole cycle of train, gate, resume, score
 # and report included). Tests of the embedded sqlite store are left out: the runtime has no Alembic
-# (a pool always tracks to a server or workspace).
-RUNTIME_TESTS := tests/test_aml_fidelity.py tests/test_aml_cycle.py tests/test_auth.py tests/test_train_e2e.py
+# (a pool always tracks to a server or workspace). The Delta tests run there with the runtime's Delta release.
+RUNTIME_TESTS := tests/test_aml_fidelity.py tests/test_aml_cycle.py tests/test_auth.py tests/test_train_e2e.py \
+	tests/test_delta.py
 
 .PHONY: delta-jars train test test-fast test-runtime test-aml-live aml-double bench bench-score bench-search check clean
 
