@@ -11,11 +11,12 @@ RUNTIME_CONSTRAINTS := tests/data/synapse-runtime/constraints.txt
 # 1.60...): the end-to-end tests and the Azure ML ones (the whole cycle of train, gate, resume, score
 # and report included). Tests of the embedded sqlite store are left out: the runtime has no Alembic
 # (a pool always tracks to a server or workspace); what a pool says instead is tested here. The same
-# cycle also runs against an mlflow server in its default configuration (artifacts proxied).
+# cycle also runs against an mlflow server in its default configuration (artifacts proxied), and the
+# Delta tests run there with the runtime's Delta release.
 RUNTIME_TESTS := tests/test_aml_fidelity.py tests/test_aml_cycle.py tests/test_auth.py tests/test_train_e2e.py \
-	tests/test_default_mlflow_server.py tests/test_database_store_without_alembic.py
+	tests/test_default_mlflow_server.py tests/test_database_store_without_alembic.py tests/test_delta.py
 
-.PHONY: train test test-fast test-runtime test-aml-live aml-double soak bench bench-score bench-search check clean
+.PHONY: delta-jars train test test-fast test-runtime test-aml-live aml-double soak bench bench-score bench-search check clean
 
 # The stamp files make the environments rebuild only when their pins change.
 $(VENV)/.installed: requirements-dev.txt setup.cfg pyproject.toml
@@ -38,12 +39,18 @@ $(TOOLS_VENV)/.installed: tools-requirements.txt
 	$(TOOLS_VENV)/bin/python -m pip install --quiet -r tools-requirements.txt
 	touch $@
 
-train: $(VENV)/.installed
+# The Delta Lake jars a local Spark session needs (a Synapse pool has them), fetched by Spark's own Ivy
+# resolution (or mvn) and checked against the sha256 pinned in synapse_ml_track/delta.py; run every
+# time (a checksum of what is there when nothing is missing), so a deleted or altered jar is replaced.
+delta-jars: $(VENV)/.installed
+	$(BIN)/python tools/fetch_delta_jars.py .jars
+
+train: $(VENV)/.installed delta-jars
 	$(BIN)/synapse-ml-track train $(ARGS)
 
 # Style first (ruff), then the whole suite in the pinned local environment, then the end-to-end and
 # Azure ML tests again on the Synapse runtime's versions.
-test: $(VENV)/.installed $(TOOLS_VENV)/.installed $(RUNTIME_VENV)/.installed
+test: $(VENV)/.installed $(TOOLS_VENV)/.installed $(RUNTIME_VENV)/.installed delta-jars
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	SMT_TOOLS_BIN=$(CURDIR)/$(TOOLS_VENV)/bin $(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -53,7 +60,7 @@ test: $(VENV)/.installed $(TOOLS_VENV)/.installed $(RUNTIME_VENV)/.installed
 test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
-test-runtime: $(VENV)/.installed $(RUNTIME_VENV)/.installed
+test-runtime: $(VENV)/.installed $(RUNTIME_VENV)/.installed delta-jars
 	SMT_MLFLOW_SERVER=$(CURDIR)/$(BIN)/mlflow $(RUNTIME_VENV)/bin/python -m pytest \
 		-m "not live_aml and not embedded_store" $(RUNTIME_TESTS) $(PYTEST_ARGS)
 
@@ -82,4 +89,4 @@ check: $(VENV)/.installed
 	$(BIN)/synapse-ml-track check $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(TOOLS_VENV) $(RUNTIME_VENV) mlruns build dist *.egg-info
+	rm -rf $(VENV) $(TOOLS_VENV) $(RUNTIME_VENV) .jars mlruns build dist *.egg-info

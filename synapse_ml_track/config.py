@@ -39,6 +39,9 @@ AUTH_METHODS = ("env", "keyvault", "managed_identity", "auto")
 @dataclass
 class DataConfig:
     path: str | None = None
+    table: str | None = None  # a catalog table (db.table), in place of a path
+    version: int | None = None  # Delta time travel: the table version to read...
+    timestamp: str | None = None  # ...or the version current at this time
     format: str | None = None
     schema: str | None = None
     schema_sample_rows: int = 1000
@@ -313,6 +316,7 @@ def validate(config: JobConfig) -> None:
         raise ConfigError(f"config key 'model.search.train_ratio' must be between 0 and 1, got {search.train_ratio}")
     if search.parallelism < 1 or search.samples < 1:
         raise ConfigError("config keys 'model.search.parallelism' and 'model.search.samples' must be at least 1")
+    _validate_table_keys(config.data)
     if not 0.0 < config.data.train_fraction < 1.0:
         raise ConfigError(
             f"config key 'data.train_fraction' must be between 0 and 1 (exclusive), got {config.data.train_fraction}"
@@ -339,6 +343,15 @@ def validate(config: JobConfig) -> None:
         raise ConfigError(
             f"feature columns listed twice: {', '.join(repeated)}; list each once, as numeric or categorical"
         )
+
+
+def _validate_table_keys(data: DataConfig) -> None:
+    if data.path and data.table:
+        raise ConfigError("set data.path or data.table (--input or --input-table), not both")
+    if data.version is not None and data.timestamp:
+        raise ConfigError("set data.version or data.timestamp to time-travel, not both")
+    if data.version is not None and data.version < 0:
+        raise ConfigError(f"config key 'data.version' must be a Delta table version (0 or more), got {data.version}")
 
 
 SECRET_MARKERS = ("secret", "password", "token", "credential")

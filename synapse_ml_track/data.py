@@ -11,11 +11,13 @@ from functools import reduce
 from importlib import resources
 from operator import and_
 from pathlib import Path
+from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from synapse_ml_track import delta_tables
 from synapse_ml_track.config import DataConfig
 from synapse_ml_track.errors import DataError
 from synapse_ml_track.spark import first_line_of, spark_error, spark_error_line
@@ -39,10 +41,32 @@ def bundled_penguins_path() -> str:
 
 @dataclass(frozen=True)
 class InputSource:
-    path: str
-    format: str
+    path: str  # or, for a catalog table, its name
+    format: str  # a catalog table's: "table" until pinned, then its provider (delta, parquet...)
     schema: str | None
     bundled: bool = False
+    table: bool = False
+    version: int | None = None  # Delta: the version asked for, and once pinned, the version read
+    timestamp: str | None = None  # Delta: read the version current at this time
+    commit_time: str | None = None  # Delta, once pinned: when the version read was committed
+
+    def delta_source(self) -> dict[str, Any] | None:
+        """A pinned Delta input as mlflow.data's DeltaDatasetSource writes it (path or delta_table_name,
+        delta_table_version), with the version's commit time; None for other inputs."""
+        if self.format != "delta" or self.commit_time is None:
+            return None
+        return {
+            "delta_table_name" if self.table else "path": self.path,
+            "delta_table_version": self.version,
+            "commit_time": self.commit_time,
+        }
+
+    def params(self) -> dict[str, Any]:
+        """A pinned Delta input's version read and its commit time, as run params; none for others."""
+        pinned = self.delta_source()
+        if not pinned:
+            return {}
+        return {"data.version_read": pinned["delta_table_version"], "data.commit_time": pinned["commit_time"]}
 
 
 @dataclass(frozen=True)
@@ -57,10 +81,19 @@ class FeatureSpec:
 
 
 def resolve_source(data: DataConfig) -> InputSource:
+    if data.table:
+        return InputSource(data.table, "table", data.schema, table=True, version=data.version, timestamp=data.timestamp)
     if not data.path:
         return InputSource(bundled_penguins_path(), "csv", data.schema or BUNDLED_PENGUINS_SCHEMA, bundled=True)
     input_format = data.format or _format_from_path(data.path)
-    return InputSource(data.path, input_format, data.schema)
+    if input_format != "delta" and (data.version is not None or data.timestamp):
+        raise DataError(f"data.version and data.timestamp need a Delta input; {data.path} is {input_format}")
+    return InputSource(data.path, input_format, data.schema, version=data.version, timestamp=data.timestamp)
+
+
+def pin_version(spark: SparkSession, source: InputSource) -> InputSource:
+    """A Delta input or catalog table with the version to read fixed (see delta_tables.pin_version)."""
+    return delta_tables.pin_version(spark, source) if source.table or source.format == "delta" else source
 
 
 def _format_from_path(path: str) -> str:
@@ -81,28 +114,28 @@ def _is_local(path: str) -> bool:
 
 
 def _local_path(path: str) -> str:
-    return path[len("file://") :] if path.startswith("file://") else path
+    """The file system path of a local URI: file:///x, or file:/x as Spark writes table locations."""
+    for scheme in ("file://", "file:"):
+        if path.startswith(scheme):
+            return path[len(scheme) :]
+    return path
 
 
 def read_input(spark: SparkSession, source: InputSource, data: DataConfig) -> DataFrame:
+    """The input; a Delta one at the version pin_version chose (read_input pins it if not done)."""
     if source.bundled:
         return _read_bundled(spark, source)
-    if _is_local(source.path) and not os.path.exists(_local_path(source.path)):
+    if not source.table and _is_local(source.path) and not os.path.exists(_local_path(source.path)):
         raise DataError(f"input not found: {source.path} (check data.path / --input)")
+    if source.table or source.format == "delta":
+        return delta_tables.read(spark, source if source.commit_time else pin_version(spark, source))
     try:
         if source.format == "csv":
             return _read_csv(spark, source, data)
-        if source.format == "delta":
-            return spark.read.format("delta").load(source.path)
         return spark.read.parquet(source.path)
     except DataError:
         raise
     except Exception as exc:  # noqa: BLE001 - Spark raises AnalysisException, SparkException or a bare Py4JJavaError
-        if source.format == "delta" and spark_error(exc, "DATA_SOURCE_NOT_FOUND") is not None:
-            raise DataError(
-                "reading Delta needs the delta-spark package on the Spark classpath (present on Synapse); "
-                "install delta-spark locally or use csv/parquet"
-            ) from None
         raise DataError(
             f"cannot read {source.path} as {source.format}: {spark_error_line(exc)}; check the path and data.format"
         ) from None

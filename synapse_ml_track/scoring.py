@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from synapse_ml_track import data as data_module
+from synapse_ml_track import delta, delta_tables
 from synapse_ml_track.config import JobConfig
 from synapse_ml_track.context import run_tags
 from synapse_ml_track.data import RESERVED_PREFIX, column
@@ -186,10 +187,36 @@ def filled(name: str, kind: T.DataType) -> Column:
     return F.coalesce(column(name), stand_in).alias(name)
 
 
-def output_format(spark: SparkSession, requested: str | None) -> str:
-    if requested:
-        return requested
-    return "delta" if "DeltaSparkSessionExtension" in spark.conf.get("spark.sql.extensions", "") else "parquet"
+@dataclass(frozen=True)
+class Output:
+    """Where the scores go: a path, or a catalog table (Delta), and what to do when it exists."""
+
+    location: str  # a path, or the table's [database.]name
+    table: bool = False
+    mode: str = "errorifexists"
+    requested_format: str | None = None
+    merge_key: str | None = None  # mode merge: the input column naming a row
+    evolve_schema: bool = False  # Delta append/merge: add columns the table lacks
+
+    def format(self, spark: SparkSession) -> str:
+        """delta where the session has Delta Lake (a table, a merge: always), else parquet; checked."""
+        needs_delta = "a catalog output table" if self.table else "--mode merge" if self.mode == "merge" else None
+        if needs_delta and self.requested_format not in (None, "delta"):
+            raise ConfigError(f"{needs_delta} is written as Delta, not {self.requested_format}")
+        fmt = self.requested_format or ("delta" if needs_delta or delta.has_delta(spark) else "parquet")
+        if fmt == "delta" and not delta.has_delta(spark):
+            raise DataError(delta.MISSING)
+        if self.mode == "merge" and not self.merge_key:
+            raise ConfigError("--mode merge needs --merge-key naming the input column that identifies a row")
+        return fmt
+
+    def params(self, fmt: str) -> dict[str, Any]:
+        return {
+            "output.table" if self.table else "output.path": self.location,
+            "output.format": fmt,
+            "output.mode": self.mode,
+            **({"output.merge_key": self.merge_key} if self.mode == "merge" else {}),
+        }
 
 
 def run_scoring(
@@ -198,10 +225,8 @@ def run_scoring(
     session: TrackingSession,
     redactor: Redactor,
     model_uri: str,
-    output_path: str,
+    output: Output,
     *,
-    mode: str = "errorifexists",
-    requested_format: str | None = None,
     unscorable: str = "keep",
 ) -> dict[str, Any]:
     parse_model_uri(model_uri)
@@ -209,8 +234,8 @@ def run_scoring(
     with session.tracking_errors():
         tracker = session.start_run(config.tracking.run_name, tags, redactor)
     with session.failing_run(tracker):
-        fmt = output_format(spark, requested_format)
-        summary = _score(spark, config, session, tracker, model_uri, output_path, mode, fmt, unscorable)
+        fmt = output.format(spark)
+        summary = _score(spark, config, session, tracker, model_uri, output, fmt, unscorable)
         tracker.finish()
     return summary
 
@@ -221,8 +246,7 @@ def _score(
     session: TrackingSession,
     tracker: RunTracker,
     model_uri: str,
-    output_path: str,
-    mode: str,
+    output: Output,
     fmt: str,
     unscorable: str,
 ) -> dict[str, Any]:
@@ -230,15 +254,14 @@ def _score(
 
     from synapse_ml_track.registry import load_spark_model
 
-    source = data_module.resolve_source(config.data)
+    source = data_module.pin_version(spark, data_module.resolve_source(config.data))
     tracker.log_params(
         {
             "model_uri": model_uri,
-            "data.path": source.path,
+            "data.table" if source.table else "data.path": source.path,
             "data.format": source.format,
-            "output.path": output_path,
-            "output.format": fmt,
-            "output.mode": mode,
+            **source.params(),
+            **output.params(fmt),
             "output.unscorable": unscorable,
         }
     )
@@ -268,8 +291,32 @@ def _score(
                 )
         scored_at = datetime.now(timezone.utc)
         scores, counting = score_frame(raw, columns, pipeline, labels, model, scored_at, drop=unscorable == "drop")
-        _write(scores, fmt, mode, output_path)
+        if fmt == "delta":
+            written = _write_delta(spark, scores, output, config.run_key, tracker.run_id)
+        else:
+            _write(scores, fmt, output.mode, output.location)
+            written = None
 
+    outcome = {
+        "output_path": output.location,
+        "output_table": output.table,
+        "output_format": fmt,
+        "output_version": written.version if written else None,
+        "output_written": written.written if written else True,
+    }
+    if written:
+        tracker.log_params({"output.version": written.version, "output.written": written.written})
+    if written and not written.written:
+        log.info(
+            "run key %s already wrote its scores to %s (version %s); nothing written",
+            config.run_key, output.location, written.version,
+        )  # fmt: skip
+        return {
+            "status": "already-written", "run_id": tracker.run_id, "experiment_id": session.experiment_id,
+            "model_uri": model.uri, "model_name": model.name, "model_version": model.version,
+            "model_run_id": model.run_id, "input": source.path, **outcome, "unscorable": unscorable,
+            "tracking_uri": session.uri,
+        }  # fmt: skip
     counts = counting.counts()
     keys = class_keys(labels or [])
     tracker.log_metrics(
@@ -283,7 +330,7 @@ def _score(
     )
     log.info(
         "scored %s of %s rows with %s version %s into %s (%s)",
-        counts.scored, counts.rows, model.name, model.version, output_path, fmt,
+        counts.scored, counts.rows, model.name, model.version, output.location, fmt,
     )  # fmt: skip
     return {
         "status": "scored",
@@ -294,8 +341,7 @@ def _score(
         "model_version": model.version,
         "model_run_id": model.run_id,
         "input": source.path,
-        "output_path": output_path,
-        "output_format": fmt,
+        **outcome,
         "rows_in": counts.rows,
         "rows_scored": counts.scored,
         "rows_unscorable": counts.unscorable,
@@ -394,13 +440,23 @@ def score_frame(
     return output, Counting(inputs, outputs, labels)
 
 
+def _write_delta(
+    spark: SparkSession, scores: DataFrame, output: Output, run_key: str | None, run_id: str
+) -> delta_tables.Written:
+    return delta_tables.write_once(
+        spark, scores, target=delta_tables.Target(output.location, output.table), mode=output.mode,
+        run_key=run_key, run_id=run_id, merge_key=output.merge_key, evolve_schema=output.evolve_schema,
+        # A MERGE, and a write through the catalog (CREATE TABLE AS SELECT, or an append to a table),
+        # run the query inside Delta's own command, whose plans report no observations to the job
+        # (seen with Delta 3.2.1: a KeyError on the counts).
+        materialize=output.mode == "merge" or output.table,
+    )  # fmt: skip
+
+
 def _write(scores: DataFrame, fmt: str, mode: str, path: str) -> None:
     try:
-        # overwriteSchema: on Delta, a model with other classes replaces the probability columns (Parquet ignores it).
-        scores.write.format(fmt).mode(mode).option("overwriteSchema", "true").save(path)
+        scores.write.format(fmt).mode(mode).save(path)
     except Exception as exc:
-        if not any(
-            spark_error(exc, error_class) is not None for error_class in ("PATH_ALREADY_EXISTS", "DELTA_PATH_EXISTS")
-        ):
+        if spark_error(exc, "PATH_ALREADY_EXISTS") is None:
             raise
         raise DataError(f"output {path} already exists; pass --mode overwrite to replace it") from None

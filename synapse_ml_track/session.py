@@ -84,12 +84,13 @@ class TrackingSession:
 
     def log_input(self, run_id: str, source: InputSource, schema_json: str, rows: int) -> None:
         """Record the training input without scanning it: the digest covers location and schema."""
-        digest = hashlib.sha256(f"{source.path}|{source.format}|{schema_json}".encode()).hexdigest()[:36]
+        pinned = source.delta_source()  # a Delta input: as mlflow.data's DeltaDatasetSource names it, with its version
+        digest_of = "|".join([source.path, source.format, schema_json, *([json.dumps(pinned)] if pinned else [])])
         dataset = Dataset(
             name=source.path.rstrip("/").rsplit("/", 1)[-1] or source.path,
-            digest=digest,
-            source_type="spark" if not source.bundled else "local",
-            source=json.dumps({"path": source.path, "format": source.format}),
+            digest=hashlib.sha256(digest_of.encode()).hexdigest()[:36],
+            source_type="delta_table" if pinned else "spark" if not source.bundled else "local",
+            source=json.dumps(pinned or {"path": source.path, "format": source.format}),
             schema=schema_json,
             profile=json.dumps({"num_rows": rows}),
         )

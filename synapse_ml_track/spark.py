@@ -8,6 +8,8 @@ from typing import Any
 from py4j.protocol import Py4JError
 from pyspark.sql import SparkSession
 
+from synapse_ml_track import delta
+
 # Only for sessions this package starts itself (no spark-submit, no Synapse pool).
 LOCAL_DEFAULTS = {
     "spark.sql.shuffle.partitions": "8",
@@ -19,14 +21,18 @@ LOCAL_DEFAULTS = {
 
 
 def get_or_create_spark(app_name: str) -> SparkSession:
-    """The running session, or the one spark-submit (or Synapse) configured, or a local one."""
+    """The running session, or the one spark-submit (or Synapse) configured, or a local one.
+
+    A local one has Delta Lake on when the pinned jars are present (`make delta-jars`); a pool's or
+    spark-submit's session keeps its own settings (a Synapse pool has Delta configured already).
+    """
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
     builder = SparkSession.builder
     if not configured_by_launcher():
         builder = builder.appName(app_name).master("local[*]")
-        for key, value in LOCAL_DEFAULTS.items():
+        for key, value in {**LOCAL_DEFAULTS, **delta.local_session_conf()}.items():
             builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")

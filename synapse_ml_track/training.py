@@ -6,7 +6,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,10 @@ def config_params(config: JobConfig, estimator) -> dict[str, Any]:
     """Every setting that shapes the result, and the estimator's full parameter map."""
     data = config.data
     params: dict[str, Any] = {
-        "data.path": data.path or "bundled:penguins",
+        "data.path": data.path or ("" if data.table else "bundled:penguins"),
+        "data.table": data.table or "",
+        "data.version": "" if data.version is None else data.version,
+        "data.timestamp": data.timestamp or "",
         "data.format": data.format or "",
         "data.label": data.label,
         "data.nulls": data.nulls,
@@ -221,6 +224,13 @@ def _train_and_track(
             evaluate=lambda model, held: evaluate_model(model, held, config.data.seed, plots=False).metrics,
         )  # fmt: skip
     tracker.log_params(config_params(config, estimator))
+    if resumed and source.version is None and not source.timestamp:
+        # A resumed attempt reads the Delta version the first one recorded, not a newer one.
+        with session.tracking_errors():
+            recorded = session.client.get_run(tracker.run_id).data.params.get("data.version_read")
+        source = replace(source, version=int(recorded)) if recorded else source
+    source = data_module.pin_version(spark, source)  # read this version, whatever commits come meanwhile
+    tracker.log_params(source.params())
     fitted = fit_and_evaluate(
         spark,
         config,

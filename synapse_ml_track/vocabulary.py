@@ -67,6 +67,8 @@ DATA_FORMATS: dict[str, DataFormat] = {
 }
 INPUT_FORMATS = tuple(name for name, spec in DATA_FORMATS.items() if spec.readable)
 OUTPUT_FORMATS = tuple(name for name, spec in DATA_FORMATS.items() if spec.writable)
+# What scoring does when its output exists; merge (an upsert on a key column) needs Delta.
+WRITE_MODES = ("errorifexists", "overwrite", "append", "merge")
 
 
 def format_of_suffix(suffix: str) -> str | None:

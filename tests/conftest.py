@@ -15,6 +15,7 @@ import mlflow
 import pytest
 from pyspark.sql import SparkSession
 
+from synapse_ml_track import delta
 from synapse_ml_track.cli import main
 
 from aml_server import AmlServer
@@ -22,8 +23,10 @@ from support import CliResult, MlflowServer, build_wheel, start_mlflow_server
 
 
 @pytest.fixture(scope="session")
-def spark() -> SparkSession:
-    session = (
+def spark(tmp_path_factory) -> SparkSession:
+    """With Delta Lake on when `make delta-jars` has fetched the jars (tests/test_delta.py insists on them),
+    and catalog tables under a temporary warehouse."""
+    builder = (
         SparkSession.builder.master("local[1]")
         .appName("synapse-ml-track-tests")
         .config("spark.sql.shuffle.partitions", "1")
@@ -31,8 +34,11 @@ def spark() -> SparkSession:
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
+        .config("spark.sql.warehouse.dir", str(tmp_path_factory.mktemp("warehouse")))
     )
+    for key, value in delta.local_session_conf().items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()

@@ -49,8 +49,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from pyspark.sql import functions as F
 
-from synapse_ml_track.data import bundled_penguins_path
+from synapse_ml_track import delta
+from synapse_ml_track.data import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
 
 from spark_cluster import SparkCluster, read_event_log, start_spark_cluster
 from support import EXPECTED_ARTIFACTS, REPO, CliResult
@@ -116,7 +118,7 @@ class Job:
 def submit(cluster, package_wheel, wheel_only_python, tmp_path_factory):
     """Run a script with spark-submit on the cluster, the driver in a fresh directory outside the checkout."""
 
-    def run(script: Path, *args: str, name: str) -> Job:
+    def run(script: Path, *args: str, name: str, extra_conf: dict[str, str] | None = None) -> Job:
         job = Job(tmp_path_factory.mktemp(name))
         for directory in (job.events, job.driver_dir / "tmp", job.driver_dir / "local"):
             directory.mkdir(parents=True)
@@ -137,6 +139,7 @@ def submit(cluster, package_wheel, wheel_only_python, tmp_path_factory):
             "spark.eventLog.dir": job.events.as_uri(),
             # What YARN does for every --py-files archive (see the module docstring).
             "spark.executorEnv.PYTHONPATH": package_wheel.name,
+            **(extra_conf or {}),
         }
         environ = {
             "PYSPARK_PYTHON": str(wheel_only_python),
@@ -290,3 +293,41 @@ def test_executors_touch_no_file_of_the_drivers(job_name, request, cluster, shar
     assert any(path.startswith(f"{shared}/") for path in files), f"no shared file in the executors' logs: {files}"
     drivers = sorted(path for path in files if path.startswith(f"{job.driver_dir}/"))
     assert not drivers, f"executors used {len(drivers)} of the driver's files, e.g. {drivers[:3]}"
+
+
+def test_delta_train_score_and_a_retried_score_on_the_cluster(spark, submit, cluster, mlflow_server, shared):
+    """The Delta cycle as a cluster without Delta of its own runs it: the pinned jars in spark.jars
+    and the two settings, as spark-submit --jars / --conf would pass them (a Synapse pool has both)."""
+    jars = delta.local_jars()
+    assert jars is not None and delta.has_delta(spark), delta.MISSING
+    table = shared / "penguins-delta"
+    penguins = spark.read.csv(bundled_penguins_path(), header=True, schema=BUNDLED_PENGUINS_SCHEMA)
+    penguins.withColumn("id", F.monotonically_increasing_id()).coalesce(1).write.format("delta").save(str(table))
+    with_delta = {"spark.jars": ",".join(jars), **delta.SESSION_CONF}
+    tracking = ("--tracking-uri", mlflow_server.uri, "--experiment-name", f"{EXPERIMENT}-delta")
+    staging = ("--set", f"tracking.dfs_tmp={shared / 'dfs-tmp'}")
+
+    trained = submit(
+        REPO / "jobs" / "train.py", *tracking, "--input", str(table), "--no-register", *staging,
+        name="train-delta", extra_conf=with_delta,
+    )  # fmt: skip
+    assert trained.result.exit_code == 0, trained.result.stderr[-5000:]
+    params = MlflowClient(mlflow_server.uri).get_run(trained.result.summary["run_id"]).data.params
+    assert params["data.version_read"] == "0"
+    assert_ran_on_both_workers(cluster, trained)
+
+    scores = shared / "delta-scores"
+    score_args = (
+        *tracking, "--model-uri", trained.result.summary["model_uri"], "--input", str(table),
+        "--output-path", str(scores), "--mode", "merge", "--merge-key", "id", "--run-key", "cluster-run-1", *staging,
+    )  # fmt: skip
+    scored = submit(REPO / "jobs" / "score.py", *score_args, name="score-delta", extra_conf=with_delta)
+    assert scored.result.exit_code == 0, scored.result.stderr[-5000:]
+    assert (scored.result.summary["status"], scored.result.summary["output_version"]) == ("scored", 0)
+    assert_ran_on_both_workers(cluster, scored)
+    retried = submit(REPO / "jobs" / "score.py", *score_args, name="rescore-delta", extra_conf=with_delta)
+    assert retried.result.exit_code == 0, retried.result.stderr[-5000:]
+    assert (retried.result.summary["status"], retried.result.summary["output_version"]) == ("already-written", 0)
+
+    assert spark.read.format("delta").load(str(scores)).count() == penguins.count()
+    assert spark.sql(f"DESCRIBE HISTORY delta.`{scores}`").count() == 1

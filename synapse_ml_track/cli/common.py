@@ -21,6 +21,7 @@ log = logging.getLogger("synapse_ml_track")
 # flag destination -> dotted config key; a subcommand declares the flags it takes
 FLAG_KEYS = {
     "input": "data.path",
+    "input_table": "data.table",
     "format": "data.format",
     "schema": "data.schema",
     "label": "data.label",

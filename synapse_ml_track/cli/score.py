@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from synapse_ml_track.cli.common import add_common, add_output, load_config, write_summary
-from synapse_ml_track.vocabulary import INPUT_FORMATS, OUTPUT_FORMATS
+from synapse_ml_track.vocabulary import INPUT_FORMATS, OUTPUT_FORMATS, WRITE_MODES
 
 UNSCORABLE_POLICIES = ("keep", "drop", "reject")
 
@@ -19,8 +19,11 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         "runs:/RUN_ID/PATH; default: models:/<tracking.registered_model_name>@<gate.champion_alias>",
     )
     parser.add_argument("--input", help="CSV, Parquet or Delta path to score (default: the bundled penguins data)")
+    parser.add_argument("--input-table", help="catalog table to score, [database.]table")
     parser.add_argument("--format", choices=INPUT_FORMATS, help="input format (default: from the path)")
-    parser.add_argument("--output-path", required=True, help="where to write the scores")
+    output = parser.add_mutually_exclusive_group(required=True)
+    output.add_argument("--output-path", help="where to write the scores")
+    output.add_argument("--output-table", help="catalog table to write the scores to, [database.]table (Delta)")
     parser.add_argument(
         "--output-format",
         choices=OUTPUT_FORMATS,
@@ -28,23 +31,30 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--mode",
-        choices=["errorifexists", "overwrite", "append"],
+        choices=WRITE_MODES,
         default="errorifexists",
-        help="when the output exists",
+        help="when the output exists; on Delta, append/overwrite/merge write once per --run-key",
     )
+    parser.add_argument("--merge-key", help="--mode merge: the column naming a row (updated if seen, or inserted)")
+    parser.add_argument(
+        "--evolve-schema", action="store_true",
+        help="Delta append/merge: add columns the table lacks (a model with other classes) instead of refusing",
+    )  # fmt: skip
     parser.add_argument(
         "--unscorable", choices=UNSCORABLE_POLICIES, default="keep",
         help="rows with a null model input: keep them with a null prediction and a reason (default), drop them, "
         "or reject the input (one extra pass to look)",
     )  # fmt: skip
-    parser.add_argument("--run-key", help="idempotency key of the calling pipeline run, kept as a run tag")
+    parser.add_argument(
+        "--run-key", help="idempotency key of the pipeline run: a run tag; a Delta output is written once per key"
+    )
     add_output(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from synapse_ml_track.entrypoint import set_global_tracking_uri
-    from synapse_ml_track.scoring import default_model_uri, parse_model_uri, run_scoring
+    from synapse_ml_track.scoring import Output, default_model_uri, parse_model_uri, run_scoring
     from synapse_ml_track.session import open_session
     from synapse_ml_track.spark import get_or_create_spark
 
@@ -54,18 +64,26 @@ def run(args: argparse.Namespace) -> int:
     session = open_session(config, args.redactor)
     set_global_tracking_uri(session.uri)
     spark = get_or_create_spark("synapse-ml-track-score")
+    output = Output(
+        args.output_table or args.output_path, table=bool(args.output_table), mode=args.mode,
+        requested_format=args.output_format, merge_key=args.merge_key, evolve_schema=args.evolve_schema,
+    )  # fmt: skip
     summary = run_scoring(
-        spark, config, session, args.redactor, model_uri, args.output_path,
-        mode=args.mode, requested_format=args.output_format, unscorable=args.unscorable,
+        spark, config, session, args.redactor, model_uri, output,
+        unscorable=args.unscorable,
     )  # fmt: skip
     print(f"run id:          {summary['run_id']} (experiment {summary['experiment_id']})")
     print(
         f"model:           {summary['model_name']} version {summary['model_version']} (run {summary['model_run_id']})"
     )
-    print(
-        f"scored:          {summary['rows_scored']} of {summary['rows_in']} rows; "
-        f"{summary['rows_unscorable']} with a null model input ({summary['unscorable']})"
-    )
-    print(f"output:          {summary['output_path']} ({summary['output_format']})")
+    if summary["status"] == "already-written":
+        print(f"scored:          nothing written: run key {config.run_key} wrote these scores before")
+    else:
+        print(
+            f"scored:          {summary['rows_scored']} of {summary['rows_in']} rows; "
+            f"{summary['rows_unscorable']} with a null model input ({summary['unscorable']})"
+        )
+    written = f", version {summary['output_version']}" if summary.get("output_version") is not None else ""
+    print(f"output:          {summary['output_path']} ({summary['output_format']}{written})")
     write_summary(summary, config.output)
     return 0

@@ -21,6 +21,10 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser = subcommands.add_parser("train", help="train, evaluate, track and register a Spark ML model")
     add_common(parser)
     parser.add_argument("--input", help="CSV, Parquet or Delta path (default: the bundled penguins data)")
+    parser.add_argument(
+        "--input-table",
+        help="catalog table to train from, [database.]table (Delta: time travel with data.version / data.timestamp)",
+    )
     parser.add_argument("--format", choices=INPUT_FORMATS)
     parser.add_argument("--schema", help="Spark DDL schema for CSV input, e.g. 'a DOUBLE, b STRING'")
     parser.add_argument("--label")

@@ -76,6 +76,9 @@ def test_cli_flags_params_tags_and_set(tmp_path):
         ({"data": {"csv_options": "sep=;"}}, "config key 'data.csv_options' must be a mapping of names to values"),
         ({"model": {"search": {"method": "bayes"}}}, "'model.search.method' must be one of grid, random, got 'bayes'"),
         ({"data": {"format": "orc"}}, "config key 'data.format' must be one of csv, parquet, delta, got 'orc'"),
+        ({"data": {"path": "x.csv", "table": "lake.t"}}, "set data.path or data.table"),
+        ({"data": {"table": "lake.t", "version": 2, "timestamp": "2026-01-01"}}, "set data.version or data.timestamp"),
+        ({"data": {"version": -1}}, "'data.version' must be a Delta table version (0 or more), got -1"),
     ],
 )
 def test_invalid_values_name_the_key(overrides, message):
