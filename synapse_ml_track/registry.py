@@ -28,12 +28,14 @@ from pyspark.ml import PipelineModel
 
 from synapse_ml_track.errors import TrackingError, first_line
 from synapse_ml_track.tracking import all_pages, create_once
+from synapse_ml_track.vocabulary import higher_is_better
 
 log = logging.getLogger(__name__)
 
 MODEL_ARTIFACT_PATH = "model"
 MODEL_PATH_TAG = "smt.model_path"  # set only when a resumed run's model is not under MODEL_ARTIFACT_PATH
 CHAMPION_TAG = "smt.champion"
+CHAMPION_STANDING_TAG = "smt.champion_standing"  # "<metric>=<value>" of a promoted version, on its test split
 ARTIFACT_PATH_TAG = "smt.artifact_path"  # on a version: where in its run its model's files are
 
 
@@ -257,23 +259,88 @@ def _tagged_champions(client: MlflowClient, name: str, alias: str):
             yield str(number)
 
 
-def promote(client: MlflowClient, version: RegisteredVersion, alias: str) -> str:
-    """Point the alias at this version; where aliases are not served, move the champion tag instead.
+@dataclass(frozen=True)
+class Standing:
+    """What a promotion is judged on: the gate's metric on this run's test split, and the champion the
+    gate compared it with (beaten; None when there was none)."""
 
-    Returns how the promotion was recorded: "alias" or "tag".
+    metric: str
+    value: float
+    beaten: str | None = None
+
+    def tag(self) -> str:
+        return f"{self.metric}={self.value!r}"
+
+    def loses_to(self, recorded: str | None, ours: str, theirs: str) -> bool:
+        """Whether a concurrent candidate's recorded standing is better; on a tie the older version wins."""
+        name, _, text = (recorded or "").partition("=")
+        try:
+            value = float(text)
+        except ValueError:
+            return False  # a version marked before standings were recorded is no concurrent candidate
+        if name != self.metric:
+            return False
+        if value == self.value:
+            return int(theirs) < int(ours)
+        return value > self.value if higher_is_better(self.metric) else value < self.value
+
+
+def promote(client: MlflowClient, version: RegisteredVersion, alias: str, standing: Standing) -> bool:
+    """Make this version the champion unless a better one is being promoted at the same moment.
+
+    MLflow's registry has no compare-and-set, so two jobs that passed the gate against the same
+    champion settle it through tags: each marks its version a candidate (CHAMPION_TAG, with its
+    standing), then reads every candidate. A candidate beaten by a better concurrent one drops its own
+    mark; the best clears the others' and takes the alias. Whoever reads last has seen both marks, so
+    the marks settle on the better version; the alias follows, since a job whose alias write lands
+    after it lost puts the alias back on the winner (see _settle_alias). Where aliases are not
+    served (Azure ML), the one remaining mark is the champion. Returns whether this version won.
     """
+    client.set_model_version_tag(version.name, version.version, CHAMPION_STANDING_TAG, standing.tag())
+    client.set_model_version_tag(version.name, version.version, CHAMPION_TAG, alias)
+    marked = _candidates(client, version.name, alias)
+    rivals = {number: tags for number, tags in marked.items() if number not in (version.version, standing.beaten)}
+    if any(standing.loses_to(tags.get(CHAMPION_STANDING_TAG), version.version, n) for n, tags in rivals.items()):
+        client.delete_model_version_tag(version.name, version.version, CHAMPION_TAG)
+        log.warning("version %s not promoted: a better version was promoted at the same time", version.version)
+        return False
+    for other in marked:
+        if other != version.version:
+            client.delete_model_version_tag(version.name, other, CHAMPION_TAG)
     try:
         client.set_registered_model_alias(version.name, alias, version.version)
-        return "alias"
     except MlflowException as exc:
         if not _aliases_unsupported(exc):
             raise
-        log.info("the registry does not serve aliases (Azure ML); marking the champion with the %s tag", CHAMPION_TAG)
-    client.set_model_version_tag(version.name, version.version, CHAMPION_TAG, alias)
-    for other in list(_tagged_champions(client, version.name, alias)):
-        if other != version.version:
-            client.delete_model_version_tag(version.name, other, CHAMPION_TAG)
-    return "tag"
+        log.info("the registry does not serve aliases (Azure ML); the %s tag marks the champion", CHAMPION_TAG)
+        return True
+    return _settle_alias(client, version, alias)
+
+
+def _settle_alias(client: MlflowClient, version: RegisteredVersion, alias: str, rounds: int = 3) -> bool:
+    """After our alias write: if a better concurrent version has since removed our mark, the alias
+    goes back to the version still marked (our write may have landed after the winner's)."""
+    for _ in range(rounds):
+        marked = _candidates(client, version.name, alias)
+        if version.version in marked:
+            return True
+        if not marked:
+            return False
+        winner = max(marked, key=int)
+        if str(client.get_model_version_by_alias(version.name, alias).version) == winner:
+            return False
+        client.set_registered_model_alias(version.name, alias, winner)
+    return False
+
+
+def _candidates(client: MlflowClient, name: str, alias: str) -> dict[str, dict[str, str]]:
+    """The versions marked with the champion tag, with their tags (read one by one: see _tagged_champions)."""
+    found = {}
+    for number in sorted((int(v.version) for v in all_versions(client, name)), reverse=True):
+        tags = client.get_model_version(name, str(number)).tags
+        if tags.get(CHAMPION_TAG) == alias:
+            found[str(number)] = tags
+    return found
 
 
 def _aliases_unsupported(exc: MlflowException) -> bool:

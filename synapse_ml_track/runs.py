@@ -11,14 +11,16 @@ RUN_KEY_TAG = "smt.run_key"
 JOB_TAG = "smt.job"  # "train" or "score": the runs report compares training runs only
 
 
-def find_keyed_run(client: MlflowClient, experiment_id: str, run_key: str) -> Run | None:
-    """The newest run tagged with this key. Sorted here: AML cannot order runs server-side by tags."""
+def find_keyed_run(client: MlflowClient, experiment_id: str, run_key: str, job: str) -> Run | None:
+    """The newest run of this job ("train" or "score") tagged with this key: a pipeline passes its one
+    run id to every activity, so a training rerun must not resume the scoring run of the same key.
+    Sorted here: AML cannot order runs server-side by tags."""
     escaped = run_key.replace("'", "\\'")
     # Dotted tag names unquoted: AML's examples write `tags.mlflow.parentRunId = '...'` and its support
     # matrix lists escaped special characters in filters as unsupported (learn.microsoft.com/azure/
     # machine-learning/how-to-track-experiments-mlflow). MLflow's SearchUtils splits an identifier at
     # its first dot only (mlflow/utils/search_utils.py `_get_identifier`, 2.18 and 3.15), so its
     # stores read the same key. The same form in search.py and tracking.py.
-    keyed = f"tags.{RUN_KEY_TAG} = '{escaped}'"
+    keyed = f"tags.{RUN_KEY_TAG} = '{escaped}' AND tags.{JOB_TAG} = '{job}'"
     runs = all_pages(lambda token: client.search_runs([experiment_id], filter_string=keyed, page_token=token))
     return max(runs, key=lambda run: run.info.start_time or 0) if runs else None

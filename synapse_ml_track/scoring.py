@@ -32,7 +32,7 @@ from synapse_ml_track.errors import ConfigError, DataError
 from synapse_ml_track.evaluation import class_keys
 from synapse_ml_track.pipeline import PREDICTION, class_labels, predictor
 from synapse_ml_track.redaction import Redactor
-from synapse_ml_track.runs import JOB_TAG
+from synapse_ml_track.runs import JOB_TAG, find_keyed_run
 from synapse_ml_track.spark import spark_error
 
 if TYPE_CHECKING:
@@ -232,12 +232,24 @@ def run_scoring(
     parse_model_uri(model_uri)
     tags = {**run_tags(spark, config.run_key), **config.tracking.tags, JOB_TAG: "score"}
     with session.tracking_errors():
+        if config.run_key:
+            _end_interrupted_attempt(session, config.run_key, redactor)
         tracker = session.start_run(config.tracking.run_name, tags, redactor)
     with session.failing_run(tracker):
         fmt = output.format(spark)
         summary = _score(spark, config, session, tracker, model_uri, output, fmt, unscorable)
         tracker.finish()
     return summary
+
+
+def _end_interrupted_attempt(session: TrackingSession, run_key: str, redactor: Redactor) -> None:
+    """A rerun of a run key whose last scoring attempt was killed (still RUNNING) ends that run FAILED
+    before scoring in a run of its own: a new attempt may score with another model version (the
+    champion moved), which a resumed run could not record, its params being write-once."""
+    earlier = find_keyed_run(session.client, session.experiment_id, run_key, "score")
+    if earlier is not None and earlier.info.status == "RUNNING":
+        log.info("run key %s: ending the interrupted scoring run %s as FAILED", run_key, earlier.info.run_id)
+        session.resume_run(earlier, redactor).fail(f"interrupted; scored again by a rerun of run key {run_key}")
 
 
 def _score(

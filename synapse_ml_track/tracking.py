@@ -348,6 +348,8 @@ class RunTracker:
         self._metric_names: set[str] = set()
         self._param_names: set[str] = set()
         self._pending_tags: list[RunTag] = []
+        # what an interrupted attempt of a resumed run already logged: not logged a second time
+        self._logged_metrics: dict[str, float] = {}
 
     def _take_pending_tags(self) -> list[RunTag]:
         pending, self._pending_tags = self._pending_tags, []
@@ -396,6 +398,7 @@ class RunTracker:
         tracker._tag_count = len(run.data.tags)
         tracker._metric_names = set(run.data.metrics)
         tracker._param_names = set(run.data.params)
+        tracker._logged_metrics = dict(run.data.metrics)
         return tracker
 
     @staticmethod
@@ -432,6 +435,7 @@ class RunTracker:
             Metric(key, float(value), timestamp, 0)
             for name, value in metrics.items()
             if (key := _admit(name, self._metric_names, limits.metric_names_per_run, limits.key_length, "metric"))
+            and self._logged_metrics.get(key) != float(value)
         ]
         late_tags = [
             RunTag(k, v)

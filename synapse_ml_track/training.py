@@ -39,6 +39,7 @@ from synapse_ml_track.runs import JOB_TAG, find_keyed_run
 from synapse_ml_track.search import Search
 from synapse_ml_track.session import TrackingSession
 from synapse_ml_track.tracking import RunTracker
+from synapse_ml_track.vocabulary import higher_is_better
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,9 @@ def run_training(
     spark: SparkSession, config: JobConfig, session: TrackingSession, redactor: Redactor
 ) -> TrainingResult:
     with session.tracking_errors():
-        keyed = find_keyed_run(session.client, session.experiment_id, config.run_key) if config.run_key else None
+        keyed = (
+            find_keyed_run(session.client, session.experiment_id, config.run_key, "train") if config.run_key else None
+        )
         if keyed is not None and keyed.info.status == "FINISHED" and not config.force:
             log.info(
                 "run key %s already has finished run %s; reporting it (pass --force to train again)",
@@ -231,12 +234,13 @@ def _train_and_track(
         source = replace(source, version=int(recorded)) if recorded else source
     source = data_module.pin_version(spark, source)  # read this version, whatever commits come meanwhile
     tracker.log_params(source.params())
+    compared: dict[str, str] = {}  # the champion the gate compares with, if any
     fitted = fit_and_evaluate(
         spark,
         config,
         source,
         estimator,
-        champion=lambda test, labels: _champion_metrics(session, config, test, labels),
+        champion=lambda test, labels: _champion_metrics(session, config, test, labels, compared),
         fit=search,
     )
     metrics = fitted.metrics
@@ -277,7 +281,7 @@ def _train_and_track(
         tracker.log_metrics({**metrics, **(search.metrics() if search else {})}, tags=late_tags)
         tracker.log_artifacts(result_dir / "evaluation", skip=existing)
         tracker.log_artifacts(model_dir, model_path)
-        version = None
+        version, promoted = None, False
         if decision and decision.register:
             name = config.tracking.registered_model_name
             version = registry.register(
@@ -285,7 +289,14 @@ def _train_and_track(
                 create_attempts=session.create_attempts,
             )  # fmt: skip
             if decision.promote:
-                registry.promote(session.client, version, config.gate.champion_alias)
+                metric = config.gate.champion_metric
+                worst = float("-inf") if higher_is_better(metric) else float("inf")
+                standing = registry.Standing(metric, metrics.get(metric, worst), beaten=compared.get("version"))
+                promoted = registry.promote(session.client, version, config.gate.champion_alias, standing)
+                if not promoted:
+                    decision = gate.Decision(True, "a better version was promoted at the same moment", promote=False)
+                    for key, value in decision.tags().items():
+                        tracker.set_tag(key, value)
         tracker.finish()
 
     if decision and not decision.register:
@@ -302,7 +313,7 @@ def _train_and_track(
         local_result_dir=str(result_dir),
         status="registered" if version else ("rejected" if decision else "tracked"),
         reason=decision.reason if decision else None,
-        promoted=decision.promote if version else None,
+        promoted=promoted if version else None,
         tracking_uri=session.uri,
         model=fitted.model,
     )
@@ -338,15 +349,17 @@ def evaluate_model(
 
 
 def _champion_metrics(
-    session: TrackingSession, config: JobConfig, test: DataFrame, labels: list[str] | None
+    session: TrackingSession, config: JobConfig, test: DataFrame, labels: list[str] | None, found: dict[str, str]
 ) -> dict[str, float] | None:
-    """The current champion's metrics on this run's test split, or None when there is nothing to beat."""
+    """The current champion's metrics on this run's test split, or None when there is nothing to beat;
+    `found["version"]` names the champion compared with."""
     if not (config.tracking.register and config.gate.compare_to_champion):
         return None
     name = config.tracking.registered_model_name
     version = registry.champion_version(session.client, name, config.gate.champion_alias)
     if version is None:
         return None
+    found["version"] = version
     champion_run, champion_path = registry.model_source(session.client.get_model_version(name, version))
     with tempfile.TemporaryDirectory() as download_dir:
         local_model = session.download_artifacts(champion_run, champion_path, download_dir)

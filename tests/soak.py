@@ -210,7 +210,7 @@ class Chaos:
     def inject(self, kind: str) -> None:
         rng, proxy = self.rng, self.ws.proxy
         if kind == "throttle":  # a window of 429s with Retry-After for the whole workspace
-            self.ws.aml.throttle(r"/api/", times=rng.randint(2, 8), retry_after=rng.choice([1, 2, 3]))
+            self.ws.aml.throttle_window(seconds=rng.uniform(5.0, 20.0), retry_after=rng.choice([2, 3, 5]))
         elif kind == "unavailable":
             proxy.add(Rule("respond", path=MLFLOW_API, status=503, times=rng.randint(1, 3)))
         elif kind == "drop":

@@ -297,7 +297,9 @@ def test_registry_and_run_searches_follow_page_tokens(aml_env, aml_server):
     client.create_registered_model(name)
     run_ids = []
     for i in range(5):
-        run = client.create_run(experiment_id, tags={runs.RUN_KEY_TAG: "shared-key"}, start_time=1_000 + i)
+        run = client.create_run(
+            experiment_id, tags={runs.RUN_KEY_TAG: "shared-key", runs.JOB_TAG: "train"}, start_time=1_000 + i
+        )
         run_ids.append(run.info.run_id)
         client.create_model_version(name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
     client.set_model_version_tag(name, "1", registry.CHAMPION_TAG, "champion")
@@ -305,7 +307,7 @@ def test_registry_and_run_searches_follow_page_tokens(aml_env, aml_server):
     try:
         assert registry.champion_version(client, name, "champion") == "1"
         assert registry.version_for_run(client, name, run_ids[0]).version == "1"
-        assert runs.find_keyed_run(client, experiment_id, "shared-key").info.run_id == run_ids[-1]
+        assert runs.find_keyed_run(client, experiment_id, "shared-key", "train").info.run_id == run_ids[-1]
     finally:
         aml_server.page_size = 20
 
