@@ -11,7 +11,14 @@ _PATTERNS = (
     # Real tokens are hundreds of characters; 16 keeps "Bearer token not provided." readable.
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/]{16,}=*"),
     re.compile(r"(?i)(sig=)[^&\s\"']+"),
-    re.compile(r"(?i)(client_secret=)[^&\s\"']+"),
+    # Token responses carry tokens without "Bearer "; a JWT is three base64url segments, the first `{"`.
+    re.compile(r"()\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),
+    # Secret-named keys in form bodies (key=value), JSON ("key": "value") and reprs (key='value'):
+    # a quoted value is masked up to its closing quote, a bare one up to the next separator.
+    re.compile(
+        r"""(?i)((?:client_secret|access_token|refresh_token)["']?\s*[=:]\s*["']?)"""
+        r"""(?:(?<=")[^"]*|(?<=')[^']*|[^&\s"',;}]+)"""
+    ),
 )
 
 

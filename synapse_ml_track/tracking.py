@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
 import re
@@ -539,10 +540,15 @@ def _admit(key: str, seen: set[str], cap: int | None, length: int, kind: str) ->
 
 
 def _fit_key(key: str, length: int) -> str:
+    """The key within the backend's length; a shortened key ends in a hash of the whole name, so two
+    names sharing a long prefix stay two keys (a batch with a repeated param key is refused, a repeated
+    metric or tag key overwrites) and the same name always maps to the same key."""
     if len(key) <= length:
         return key
-    log.warning("name longer than %s characters shortened: %s", length, key)
-    return key[:length]
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+    fitted = f"{key[: length - len(digest) - 1]}-{digest}" if length > len(digest) + 1 else digest[:length]
+    log.warning("name longer than %s characters shortened: %s (logged as %s)", length, key, fitted)
+    return fitted
 
 
 def _chunks(items: list, size: int) -> list[list]:

@@ -163,7 +163,7 @@ def test_aml_limits_are_respected_by_chunking_and_warnings(aml_env, aml_server, 
     run = MlflowClient(aml_server.upstream.uri).get_run(tracker.run_id)
     assert len(run.data.tags) <= 50
     assert len(run.data.params) == 120
-    assert len(run.data.metrics) == 50 and "m" * 250 in run.data.metrics
+    assert len(run.data.metrics) == 50 and any(len(k) == 250 and k.startswith("m" * 241) for k in run.data.metrics)
     batches = [json.loads(r.body) for r in aml_server.recorded("aml") if r.path.endswith("/runs/log-batch")]
     assert [len(b.get("params", [])) for b in batches if b.get("params")] == [100, 20]
     assert all(len(b.get("metrics", [])) <= 250 for b in batches)

@@ -76,15 +76,36 @@ def test_sas_signatures_and_client_secrets_in_urls_and_bodies_are_masked(text, e
     assert Redactor().redact(text) == expected
 
 
-@pytest.mark.xfail(strict=True, reason="gap: a bare JWT (no 'Bearer ' before it) is not masked")
 def test_a_bare_token_in_a_token_response_is_masked():
     assert JWT not in Redactor().redact(f'{{"token_type": "Bearer", "access_token": "{JWT}"}}')
 
 
-@pytest.mark.xfail(strict=True, reason="gap: a quoted or JSON client_secret value is not masked")
-@pytest.mark.parametrize("text", ["client_secret='abc~def'", '{"client_secret": "abc~def"}'])
-def test_a_quoted_client_secret_is_masked(text):
-    assert "abc~def" not in Redactor().redact(text)
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"token {JWT} expired", f"token {MASK} expired"),
+        ('{"access_token": "opaque-token", "expires_in": 3599}', f'{{"access_token": "{MASK}", "expires_in": 3599}}'),
+        (
+            "grant_type=refresh_token&refresh_token=0.AXo-xy&scope=x",
+            f"grant_type=refresh_token&refresh_token={MASK}&scope=x",
+        ),
+        ("no access_token in the response; version eyJ.1.2", "no access_token in the response; version eyJ.1.2"),
+    ],
+)
+def test_bare_jwts_and_token_values_are_masked_and_ordinary_text_kept(text, expected):
+    assert Redactor().redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("client_secret='abc~def ghi'", f"client_secret='{MASK}'"),
+        ('{"client_secret": "abc~def"}', f'{{"client_secret": "{MASK}"}}'),
+        ("client_secret = abc~def, scope=x", f"client_secret = {MASK}, scope=x"),
+    ],
+)
+def test_a_quoted_client_secret_is_masked(text, expected):
+    assert Redactor().redact(text) == expected
 
 
 def capture(logger: logging.Logger) -> io.StringIO:
