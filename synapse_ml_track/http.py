@@ -206,6 +206,17 @@ def timed_out(exc: BaseException) -> bool:
     )
 
 
+def dropped(exc: BaseException) -> bool:
+    """A connection the server accepted and then closed or reset before its answer (a proxy or load
+    balancer restarting): worth asking again, unlike a refused connection (nothing is listening)."""
+    found = list(causes(exc))
+    return (
+        any(isinstance(c, (urllib3.exceptions.ProtocolError, ConnectionResetError)) for c in found)
+        and not any(isinstance(c, urllib3.exceptions.NewConnectionError) for c in found)
+        and not timed_out(exc)
+    )
+
+
 def connection_failed(exc: BaseException) -> bool:
     """No connection, or one that dropped before the answer: refused, reset, closed mid-response."""
     return any(

@@ -24,7 +24,14 @@ from mlflow.tracking import MlflowClient
 from synapse_ml_track import http
 from synapse_ml_track.config import TrackingConfig
 from synapse_ml_track.errors import ConfigError, TrackingError, first_line
-from synapse_ml_track.http import ARTIFACT_BATCH_FILES, RetryAfterTooLong, causes, connection_failed, timed_out
+from synapse_ml_track.http import (
+    ARTIFACT_BATCH_FILES,
+    RetryAfterTooLong,
+    causes,
+    connection_failed,
+    dropped,
+    timed_out,
+)
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.vocabulary import EMBEDDED, is_aml_uri, tracking_backend
 
@@ -172,7 +179,8 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def probe(call: Callable[[], T], timeout: float, attempts: int = 3, backoff: float = 1.0) -> T:
-    """Ask once with a short timeout; only a busy answer (429/5xx) is asked again, a few times.
+    """Ask once with a short timeout; a busy answer (429/5xx) or a connection dropped after the
+    server took it is asked again, a few times.
 
     A refused connection or a silent server fails at once, instead of after MLflow's retries.
     """
@@ -184,7 +192,8 @@ def probe(call: Callable[[], T], timeout: float, attempts: int = 3, backoff: flo
         except Exception as exc:
             attempt += 1
             # A throttled answer was already retried as long as its Retry-After allowed.
-            if busy_status(exc) in (None, http.THROTTLED) or attempt >= attempts:
+            busy = busy_status(exc) not in (None, http.THROTTLED)
+            if not (busy or dropped(exc)) or attempt >= attempts:
                 raise
         time.sleep(backoff * 2 ** (attempt - 1))
 

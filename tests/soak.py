@@ -141,7 +141,8 @@ def plan(count: int, seed: int, scratch: Path) -> list[Job]:
             jobs.append(Job(f"rerun-{index}-of-{earlier.name}", earlier.kind, earlier.args, earlier.run_key, True))
         else:
             output = scratch / f"scores-{index}"
-            args = ["score", *common[:4], "--output-path", str(output), "--mode", "overwrite"]
+            args = ["score", *common[:2], "--set", f"tracking.registered_model_name={MODEL}"]
+            args += ["--output-path", str(output), "--mode", "overwrite"]
             jobs.append(Job(f"score-{index}", "score", args, key, False, kill_after))
     return jobs
 
@@ -212,13 +213,13 @@ class Chaos:
         if kind == "throttle":  # a window of 429s with Retry-After for the whole workspace
             self.ws.aml.throttle_window(seconds=rng.uniform(5.0, 20.0), retry_after=rng.choice([2, 3, 5]))
         elif kind == "unavailable":
-            proxy.add(Rule("respond", path=MLFLOW_API, status=503, times=rng.randint(1, 3)))
+            proxy.add(Rule("respond", path=MLFLOW_API, status=503, times=rng.randint(1, 2)))
         elif kind == "drop":
             proxy.add(Rule("drop", path=MLFLOW_API, times=1))
         elif kind == "lost":  # applied by the server, then the answer lost
             proxy.add(Rule("drop", path=MLFLOW_API, method="POST", times=1, forward=True))
         else:
-            proxy.add(Rule("delay", path=MLFLOW_API, delay=rng.uniform(1.0, 7.0), times=rng.randint(1, 2)))
+            proxy.add(Rule("delay", path=MLFLOW_API, delay=rng.uniform(1.0, 4.0), times=rng.randint(1, 2)))
         self.faults[kind] += 1
 
 

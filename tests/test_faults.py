@@ -211,7 +211,9 @@ def test_server_dying_at_the_first_request_fails_at_once(run_cli, proxy, mlflow_
 
     assert result.exit_code == 3
     assert result.error_line.startswith(f"error: cannot reach the MLflow tracking server at {proxy.url}")
-    assert len(proxy.snapshot()) == 1 and len(retries.attempts) == 1 and retries.waits == []
+    # The reset is asked about once more (a dropped connection may be a proxy restarting); the
+    # second attempt is refused at once: nothing listens any more.
+    assert len(proxy.snapshot()) == 1 and len(retries.attempts) <= 2 and retries.waits == []
     assert MlflowClient(mlflow_server.uri).get_experiment_by_name("faults-dies-first") is None
     assert not (tmp_path / "mlruns").exists()
 
