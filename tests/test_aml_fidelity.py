@@ -133,7 +133,9 @@ def test_resumed_run_uploads_no_artifact_twice(run_cli, aml_env, aml_server, off
     assert {"model/MLmodel", *EVALUATION_FILES} <= aml_server.artifacts.paths(run_id)
 
 
-def test_a_resumed_runs_version_is_scored_from_its_own_model_files(run_cli, aml_env, aml_server, offline, monkeypatch):
+def test_a_resumed_runs_version_is_scored_from_its_own_model_files(
+    run_cli, aml_env, aml_server, offline, monkeypatch, tmp_path
+):
     """Issue 21, defect 5b: the first attempt dies halfway through uploading `model/`; the resumed one
     uploads `model-2` and registers it. AML does not echo `runs:/<run>/model-2` back as the source (the
     double answers AML's own form), so the version must not be traced to the old, partial `model/`."""
@@ -164,7 +166,7 @@ def test_a_resumed_runs_version_is_scored_from_its_own_model_files(run_cli, aml_
 
     scored = run_cli(
         "score", "--tracking-uri", aml_server.tracking_uri, "--experiment-name", experiment,
-        "--model-uri", f"models:/{model}/{resumed.summary['model_version']}", "--output-path", "scores",
+        "--model-uri", f"models:/{model}/{resumed.summary['model_version']}", "--output-path", str(tmp_path / "scores"),
     )  # fmt: skip
     assert scored.exit_code == 0, scored.stderr
     assert scored.summary["rows_scored"] > 300

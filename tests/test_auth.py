@@ -396,5 +396,5 @@ def test_on_a_pool_spark_runs_before_the_first_token_or_secret(auth, aml_env, am
         cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-2000:]
-    expected = "Synapse workspace managed identity" if auth == "managed_identity" else "key vault kv-ml"
-    assert f"ok: Azure AD token acquired with the {expected} credential" in completed.stdout
+    expected = "the Synapse token service (" if auth == "managed_identity" else "the key vault kv-ml credential"
+    assert f"ok: Azure AD token acquired with {expected}" in completed.stdout

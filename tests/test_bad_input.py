@@ -119,7 +119,7 @@ def test_bad_input_fails_cleanly_with_a_failed_run(case, run_cli, mlflow_server,
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["--set", "data.lable=species"], "unknown config key 'data.lable' (did you mean 'data.label'?)"),
+        (["--set", "data.labl=species"], "unknown config key 'data.labl' (did you mean 'data.label'?)"),
         (["--set", "data.train_fraction=1.5"], "'data.train_fraction' must be between 0 and 1"),
         (["--set", "data.seed=abc"], "'data.seed' must be an integer"),
         (["--config", "missing.yaml"], "config file not found: missing.yaml"),
