@@ -54,9 +54,16 @@ def isolated_mlflow_uris(monkeypatch):
     for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
         monkeypatch.delenv(variable, raising=False)
     yield
+    reset_global_mlflow_uris()
+
+
+GLOBAL_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+def reset_global_mlflow_uris() -> None:
     mlflow.set_tracking_uri(None)
     mlflow.set_registry_uri(None)
-    for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+    for variable in GLOBAL_URI_VARIABLES:
         os.environ.pop(variable, None)
 
 
@@ -91,8 +98,16 @@ def run_cli(spark, monkeypatch, tmp_path):
 
     def run(*args: str) -> CliResult:
         out, err = io.StringIO(), io.StringIO()
-        with redirect_stdout(out), redirect_stderr(err):
-            code = main(list(args))
+        before = {variable: os.environ.get(variable) for variable in GLOBAL_URI_VARIABLES}
+        try:
+            with redirect_stdout(out), redirect_stderr(err):
+                code = main(list(args))
+        finally:
+            # The job sets MLflow's global URIs once at its entry point (synapse_ml_track.entrypoint),
+            # for the rest of its process; here the process goes on, and the test's own clients must
+            # not inherit the job's server.
+            reset_global_mlflow_uris()
+            os.environ.update({variable: value for variable, value in before.items() if value is not None})
         return CliResult(code, out.getvalue(), err.getvalue())
 
     return run
