@@ -117,8 +117,7 @@ def plan(count: int, seed: int, scratch: Path) -> list[Job]:
     """A seeded mix: mostly trains (some killed mid-run, some rerun by key), searches and scores."""
     rng = random.Random(seed)
     common = [
-        "--experiment-name", EXPERIMENT, "--registered-model-name", MODEL,
-        "--set", "tracking.request_timeout=5", "--set", "gate.min_metrics.f1=0.5",
+        "--experiment-name", EXPERIMENT, "--registered-model-name", MODEL, "--set", "gate.min_metrics.f1=0.5",
     ]  # fmt: skip
     jobs: list[Job] = []
     for index in range(count):

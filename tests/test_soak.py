@@ -18,6 +18,7 @@ def test_a_short_soak_loses_nothing_duplicates_nothing_and_leaves_nothing_runnin
     assert not verdict.duplicated, verdict.duplicated
     assert not verdict.left_running, verdict.left_running
     assert not race_problems, race_problems
-    # Not vacuous: faults were injected and jobs still got through them.
-    assert verdict.faults, "no fault was injected"
-    assert verdict.finished >= verdict.jobs // 2, verdict.line()
+    # Not vacuous: faults were injected and jobs still got through them (under this fault rate, about
+    # one every 8 s, most jobs meet several; a job that fails must fail clean, which is asserted above).
+    assert sum(verdict.faults.values()) >= 10, verdict.faults
+    assert verdict.finished >= 2, verdict.line()
