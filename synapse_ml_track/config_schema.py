@@ -9,6 +9,7 @@ common YAML editors all support.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
 import inspect
 import io
@@ -177,7 +178,8 @@ def _converted(value: Any, accepted: list[str]) -> Any:
                 continue
     if isinstance(value, tuple) and "array" in accepted:
         return list(value)
-    if isinstance(value, (bool, int, float)) and "string" in accepted:
+    # YAML reads a bare timestamp (`data.timestamp=2026-01-01 10:00:00`) as a date or datetime.
+    if isinstance(value, (bool, int, float, datetime.date)) and "string" in accepted:
         return str(value)
     return value
 

@@ -63,7 +63,12 @@ def test_every_user_path_against_a_server_in_its_default_configuration(
     # Compared with the champion, downloaded through the server: the same data and seed, so not better.
     equal = cli("train", "--set", "gate.compare_to_champion=true")
     assert equal.exit_code == 0, equal.stderr
-    assert equal.summary["status"] == "rejected" and "does not beat the champion" in equal.summary["reason"]
+    assert (equal.summary["status"], equal.summary["model_version"], equal.summary["promoted"]) == (
+        "registered",
+        "2",
+        False,
+    )
+    assert "does not beat the champion" in equal.summary["reason"]
 
     searched = cli("train", *GRID, "--no-register")
     assert searched.exit_code == 0, searched.stderr
@@ -82,7 +87,7 @@ def test_every_user_path_against_a_server_in_its_default_configuration(
     monkeypatch.setattr(registry, "register", real_register)
     resumed = cli(*keyed)
     assert resumed.exit_code == 0, resumed.stderr
-    assert resumed.summary["status"] == "registered" and resumed.summary["model_version"] == "2"
+    assert resumed.summary["status"] == "registered" and resumed.summary["model_version"] == "3"
     runs_with_the_key = [
         run.info.run_id
         for run in client.search_runs([experiment_id])
@@ -104,5 +109,5 @@ def test_every_user_path_against_a_server_in_its_default_configuration(
     assert reported.exit_code == 0, reported.stderr
     table = pd.read_csv(report_dir / "runs.csv", dtype=str)
     assert len(table) == 4  # first, equal, the search and the resumed run (counted once)
-    assert set(table["model_version"].fillna("")) == {"1", "2", ""}
+    assert set(table["model_version"].fillna("")) == {"1", "2", "3", ""}
     assert Path(reported.summary["files"]["plot"]).is_file()
