@@ -143,17 +143,15 @@ def _one_attempt(kwargs: dict) -> dict:
 def send_with_retries(send, retry: RetryPolicy) -> requests.Response:
     """`send()` until it answers with a status not worth retrying, within the policy: a failure
     counts against `retries`, a throttled answer only against `max_wait`."""
-    failures, tries, waited = 0, 0, 0.0
+    failures, waited = 0, 0.0
     while True:
-        tries += 1
-        backoff = retry.backoff * 2 ** (tries - 1)
         try:
             response = send()
         except Exception as exc:
             if not (timed_out(exc) or connection_failed(exc)):
                 raise
             failures += 1
-            pause = backoff
+            pause = _backoff(retry, failures)
             if failures > retry.retries or waited + pause > retry.max_wait:
                 raise
         else:
@@ -164,11 +162,20 @@ def send_with_retries(send, retry: RetryPolicy) -> requests.Response:
             if asked is not None and asked > retry.max_wait:
                 raise RetryAfterTooLong(status, asked, retry.max_wait)
             failures += status != THROTTLED
-            pause = backoff if asked is None else asked
+            pause = _backoff(retry, failures) if asked is None else asked
             if failures > retry.retries or waited + pause > retry.max_wait:
                 return response
         time.sleep(pause)
         waited += pause
+
+
+# The longest wait between two attempts without a Retry-After. The exponent counts failures only:
+# counting throttled answers too made one 503 after a long 429 window wait for minutes.
+BACKOFF_MAX = 30.0
+
+
+def _backoff(retry: RetryPolicy, failures: int) -> float:
+    return min(retry.backoff * 2 ** max(0, failures - 1), BACKOFF_MAX)
 
 
 def retry_after(response: requests.Response) -> float | None:

@@ -103,3 +103,16 @@ def test_a_policy_set_in_one_thread_is_not_seen_by_another():
     assert (seen["a"].retries, seen["a"].timeout) == (0, 1.0)
     assert (seen["b"].retries, seen["b"].timeout) == (0, 2.0)
     assert seen["main"] == process and process.retries != 0
+
+
+def test_the_backoff_after_a_long_throttle_counts_failures_only(waits):
+    """A 503 after ten throttled answers waits as a first failure does, not 2**10 s (seen in the soak)."""
+    send = answers(*[(429, "2")] * 10, 503, 503, 200)
+    assert send_with_retries(send, RetryPolicy(retries=5, backoff=1.0, max_wait=300)).status_code == 200
+    assert waits == [2] * 10 + [1.0, 2.0]
+
+
+def test_the_backoff_is_capped(waits):
+    send = answers(*[503] * 9, 200)
+    assert send_with_retries(send, RetryPolicy(retries=9, backoff=1.0, max_wait=10_000)).status_code == 200
+    assert max(waits) == http.BACKOFF_MAX
