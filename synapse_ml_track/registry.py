@@ -267,6 +267,7 @@ class Standing:
     metric: str
     value: float
     beaten: str | None = None
+    contested: bool = True  # False: promoted without comparing (gate.compare_to_champion off)
 
     def tag(self) -> str:
         return f"{self.metric}={self.value!r}"
@@ -299,7 +300,11 @@ def promote(client: MlflowClient, version: RegisteredVersion, alias: str, standi
     client.set_model_version_tag(version.name, version.version, CHAMPION_STANDING_TAG, standing.tag())
     client.set_model_version_tag(version.name, version.version, CHAMPION_TAG, alias)
     marked = _candidates(client, version.name, alias)
-    rivals = {number: tags for number, tags in marked.items() if number not in (version.version, standing.beaten)}
+    rivals = {
+        number: tags
+        for number, tags in marked.items()
+        if standing.contested and number not in (version.version, standing.beaten)
+    }
     if any(standing.loses_to(tags.get(CHAMPION_STANDING_TAG), version.version, n) for n, tags in rivals.items()):
         client.delete_model_version_tag(version.name, version.version, CHAMPION_TAG)
         log.warning("version %s not promoted: a better version was promoted at the same time", version.version)

@@ -291,7 +291,9 @@ def _train_and_track(
             if decision.promote:
                 metric = config.gate.champion_metric
                 worst = float("-inf") if higher_is_better(metric) else float("inf")
-                standing = registry.Standing(metric, metrics.get(metric, worst), beaten=compared.get("version"))
+                standing = registry.Standing(
+                    metric, metrics.get(metric, worst), compared.get("version"), config.gate.compare_to_champion
+                )
                 promoted = registry.promote(session.client, version, config.gate.champion_alias, standing)
                 if not promoted:
                     decision = gate.Decision(True, "a better version was promoted at the same moment", promote=False)

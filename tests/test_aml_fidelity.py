@@ -183,18 +183,22 @@ def test_version_searches_carry_no_tags_so_tags_are_read_per_version(aml_env, am
     name = unique("tagged-model")
     run_ids = [client.create_run(experiment_id).info.run_id for _ in range(2)]
     first = registry.register(client, name, run_ids[0], artifact_path="model-2")
-    assert registry.promote(client, first, "champion") == "tag"
+    assert registry.promote(client, first, "champion", registry.Standing("f1", 0.9))
 
     (found,) = client.search_model_versions(f"name='{name}'")
     assert found.tags == {} and found.run_id == run_ids[0] and not found.source.startswith("runs:/")
     assert registry.champion_version(client, name, "champion") == "1"
     details = client.get_model_version(name, "1")
-    assert details.tags == {registry.CHAMPION_TAG: "champion", registry.ARTIFACT_PATH_TAG: "model-2"}
+    assert details.tags == {
+        registry.CHAMPION_TAG: "champion",
+        registry.ARTIFACT_PATH_TAG: "model-2",
+        registry.CHAMPION_STANDING_TAG: "f1=0.9",
+    }
     assert registry.model_source(details) == (run_ids[0], "model-2")
 
     second = registry.register(client, name, run_ids[1])
     assert registry.champion_version(client, name, "champion") == "1"  # registered, not promoted
-    registry.promote(client, second, "champion")
+    assert registry.promote(client, second, "champion", registry.Standing("f1", 0.8, beaten="1"))
     assert registry.champion_version(client, name, "champion") == "2"
     assert registry.CHAMPION_TAG not in client.get_model_version(name, "1").tags
     assert registry.model_source(client.get_model_version(name, "2")) == (run_ids[1], "model")
@@ -530,6 +534,6 @@ def test_an_interrupted_search_resumes_by_run_key_through_the_plugin(
     searched = [
         json.loads(r.body).get("filter", "") for r in aml_server.recorded("aml") if r.path.endswith("/runs/search")
     ]
-    assert "tags.smt.run_key = 'sweep-resume'" in searched
+    assert "tags.smt.run_key = 'sweep-resume' AND tags.smt.job = 'train'" in searched
     assert f"tags.mlflow.parentRunId = '{parent.info.run_id}'" in searched
     assert offline == []

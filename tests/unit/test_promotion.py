@@ -74,3 +74,11 @@ def test_on_a_tie_the_older_version_keeps_it(client):
     assert registry.promote(client, first, ALIAS, Standing("f1", 0.95))
     assert not registry.promote(client, second, ALIAS, Standing("f1", 0.95))
     assert registry.champion_version(client, first.name, ALIAS) == first.version
+
+
+def test_without_the_champion_comparison_the_new_version_is_promoted_whatever_its_standing(client):
+    champion, new = versions(client, 2)
+    assert registry.promote(client, champion, ALIAS, Standing("f1", 0.99))
+    assert registry.promote(client, new, ALIAS, Standing("f1", 0.5, contested=False))
+    assert registry.champion_version(client, champion.name, ALIAS) == new.version
+    assert marked(client, champion.name) == [new.version]
