@@ -76,7 +76,8 @@ def test_training_job_tracks_and_registers_in_the_aml_workspace(run_cli, aml_env
     assert version.source == f"runs:/{run.info.run_id}/model"
     # AML serves no aliases: the champion is the version carrying the champion tag; the path of its
     # files in the run is a tag too (AML's source is not the runs:/ URI it was registered from).
-    assert version.tags == {"smt.champion": "champion", "smt.artifact_path": "model"}
+    standing = f"f1={summary['metrics']['f1']!r}"
+    assert version.tags == {"smt.champion": "champion", "smt.artifact_path": "model", "smt.champion_standing": standing}
 
     # How it arrived: every call under the workspace prefix, with the token issued to our client.
     calls = aml_server.api_calls()
