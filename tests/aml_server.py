@@ -283,6 +283,18 @@ class AmlServer:
         self.clients[client_id] = principal
         return principal
 
+    def client_environment(self) -> dict[str, str]:
+        """A new service principal known to this double, as the environment a job would have it in."""
+        client_id, secret = str(uuid.uuid4()), "smt-FAKE-client-secret-" + secrets.token_hex(12)
+        self.add_client(client_id, secret=secret)
+        return {
+            "AZURE_TENANT_ID": self.tenant_id,
+            "AZURE_CLIENT_ID": client_id,
+            "AZURE_CLIENT_SECRET": secret,
+            "AZURE_AUTHORITY_HOST": self.authority,
+            "REQUESTS_CA_BUNDLE": str(self.ca_bundle),
+        }
+
     def issue_token(self, client_id: str, lifetime: int = 3600) -> str:
         """An ARM-audience access token for a known principal, as Azure AD would issue it."""
         now = int(time.time())

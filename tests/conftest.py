@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-import secrets
 import socket
-import uuid
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,16 +148,8 @@ def aml_env(aml_server, monkeypatch, request) -> ServicePrincipalEnv:
     if "run_cli" in request.fixturenames:
         request.getfixturevalue("run_cli")  # it clears AZURE_CLIENT_SECRET: set ours after it
     aml_server.reset()
-    client_id = str(uuid.uuid4())
-    secret = "smt-FAKE-client-secret-" + secrets.token_hex(12)
-    aml_server.add_client(client_id, secret=secret)
-    environ = {
-        "AZURE_TENANT_ID": aml_server.tenant_id,
-        "AZURE_CLIENT_ID": client_id,
-        "AZURE_CLIENT_SECRET": secret,
-        "AZURE_AUTHORITY_HOST": aml_server.authority,
-        "REQUESTS_CA_BUNDLE": str(aml_server.ca_bundle),
-    }
+    environ = aml_server.client_environment()
+    client_id, secret = environ["AZURE_CLIENT_ID"], environ["AZURE_CLIENT_SECRET"]
     for name in (
         "AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE_NAME", "AZUREML_REGION",
         "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "MLFLOW_TRACKING_URI", "CURL_CA_BUNDLE",

@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import random
-import secrets
 import signal
 import subprocess
 import sys
@@ -75,15 +74,7 @@ def workspace(root: Path) -> Iterator[Workspace]:
     upstream = start_mlflow_server(root / "mlflow")
     proxy = FaultProxy(upstream.uri).start()
     aml = AmlServer(proxy.url, root / "aml").start()
-    client_id, secret = str(uuid.uuid4()), "smt-FAKE-client-secret-" + secrets.token_hex(12)
-    aml.add_client(client_id, secret=secret)
-    environ = {
-        "AZURE_TENANT_ID": aml.tenant_id,
-        "AZURE_CLIENT_ID": client_id,
-        "AZURE_CLIENT_SECRET": secret,
-        "AZURE_AUTHORITY_HOST": aml.authority,
-        "REQUESTS_CA_BUNDLE": str(aml.ca_bundle),
-    }
+    environ = aml.client_environment()
     try:
         yield Workspace(upstream, proxy, aml, environ)
     finally:
