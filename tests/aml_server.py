@@ -399,6 +399,10 @@ class AmlServer:
         return None
 
 
+class BackendUnavailable(Exception):
+    """The store behind the double failed while the double looked something up for a request."""
+
+
 class _TlsServer(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -448,6 +452,28 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         aml = self.aml
+        try:
+            response, client, kind = self._answer(parsed, body)
+        except BackendUnavailable as exc:
+            # The service's own store failed under it: a transient 503, never a wrong "not found".
+            # Clients retry it (MLflow's _TRANSIENT_FAILURE_RESPONSE_CODES, azure-core's RetryPolicy).
+            response, client, kind = aml_error(503, "SystemError", str(exc), "ServiceUnavailable"), None, "aml"
+        aml.record(
+            Recorded(self.command, parsed.path, parsed.query, response.status, body, response.body, client, kind)
+        )
+        self.send_response(response.status)
+        headers = {"Content-Type": "application/json" if response.body else "text/plain", **response.headers}
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header(
+            "Content-Length", str(len(response.body)) if self.command != "HEAD" else headers.get("Content-Length", "0")
+        )
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    def _answer(self, parsed: urllib.parse.SplitResult, body: bytes) -> tuple[Response, str | None, str]:
+        aml = self.aml
         tenant = f"/{aml.tenant_id}"
         client: str | None = None
         if parsed.path == f"{tenant}/v2.0/.well-known/openid-configuration" and self.command == "GET":
@@ -480,19 +506,7 @@ class _Handler(BaseHTTPRequestHandler):
             kind = "aml"
         else:
             response, kind = Response(404), "other"
-        aml.record(
-            Recorded(self.command, parsed.path, parsed.query, response.status, body, response.body, client, kind)
-        )
-        self.send_response(response.status)
-        headers = {"Content-Type": "application/json" if response.body else "text/plain", **response.headers}
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header(
-            "Content-Length", str(len(response.body)) if self.command != "HEAD" else headers.get("Content-Length", "0")
-        )
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(response.body)
+        return response, client, kind
 
     # ---- Azure AD ----------------------------------------------------------------------------
     def _openid_configuration(self) -> dict[str, Any]:
@@ -692,8 +706,18 @@ class _Handler(BaseHTTPRequestHandler):
     def _upstream_run(self, run_id: str | None) -> dict | None:
         if not run_id:
             return None
-        answer = requests.get(f"{self.aml.upstream_uri}{API}/runs/get", params={"run_id": run_id}, timeout=60)
+        answer = self._lookup(f"{API}/runs/get", {"run_id": run_id})
         return answer.json()["run"] if answer.ok else None
+
+    def _lookup(self, rest: str, params: dict[str, str]) -> requests.Response:
+        """The double's own read of its store; a store that fails or does not answer is BackendUnavailable."""
+        try:
+            answer = requests.get(f"{self.aml.upstream_uri}{rest}", params=params, timeout=60)
+        except requests.RequestException as exc:
+            raise BackendUnavailable(f"the workspace's store did not answer ({type(exc).__name__})") from exc
+        if answer.status_code >= 500:
+            raise BackendUnavailable(f"the workspace's store answered HTTP {answer.status_code}")
+        return answer
 
     def _run_exists(self, experiment_id: str, run_id: str) -> bool:
         run = self._upstream_run(run_id)
@@ -701,7 +725,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _download_uri(self, query: dict[str, str]) -> Response:
         """Where a version's files are: its `runs:/` source resolved to the run's AML artifact location."""
-        answer = requests.get(f"{self.aml.upstream_uri}{API}/model-versions/get", params=query, timeout=60)
+        answer = self._lookup(f"{API}/model-versions/get", query)
         if not answer.ok:
             return Response(answer.status_code, answer.content, {"Content-Type": "application/json"})
         version = answer.json()["model_version"]

@@ -28,7 +28,8 @@ from synapse_ml_track.config import AzureConfig
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.tracking import AML_LIMITS, ERROR_TAG, RunTracker
 
-from aml_server import AML_401_BODY, API, RunLimits
+from aml_server import AML_401_BODY, API, AmlServer, RunLimits
+from fault_proxy import FaultProxy, Rule
 from support import REPO
 
 EVALUATION_FILES = {
@@ -387,6 +388,38 @@ def test_managed_identity_on_synapse_uses_synapses_token_service(run_cli, aml_en
 
 
 # ---- the double refuses what AML refuses -------------------------------------------------------------
+
+
+def test_the_double_answers_503_when_its_own_store_fails_not_a_wrong_not_found(aml_server, tmp_path):
+    """The double looks runs up in the store behind it; when that lookup fails (here a 503 between
+    the double and its store), the client gets a transient 503 it retries, not "run not found"."""
+    with FaultProxy(aml_server.upstream.uri) as proxy:
+        double = AmlServer(proxy.url, tmp_path).start()
+        try:
+            client_id = double.client_environment()["AZURE_CLIENT_ID"]
+            token = double.issue_token(client_id)
+
+            def call(method: str, url: str, **kwargs) -> requests.Response:
+                # verify per request: a REQUESTS_CA_BUNDLE in the environment would win over a session's
+                return requests.request(method, url, verify=str(double.ca_bundle), timeout=30,
+                                        headers={"Authorization": f"Bearer {token}"}, **kwargs)  # fmt: skip
+
+            base = f"{double.authority}{double.prefix}{API}"
+            experiment_id = call("POST", f"{base}/experiments/create", json={"name": unique("store-fails")}).json()[
+                "experiment_id"
+            ]
+            run_id = call("POST", f"{base}/runs/create", json={"experiment_id": experiment_id}).json()["run"]["info"][
+                "run_id"
+            ]
+            listing = f"{double.authority}{double.artifacts.history_path(experiment_id, run_id)}"
+            proxy.add(Rule("respond", r"/runs/get$", status=503))
+
+            failed = call("GET", listing)
+            assert failed.status_code == 503, failed.text
+            assert failed.json()["error"]["innerError"]["code"] == "ServiceUnavailable"
+            assert call("GET", listing).status_code == 200  # the store answers again
+        finally:
+            double.stop()
 
 
 def test_the_double_refuses_what_aml_refuses(aml_env, aml_server):
