@@ -198,6 +198,27 @@ def probe(call: Callable[[], T], timeout: float, attempts: int = 3, backoff: flo
         time.sleep(backoff * 2 ** (attempt - 1))
 
 
+def settle(call: Callable[[], T], seconds: float, backoff: float = 1.0) -> T:
+    """An idempotent request asked until it is answered, for at most `seconds`: a busy answer, a
+    dropped connection and a timeout are asked again; a refused connection (nothing listens) or a
+    refusal ends it at once. For what must reach the server after a failure: ending a run FAILED."""
+    deadline = time.monotonic() + seconds
+    attempt = 0
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            with http.policy(retries=0, timeout=max(1.0, min(http.current_policy().timeout, remaining)),
+                             max_wait=max(0.0, remaining)):  # fmt: skip
+                return call()
+        except Exception as exc:
+            attempt += 1
+            pause = min(backoff * 2 ** (attempt - 1), 10.0)
+            worth_again = bool(busy_status(exc)) or dropped(exc) or timed_out(exc)
+            if not worth_again or time.monotonic() + pause >= deadline:
+                raise
+        time.sleep(pause)
+
+
 def create_once(create: Callable[[], T], find: Callable[[], T | None], attempts: int, backoff: float = 1.0) -> T:
     """Call a non-idempotent create, retrying only after checking the earlier call did not land.
 
@@ -341,6 +362,10 @@ def resolve_experiment(
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # an earlier attempt landed, or a concurrent job
             raise
         return client.get_experiment_by_name(tracking.experiment_name).experiment_id
+
+
+# How long each request that ends a run FAILED may keep asking a slow or busy server, in request timeouts.
+FAIL_TIMEOUTS = 2
 
 
 class RunTracker:
@@ -520,16 +545,21 @@ class RunTracker:
             log.debug("%s", captured.getvalue().strip())
 
     def fail(self, message: str) -> None:
-        """Best effort: tag the run with the reason and mark it FAILED; the server may be the thing that
-        failed. The two calls fail separately: a refused tag (AML's limits) still ends the run."""
+        """Tag the run with the reason and mark it FAILED, asking again while the server is slow or busy
+        (it may be the thing that failed) for up to two request timeouts each; a server that refuses
+        connections is not waited for. A refused tag (AML's limits) still ends the run."""
+        seconds = FAIL_TIMEOUTS * http.current_policy().timeout
         for what, call in (
             ("tag it with the error", lambda: self.set_tag(ERROR_TAG, message)),
             ("mark it FAILED", lambda: self._terminate(RunStatus.FAILED)),
         ):
             try:
-                probe(call, timeout=10)
+                settle(call, seconds)
             except Exception as exc:  # noqa: BLE001 - the original failure is what the user must see
-                log.warning("could not %s (run %s): %s", what, self.run_id, self.redactor.redact(first_line(exc)))
+                log.warning(
+                    "could not %s (run %s): %s%s", what, self.run_id, self.redactor.redact(first_line(exc)),
+                    "; it stays RUNNING until a rerun with the same run key ends it" if "FAILED" in what else "",
+                )  # fmt: skip
 
 
 def _run_with_attempt_id(client: MlflowClient, experiment_id: str, attempt_id: str) -> Run | None:

@@ -328,6 +328,25 @@ def test_server_dying_before_training_gives_a_clear_message_and_one_attempt_to_m
     assert len(marking) <= 2, f"{len(marking)} attempts to mark the run FAILED: {marking}"
 
 
+def test_a_run_is_marked_failed_even_when_the_server_is_slow_to_take_it(run_cli, proxy, mlflow_server):
+    """The job fails (the server refuses its metrics); marking the run FAILED meets a server slower
+    than one request timeout: asked again, not given up after one timed-out attempt."""
+    proxy.add(
+        Rule("respond", LOG_BATCH, body_contains=METRICS, status=400),
+        Rule("delay", r"/runs/update$", delay=12),
+    )
+    result = train(run_cli, proxy.url, "faults-slow-to-fail", "--no-register", "--set", "tracking.request_timeout=5")
+
+    assert result.exit_code == 3, result.stderr
+    assert_all_faults_fired(proxy)
+    assert proxy.wait_idle(30)
+    client = MlflowClient(mlflow_server.uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("faults-slow-to-fail").experiment_id])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["smt.error"] == result.error_line.removeprefix("error: ")
+    assert "stays RUNNING" not in result.stderr
+
+
 # ---------------------------------------------------------------------------------------------
 # a retry policy is per request: one thread's single-attempt section changes nothing for the others
 
