@@ -63,6 +63,7 @@ class Rule:
     retry_after: str | None = None
     delay: float = 0.0
     forward: bool = False
+    expires_at: float | None = None  # time.monotonic() after which it no longer applies, used up or not
     seen: int = 0
     used: int = 0
 
@@ -75,7 +76,7 @@ class Rule:
             raise ValueError("a rule applies at least once")
 
     def matches(self, method: str, path: str, body: bytes) -> bool:
-        if self.used >= self.times:
+        if self.used >= self.times or (self.expires_at is not None and time.monotonic() > self.expires_at):
             return False
         if self.method and self.method.upper() != method:
             return False

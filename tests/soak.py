@@ -51,6 +51,7 @@ CANDIDATE_TAG = "smt.candidate"
 EXPERIMENT = "smt-soak"
 MODEL = "smt-soak-model"
 RACE_MODEL = "smt-soak-race"
+FAULT_LIFETIME = 20.0  # seconds an injected proxy fault waits for a request to meet
 JOB_TIMEOUT = 900.0  # seconds one job process may take before the soak kills it and counts it lost
 MLFLOW_API = r"/api/2\.0/mlflow/"
 ENTRY = "import sys; from synapse_ml_track.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -199,17 +200,22 @@ class Chaos:
             self.inject(self.rng.choice(["throttle", "unavailable", "drop", "lost", "slow"]))
 
     def inject(self, kind: str) -> None:
+        """One fault for the next matching request within FAULT_LIFETIME seconds: a fault no request
+        meets in time lapses, so faults do not pile up while the jobs are busy in Spark and then
+        meet every request of the next job at once (a rate per time, as a real outage has)."""
         rng, proxy = self.rng, self.ws.proxy
+        expires_at = time.monotonic() + FAULT_LIFETIME
         if kind == "throttle":  # a window of 429s with Retry-After for the whole workspace
             self.ws.aml.throttle_window(seconds=rng.uniform(5.0, 20.0), retry_after=rng.choice([2, 3, 5]))
         elif kind == "unavailable":
-            proxy.add(Rule("respond", path=MLFLOW_API, status=503, times=rng.randint(1, 2)))
+            proxy.add(Rule("respond", path=MLFLOW_API, status=503, times=rng.randint(1, 2), expires_at=expires_at))
         elif kind == "drop":
-            proxy.add(Rule("drop", path=MLFLOW_API, times=1))
+            proxy.add(Rule("drop", path=MLFLOW_API, times=1, expires_at=expires_at))
         elif kind == "lost":  # applied by the server, then the answer lost
-            proxy.add(Rule("drop", path=MLFLOW_API, method="POST", times=1, forward=True))
+            proxy.add(Rule("drop", path=MLFLOW_API, method="POST", times=1, forward=True, expires_at=expires_at))
         else:
-            proxy.add(Rule("delay", path=MLFLOW_API, delay=rng.uniform(1.0, 4.0), times=rng.randint(1, 2)))
+            delay = rng.uniform(1.0, 4.0)
+            proxy.add(Rule("delay", path=MLFLOW_API, delay=delay, times=rng.randint(1, 2), expires_at=expires_at))
         self.faults[kind] += 1
 
 
@@ -355,12 +361,33 @@ def soak(
                 # Scores need a champion: the first two trains run before anything else.
                 list(pool.map(lambda job: run_job(job, ws, scratch), jobs[:2]))
                 list(pool.map(lambda job: run_job(job, ws, scratch), jobs[2:]))
+            met = faults_met(ws)  # before the race, which runs without faults
+            write_exchanges(ws, root / "exchanges.tsv")
         race_problems = race(ws, scratch)
         ws.proxy.wait_idle()
         verdict = verify(jobs, MlflowClient(ws.upstream.uri))
-        verdict.faults = dict(chaos.faults)
-        print(f"faults injected: {verdict.faults}", flush=True)
+        verdict.faults = met
+        print(f"faults injected: {dict(chaos.faults)}; met by a request: {met}", flush=True)
     return verdict, race_problems
+
+
+def faults_met(ws: Workspace) -> dict[str, int]:
+    """Faults a request actually met: the proxy's by outcome, the double's 429s as throttled."""
+    met = Counter(exchange.outcome.split(":", 1)[1].split("+", 1)[0] for exchange in ws.proxy.faults())
+    met["throttled"] = sum(1 for request in ws.aml.recorded() if request.status == 429)
+    return dict(met)
+
+
+def write_exchanges(ws: Workspace, path: Path) -> None:
+    """Every request through the proxy (when, how long, what happened), for reading a failed soak."""
+    lines = ["started_s\tseconds\tmethod\tpath\toutcome"]
+    exchanges = ws.proxy.snapshot()
+    first = min((e.started for e in exchanges), default=0.0)
+    lines += [
+        f"{e.started - first:.2f}\t{e.seconds:.2f}\t{e.method}\t{e.path.split('?', 1)[0]}\t{e.outcome}"
+        for e in exchanges
+    ]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
