@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,6 +127,19 @@ def start_mlflow_server(
             server.stop()
             raise RuntimeError(f"mlflow server did not answer:\n{log_path.read_text()[-3000:]}") from None
     raise RuntimeError(f"mlflow server found no free port in {attempts} attempts")
+
+
+def unique(prefix: str, separator: str = "-") -> str:
+    """A name no other test takes (experiment, model, table) on a server shared by the session."""
+    return f"{prefix}{separator}{uuid.uuid4().hex[:8]}"
+
+
+def train(run_cli, server, experiment: str, model: str, *extra: str) -> CliResult:
+    """`synapse-ml-track train` tracked on `server` (an mlflow server, the AML double or a URI)."""
+    uri = getattr(server, "tracking_uri", None) or getattr(server, "uri", server)
+    return run_cli(
+        "train", "--tracking-uri", uri, "--experiment-name", experiment, "--registered-model-name", model, *extra
+    )
 
 
 def build_wheel(dest: Path) -> Path:

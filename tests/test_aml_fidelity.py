@@ -30,7 +30,7 @@ from synapse_ml_track.tracking import AML_LIMITS, ERROR_TAG, RunTracker
 
 from aml_server import AML_401_BODY, API, AmlServer, RunLimits
 from fault_proxy import FaultProxy, Rule
-from support import REPO
+from support import REPO, train, unique
 
 EVALUATION_FILES = {
     "classification_report.json",
@@ -38,23 +38,6 @@ EVALUATION_FILES = {
     "confusion_matrix.png",
     "coefficients.json",
 }
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def train(run_cli, server, experiment: str, model: str, *extra: str):
-    return run_cli(
-        "train",
-        "--tracking-uri",
-        server.tracking_uri,
-        "--experiment-name",
-        experiment,
-        "--registered-model-name",
-        model,
-        *extra,
-    )
 
 
 def upstream(server) -> MlflowClient:

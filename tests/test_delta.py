@@ -20,7 +20,7 @@ from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.session import open_session
 from synapse_ml_track.training import run_training
 
-from support import REPO, VENV_BIN
+from support import REPO, VENV_BIN, unique
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +36,6 @@ def penguins(spark):
     """The bundled data with an id per row (its line in the file), for merges."""
     frame = spark.read.csv(bundled_penguins_path(), header=True, schema=BUNDLED_PENGUINS_SCHEMA)
     return frame.withColumn("id", F.monotonically_increasing_id()).coalesce(1)
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:8]}"
 
 
 def history(spark, identifier: str) -> list[tuple[int, str]]:
@@ -61,7 +57,7 @@ def test_the_pinned_jars_are_what_the_session_runs_on(delta_spark):
 
 
 def test_train_append_and_train_at_the_old_version_reproduces_split_and_metrics(run_cli, delta_spark, mlflow_server):
-    table, experiment = f"lake.{unique('penguins')}", unique("delta-train")
+    table, experiment = f"lake.{unique('penguins', '_')}", unique("delta-train", "_")
     penguins(delta_spark).write.format("delta").saveAsTable(table)
 
     def train(*args: str):
@@ -131,7 +127,7 @@ def registered(delta_spark, mlflow_server, tmp_path_factory):
     redactor = Redactor()
     result = run_training(delta_spark, config, open_session(config, redactor, environ={}), redactor)
     assert result.model_version == "1"
-    input_table = f"lake.{unique('to_score')}"
+    input_table = f"lake.{unique('to_score', '_')}"
     penguins(delta_spark).write.format("delta").saveAsTable(input_table)
     return experiment, model, input_table
 
@@ -145,7 +141,7 @@ def score(run_cli, server, experiment, model, input_table, *args):
 
 def test_an_append_retried_with_the_same_run_key_writes_once(run_cli, registered, delta_spark, mlflow_server):
     experiment, model, input_table = registered
-    output = f"lake.{unique('scores')}"
+    output = f"lake.{unique('scores', '_')}"
     rows = delta_spark.table(input_table).count()
     append = ("--output-table", output, "--mode", "append")
 

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from synapse_ml_track import registry
 
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def train(run_cli, server, experiment, model, *extra):
-    return run_cli(
-        "train", "--tracking-uri", server.uri, "--experiment-name", experiment, "--registered-model-name", model, *extra
-    )
+from support import train, unique
 
 
 def test_gate_refuses_a_model_below_threshold_and_keeps_the_run(run_cli, mlflow_server):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -11,11 +9,9 @@ from PIL import Image
 
 from synapse_ml_track import report
 
+from support import unique
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def test_report_matches_the_runs_and_their_model_versions(run_cli, mlflow_server, tmp_path, monkeypatch):

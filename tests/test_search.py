@@ -3,8 +3,6 @@ parent, and an interrupted search resumed without refitting its finished candida
 
 from __future__ import annotations
 
-import uuid
-
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -16,6 +14,7 @@ from synapse_ml_track.errors import ConfigError
 from synapse_ml_track.search import CANDIDATE_TAG, PARENT_TAG, candidates
 
 from linear_data import linear_rows
+from support import train, unique
 
 GRID = (
     "--set",
@@ -25,24 +24,13 @@ GRID = (
 )
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def train(run_cli, server, experiment, *extra):
-    return run_cli(
-        "train", "--tracking-uri", server.uri, "--experiment-name", experiment,
-        "--registered-model-name", experiment, *extra,
-    )  # fmt: skip
-
-
 def children(client: MlflowClient, parent_id: str, experiment_id: str):
     return client.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{parent_id}'")
 
 
 def test_grid_search_gives_a_child_run_per_candidate_and_registers_the_best(run_cli, mlflow_server):
     experiment = unique("search-grid")
-    result = train(run_cli, mlflow_server, experiment, *GRID, "--set", "model.search.parallelism=2")
+    result = train(run_cli, mlflow_server, experiment, experiment, *GRID, "--set", "model.search.parallelism=2")
     assert result.exit_code == 0, result.stderr
     summary = result.summary
     client = MlflowClient(mlflow_server.uri)
@@ -93,7 +81,7 @@ def test_an_interrupted_search_resumes_without_refitting_finished_candidates(run
         return real(pipeline, estimator, candidate, splits, evaluate)
 
     monkeypatch.setattr(search_module, "validation_metrics", failing_at_the_third)
-    failed = train(run_cli, mlflow_server, experiment, *GRID, "--run-key", "sweep-1")
+    failed = train(run_cli, mlflow_server, experiment, experiment, *GRID, "--run-key", "sweep-1")
     assert failed.exit_code == 1 and "executor lost (injected)" in failed.error_line
     assert fitted == [0, 1]
     client = MlflowClient(mlflow_server.uri)
@@ -106,7 +94,7 @@ def test_an_interrupted_search_resumes_without_refitting_finished_candidates(run
 
     fitted.clear()
     monkeypatch.setattr(search_module, "validation_metrics", lambda *args: fitted.append(args[2].index) or real(*args))
-    resumed = train(run_cli, mlflow_server, experiment, *GRID, "--run-key", "sweep-1")
+    resumed = train(run_cli, mlflow_server, experiment, experiment, *GRID, "--run-key", "sweep-1")
     assert resumed.exit_code == 0, resumed.stderr
     assert resumed.summary["run_id"] == parent.info.run_id and resumed.summary["model_version"] == "1"
     assert fitted == [2, 3]  # the finished ones were not fitted again
@@ -124,7 +112,7 @@ def test_a_random_search_over_a_regression_with_a_validation_split(run_cli, mlfl
     linear_rows(300, seed=11).to_csv(data, index=False)
     experiment = unique("search-random")
     result = train(
-        run_cli, mlflow_server, experiment, "--input", str(data), "--label", "y", "--task", "regression",
+        run_cli, mlflow_server, experiment, experiment, "--input", str(data), "--label", "y", "--task", "regression",
         "--set", "model.search.method=random", "--set", "model.search.samples=3",
         "--set", "model.search.validation=train_validation_split",
         "--set", "model.search.params={regParam: {low: 0.0001, high: 10, log: true}, maxIter: [5, 50]}",
