@@ -47,8 +47,8 @@ from score import (  # noqa: E402
     train_model,
 )
 from score import WORK as SCORE_WORK  # noqa: E402
-from search import library_version, machine_line, minmax  # noqa: E402
-from sections import marked, write_section  # noqa: E402
+from search import library_version, run_meta  # noqa: E402
+from sections import write_analysed_section  # noqa: E402
 
 WORK = SCORE_WORK / "delta"
 CASES = ("plain", "score")
@@ -225,11 +225,12 @@ def section(result: dict, meta: dict, analysis: str | None) -> str:
 
 def write_results(result: dict, meta: dict) -> None:
     (WORK / "results.json").write_text(json.dumps({"meta": meta, "result": result}, indent=1))
-    path = BENCH / "results.md"
-    analysis = marked(path.read_text() if path.exists() else "", ANALYSIS_START, ANALYSIS_END)
-    block = section(result, meta, analysis.strip() if analysis is not None else None)
-    write_section(path, START, END, block)
-    print(block)
+    markers, analysis_markers = (START, END), (ANALYSIS_START, ANALYSIS_END)
+    print(
+        write_analysed_section(
+            BENCH / "results.md", markers, analysis_markers, lambda analysis: section(result, meta, analysis)
+        )
+    )
 
 
 def main() -> None:
@@ -249,17 +250,7 @@ def main() -> None:
     counted = table_rows()
     if counted["plain"] != counted["score"]:
         raise SystemExit(f"the tables differ: plain {counted['plain']:,} rows, score {counted['score']:,}; no report")
-    argv = " ".join(sys.argv[1:])
-    meta = {
-        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "command": "make bench-score-delta" + (f' ARGS="{argv}"' if argv else ""),
-        "minutes": (time.perf_counter() - started) / 60,
-        "machine": machine_line(),
-        "version": version,
-        "load_start": load_start,
-        "load_end": os.getloadavg()[0],
-        "load_runs": "{:.1f}–{:.1f}".format(*minmax(run["load"] for c in CASES for run in runs[c])),
-    }
+    meta = run_meta("make bench-score-delta", started, load_start, version, [run for c in CASES for run in runs[c]])
     write_results(summarise(args.rows, reps, runs, counted), meta)
 
 
