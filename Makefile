@@ -16,7 +16,7 @@ RUNTIME_CONSTRAINTS := tests/data/synapse-runtime/constraints.txt
 RUNTIME_TESTS := tests/test_aml_fidelity.py tests/test_aml_cycle.py tests/test_auth.py tests/test_train_e2e.py \
 	tests/test_default_mlflow_server.py tests/test_database_store_without_alembic.py tests/test_delta.py
 
-.PHONY: delta-jars train test test-fast test-runtime test-aml-live aml-double soak bench bench-score bench-search check clean
+.PHONY: delta-jars train test test-fast test-runtime test-aml-live aml-double soak bench bench-score bench-score-delta bench-search check clean
 
 # The stamp files make the environments rebuild only when their pins change.
 $(VENV)/.installed: requirements-dev.txt setup.cfg pyproject.toml
@@ -81,6 +81,9 @@ bench: $(VENV)/.installed
 
 bench-score: $(VENV)/.installed
 	$(BIN)/python bench/score.py $(ARGS)
+
+bench-score-delta: $(VENV)/.installed delta-jars
+	$(BIN)/python bench/score_delta.py $(ARGS)
 
 bench-search: $(VENV)/.installed
 	$(BIN)/python bench/search.py $(ARGS)

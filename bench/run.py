@@ -52,8 +52,12 @@ CASES = {
     "e": "mlflow.pyspark.ml.autolog",
 }
 ANALYSIS_START, ANALYSIS_END = "<!-- analysis -->", "<!-- /analysis -->"
-# Sections other benchmarks write into the same file (bench/score.py, bench/search.py): kept as they are.
-OTHER_SECTIONS = (("<!-- scoring -->", "<!-- /scoring -->"), ("<!-- search -->", "<!-- /search -->"))
+# Sections other benchmarks write into the same file (bench/score.py, score_delta.py, search.py): kept as they are.
+OTHER_SECTIONS = (
+    ("<!-- scoring -->", "<!-- /scoring -->"),
+    ("<!-- scoring-delta -->", "<!-- /scoring-delta -->"),
+    ("<!-- search -->", "<!-- /search -->"),
+)
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,8 +73,8 @@ def parquet_input(rows: int) -> Path:
     return target
 
 
-def spark_env(event_dir: Path | None) -> dict[str, str]:
-    args = list(SPARK_ARGS)
+def spark_env(event_dir: Path | None, extra_args: Sequence[str] = ()) -> dict[str, str]:
+    args = [*SPARK_ARGS, *extra_args]
     if event_dir is not None:
         event_dir.mkdir(parents=True, exist_ok=True)
         args += ["--conf", "spark.eventLog.enabled=true", "--conf", f"spark.eventLog.dir=file://{event_dir}"]
@@ -109,29 +110,42 @@ def event_counts(event_dir: Path) -> tuple[int, int]:
     return jobs, read
 
 
-def measure(case: str, source: Path, label: str) -> dict:
-    events = WORK / "events" / label
-    shutil.rmtree(events, ignore_errors=True)
-    output = WORK / "out" / case
+def run_case(argv: list[str], label: str, extra_args: Sequence[str] = ()) -> tuple[dict, Path]:
+    """Run one case's process with its own event log: its wall time and the load after it, and the log's directory."""
+    event_dir = WORK / "events" / label
+    shutil.rmtree(event_dir, ignore_errors=True)
     started = time.perf_counter()
-    done = subprocess.run(command(case, source, output), env=spark_env(events), capture_output=True, text=True)
+    done = subprocess.run(argv, env=spark_env(event_dir, extra_args), capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(f"{case} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    jobs, read = event_counts(events)
-    return {"seconds": seconds, "jobs": jobs, "input_passes": read / input_bytes(source)}
+        raise SystemExit(f"{label} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return {"seconds": seconds, "load": os.getloadavg()[0]}, event_dir
+
+
+def measure(case: str, source: Path, label: str) -> dict:
+    run, event_dir = run_case(command(case, source, WORK / "out" / case), label)
+    jobs, read = event_counts(event_dir)
+    return {**run, "jobs": jobs, "input_passes": read / input_bytes(source)}
+
+
+def interleaved(
+    measure_case: Callable[[str, str], dict], cases: tuple[str, str], reps: int, name: str
+) -> dict[str, list[dict]]:
+    """One unmeasured warm-up of each case, then `reps` repetitions of both, in an order that alternates."""
+    for case in cases:
+        measure_case(case, f"{name}-warmup-{case}")
+    runs: dict[str, list[dict]] = {case: [] for case in cases}
+    for rep in range(reps):
+        for case in cases if rep % 2 == 0 else cases[::-1]:
+            runs[case].append(measure_case(case, f"{name}-{rep}-{case}"))
+            run = runs[case][-1]
+            print(f"{name:>17}  rep {rep + 1}  {case:<5}  {run['seconds']:6.1f} s  load {run['load']:.1f}", flush=True)
+    return runs
 
 
 def bench_size(rows: int, reps: int) -> dict:
     source = parquet_input(rows)
-    for case in ("plain", "score"):
-        measure(case, source, f"{rows}-warmup-{case}")
-    runs: dict[str, list[dict]] = {"plain": [], "score": []}
-    for rep in range(reps):
-        order = ("plain", "score") if rep % 2 == 0 else ("score", "plain")
-        for case in order:
-            runs[case].append(measure(case, source, f"{rows}-{rep}-{case}"))
-            print(f"{rows:>11,} rows  rep {rep + 1}  {case:<5}  {runs[case][-1]['seconds']:6.1f} s", flush=True)
+    runs = interleaved(lambda case, label: measure(case, source, label), ("plain", "score"), reps, str(rows))
     plain = statistics.median(r["seconds"] for r in runs["plain"])
     score = statistics.median(r["seconds"] for r in runs["score"])
     return {

@@ -44,7 +44,7 @@ from synapse_ml_track.spark import LOCAL_DEFAULTS  # noqa: E402
 from datagen import generate  # noqa: E402
 from eventlog import events  # noqa: E402
 from fault_proxy import FaultProxy  # noqa: E402
-from sections import marked, write_section  # noqa: E402
+from sections import write_analysed_section  # noqa: E402
 from support import start_mlflow_server  # noqa: E402
 
 GRID = {"regParam": [0.0, 0.01, 0.1], "elasticNetParam": [0.0, 0.5], "maxIter": [10, 20]}
@@ -231,6 +231,21 @@ def machine_line() -> str:
     )
 
 
+def run_meta(make_target: str, started: float, load_start: float, version: str, runs: list[dict]) -> dict:
+    """The facts a benchmark's section opens with: when, by which command, on what, under which load."""
+    argv = " ".join(sys.argv[1:])
+    return {
+        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": make_target + (f' ARGS="{argv}"' if argv else ""),
+        "minutes": (time.perf_counter() - started) / 60,
+        "machine": machine_line(),
+        "version": version,
+        "load_start": load_start,
+        "load_end": os.getloadavg()[0],
+        "load_runs": "{:.1f}–{:.1f}".format(*minmax(run["load"] for run in runs)),
+    }
+
+
 def section(results: list[dict], meta: dict, analysis: str | None = None) -> str:
     lines = [
         START,
@@ -327,11 +342,12 @@ NOTES = [
 
 def write_results(results: list[dict], meta: dict) -> None:
     (WORK / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-    path = BENCH / "results.md"
-    analysis = marked(path.read_text() if path.exists() else "", ANALYSIS_START, ANALYSIS_END)
-    block = section(results, meta, analysis.strip() if analysis is not None else None)
-    write_section(path, START, END, block)
-    print(block)
+    markers, analysis_markers = (START, END), (ANALYSIS_START, ANALYSIS_END)
+    print(
+        write_analysed_section(
+            BENCH / "results.md", markers, analysis_markers, lambda analysis: section(results, meta, analysis)
+        )
+    )
 
 
 def main() -> None:
@@ -358,23 +374,14 @@ def main() -> None:
                 results.append(bench_dataset(bench, "1m", big, args.big_reps, warmup=args.big_warmup))
     finally:
         bench.stop()
-    argv = " ".join(sys.argv[1:])
     warmup = "one unmeasured run of each case on penguins" + (
         " and on 1M rows" if args.big_warmup else "; none on 1M rows (each run there takes minutes; --big-warmup)"
     )
+    runs = [run for r in results for c in CASES for run in r["runs"][c]]
     meta = {
-        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "command": "make bench-search" + (f' ARGS="{argv}"' if argv else ""),
-        "minutes": (time.perf_counter() - started) / 60,
-        "machine": machine_line(),
-        "version": version,
-        "load_start": load_start,
-        "load_end": os.getloadavg()[0],
+        **run_meta("make bench-search", started, load_start, version, runs),
         "warmup": warmup,
-        "load_runs": "{:.1f}–{:.1f}".format(
-            *minmax(run["load"] for r in results for c in CASES for run in r["runs"][c])
-        ),
-        "masters": ", ".join(sorted({run["master"] for r in results for c in CASES for run in r["runs"][c]})),
+        "masters": ", ".join(sorted({run["master"] for run in runs})),
     }
     write_results(results, meta)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -20,3 +21,13 @@ def write_section(path: Path, start: str, end: str, section: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text, encoding="utf-8")
+
+
+def write_analysed_section(
+    path: Path, markers: tuple[str, str], analysis_markers: tuple[str, str], render: Callable[[str | None], str]
+) -> str:
+    """Write the section `render` makes from the hand-written analysis block it holds now (None if absent)."""
+    analysis = marked(path.read_text(encoding="utf-8") if path.exists() else "", *analysis_markers)
+    section = render(analysis.strip() if analysis is not None else None)
+    write_section(path, *markers, section)
+    return section

@@ -173,14 +173,6 @@ def _metadata(text: str) -> dict:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def earlier_write(spark: SparkSession, target: Target, run_key: str | None) -> Written | None:
-    """The commit an earlier attempt of this run key made, if there is one."""
-    if not run_key or not exists(spark, target):
-        return None
-    version = commit_of(spark, target, RUN_KEY_FIELD, run_key)
-    return None if version is None else Written(version, written=False)
-
-
 def write_once(
     spark: SparkSession,
     scores: DataFrame,
@@ -207,9 +199,9 @@ def write_once(
     present = exists(spark, target)
     if present and mode == "errorifexists":
         raise DataError(f"output {target.location} already exists; pass --mode overwrite to replace it")
-    earlier = earlier_write(spark, target, run_key) if present else None
+    earlier = commit_of(spark, target, RUN_KEY_FIELD, run_key) if present and run_key else None
     if earlier is not None:
-        return earlier
+        return Written(earlier, written=False)
     if present and mode in ("append", "merge"):
         _check_schema(spark.table(target.identifier).columns, scores.columns, target, evolve_schema)
     metadata = json.dumps({RUN_KEY_FIELD: run_key, RUN_ID_FIELD: run_id}, sort_keys=True)
