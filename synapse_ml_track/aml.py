@@ -152,7 +152,7 @@ def connect(
         return None, None
     if uri:
         workspace_of(uri)  # a malformed URI is a config error, reported before any credential is needed
-    cloud = plugin_cloud(azure)
+    cloud = plugin_cloud(azure, environ)
     credential = resolve_credential(azure, environ, redactor)
     check_token(credential, redactor, scope=cloud._get_default_scope())  # the scope the plugin will ask for
     if not uri:
@@ -162,19 +162,28 @@ def connect(
     return uri, credential
 
 
-def plugin_cloud(azure: AzureConfig) -> Any:
-    """azureml-mlflow's cloud (endpoints, token scope), named for the plugin in AZUREML_CURRENT_CLOUD.
-
-    Naming it also keeps the plugin from asking management.azure.com for cloud metadata each
-    time it builds a service context.
-    """
+def plugin_cloud(azure: AzureConfig, environ: Mapping[str, str]) -> Any:
+    """azureml-mlflow's cloud (endpoints, token scope), given to the service context installed for
+    the workspace. The plugin's own code paths find it by name in the process environment: the
+    entry point names it there (entrypoint.set_global_tracking_uri, from installed_cloud_name)."""
     from azureml.mlflow._common._cloud.cloud import KNOWN_CLOUDS, _get_cloud_or_default
 
-    name = cloud_name(azure, os.environ)
+    name = cloud_name(azure, environ)
     if name not in KNOWN_CLOUDS:
         raise ConfigError(f"AZUREML_CURRENT_CLOUD is {name!r}; azureml-mlflow knows {', '.join(sorted(KNOWN_CLOUDS))}")
-    os.environ["AZUREML_CURRENT_CLOUD"] = name
     return _get_cloud_or_default(name)
+
+
+def installed_cloud_name(uri: str) -> str | None:
+    """The cloud of the service context `connect` installed for this AML tracking URI; None for any
+    other URI, or before `connect`."""
+    if not is_aml_uri(uri):
+        return None
+    from azureml.mlflow._internal.service_context_loader import _AzureMLServiceContextLoader
+
+    if not _AzureMLServiceContextLoader.has_service_context(uri):
+        return None
+    return _AzureMLServiceContextLoader.get_service_context(uri).cloud.name
 
 
 def install_credential(uri: str, credential: ResolvedCredential, cloud: Any) -> None:

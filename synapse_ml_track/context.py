@@ -9,6 +9,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 import synapse_ml_track
+from synapse_ml_track.vocabulary import PACKAGE_VERSION_TAG, RUN_KEY_TAG, SPARK_VERSION_TAG
 
 # Spark conf keys recorded as run tags: where the job ran (the master), and the keys Synapse sets
 # on its pools (absent locally).
@@ -36,8 +37,8 @@ def git_commit() -> str | None:
 
 def run_tags(spark: SparkSession, run_key: str | None) -> dict[str, str]:
     tags = {
-        "smt.package_version": synapse_ml_track.__version__,
-        "smt.spark_version": spark.version,
+        PACKAGE_VERSION_TAG: synapse_ml_track.__version__,
+        SPARK_VERSION_TAG: spark.version,
     }
     commit = git_commit()
     if commit:
@@ -48,5 +49,5 @@ def run_tags(spark: SparkSession, run_key: str | None) -> dict[str, str]:
         if value:
             tags[tag] = value
     if run_key:
-        tags["smt.run_key"] = run_key
+        tags[RUN_KEY_TAG] = run_key
     return tags

@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from synapse_ml_track import delta
 from synapse_ml_track.errors import ConfigError, DataError
 from synapse_ml_track.spark import spark_error, spark_errors
+from synapse_ml_track.vocabulary import RUN_ID_FIELD, RUN_KEY_FIELD
 
 if TYPE_CHECKING:
     from synapse_ml_track.data import InputSource
@@ -36,8 +37,6 @@ COMMIT_TIME_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"
 # The writer's idempotency (Delta "idempotent writes"): a write whose txnAppId already committed a
 # txnVersion at least as high is skipped; one appId per run key, always version 0.
 TXN_APP_PREFIX = "synapse-ml-track score "
-RUN_KEY_FIELD = "smt.run_key"
-RUN_ID_FIELD = "smt.mlflow_run_id"
 
 
 def table_identifier(name: str) -> str:

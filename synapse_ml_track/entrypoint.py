@@ -12,13 +12,36 @@ the URI is resolved (and by any other entry point that runs a job, such as a Pyt
   `MlflowClient()`, that is from the global tracking URI (azureml/mlflow/_store/artifact/utils.py,
   get_service_context, lines 353-363). A client given the URI alone gets "An authorization token
   was not set in the artifact uri" (mlflow/mlflow#9495).
+And one reader needs a process environment variable:
+* azureml-mlflow (1.60 and 1.62, the same file): where it is given no cloud, it takes the cloud's
+  name from AZUREML_CURRENT_CLOUD (azureml/mlflow/_common/_cloud/cloud.py lines 458-462,
+  `_get_cloud_or_default`); unset, it asks Azure Resource Manager for cloud metadata first (line
+  467, `_get_cloud_metadata_from_known_urls`). It is given none in the service contexts it builds
+  itself (azureml/mlflow/_internal/utils.py lines 109, 396, 451, 626, 678), for a registry's
+  artifacts (azureml/mlflow/_store/artifact/utils.py line 391) and when matching a blob URL
+  (azureml/mlflow/_client/artifact/_utils/blob_artifact_util.py line 202).
 """
 
 from __future__ import annotations
 
+import os
+
+from synapse_ml_track import aml
+
+
+def quiet_mlflow() -> None:
+    """MLflow's settings for a batch job, unless the environment gives its own. Call it before MLflow
+    is imported: MLflow reads MLFLOW_CONFIGURE_LOGGING on import."""
+    # MLflow would otherwise reset logging when first imported and draw progress bars in job logs.
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # A job talks to its tracking server only: no usage telemetry to MLflow's own endpoint.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
 
 def set_global_tracking_uri(uri: str) -> None:
-    """Make the job's tracking URI MLflow's global tracking and registry URI for the rest of the process.
+    """Make the job's tracking URI MLflow's global tracking and registry URI for the rest of the process,
+    and for an Azure ML workspace name its cloud for azureml-mlflow (the one aml.connect installed).
 
     A job's registry is its tracking server, so the registry URI is the same one (a `models:/` URI
     resolves against the global registry URI: mlflow/store/artifact/models_artifact_repo.py).
@@ -28,3 +51,6 @@ def set_global_tracking_uri(uri: str) -> None:
 
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    cloud = aml.installed_cloud_name(uri)
+    if cloud:
+        os.environ["AZUREML_CURRENT_CLOUD"] = cloud  # the plugin's AZUREML_CLOUD_ENV_NAME: see the module docstring

@@ -6,11 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from synapse_ml_track.config import GateConfig
-from synapse_ml_track.vocabulary import higher_is_better
-
-GATE_TAG = "smt.gate"
-GATE_REASON_TAG = "smt.gate_reason"
-PROMOTION_TAG = "smt.promotion"  # on a registered run: whether its version took the champion alias
+from synapse_ml_track.vocabulary import GATE_REASON_TAG, GATE_TAG, PROMOTION_TAG, higher_is_better
 
 
 @dataclass(frozen=True)

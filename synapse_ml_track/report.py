@@ -18,8 +18,16 @@ from synapse_ml_track.config import JobConfig
 from synapse_ml_track.errors import ConfigError
 from synapse_ml_track.plots import pyplot
 from synapse_ml_track.redaction import Redactor
-from synapse_ml_track.runs import JOB_TAG, RUN_KEY_TAG
-from synapse_ml_track.vocabulary import DEFAULT_METRIC, HEADLINE_METRICS, higher_is_better
+from synapse_ml_track.vocabulary import (
+    DEFAULT_METRIC,
+    HEADLINE_METRICS,
+    JOB_TAG,
+    MODEL_TYPE_PARAM,
+    RUN_KEY_TAG,
+    TASK_PARAM,
+    TRAIN_JOB,
+    higher_is_better,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,7 +52,7 @@ def training_runs(client: MlflowClient, experiment_id: str, max_runs: int) -> li
     return all_pages(
         lambda token: client.search_runs([experiment_id], max_results=PAGE_SIZE, page_token=token),
         limit=max_runs,
-        keep=lambda run: run.data.tags.get(JOB_TAG, "train") == "train",
+        keep=lambda run: run.data.tags.get(JOB_TAG, TRAIN_JOB) == TRAIN_JOB,
     )
 
 
@@ -72,7 +80,7 @@ def versions_by_run(client: MlflowClient, name: str, champion_alias: str) -> dic
 def default_metric(runs: list[Run], config: JobConfig, experiment: str) -> str:
     """The metric the gate compares for the runs' task (their model.task param): the configured
     gate.champion_metric when the config is for that task, else the task's default."""
-    tasks = sorted({run.data.params.get("model.task", "classification") for run in runs})
+    tasks = sorted({run.data.params.get(TASK_PARAM, "classification") for run in runs})
     if len(tasks) > 1:
         raise ConfigError(
             f"the runs of experiment '{experiment}' are of tasks {', '.join(tasks)}: "
@@ -87,7 +95,7 @@ def runs_table(runs: list[Run], metric: str, versions: dict[str, list[tuple[int,
     first row. The headline metrics of each task among the runs (classification, regression) beside it."""
     import pandas as pd
 
-    tasks = sorted({run.data.params.get("model.task", "classification") for run in runs})
+    tasks = sorted({run.data.params.get(TASK_PARAM, "classification") for run in runs})
     headline = [m for task in tasks for m in HEADLINE_METRICS.get(task, ())]
     metrics = list(dict.fromkeys([metric, *headline]))
     rows = [
@@ -98,7 +106,7 @@ def runs_table(runs: list[Run], metric: str, versions: dict[str, list[tuple[int,
                 "%Y-%m-%d %H:%M:%S"
             ),
             "status": run.info.status,
-            "model_type": run.data.params.get("model.type"),
+            "model_type": run.data.params.get(MODEL_TYPE_PARAM),
             **{name: run.data.metrics.get(name, math.nan) for name in metrics},
             "model_version": ", ".join(str(number) for number, _ in versions.get(run.info.run_id, [])),
             "aliases": ", ".join(alias for _, aliases in versions.get(run.info.run_id, []) for alias in aliases),

@@ -6,9 +6,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from synapse_ml_track.tracking import all_pages
-
-RUN_KEY_TAG = "smt.run_key"
-JOB_TAG = "smt.job"  # "train" or "score": the runs report compares training runs only
+from synapse_ml_track.vocabulary import JOB_TAG, RUN_KEY_TAG
 
 
 def find_keyed_run(client: MlflowClient, experiment_id: str, run_key: str, job: str) -> Run | None:

@@ -32,8 +32,9 @@ from synapse_ml_track.errors import ConfigError, DataError
 from synapse_ml_track.evaluation import class_keys
 from synapse_ml_track.pipeline import PREDICTION, class_labels, predictor
 from synapse_ml_track.redaction import Redactor
-from synapse_ml_track.runs import JOB_TAG, find_keyed_run
+from synapse_ml_track.runs import find_keyed_run
 from synapse_ml_track.spark import spark_error
+from synapse_ml_track.vocabulary import JOB_TAG, SCORE_JOB
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -230,7 +231,7 @@ def run_scoring(
     unscorable: str = "keep",
 ) -> dict[str, Any]:
     parse_model_uri(model_uri)
-    tags = {**run_tags(spark, config.run_key), **config.tracking.tags, JOB_TAG: "score"}
+    tags = {**run_tags(spark, config.run_key), **config.tracking.tags, JOB_TAG: SCORE_JOB}
     with session.tracking_errors():
         if config.run_key:
             _end_interrupted_attempt(session, config.run_key, redactor)
@@ -246,7 +247,7 @@ def _end_interrupted_attempt(session: TrackingSession, run_key: str, redactor: R
     """A rerun of a run key whose last scoring attempt was killed (still RUNNING) ends that run FAILED
     before scoring in a run of its own: a new attempt may score with another model version (the
     champion moved), which a resumed run could not record, its params being write-once."""
-    earlier = find_keyed_run(session.client, session.experiment_id, run_key, "score")
+    earlier = find_keyed_run(session.client, session.experiment_id, run_key, SCORE_JOB)
     if earlier is not None and earlier.info.status == "RUNNING":
         log.info("run key %s: ending the interrupted scoring run %s as FAILED", run_key, earlier.info.run_id)
         session.resume_run(earlier, redactor).fail(f"interrupted; scored again by a rerun of run key {run_key}")
@@ -264,7 +265,7 @@ def _score(
 ) -> dict[str, Any]:
     from mlflow.models import get_model_info
 
-    from synapse_ml_track.registry import load_spark_model
+    from synapse_ml_track.spark_models import load_spark_model
 
     source = data_module.pin_version(spark, data_module.resolve_source(config.data))
     tracker.log_params(

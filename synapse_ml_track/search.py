@@ -32,16 +32,13 @@ from synapse_ml_track.errors import ConfigError
 from synapse_ml_track.pipeline import set_param
 from synapse_ml_track.plots import candidates_figure, pyplot
 from synapse_ml_track.redaction import Redactor
-from synapse_ml_track.runs import JOB_TAG
 from synapse_ml_track.session import TrackingSession
 from synapse_ml_track.tracking import RunTracker, all_pages
-from synapse_ml_track.vocabulary import higher_is_better
+from synapse_ml_track.vocabulary import CANDIDATE_TAG, JOB_TAG, SEARCH_CANDIDATE_JOB, higher_is_better
 
 log = logging.getLogger(__name__)
 
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: the UI and AML studio nest child runs by it
-CANDIDATE_TAG = "smt.candidate"  # a digest of the candidate's parameter values
-CANDIDATE_JOB = "search-candidate"  # the child runs' smt.job: the runs report leaves them out
 FOLD_COLUMN = "_smt_fold_bucket"
 RANGE_KEYS = {"low", "high", "log", "integer"}
 
@@ -243,7 +240,7 @@ class Search:
         return done
 
     def _run_candidate(self, pipeline: Pipeline, candidate: Candidate, splits) -> tuple[str, dict[str, float]]:
-        tags = {PARENT_TAG: self.parent.run_id, JOB_TAG: CANDIDATE_JOB, CANDIDATE_TAG: candidate.key}
+        tags = {PARENT_TAG: self.parent.run_id, JOB_TAG: SEARCH_CANDIDATE_JOB, CANDIDATE_TAG: candidate.key}
         with self.session.tracking_errors():
             child = self.session.start_run(f"candidate-{candidate.index}", tags, self.redactor)
         with self.session.failing_run(child):

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from mlflow.entities import Dataset, DatasetInput, InputTag, Run
@@ -20,7 +21,6 @@ from mlflow.tracking import MlflowClient
 
 from synapse_ml_track import aml, registry
 from synapse_ml_track.config import JobConfig
-from synapse_ml_track.data import InputSource
 from synapse_ml_track.errors import ConfigError, JobError, failure_line
 from synapse_ml_track.http import policy_for, transfer_deadline
 from synapse_ml_track.redaction import Redactor
@@ -35,6 +35,9 @@ from synapse_ml_track.tracking import (
     resolve_experiment,
     tracking_errors,
 )
+
+if TYPE_CHECKING:
+    from synapse_ml_track.data import InputSource  # the Spark side: only its type here
 
 log = logging.getLogger(__name__)
 

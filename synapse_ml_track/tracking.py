@@ -33,14 +33,12 @@ from synapse_ml_track.http import (
     timed_out,
 )
 from synapse_ml_track.redaction import Redactor
-from synapse_ml_track.vocabulary import EMBEDDED, is_aml_uri, tracking_backend
+from synapse_ml_track.vocabulary import ATTEMPT_TAG, EMBEDDED, ERROR_TAG, is_aml_uri, tracking_backend
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-ERROR_TAG = "smt.error"
 SOURCE_TAG_PREFIX = "mlflow.source."
-ATTEMPT_TAG = "smt.attempt_id"  # finds a run whose creation response was lost
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pyspark.ml import Pipeline, PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 
 from synapse_ml_track import data as data_module
-from synapse_ml_track import gate, registry
+from synapse_ml_track import gate, registry, spark_models
 from synapse_ml_track.config import JobConfig
 from synapse_ml_track.context import run_tags
 from synapse_ml_track.data import LABEL, FeatureSpec, InputSource
@@ -35,16 +35,22 @@ from synapse_ml_track.pipeline import (
 )
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.regression_evaluation import PLOT_POINTS, RegressionEvaluation, evaluate_regression
-from synapse_ml_track.runs import JOB_TAG, find_keyed_run
+from synapse_ml_track.runs import find_keyed_run
 from synapse_ml_track.search import Search
 from synapse_ml_track.session import TrackingSession
 from synapse_ml_track.tracking import RunTracker
-from synapse_ml_track.vocabulary import higher_is_better
+from synapse_ml_track.vocabulary import (
+    JOB_TAG,
+    MANY_VALUED_TAG,
+    MODEL_TYPE_PARAM,
+    TASK_PARAM,
+    TRAIN_JOB,
+    higher_is_better,
+)
 
 log = logging.getLogger(__name__)
 
 INPUT_EXAMPLE_ROWS = 5
-MANY_VALUED_TAG = "smt.many_valued_features"  # categorical features over data.max_categories
 
 
 @dataclass
@@ -92,8 +98,8 @@ def config_params(config: JobConfig, estimator) -> dict[str, Any]:
         "data.train_fraction": data.train_fraction,
         "data.seed": data.seed,
         "data.exclude": ",".join(data.exclude),
-        "model.task": config.model.task,
-        "model.type": config.model.type,
+        TASK_PARAM: config.model.task,
+        MODEL_TYPE_PARAM: config.model.type,
     }
     for name, value in sorted(data.csv_options.items()):
         params[f"data.csv_options.{name}"] = value
@@ -107,7 +113,7 @@ def run_training(
 ) -> TrainingResult:
     with session.tracking_errors():
         keyed = (
-            find_keyed_run(session.client, session.experiment_id, config.run_key, "train") if config.run_key else None
+            find_keyed_run(session.client, session.experiment_id, config.run_key, TRAIN_JOB) if config.run_key else None
         )
         if keyed is not None and keyed.info.status == "FINISHED" and not config.force:
             log.info(
@@ -121,7 +127,7 @@ def run_training(
             log.info("resuming run %s of run key %s", keyed.info.run_id, config.run_key)
             tracker = session.resume_run(keyed, redactor)
         else:
-            tags = {**run_tags(spark, config.run_key), **config.tracking.tags, JOB_TAG: "train"}
+            tags = {**run_tags(spark, config.run_key), **config.tracking.tags, JOB_TAG: TRAIN_JOB}
             tracker = session.start_run(config.tracking.run_name, tags, redactor)
     with session.failing_run(tracker):
         result = _train_and_track(spark, config, session, tracker, redactor, resumed=resume)
@@ -256,7 +262,7 @@ def _train_and_track(
     if search:
         search.write(result_dir / "evaluation" / "search")
     (result_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    model_dir = registry.save_model(
+    model_dir = spark_models.save_model(
         fitted.model, result_dir / "model", signature, fitted.sample, config.tracking.dfs_tmp
     )
     log.info("model and evaluation saved locally at %s", result_dir)
@@ -365,7 +371,7 @@ def _champion_metrics(
     champion_run, champion_path = registry.model_source(session.client.get_model_version(name, version))
     with tempfile.TemporaryDirectory() as download_dir:
         local_model = session.download_artifacts(champion_run, champion_path, download_dir)
-        champion = registry.load_spark_model(local_model, config.tracking.dfs_tmp)
+        champion = spark_models.load_spark_model(local_model, config.tracking.dfs_tmp)
     if class_labels(champion) != labels:
         log.warning(
             "champion %s/%s is not comparable: it predicts other classes, or is not a %s model; it is not compared",

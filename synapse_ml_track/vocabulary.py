@@ -88,3 +88,30 @@ def tracking_backend(uri: str) -> str:
 
 def is_aml_uri(uri: str) -> bool:
     return tracking_backend(uri) == AZURE_ML
+
+
+# Run tags the job writes and reads back (besides MLflow's own mlflow.*), each named here only.
+JOB_TAG = "smt.job"  # which job made the run: one of JOBS
+TRAIN_JOB, SCORE_JOB, SEARCH_CANDIDATE_JOB = "train", "score", "search-candidate"  # the report shows TRAIN_JOB runs
+JOBS = (TRAIN_JOB, SCORE_JOB, SEARCH_CANDIDATE_JOB)
+RUN_KEY_TAG = "smt.run_key"  # a rerun of the same pipeline activity finds its earlier run by it
+ATTEMPT_TAG = "smt.attempt_id"  # finds a run whose creation response was lost
+ERROR_TAG = "smt.error"  # why a run FAILED
+PACKAGE_VERSION_TAG = "smt.package_version"
+SPARK_VERSION_TAG = "smt.spark_version"
+MANY_VALUED_TAG = "smt.many_valued_features"  # categorical features over data.max_categories
+CANDIDATE_TAG = "smt.candidate"  # a digest of a search candidate's parameter values
+GATE_TAG = "smt.gate"  # "passed" or "rejected"
+GATE_REASON_TAG = "smt.gate_reason"
+PROMOTION_TAG = "smt.promotion"  # on a registered run: whether its version took the champion alias
+MODEL_PATH_TAG = "smt.model_path"  # set only when a resumed run's model is not under the default path
+# Tags on a registered model version.
+CHAMPION_TAG = "smt.champion"  # the champion's alias name, where the registry has no aliases
+CHAMPION_STANDING_TAG = "smt.champion_standing"  # "<metric>=<value>" of a promoted version, on its test split
+ARTIFACT_PATH_TAG = "smt.artifact_path"  # where in its run a version's model files are
+# Fields of a scoring output's Delta commit (its commitInfo.userMetadata).
+RUN_KEY_FIELD = RUN_KEY_TAG  # the same name as the run tag
+RUN_ID_FIELD = "smt.mlflow_run_id"
+# Run params read back by the runs report (a training run logs them with the rest of its settings).
+TASK_PARAM = "model.task"
+MODEL_TYPE_PARAM = "model.type"

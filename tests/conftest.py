@@ -56,6 +56,7 @@ def isolated_mlflow_uris(monkeypatch):
 
 
 GLOBAL_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+AML_CLOUD_VARIABLE = "AZUREML_CURRENT_CLOUD"  # named for azureml-mlflow by entrypoint.set_global_tracking_uri
 
 
 def reset_global_mlflow_uris() -> None:
@@ -96,15 +97,17 @@ def run_cli(spark, monkeypatch, tmp_path):
 
     def run(*args: str) -> CliResult:
         out, err = io.StringIO(), io.StringIO()
-        before = {variable: os.environ.get(variable) for variable in GLOBAL_URI_VARIABLES}
+        before = {variable: os.environ.get(variable) for variable in (*GLOBAL_URI_VARIABLES, AML_CLOUD_VARIABLE)}
         try:
             with redirect_stdout(out), redirect_stderr(err):
                 code = main(list(args))
         finally:
-            # The job sets MLflow's global URIs once at its entry point (synapse_ml_track.entrypoint),
-            # for the rest of its process; here the process goes on, and the test's own clients must
-            # not inherit the job's server.
+            # The job sets MLflow's global URIs and the plugin's cloud once at its entry point
+            # (synapse_ml_track.entrypoint), for the rest of its process; here the process goes on,
+            # and the test's own clients must not inherit the job's server.
             reset_global_mlflow_uris()
+            if before[AML_CLOUD_VARIABLE] is None:
+                os.environ.pop(AML_CLOUD_VARIABLE, None)
             os.environ.update({variable: value for variable, value in before.items() if value is not None})
         return CliResult(code, out.getvalue(), err.getvalue())
 

@@ -40,14 +40,13 @@ from pathlib import Path
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
+from synapse_ml_track.vocabulary import CANDIDATE_TAG, CHAMPION_TAG, JOB_TAG, RUN_KEY_TAG, SEARCH_CANDIDATE_JOB
+
 from aml_server import AmlServer
 from fault_proxy import FaultProxy, Rule
 from support import MlflowServer, start_mlflow_server
 
-RUN_KEY_TAG = "smt.run_key"
-JOB_TAG = "smt.job"
 PARENT_TAG = "mlflow.parentRunId"
-CANDIDATE_TAG = "smt.candidate"
 EXPERIMENT = "smt-soak"
 MODEL = "smt-soak-model"
 RACE_MODEL = "smt-soak-race"
@@ -252,7 +251,7 @@ def verify(jobs: list[Job], client: MlflowClient) -> Verdict:
     verdict.duplicated += _duplicates(runs, versions, client)
     by_key: dict[str, list] = {}
     for run in runs:
-        if run.data.tags.get(JOB_TAG) != "search-candidate" and RUN_KEY_TAG in run.data.tags:
+        if run.data.tags.get(JOB_TAG) != SEARCH_CANDIDATE_JOB and RUN_KEY_TAG in run.data.tags:
             by_key.setdefault(run.data.tags[RUN_KEY_TAG], []).append(run)
     versions_by_run = Counter(v.run_id for v in versions)
     last_attempt: dict[str, Attempt] = {}
@@ -304,7 +303,7 @@ def _duplicates(runs: list, versions: list, client: MlflowClient) -> list[str]:
     candidates = Counter(
         (r.data.tags.get(PARENT_TAG), r.data.tags.get(CANDIDATE_TAG))
         for r in runs
-        if r.data.tags.get(JOB_TAG) == "search-candidate" and r.info.status == "FINISHED"
+        if r.data.tags.get(JOB_TAG) == SEARCH_CANDIDATE_JOB and r.info.status == "FINISHED"
     )
     found += [
         f"search {parent}: candidate {digest} finished {n} times" for (parent, digest), n in candidates.items() if n > 1
@@ -343,7 +342,7 @@ def race(ws: Workspace, scratch: Path) -> list[str]:
     numbers = [summary.get("model_version") for summary in summaries.values()]
     if None in numbers or len(set(numbers)) != 2:
         return [f"versions not distinct: {numbers}"]
-    champions = [v for v in _versions(client, RACE_MODEL) if v.tags.get("smt.champion") == "champion"]
+    champions = [v for v in _versions(client, RACE_MODEL) if v.tags.get(CHAMPION_TAG) == "champion"]
     best = summaries["race-better"]["model_version"]
     if [str(v.version) for v in champions] != [str(best)]:
         return [f"champion on {[v.version for v in champions]}, the better model is version {best}"]

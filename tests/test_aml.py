@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 
 import mlflow
@@ -201,17 +202,44 @@ def test_offline_uri_from_region_installs_the_credential_for_the_plugin(aml_env,
     assert offline == []
 
 
-def test_token_scope_follows_the_plugins_cloud(aml_env, aml_server, monkeypatch):
-    """The preflight token is asked for the ARM scope of AZUREML_CURRENT_CLOUD, as the plugin will ask."""
-    monkeypatch.setenv("AZUREML_CURRENT_CLOUD", "AzureUSGovernment")
+def test_the_entry_point_names_the_installed_cloud_for_the_plugin(aml_env, aml_server, offline, monkeypatch):
+    """Given no cloud, azureml-mlflow takes its name from AZUREML_CURRENT_CLOUD, or else asks Azure
+    Resource Manager for cloud metadata (azureml/mlflow/_common/_cloud/cloud.py, _get_cloud_or_default):
+    the entry point names the cloud connect installed, and the library alone writes no environment."""
+    from azureml.mlflow._common._cloud.cloud import _get_cloud_or_default
+
+    from synapse_ml_track.entrypoint import set_global_tracking_uri
+
+    monkeypatch.setenv("AZUREML_CURRENT_CLOUD", "unset below")  # recorded, so the test's end removes it again
+    monkeypatch.delenv("AZUREML_CURRENT_CLOUD")
+    set_global_tracking_uri("http://127.0.0.1:5000")
+    assert "AZUREML_CURRENT_CLOUD" not in os.environ  # no workspace, no cloud
+    uri, _ = aml.connect(
+        aml_server.tracking_uri, AzureConfig(authority_host=aml_server.authority), aml_env.environ, Redactor()
+    )
+    assert "AZUREML_CURRENT_CLOUD" not in os.environ
+    _get_cloud_or_default()
+    assert offline != []  # unnamed, the plugin looks the clouds up on the network
+    offline.clear()
+
+    set_global_tracking_uri(uri)
+    assert os.environ["AZUREML_CURRENT_CLOUD"] == "AzureCloud"
+    assert _get_cloud_or_default().name == "AzureCloud" and offline == []
+
+
+def test_token_scope_follows_the_plugins_cloud(aml_env, aml_server):
+    """The preflight token is asked for the ARM scope of the job environment's AZUREML_CURRENT_CLOUD,
+    as the plugin will ask (the entry point names that cloud for it: entrypoint.set_global_tracking_uri)."""
     config = AzureConfig(authority_host=aml_server.authority)
+    government = {**aml_env.environ, "AZUREML_CURRENT_CLOUD": "AzureUSGovernment"}
     with pytest.raises(CredentialError, match=r"AADSTS70011: .*https://management\.usgovcloudapi\.net/\.default"):
-        aml.connect(aml_server.tracking_uri, config, aml_env.environ, Redactor())
-    monkeypatch.setenv("AZUREML_CURRENT_CLOUD", "AzureMoonCloud")
+        aml.connect(aml_server.tracking_uri, config, government, Redactor())
     with pytest.raises(
         ConfigError, match="AZUREML_CURRENT_CLOUD is 'AzureMoonCloud'; azureml-mlflow knows AzureChinaCloud"
     ):
-        aml.connect(aml_server.tracking_uri, config, aml_env.environ, Redactor())
+        aml.connect(
+            aml_server.tracking_uri, config, {**aml_env.environ, "AZUREML_CURRENT_CLOUD": "AzureMoonCloud"}, Redactor()
+        )
 
 
 def test_explicit_uri_wins_over_the_workspace_settings(aml_env, monkeypatch):

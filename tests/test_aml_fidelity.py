@@ -26,7 +26,15 @@ from synapse_ml_track import aml, registry, runs
 from synapse_ml_track import search as search_module
 from synapse_ml_track.config import AzureConfig
 from synapse_ml_track.redaction import Redactor
-from synapse_ml_track.tracking import AML_LIMITS, ERROR_TAG, RunTracker
+from synapse_ml_track.tracking import AML_LIMITS, RunTracker
+from synapse_ml_track.vocabulary import (
+    ARTIFACT_PATH_TAG,
+    CHAMPION_STANDING_TAG,
+    CHAMPION_TAG,
+    ERROR_TAG,
+    JOB_TAG,
+    RUN_KEY_TAG,
+)
 
 from aml_server import AML_401_BODY, API, AmlServer, RunLimits
 from fault_proxy import FaultProxy, Rule
@@ -174,9 +182,9 @@ def test_version_searches_carry_no_tags_so_tags_are_read_per_version(aml_env, am
     assert registry.champion_version(client, name, "champion") == "1"
     details = client.get_model_version(name, "1")
     assert details.tags == {
-        registry.CHAMPION_TAG: "champion",
-        registry.ARTIFACT_PATH_TAG: "model-2",
-        registry.CHAMPION_STANDING_TAG: "f1=0.9",
+        CHAMPION_TAG: "champion",
+        ARTIFACT_PATH_TAG: "model-2",
+        CHAMPION_STANDING_TAG: "f1=0.9",
     }
     assert registry.model_source(details) == (run_ids[0], "model-2")
 
@@ -184,7 +192,7 @@ def test_version_searches_carry_no_tags_so_tags_are_read_per_version(aml_env, am
     assert registry.champion_version(client, name, "champion") == "1"  # registered, not promoted
     assert registry.promote(client, second, "champion", registry.Standing("f1", 0.8, beaten="1"))
     assert registry.champion_version(client, name, "champion") == "2"
-    assert registry.CHAMPION_TAG not in client.get_model_version(name, "1").tags
+    assert CHAMPION_TAG not in client.get_model_version(name, "1").tags
     assert registry.model_source(client.get_model_version(name, "2")) == (run_ids[1], "model")
 
 
@@ -287,12 +295,10 @@ def test_registry_and_run_searches_follow_page_tokens(aml_env, aml_server):
     client.create_registered_model(name)
     run_ids = []
     for i in range(5):
-        run = client.create_run(
-            experiment_id, tags={runs.RUN_KEY_TAG: "shared-key", runs.JOB_TAG: "train"}, start_time=1_000 + i
-        )
+        run = client.create_run(experiment_id, tags={RUN_KEY_TAG: "shared-key", JOB_TAG: "train"}, start_time=1_000 + i)
         run_ids.append(run.info.run_id)
         client.create_model_version(name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
-    client.set_model_version_tag(name, "1", registry.CHAMPION_TAG, "champion")
+    client.set_model_version_tag(name, "1", CHAMPION_TAG, "champion")
     aml_server.page_size = 2
     try:
         assert registry.champion_version(client, name, "champion") == "1"

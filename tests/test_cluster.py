@@ -281,7 +281,7 @@ def test_scoring_on_the_cluster_with_the_registered_model(scored, trained, clust
 def test_executors_touch_no_file_of_the_drivers(job_name, request, cluster, shared):
     """Executors read and write only shared storage, never the driver's own directories (its working
     directory, temp dir and local dir): on a real cluster those are on another machine. Scoring once
-    loaded the model from the driver's temp dir through the executors (registry.load_spark_model now
+    loaded the model from the driver's temp dir through the executors (spark_models.load_spark_model now
     stages it in dfs_tmp).
 
     Seen in the executors' logs, where Hadoop names every file a task reads ("Input split",

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from pyspark.ml.evaluation import RegressionEvaluator
 
 from synapse_ml_track.regression_evaluation import evaluate_regression
-from synapse_ml_track.tracking import ERROR_TAG
+from synapse_ml_track.vocabulary import ERROR_TAG
 
 from linear_data import EFFECT, NOISE, linear_rows
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from typing import Any
 
 from synapse_ml_track.config import JobConfig, build_config, parse_assignment, set_dotted
+from synapse_ml_track.entrypoint import quiet_mlflow
 from synapse_ml_track.http import configure_process
 from synapse_ml_track.redaction import Redactor
 
@@ -117,11 +117,7 @@ def write_summary(summary: dict[str, Any], output: str | None) -> None:
 
 
 def configure_logging(level: str, redactor: Redactor) -> None:
-    # MLflow would otherwise reset logging when first imported and draw progress bars in job logs.
-    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    # A job talks to its tracking server only: no usage telemetry to MLflow's own endpoint.
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    quiet_mlflow()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     root = logging.getLogger()

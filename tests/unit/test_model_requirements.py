@@ -10,7 +10,7 @@ from importlib import metadata
 import pytest
 from packaging.requirements import Requirement
 
-from synapse_ml_track import registry
+from synapse_ml_track import spark_models
 
 from synapse_runtime import runtime_packages
 
@@ -26,7 +26,7 @@ def pins_with_installed(monkeypatch, versions: dict[str, str]) -> dict[str, str]
         return versions[name]
 
     monkeypatch.setattr(metadata, "version", version)
-    pins = [Requirement(pin) for pin in registry.model_pip_requirements()]
+    pins = [Requirement(pin) for pin in spark_models.model_pip_requirements()]
     return {pin.name: str(pin.specifier) for pin in pins}
 
 

@@ -9,7 +9,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from synapse_ml_track import registry
-from synapse_ml_track.registry import CHAMPION_TAG, RegisteredVersion, Standing
+from synapse_ml_track.registry import RegisteredVersion, Standing
+from synapse_ml_track.vocabulary import CHAMPION_TAG
 
 pytestmark = pytest.mark.embedded_store
 ALIAS = "champion"

@@ -1,5 +1,6 @@
 """The vocabulary is defined once (synapse_ml_track/vocabulary.py); everything else reads it."""
 
+import ast
 import importlib
 import re
 from pathlib import Path
@@ -12,7 +13,8 @@ from synapse_ml_track.cli import build_parser
 from synapse_ml_track.config import build_config
 from synapse_ml_track.errors import ConfigError
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+REPO = Path(__file__).resolve().parents[2]
+README = (REPO / "README.md").read_text(encoding="utf-8")
 
 
 MODEL_TYPES = [(task, name) for task, types in vocabulary.MODEL_TYPES.items() for name in types]
@@ -84,3 +86,49 @@ def test_tracking_backend_of_a_uri(uri, backend):
 )
 def test_formats_named_by_suffix(suffix, name):
     assert vocabulary.format_of_suffix(suffix) == name
+
+
+# A name in the job's own tag namespace, inside a string (or a piece of an f-string).
+OWN_TAG = re.compile(r"(?<!\w)smt\.\w")
+
+
+def string_literals(tree: ast.AST) -> list[ast.Constant]:
+    """The tree's string constants, docstrings aside (they may mention a tag: they never write one)."""
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    ]
+
+
+def test_tag_names_are_written_only_in_the_vocabulary():
+    sources = [*(REPO / "synapse_ml_track").rglob("*.py"), *(REPO / "jobs").rglob("*.py")]
+    found = [
+        f"{path.relative_to(REPO)}:{node.lineno} {node.value!r}"
+        for path in sources
+        if path.name != "vocabulary.py"
+        for node in string_literals(ast.parse(path.read_text(encoding="utf-8")))
+        if OWN_TAG.search(node.value)
+    ]
+    assert found == [], "name run tags in synapse_ml_track/vocabulary.py and import them"
+
+
+def test_the_tag_scan_sees_a_literal():
+    tree = ast.parse('"""Docstring: tag smt.job=score."""\nTAG = "smt.job"\nquery = f"tags.smt.run_key = {key}"\n')
+    assert [node.value for node in string_literals(tree) if OWN_TAG.search(node.value)] == [
+        "smt.job",
+        "tags.smt.run_key = ",
+    ]
+
+
+def test_tag_names_are_distinct():
+    tags = {name: value for name, value in vars(vocabulary).items() if name.endswith("_TAG")}
+    assert len(set(tags.values())) == len(tags) and all(value.startswith("smt.") for value in tags.values())
