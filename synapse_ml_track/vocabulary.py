@@ -69,6 +69,9 @@ INPUT_FORMATS = tuple(name for name, spec in DATA_FORMATS.items() if spec.readab
 OUTPUT_FORMATS = tuple(name for name, spec in DATA_FORMATS.items() if spec.writable)
 # What scoring does when its output exists; merge (an upsert on a key column) needs Delta.
 WRITE_MODES = ("errorifexists", "overwrite", "append", "merge")
+# What scoring does with a row that has a null model input: keep it without a prediction, drop it, or
+# refuse the input.
+UNSCORABLE_POLICIES = ("keep", "drop", "reject")
 
 
 def format_of_suffix(suffix: str) -> str | None:
