@@ -11,10 +11,11 @@ RUNTIME_CONSTRAINTS := tests/data/synapse-runtime/constraints.txt
 # 1.60...): the end-to-end tests and the Azure ML ones (the whole cycle of train, gate, resume, score
 # and report included). Tests of the embedded sqlite store are left out: the runtime has no Alembic
 # (a pool always tracks to a server or workspace); what a pool says instead is tested here. The same
-# cycle also runs against an mlflow server in its default configuration (artifacts proxied), and the
-# Delta tests run there with the runtime's Delta release.
+# cycle also runs against an mlflow server in its default configuration (artifacts proxied), the
+# Delta tests run there with the runtime's Delta release, and the Python API's (it puts back MLflow's
+# global URIs, whose internals differ between MLflow 2.18 and 3).
 RUNTIME_TESTS := tests/test_aml_fidelity.py tests/test_aml_cycle.py tests/test_auth.py tests/test_train_e2e.py \
-	tests/test_default_mlflow_server.py tests/test_database_store_without_alembic.py tests/test_delta.py
+	tests/test_default_mlflow_server.py tests/test_database_store_without_alembic.py tests/test_delta.py tests/test_api.py
 
 .PHONY: delta-jars train test test-fast test-runtime test-aml-live aml-double soak bench bench-score bench-score-delta bench-search check clean
 

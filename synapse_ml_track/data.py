@@ -6,7 +6,7 @@ import io
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import reduce
 from importlib import resources
 from operator import and_
@@ -21,7 +21,7 @@ from synapse_ml_track import delta_tables
 from synapse_ml_track.config import DataConfig
 from synapse_ml_track.errors import DataError
 from synapse_ml_track.spark import first_line_of, spark_error, spark_error_line
-from synapse_ml_track.vocabulary import INPUT_FORMATS, MODEL_TYPES, format_of_suffix
+from synapse_ml_track.vocabulary import DATAFRAME, INPUT_FORMATS, MODEL_TYPES, format_of_suffix
 
 BUNDLED_PENGUINS_SCHEMA = (
     "species STRING, island STRING, bill_length_mm DOUBLE, bill_depth_mm DOUBLE, "
@@ -49,6 +49,7 @@ class InputSource:
     version: int | None = None  # Delta: the version asked for, and once pinned, the version read
     timestamp: str | None = None  # Delta: read the version current at this time
     commit_time: str | None = None  # Delta, once pinned: when the version read was committed
+    frame: DataFrame | None = field(default=None, compare=False, repr=False)  # format DATAFRAME: the input itself
 
     def delta_source(self) -> dict[str, Any] | None:
         """A pinned Delta input as mlflow.data's DeltaDatasetSource writes it (path or delta_table_name,
@@ -62,7 +63,10 @@ class InputSource:
         }
 
     def params(self) -> dict[str, Any]:
-        """A pinned Delta input's version read and its commit time, as run params; none for others."""
+        """A pinned Delta input's version read and its commit time, or that the input was a DataFrame,
+        as run params; none for others."""
+        if self.frame is not None:
+            return {"data.source": DATAFRAME}
         pinned = self.delta_source()
         if not pinned:
             return {}
@@ -89,6 +93,11 @@ def resolve_source(data: DataConfig) -> InputSource:
     if input_format != "delta" and (data.version is not None or data.timestamp):
         raise DataError(f"data.version and data.timestamp need a Delta input; {data.path} is {input_format}")
     return InputSource(data.path, input_format, data.schema, version=data.version, timestamp=data.timestamp)
+
+
+def frame_source(frame: DataFrame) -> InputSource:
+    """An input handed over as a DataFrame: read as it is; it has no path (the run records none)."""
+    return InputSource("", DATAFRAME, None, frame=frame)
 
 
 def pin_version(spark: SparkSession, source: InputSource) -> InputSource:
@@ -123,6 +132,8 @@ def _local_path(path: str) -> str:
 
 def read_input(spark: SparkSession, source: InputSource, data: DataConfig) -> DataFrame:
     """The input; a Delta one at the version pin_version chose (read_input pins it if not done)."""
+    if source.frame is not None:
+        return source.frame
     if source.bundled:
         return _read_bundled(spark, source)
     if not source.table and _is_local(source.path) and not os.path.exists(_local_path(source.path)):
@@ -369,6 +380,6 @@ def malformed_input_errors(source: InputSource) -> Iterator[None]:
             raise
         detail = first_line_of(malformed)
         raise DataError(
-            f"a row of {source.path} does not match the schema (a non-numeric value in a numeric column?): "
-            f"{detail[:200]}; fix the data or data.schema"
+            f"a row of {source.path or 'the input DataFrame'} does not match the schema "
+            f"(a non-numeric value in a numeric column?): {detail[:200]}; fix the data or data.schema"
         ) from None

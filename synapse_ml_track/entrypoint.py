@@ -25,8 +25,11 @@ And one reader needs a process environment variable:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from synapse_ml_track import aml
+from synapse_ml_track.config import JobConfig
 
 
 def quiet_mlflow() -> None:
@@ -54,3 +57,37 @@ def set_global_tracking_uri(uri: str) -> None:
     cloud = aml.installed_cloud_name(uri)
     if cloud:
         os.environ["AZUREML_CURRENT_CLOUD"] = cloud  # the plugin's AZUREML_CLOUD_ENV_NAME: see the module docstring
+
+
+# Environment variables a job sets for MLflow and azureml-mlflow (MLFLOW_TRACKING_URI and
+# MLFLOW_REGISTRY_URI through mlflow.set_*_uri, MLFLOW_HTTP_REQUEST_* in http.configure_process,
+# AZUREML_CURRENT_CLOUD in set_global_tracking_uri): put back as they were after each API call.
+JOB_VARIABLE_PREFIXES = ("MLFLOW_", "AZUREML_")
+
+
+@contextmanager
+def job_process_state(job: JobConfig) -> Iterator[None]:
+    """The process-wide state a job sets, for the block only: MLflow's global tracking and registry
+    URIs, the HTTP settings (http.configured_process) and the job's environment variables are as the
+    caller had them afterwards, whether the job returned or raised."""
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    from synapse_ml_track.http import configured_process
+
+    # The URIs as set, not as resolved: get_tracking_uri() answers a default when none is set, which,
+    # set back, would become an explicit choice. MLflow's own _use_tracking_uri reads the same module
+    # globals (mlflow/tracking/_tracking_service/utils.py, in 2.18 and 3.15 alike).
+    uris = tracking_utils._tracking_uri, registry_utils._registry_uri
+    environment = {name: value for name, value in os.environ.items() if name.startswith(JOB_VARIABLE_PREFIXES)}
+    try:
+        with configured_process(job.tracking):
+            yield
+    finally:
+        mlflow.set_tracking_uri(uris[0])
+        mlflow.set_registry_uri(uris[1])
+        for name in [name for name in os.environ if name.startswith(JOB_VARIABLE_PREFIXES)]:
+            if name not in environment:
+                del os.environ[name]
+        os.environ.update(environment)

@@ -99,6 +99,22 @@ def configure_process(tracking: TrackingConfig) -> None:
     _wrap_mlflow_http_request()
 
 
+@contextlib.contextmanager
+def configured_process(tracking: TrackingConfig) -> Iterator[None]:
+    """configure_process for one block: afterwards MLflow's `http_request` and the process policy are
+    as they were, so the calls a notebook makes itself keep MLflow's own retries and timeouts (the
+    environment configure_process sets is the caller's to put back)."""
+    global _process_policy
+    from mlflow.utils import rest_utils
+
+    send, before = rest_utils.http_request, _process_policy
+    configure_process(tracking)
+    try:
+        yield
+    finally:
+        rest_utils.http_request, _process_policy = send, before
+
+
 # Files per request the AML artifact client sends (base_artifact_client.ARTIFACTS_BATCH_SIZE_DEFAULT).
 ARTIFACT_BATCH_FILES = 50
 

@@ -229,7 +229,9 @@ def run_scoring(
     output: Output,
     *,
     unscorable: str = "keep",
+    data: DataFrame | None = None,
 ) -> dict[str, Any]:
+    """The scoring job's summary; `data`, when given, is the input in place of data.path / data.table."""
     parse_model_uri(model_uri)
     tags = {**run_tags(spark, config.run_key), **config.tracking.tags, JOB_TAG: SCORE_JOB}
     with session.tracking_errors():
@@ -238,7 +240,7 @@ def run_scoring(
         tracker = session.start_run(config.tracking.run_name, tags, redactor)
     with session.failing_run(tracker):
         fmt = output.format(spark)
-        summary = _score(spark, config, session, tracker, model_uri, output, fmt, unscorable)
+        summary = _score(spark, config, session, tracker, model_uri, output, fmt, unscorable, data)
         tracker.finish()
     return summary
 
@@ -262,12 +264,14 @@ def _score(
     output: Output,
     fmt: str,
     unscorable: str,
+    data: DataFrame | None,
 ) -> dict[str, Any]:
     from mlflow.models import get_model_info
 
     from synapse_ml_track.spark_models import load_spark_model
 
-    source = data_module.pin_version(spark, data_module.resolve_source(config.data))
+    given = data_module.resolve_source(config.data) if data is None else data_module.frame_source(data)
+    source = data_module.pin_version(spark, given)
     tracker.log_params(
         {
             "model_uri": model_uri,

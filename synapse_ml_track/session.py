@@ -35,6 +35,7 @@ from synapse_ml_track.tracking import (
     resolve_experiment,
     tracking_errors,
 )
+from synapse_ml_track.vocabulary import DATAFRAME
 
 if TYPE_CHECKING:
     from synapse_ml_track.data import InputSource  # the Spark side: only its type here
@@ -87,6 +88,9 @@ class TrackingSession:
 
     def log_input(self, run_id: str, source: InputSource, schema_json: str, rows: int) -> None:
         """Record the training input without scanning it: the digest covers location and schema."""
+        if source.frame is not None:
+            self._log_dataset(run_id, frame_dataset(source.frame, schema_json, rows))
+            return
         pinned = source.delta_source()  # a Delta input: as mlflow.data's DeltaDatasetSource names it, with its version
         digest_of = "|".join([source.path, source.format, schema_json, *([json.dumps(pinned)] if pinned else [])])
         dataset = Dataset(
@@ -97,6 +101,9 @@ class TrackingSession:
             schema=schema_json,
             profile=json.dumps({"num_rows": rows}),
         )
+        self._log_dataset(run_id, dataset)
+
+    def _log_dataset(self, run_id: str, dataset: Dataset) -> None:
         context = InputTag("mlflow.data.context", "training")
         try:
             self.client.log_inputs(run_id, [DatasetInput(dataset, tags=[context])])
@@ -104,6 +111,21 @@ class TrackingSession:
             if exc.get_http_status_code() != 404:
                 raise
             log.warning("the tracking server does not record dataset inputs (HTTP 404); input not logged")
+
+
+def frame_dataset(frame, schema_json: str, rows: int) -> Dataset:
+    """A DataFrame handed over in code, recorded as mlflow.data.from_spark records one given without a
+    path or table: a "code" source, digested by its plan's semantic hash (mlflow/data/spark_dataset.py,
+    from_spark and SparkDataset._compute_digest), here with the model's input schema; no path."""
+    digest_of = "|".join([str(frame.semanticHash()), schema_json])
+    return Dataset(
+        name=DATAFRAME,
+        digest=hashlib.sha256(digest_of.encode()).hexdigest()[:36],
+        source_type="code",
+        source=json.dumps({"tags": {}}),
+        schema=schema_json,
+        profile=json.dumps({"num_rows": rows}),
+    )
 
 
 def open_session(

@@ -84,11 +84,12 @@ class TrainingResult:
         }
 
 
-def config_params(config: JobConfig, estimator) -> dict[str, Any]:
-    """Every setting that shapes the result, and the estimator's full parameter map."""
+def config_params(config: JobConfig, estimator, *, dataframe: bool = False) -> dict[str, Any]:
+    """Every setting that shapes the result, and the estimator's full parameter map; `dataframe`: the
+    input was handed over as a DataFrame, so there is no path (nor the bundled data)."""
     data = config.data
     params: dict[str, Any] = {
-        "data.path": data.path or ("" if data.table else "bundled:penguins"),
+        "data.path": data.path or ("" if data.table or dataframe else "bundled:penguins"),
         "data.table": data.table or "",
         "data.version": "" if data.version is None else data.version,
         "data.timestamp": data.timestamp or "",
@@ -109,8 +110,13 @@ def config_params(config: JobConfig, estimator) -> dict[str, Any]:
 
 
 def run_training(
-    spark: SparkSession, config: JobConfig, session: TrackingSession, redactor: Redactor
+    spark: SparkSession,
+    config: JobConfig,
+    session: TrackingSession,
+    redactor: Redactor,
+    data: DataFrame | None = None,
 ) -> TrainingResult:
+    """The training job; `data`, when given, is the input in place of data.path / data.table."""
     with session.tracking_errors():
         keyed = (
             find_keyed_run(session.client, session.experiment_id, config.run_key, TRAIN_JOB) if config.run_key else None
@@ -130,7 +136,7 @@ def run_training(
             tags = {**run_tags(spark, config.run_key), **config.tracking.tags, JOB_TAG: TRAIN_JOB}
             tracker = session.start_run(config.tracking.run_name, tags, redactor)
     with session.failing_run(tracker):
-        result = _train_and_track(spark, config, session, tracker, redactor, resumed=resume)
+        result = _train_and_track(spark, config, session, tracker, redactor, resumed=resume, data=data)
     if result.status == "rejected" and config.gate.fail_on_reject:
         raise GateRejected(f"model not registered: {result.reason}")  # the run itself finished
     return result
@@ -223,8 +229,9 @@ def _train_and_track(
     tracker: RunTracker,
     redactor: Redactor,
     resumed: bool,
+    data: DataFrame | None,
 ) -> TrainingResult:
-    source = data_module.resolve_source(config.data)
+    source = data_module.resolve_source(config.data) if data is None else data_module.frame_source(data)
     estimator = build_estimator(config.model.task, config.model.type, config.model.params, config.data.seed)
     search = None
     if config.model.search.params:
@@ -232,7 +239,7 @@ def _train_and_track(
             config.model.search, estimator, config.data.seed, session, tracker, redactor,
             evaluate=lambda model, held: evaluate_model(model, held, config.data.seed, plots=False).metrics,
         )  # fmt: skip
-    tracker.log_params(config_params(config, estimator))
+    tracker.log_params(config_params(config, estimator, dataframe=data is not None))
     if resumed and source.version is None and not source.timestamp:
         # A resumed attempt reads the Delta version the first one recorded, not a newer one.
         with session.tracking_errors():

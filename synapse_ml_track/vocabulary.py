@@ -67,8 +67,12 @@ DATA_FORMATS: dict[str, DataFormat] = {
 }
 INPUT_FORMATS = tuple(name for name, spec in DATA_FORMATS.items() if spec.readable)
 OUTPUT_FORMATS = tuple(name for name, spec in DATA_FORMATS.items() if spec.writable)
+DATAFRAME = "dataframe"  # the format of an input handed over as a DataFrame (the Python API's data=)
 # What scoring does when its output exists; merge (an upsert on a key column) needs Delta.
 WRITE_MODES = ("errorifexists", "overwrite", "append", "merge")
+# What scoring does with a row that has a null model input: keep it without a prediction, drop it, or
+# refuse the input.
+UNSCORABLE_POLICIES = ("keep", "drop", "reject")
 
 
 def format_of_suffix(suffix: str) -> str | None:

@@ -11,7 +11,8 @@ import logging
 import sys
 from typing import Any
 
-from synapse_ml_track.config import JobConfig, build_config, parse_assignment, set_dotted
+from synapse_ml_track.api import job_config
+from synapse_ml_track.config import JobConfig, parse_assignment, set_dotted
 from synapse_ml_track.entrypoint import quiet_mlflow
 from synapse_ml_track.http import configure_process
 from synapse_ml_track.redaction import Redactor
@@ -91,20 +92,18 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def config_of(args: argparse.Namespace) -> JobConfig:
+    """The job's configuration from the flags (api.job_config: an abfss:// file is read through Spark)."""
+    return job_config(args.config, overrides_from_args(args))
+
+
 def load_config(args: argparse.Namespace) -> JobConfig:
-    """The job's configuration. Every subcommand that tracks loads it once, before any request: the
-    one place the process-wide HTTP settings it implies are made (synapse_ml_track/http.py)."""
-    config = build_config(config_path=args.config, overrides=overrides_from_args(args), read_remote=read_remote_text)
+    """The configuration of a subcommand that tracks outside the Python API (check, report), loaded
+    once, before any request: the one place the process-wide HTTP settings it implies are made
+    (synapse_ml_track/http.py). The API's jobs make them for their own length."""
+    config = config_of(args)
     configure_process(config.tracking)
     return config
-
-
-def read_remote_text(path: str) -> str:
-    """A config file on the cluster's storage (abfss://, wasbs://...), read through Spark."""
-    from synapse_ml_track.spark import get_or_create_spark
-
-    rows = get_or_create_spark("synapse-ml-track").read.text(path, wholetext=True).collect()
-    return rows[0][0] if rows else ""
 
 
 def write_summary(summary: dict[str, Any], output: str | None) -> None:

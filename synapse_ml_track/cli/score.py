@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from synapse_ml_track.cli.common import add_common, add_output, load_config, write_summary
-from synapse_ml_track.vocabulary import INPUT_FORMATS, OUTPUT_FORMATS, WRITE_MODES
-
-UNSCORABLE_POLICIES = ("keep", "drop", "reject")
+from synapse_ml_track.cli.common import add_common, add_output, config_of, write_summary
+from synapse_ml_track.vocabulary import INPUT_FORMATS, OUTPUT_FORMATS, UNSCORABLE_POLICIES, WRITE_MODES
 
 
 def add_parser(subcommands: argparse._SubParsersAction) -> None:
@@ -53,25 +51,15 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synapse_ml_track.entrypoint import set_global_tracking_uri
-    from synapse_ml_track.scoring import Output, default_model_uri, parse_model_uri, run_scoring
-    from synapse_ml_track.session import open_session
-    from synapse_ml_track.spark import get_or_create_spark
+    from synapse_ml_track import api
 
-    config = load_config(args)
-    model_uri = args.model_uri or default_model_uri(config)
-    parse_model_uri(model_uri)  # a typo fails at once, before credentials, the tracking server or Spark
-    session = open_session(config, args.redactor)
-    set_global_tracking_uri(session.uri)
-    spark = get_or_create_spark("synapse-ml-track-score")
-    output = Output(
-        args.output_table or args.output_path, table=bool(args.output_table), mode=args.mode,
-        requested_format=args.output_format, merge_key=args.merge_key, evolve_schema=args.evolve_schema,
+    config = config_of(args)
+    result = api.score(
+        config, model_uri=args.model_uri, output_path=args.output_path, output_table=args.output_table,
+        output_format=args.output_format, mode=args.mode, merge_key=args.merge_key,
+        evolve_schema=args.evolve_schema, unscorable=args.unscorable, redactor=args.redactor,
     )  # fmt: skip
-    summary = run_scoring(
-        spark, config, session, args.redactor, model_uri, output,
-        unscorable=args.unscorable,
-    )  # fmt: skip
+    summary = result.summary()
     print(f"run id:          {summary['run_id']} (experiment {summary['experiment_id']})")
     print(
         f"model:           {summary['model_name']} version {summary['model_version']} (run {summary['model_run_id']})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from synapse_ml_track.cli.common import add_common, add_output, load_config, log, write_summary
+from synapse_ml_track.cli.common import add_common, add_output, config_of, log, write_summary
 from synapse_ml_track.config import redacted
 from synapse_ml_track.vocabulary import (
     EMBEDDED,
@@ -54,17 +54,11 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synapse_ml_track.entrypoint import set_global_tracking_uri
-    from synapse_ml_track.session import open_session
-    from synapse_ml_track.spark import get_or_create_spark
-    from synapse_ml_track.training import run_training
+    from synapse_ml_track import api
 
-    config = load_config(args)
+    config = config_of(args)
     log.debug("configuration: %s", json.dumps(redacted(config.to_dict())))
-    session = open_session(config, args.redactor)
-    set_global_tracking_uri(session.uri)
-    spark = get_or_create_spark("synapse-ml-track-train")
-    result = run_training(spark, config, session, args.redactor)
+    result = api.train(config, redactor=args.redactor)
     print(f"run id:          {result.run_id} (experiment {result.experiment_id})")
     print(f"tracking URI:    {result.tracking_uri}")
     if result.model_version:

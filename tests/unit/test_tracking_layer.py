@@ -27,7 +27,7 @@ TRACKING_LAYER = (
 OTHER_SPARK_FREE = ("__init__", "deploy", "plots")
 # What reads data, fits, evaluates, scores and saves or loads Spark models.
 SPARK_SIDE = (
-    "context", "data", "delta", "delta_tables", "evaluation", "pipeline", "regression_evaluation",
+    "api", "context", "data", "delta", "delta_tables", "evaluation", "pipeline", "regression_evaluation",
     "scoring", "search", "spark", "spark_models", "training",
 )  # fmt: skip
 

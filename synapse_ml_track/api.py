@@ -1,0 +1,259 @@
+"""The Python API: the train and score jobs called from a notebook or any Python code.
+
+    import synapse_ml_track as smt
+
+    trained = smt.train("job.yaml", spark=spark, data=df, overrides={"model.type": "random_forest"})
+    scored = smt.score("job.yaml", spark=spark, data=new_df, output_path="abfss://.../scores")
+
+The same jobs as `synapse-ml-track train` and `score`, which call these. A problem the caller can fix
+raises a JobError subclass (errors.py: ConfigError, DataError, TrackingError, CredentialError,
+GateRejected), whose `exit_code` is the command line's; nothing here exits the process.
+
+The caller's SparkSession is used as it is: never stopped, its settings left alone. What MLflow and
+azureml-mlflow need process-wide for the length of a job (the global tracking URI, see
+entrypoint.py; the HTTP settings of http.py; azureml-mlflow's cloud name) is put back as it was
+when the call returns or raises, so a notebook's own MLflow calls are not redirected.
+
+Spark and MLflow are imported when a job runs: importing the package stays light.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from synapse_ml_track.config import JobConfig, build_config, merge_layers, set_dotted
+from synapse_ml_track.entrypoint import job_process_state
+from synapse_ml_track.errors import ConfigError, JobError
+from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.vocabulary import OUTPUT_FORMATS, UNSCORABLE_POLICIES, WRITE_MODES
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from synapse_ml_track.training import TrainingResult
+
+log = logging.getLogger("synapse_ml_track")
+
+# A config file's path, a mapping of sections as such a file holds, or a configuration already built.
+ConfigSource = str | os.PathLike | Mapping[str, Any] | JobConfig | None
+
+
+def job_config(config: ConfigSource = None, overrides: Mapping[str, Any] | None = None, *, spark=None) -> JobConfig:
+    """The job's configuration, checked as the command line checks it.
+
+    `config`: a YAML or JSON file's path (an abfss:// one is read through Spark), a dict of sections
+    as such a file holds, or a JobConfig. `overrides`: dotted keys as `--set` takes them, e.g.
+    {"model.params.maxIter": 50}, over `config`, which is over the environment and the defaults.
+    A JobConfig is taken whole: the environment is not read again.
+    """
+    tree: dict[str, Any] = {}
+    for key, value in (overrides or {}).items():
+        set_dotted(tree, key, copy.deepcopy(value))
+    if isinstance(config, JobConfig):
+        return build_config(overrides=merge_layers(config.to_dict(), tree), environ={})
+    if isinstance(config, Mapping):
+        return build_config(overrides=merge_layers(copy.deepcopy(dict(config)), tree))
+    return build_config(
+        config_path=None if config is None else os.fspath(config),
+        overrides=tree,
+        read_remote=lambda path: read_remote_text(path, spark),
+    )
+
+
+def read_remote_text(path: str, spark: SparkSession | None = None) -> str:
+    """A config file on the cluster's storage (abfss://, wasbs://...), read through Spark."""
+    from synapse_ml_track.spark import get_or_create_spark
+
+    session = spark or get_or_create_spark("synapse-ml-track")
+    rows = session.read.text(path, wholetext=True).collect()
+    return rows[0][0] if rows else ""
+
+
+def train(
+    config: ConfigSource = None,
+    *,
+    spark: SparkSession | None = None,
+    data: DataFrame | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    tracking_uri: str | None = None,
+    experiment_name: str | None = None,
+    registered_model_name: str | None = None,
+    run_key: str | None = None,
+    redactor: Redactor | None = None,
+) -> TrainingResult:
+    """Train (or search), evaluate, track and register a model, as `synapse-ml-track train` does.
+
+    `data`: a DataFrame to train on in place of data.path / data.table (the run records its schema
+    and row count, no path). `spark`: the session to run in (default: the one `data` belongs to,
+    else the active one, else a local one). `tracking_uri`, `experiment_name`,
+    `registered_model_name` and `run_key` set the config keys of the same names; `overrides`
+    (dotted keys, as `--set`) is applied after them. `redactor` masks the secrets the job learns.
+
+    Returns the TrainingResult: run id, model version, metrics, and the gate's decision (status
+    "registered", "rejected", "tracked" or "reused", its reason, and whether it was promoted).
+    """
+    from synapse_ml_track.entrypoint import set_global_tracking_uri
+    from synapse_ml_track.session import open_session
+    from synapse_ml_track.training import run_training
+
+    named = {
+        "tracking.uri": tracking_uri,
+        "tracking.experiment_name": experiment_name,
+        "tracking.registered_model_name": registered_model_name,
+        "run_key": run_key,
+    }
+    redactor = redactor or Redactor()
+    with redacted_errors(redactor):
+        job = job_config(config, _given(named, overrides), spark=spark)
+        _check_data(job, data)
+        with job_process_state(job):
+            session = open_session(job, redactor)
+            set_global_tracking_uri(session.uri)
+            return run_training(_spark(spark, data, "synapse-ml-track-train"), job, session, redactor, data)
+
+
+@dataclass(frozen=True)
+class ScoringResult:
+    """What a scoring job did; `summary()` is the JSON summary the command line prints."""
+
+    status: str  # "scored", or "already-written": the run key wrote these scores before, nothing written
+    run_id: str
+    experiment_id: str
+    model_uri: str  # pinned: models:/NAME/VERSION (or the run's model)
+    model_version: str
+    output: str  # the path, or the catalog table
+    output_format: str
+    output_version: int | None  # Delta: the table version holding the scores
+    rows_scored: int | None  # None when already written
+    rows_unscorable: int | None
+    details: dict[str, Any] = field(repr=False)
+    _spark: SparkSession = field(repr=False, compare=False)
+
+    def summary(self) -> dict[str, Any]:
+        return dict(self.details)
+
+    def scores(self) -> DataFrame:
+        """The output as this job left it (a Delta output at output_version), read by the job's session."""
+        from synapse_ml_track import delta_tables
+        from synapse_ml_track.data import InputSource
+
+        if self.output_format == "delta":
+            table = self.details["output_table"]
+            written = InputSource(self.output, "delta", None, table=table, version=self.output_version)
+            return delta_tables.read(self._spark, written)
+        return self._spark.read.format(self.output_format).load(self.output)
+
+
+def score(
+    config: ConfigSource = None,
+    *,
+    model_uri: str | None = None,
+    output_path: str | None = None,
+    output_table: str | None = None,
+    spark: SparkSession | None = None,
+    data: DataFrame | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    output_format: str | None = None,
+    mode: str = "errorifexists",
+    merge_key: str | None = None,
+    evolve_schema: bool = False,
+    unscorable: str = "keep",
+    tracking_uri: str | None = None,
+    experiment_name: str | None = None,
+    run_key: str | None = None,
+    redactor: Redactor | None = None,
+) -> ScoringResult:
+    """Score data with a registered model and write the scores, as `synapse-ml-track score` does.
+
+    `model_uri`: default the champion (models:/<tracking.registered_model_name>@<gate.champion_alias>).
+    One of `output_path` and `output_table`; `output_format`, `mode`, `merge_key`, `evolve_schema`
+    and `unscorable` are the command line's --output-format, --mode, --merge-key, --evolve-schema
+    and --unscorable. `data`, `spark`, `overrides` and the tracking keywords as for `train`.
+    """
+    from synapse_ml_track.entrypoint import set_global_tracking_uri
+    from synapse_ml_track.scoring import Output, default_model_uri, parse_model_uri, run_scoring
+    from synapse_ml_track.session import open_session
+
+    named = {"tracking.uri": tracking_uri, "tracking.experiment_name": experiment_name, "run_key": run_key}
+    redactor = redactor or Redactor()
+    with redacted_errors(redactor):
+        _check_choice("mode", mode, WRITE_MODES)
+        _check_choice("unscorable", unscorable, UNSCORABLE_POLICIES)
+        if output_format is not None:
+            _check_choice("output_format", output_format, OUTPUT_FORMATS)
+        if (output_path is None) == (output_table is None):
+            raise ConfigError("give the scores one place: output_path or output_table")
+        job = job_config(config, _given(named, overrides), spark=spark)
+        _check_data(job, data)
+        model_uri = model_uri or default_model_uri(job)
+        parse_model_uri(model_uri)  # a typo fails at once, before credentials, the tracking server or Spark
+        output = Output(
+            output_table or output_path, table=output_table is not None, mode=mode,
+            requested_format=output_format, merge_key=merge_key, evolve_schema=evolve_schema,
+        )  # fmt: skip
+        with job_process_state(job):
+            session = open_session(job, redactor)
+            set_global_tracking_uri(session.uri)
+            session_spark = _spark(spark, data, "synapse-ml-track-score")
+            summary = run_scoring(
+                session_spark, job, session, redactor, model_uri, output, unscorable=unscorable, data=data
+            )
+        return ScoringResult(
+            status=summary["status"],
+            run_id=summary["run_id"],
+            experiment_id=summary["experiment_id"],
+            model_uri=summary["model_uri"],
+            model_version=summary["model_version"],
+            output=summary["output_path"],
+            output_format=summary["output_format"],
+            output_version=summary["output_version"],
+            rows_scored=summary.get("rows_scored"),
+            rows_unscorable=summary.get("rows_unscorable"),
+            details=summary,
+            _spark=session_spark,
+        )
+
+
+def _given(named: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The keyword options that were given, then `overrides` (applied last, as --set is)."""
+    return {**{key: value for key, value in named.items() if value is not None}, **(overrides or {})}
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _check_data(job: JobConfig, data: DataFrame | None) -> None:
+    """A DataFrame is the whole input: config keys that name or time-travel another one would be ignored."""
+    if data is None:
+        return
+    named = [f"data.{key}" for key in ("path", "table", "version", "timestamp") if getattr(job.data, key) is not None]
+    if named:
+        raise ConfigError(f"data= a DataFrame is the input: unset {', '.join(named)} (or pass no DataFrame)")
+
+
+def _spark(spark: SparkSession | None, data: DataFrame | None, app_name: str) -> SparkSession:
+    if spark is not None:
+        return spark
+    if data is not None:
+        return data.sparkSession
+    from synapse_ml_track.spark import get_or_create_spark
+
+    return get_or_create_spark(app_name)
+
+
+@contextmanager
+def redacted_errors(redactor: Redactor) -> Iterator[None]:
+    """A JobError leaves with its message redacted, as the command line prints it."""
+    try:
+        yield
+    except JobError as exc:
+        exc.args = (redactor.redact(str(exc)),)
+        raise

@@ -1,0 +1,251 @@
+"""The Python API (synapse_ml_track.train / score) from a running SparkSession, against a real MLflow
+server: DataFrames in, typed results out, typed errors, and the caller's MLflow state left as it was."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+from mlflow.tracking._model_registry import utils as registry_utils
+from mlflow.tracking._tracking_service import utils as tracking_utils
+from mlflow.utils import rest_utils
+
+import synapse_ml_track as smt
+from synapse_ml_track import http
+from synapse_ml_track.data import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
+from synapse_ml_track.errors import ConfigError, DataError
+
+from support import REPO
+
+NOTEBOOK = REPO / "notebooks" / "train_and_score.ipynb"
+FEATURES = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"]
+
+
+def penguins(spark):
+    # A DataFrame made in the caller's code (filtered), not a path the job could read itself.
+    return spark.read.csv(bundled_penguins_path(), header=True, schema=BUNDLED_PENGUINS_SCHEMA).where("year >= 2007")
+
+
+# MLflow's telemetry thread unsets this whenever it gives up reaching its endpoint (offline here),
+# call or no call (mlflow/telemetry/client.py, _set_telemetry_client).
+MLFLOWS_OWN = {"_MLFLOW_TELEMETRY_SESSION_ID"}
+
+
+def process_state() -> dict:
+    """What a job may change process-wide and the caller must find as it left it."""
+    return {
+        "environment": {name: value for name, value in os.environ.items() if name not in MLFLOWS_OWN},
+        "tracking_uri": tracking_utils._tracking_uri,
+        "registry_uri": registry_utils._registry_uri,
+        "http_request": rest_utils.http_request,
+        "policy": http.current_policy(),
+    }
+
+
+@pytest.fixture(scope="module")
+def trained(spark, mlflow_server, tmp_path_factory):
+    """One model trained through the API from a DataFrame, while the caller has MLflow URIs and an
+    MLflow HTTP setting of its own; the process state before and after the call."""
+    suffix = uuid.uuid4().hex[:8]
+    experiment, name = f"api-{suffix}", f"api-model-{suffix}"
+    users_uri = (tmp_path_factory.mktemp("users-store") / "mine.db").as_posix()
+    mlflow.set_tracking_uri(f"sqlite:///{users_uri}")
+    mlflow.set_registry_uri(f"sqlite:///{users_uri}")
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "77"
+    try:
+        before = process_state()
+        result = smt.train(
+            spark=spark,
+            data=penguins(spark),
+            tracking_uri=mlflow_server.uri,
+            experiment_name=experiment,
+            registered_model_name=name,
+            overrides={"tracking.local_result_dir": str(tmp_path_factory.mktemp("results"))},
+        )
+        after = process_state()
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+        for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+            os.environ.pop(variable, None)
+    return result, experiment, name, before, after
+
+
+def test_train_with_a_dataframe_registers_a_model_and_records_the_frame_not_a_path(trained, mlflow_server, spark):
+    result, _, name, _, _ = trained
+    assert isinstance(result, smt.TrainingResult)
+    assert (result.status, result.registered_model_name, result.model_version, result.promoted) == (
+        "registered", name, "1", True,
+    )  # fmt: skip
+    assert result.metrics["accuracy"] >= 0.9
+    client = MlflowClient(mlflow_server.uri)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert client.get_model_version(name, "1").run_id == result.run_id
+
+    # The run says the data came from a DataFrame: no path (nor the bundled data), its rows and schema.
+    assert (run.data.params["data.path"], run.data.params["data.source"]) == ("", "dataframe")
+    (dataset_input,) = run.inputs.dataset_inputs
+    dataset = dataset_input.dataset
+    assert (dataset.name, dataset.source_type, json.loads(dataset.source)) == ("dataframe", "code", {"tags": {}})
+    rows = int(result.metrics["train_rows"] + result.metrics["test_rows"])
+    complete = penguins(spark).dropna(subset=["species", *FEATURES]).count()
+    assert json.loads(dataset.profile) == {"num_rows": rows} and rows == complete
+    assert sorted(column["name"] for column in json.loads(dataset.schema)["mlflow_colspec"]) == sorted(FEATURES)
+
+
+def changed(before: dict, after: dict) -> dict:
+    """What differs, environment variables by name."""
+    old, new = before["environment"], after["environment"]
+    variables = {
+        name: (old.get(name), new.get(name)) for name in old.keys() | new.keys() if old.get(name) != new.get(name)
+    }
+    return {**{key: after[key] for key in before if key != "environment" and before[key] != after[key]}, **variables}
+
+
+def test_train_puts_back_the_callers_mlflow_uris_and_http_settings(trained):
+    _, _, _, before, after = trained
+    assert changed(before, after) == {}
+
+
+def test_score_a_dataframe_writes_and_returns_the_scores(trained, mlflow_server, spark, tmp_path):
+    result, experiment, name, _, _ = trained
+    new_penguins = penguins(spark).drop("species")
+    before = process_state()
+    scored = smt.score(
+        spark=spark,
+        data=new_penguins,
+        model_uri=f"models:/{name}@champion",
+        output_path=str(tmp_path / "scores"),
+        tracking_uri=mlflow_server.uri,
+        experiment_name=experiment,
+    )
+    assert changed(before, process_state()) == {}
+    assert isinstance(scored, smt.ScoringResult)
+    assert (scored.status, scored.model_uri, scored.model_version) == ("scored", f"models:/{name}/1", "1")
+    rows = new_penguins.count()
+    assert scored.rows_scored + scored.rows_unscorable == rows and scored.rows_unscorable > 0
+    scores = scored.scores()
+    assert scores.count() == rows
+    predicted = {row.prediction for row in scores.where("unscorable_reason IS NULL").select("prediction").collect()}
+    assert predicted <= {"Adelie", "Chinstrap", "Gentoo"} and len(predicted) == 3
+    assert scored.summary()["output_path"] == str(tmp_path / "scores")
+
+    run = MlflowClient(mlflow_server.uri).get_run(scored.run_id)
+    assert run.info.status == "FINISHED"
+    assert (run.data.params["data.path"], run.data.params["data.source"]) == ("", "dataframe")
+    assert run.data.metrics["rows_scored"] == scored.rows_scored
+
+
+def test_a_missing_label_column_raises_a_data_error_fails_the_run_and_registers_nothing(
+    spark, mlflow_server, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    experiment, name = f"api-bad-{uuid.uuid4().hex[:8]}", f"api-bad-{uuid.uuid4().hex[:8]}"
+    before = process_state()
+    with pytest.raises(DataError, match="label column 'species' is not in the input") as raised:
+        smt.train(
+            spark=spark,
+            data=penguins(spark).drop("species"),
+            tracking_uri=mlflow_server.uri,
+            experiment_name=experiment,
+            registered_model_name=name,
+        )
+    assert raised.value.exit_code == 2
+    assert changed(before, process_state()) == {}  # put back on failure too; here nothing was set before
+    client = MlflowClient(mlflow_server.uri)
+    (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert run.info.status == "FAILED"
+    assert client.search_model_versions(f"name = '{name}'") == []
+
+
+def test_scoring_a_dataframe_without_a_model_input_raises_a_data_error(trained, mlflow_server, spark, tmp_path):
+    _, experiment, name, _, _ = trained
+    with pytest.raises(DataError, match="input lacks column\\(s\\) body_mass_g"):
+        smt.score(
+            spark=spark,
+            data=penguins(spark).drop("body_mass_g"),
+            model_uri=f"models:/{name}/1",
+            output_path=str(tmp_path / "scores"),
+            tracking_uri=mlflow_server.uri,
+            experiment_name=experiment,
+        )
+    assert not (tmp_path / "scores").exists()
+
+
+def test_arguments_that_contradict_a_dataframe_or_each_other_are_config_errors(spark):
+    frame = penguins(spark)
+    with pytest.raises(ConfigError, match="unset data.path"):
+        smt.train(spark=spark, data=frame, overrides={"data.path": "penguins.csv"})
+    with pytest.raises(ConfigError, match="output_path or output_table"):
+        smt.score(spark=spark, data=frame, output_path="a", output_table="b")
+    with pytest.raises(ConfigError, match="mode must be one of"):
+        smt.score(spark=spark, data=frame, output_path="a", mode="upsert")
+
+
+def notebook_code(path: Path) -> list[tuple[list[str], str]]:
+    """The notebook's code cells, (tags, source), read from its JSON (nbformat 4)."""
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    return [
+        (cell.get("metadata", {}).get("tags", []), "".join(cell["source"]))
+        for cell in notebook["cells"]
+        if cell["cell_type"] == "code"
+    ]
+
+
+def test_the_notebook_trains_and_scores_with_the_notebooks_spark(spark, mlflow_server, tmp_path, monkeypatch):
+    """Each code cell run in order in one namespace holding `spark`, as a Synapse notebook has it; the
+    parameters cell is followed by the values a pipeline would pass (Synapse adds a cell after it)."""
+    monkeypatch.chdir(tmp_path)
+    suffix = uuid.uuid4().hex[:8]
+    parameters = {
+        "tracking_uri": mlflow_server.uri,
+        "experiment_name": f"notebook-{suffix}",
+        "registered_model_name": f"notebook-{suffix}",
+        "scores_path": str(tmp_path / "scores"),
+    }
+    namespace = {"spark": spark}
+    cells = notebook_code(NOTEBOOK)
+    assert [tags for tags, _ in cells].count(["parameters"]) == 1
+    for tags, source in cells:
+        exec(compile(source, str(NOTEBOOK), "exec"), namespace)  # noqa: S102 - the repository's own notebook
+        if "parameters" in tags:
+            assert set(parameters) <= set(namespace), "the test passes only parameters the notebook declares"
+            namespace.update(parameters)
+
+    trained, scored = namespace["trained"], namespace["scored"]
+    assert trained.status == "registered" and trained.model_version == "1"
+    assert scored.status == "scored" and scored.rows_scored > 0
+    client = MlflowClient(mlflow_server.uri)
+    assert client.get_run(scored.run_id).data.params["model.version"] == "1"
+    assert scored.scores().count() == scored.rows_scored + scored.rows_unscorable
+
+
+def test_train_and_score_in_an_azure_ml_workspace_then_the_callers_mlflow_state_is_back(
+    spark, aml_server, aml_env, offline, tmp_path, monkeypatch
+):
+    """Through the real azureml-mlflow plugin against the AML double (tests/aml_server.py; Azure AD
+    and ARM are the double's), which reads MLflow's global tracking URI during the job."""
+    monkeypatch.chdir(tmp_path)
+    suffix = uuid.uuid4().hex[:8]
+    tracking = {"tracking_uri": aml_server.tracking_uri, "experiment_name": f"api-aml-{suffix}"}
+    mlflow.set_tracking_uri(f"sqlite:///{(tmp_path / 'mine.db').as_posix()}")
+    before = process_state()
+    try:
+        trained = smt.train(spark=spark, data=penguins(spark), registered_model_name=f"api-aml-{suffix}", **tracking)
+        scored = smt.score(
+            spark=spark, data=penguins(spark).drop("species"), model_uri=f"models:/api-aml-{suffix}/1",
+            output_path=str(tmp_path / "scores"), output_format="parquet", **tracking,
+        )  # fmt: skip
+        after = process_state()
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert changed(before, after) == {}
+    assert (trained.status, trained.model_version) == ("registered", "1")
+    assert scored.status == "scored" and scored.scores().count() == penguins(spark).count()
+    assert offline == []
