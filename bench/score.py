@@ -110,10 +110,12 @@ def input_bytes(source: Path) -> int:
     return sum(p.stat().st_size for p in source.glob("*.parquet"))
 
 
-def event_counts(event_dir: Path, intervals: list[list]) -> tuple[int, int, dict[str, int]]:
-    """(Spark jobs, bytes read by tasks, jobs per timed item) from the one event log in event_dir;
-    a job belongs to the innermost timed call it was submitted in."""
+def event_counts(event_dir: Path, intervals: list[list]) -> tuple[int, int, float, dict[str, int]]:
+    """(Spark jobs, bytes read by tasks, the tasks' CPU seconds, jobs per timed item) from the one event
+    log in event_dir; a job belongs to the innermost timed call it was submitted in. CPU time, unlike
+    wall time, hardly grows when other processes share the cores."""
     jobs = read = 0
+    cpu = 0.0
     per_item: dict[str, int] = {}
     for event in events(event_dir):
         if event["Event"] == "SparkListenerJobStart":
@@ -123,8 +125,10 @@ def event_counts(event_dir: Path, intervals: list[list]) -> tuple[int, int, dict
             item = min(around)[1] if around else "unattributed"
             per_item[item] = per_item.get(item, 0) + 1
         elif event["Event"] == "SparkListenerTaskEnd":
-            read += event.get("Task Metrics", {}).get("Input Metrics", {}).get("Bytes Read", 0)
-    return jobs, read, per_item
+            metrics = event.get("Task Metrics") or {}
+            read += metrics.get("Input Metrics", {}).get("Bytes Read", 0)
+            cpu += metrics.get("Executor CPU Time", 0) / 1e9
+    return jobs, read, cpu, per_item
 
 
 def measure(case: str, source: Path, label: str) -> dict:
@@ -140,14 +144,14 @@ def measure(case: str, source: Path, label: str) -> dict:
     if done.returncode != 0:
         raise SystemExit(f"{case} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     timed = json.loads(timings.read_text())
-    jobs, read, per_item = event_counts(events, timed["intervals"])
+    jobs, read, cpu, per_item = event_counts(events, timed["intervals"])
     items = timed["items"]
     items["unattributed (CLI, config, summary, rest)"] = timed["main"] - sum(
         v for k, v in items.items() if k not in ("interpreter start", "imports")
     )
     items["exit (JVM shutdown)"] = ended - timed["ended"]
     return {
-        "seconds": seconds, "jobs": jobs, "input_passes": read / input_bytes(source), "items": items,
+        "seconds": seconds, "jobs": jobs, "input_passes": read / input_bytes(source), "task_cpu": cpu, "items": items,
         "jobs_per_item": per_item, "load": load,
     }  # fmt: skip
 
@@ -168,6 +172,7 @@ def bench_size(rows: int, reps: int, warmup: bool) -> dict:
                 flush=True,
             )
     seconds = {case: statistics.median(r["seconds"] for r in runs[case]) for case in CASES}
+    task_cpu = {case: statistics.median(r["task_cpu"] for r in runs[case]) for case in CASES}
     paired = {
         base: [s["seconds"] / b["seconds"] for s, b in zip(runs["score"], runs[base], strict=True)]
         for base in ("plain", "careful")
@@ -177,6 +182,7 @@ def bench_size(rows: int, reps: int, warmup: bool) -> dict:
         "reps": reps,
         "runs": runs,
         "seconds": seconds,
+        "task_cpu": task_cpu,
         "ratio": {base: seconds["score"] / seconds[base] for base in ("plain", "careful")},
         "paired": paired,
         "target": TARGETS.get(rows),
@@ -241,15 +247,16 @@ def table(results: list[dict]) -> str:
         )
     lines += [
         "",
-        "Throughput (median whole-process time):",
+        "Throughput (median whole-process time) and the Spark tasks' CPU time (median, from the event log):",
         "",
-        "| rows | case | s | rows/s |",
-        "| ---: | --- | ---: | ---: |",
+        "| rows | case | s | rows/s | task CPU s |",
+        "| ---: | --- | ---: | ---: | ---: |",
     ]
     for r in results:
         for case in CASES:
             lines.append(
-                f"| {r['rows']:,} | {LABELS[case]} | {r['seconds'][case]:.1f} | {r['rows'] / r['seconds'][case]:,.0f} |"
+                f"| {r['rows']:,} | {LABELS[case]} | {r['seconds'][case]:.1f} | {r['rows'] / r['seconds'][case]:,.0f} "
+                f"| {r['task_cpu'][case]:.1f} |"
             )
     for r in results:
         lines += breakdown(r)
