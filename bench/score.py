@@ -38,13 +38,14 @@ sys.path[:0] = [str(BENCH)]
 
 from datagen import generate  # noqa: E402
 from eventlog import events  # noqa: E402
-from sections import write_section  # noqa: E402
+from sections import marked, write_section  # noqa: E402
 
 MODEL = "bench-score"
 MODEL_URI = f"models:/{MODEL}/latest"
 SPARK_ARGS = ["--master", "local[2]", "--driver-memory", "4g", "--conf", "spark.ui.enabled=false"]
 TARGETS = {1_000_000: 1.10, 10_000_000: 1.05}  # issues 13, 19: whole-process ratio score / minimal script
 START, END = "<!-- scoring -->", "<!-- /scoring -->"
+ANALYSIS_START, ANALYSIS_END = "<!-- scoring-analysis -->", "<!-- /scoring-analysis -->"  # hand-written, kept
 
 
 def tracking_uri() -> str:
@@ -215,7 +216,7 @@ def breakdown(result: dict) -> list[str]:
     return lines
 
 
-def table(results: list[dict]) -> str:
+def table(results: list[dict], analysis: str | None) -> str:
     loads = [load for r in results for load in r["load"]]
     lines = [
         START,
@@ -260,14 +261,16 @@ def table(results: list[dict]) -> str:
             )
     for r in results:
         lines += breakdown(r)
-    lines.append(END)
+    lines += ["", ANALYSIS_START, analysis or "(analysis: to be written after a full run)", ANALYSIS_END, END]
     return "\n".join(lines)
 
 
 def write_results(results: list[dict]) -> None:
     (WORK / "results.json").write_text(json.dumps(results, indent=2))
-    section = table(results)
-    write_section(BENCH / "results.md", START, END, section)
+    path = BENCH / "results.md"
+    analysis = marked(path.read_text(encoding="utf-8") if path.exists() else "", ANALYSIS_START, ANALYSIS_END)
+    section = table(results, analysis.strip() if analysis is not None else None)
+    write_section(path, START, END, section)
     print(section)
 
 
