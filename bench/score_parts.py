@@ -4,12 +4,14 @@
 
 One SparkSession (the settings of bench/score.py), the model loaded once from MODEL_DIR (a
 downloaded MLflow Spark model), then each variant's output written as Parquet, the variants
-interleaved (the order alternates) after an unmeasured warm-up of each:
+interleaved (the order alternates) after one unmeasured warm-up write:
   minimal     dropna, transform, the input's columns and the prediction (bench/plain_score.py)
   careful     minimal plus one probability column per class (one vector_to_array per row)
   score       scoring.score_frame as `score` runs it (every row kept: stand-ins, reasons,
               lineage literals, two observations)
   score-no-observations   the same without the observations
+  score-before            with --before OLD_SCORING_PY: that file's score_frame (an earlier scoring.py),
+                          to compare two versions in one session
 Prints, per variant, the median wall seconds and the median CPU seconds of its tasks (from the Spark
 event log: CPU time, unlike wall time, hardly grows when other processes share the cores), and the
 differences that price one item each.
@@ -18,6 +20,7 @@ differences that price one item each.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import sys
 import tempfile
@@ -37,8 +40,6 @@ from synapse_ml_track.pipeline import class_labels, predictor  # noqa: E402
 
 from eventlog import events  # noqa: E402
 
-VARIANTS = ("minimal", "careful", "score", "score-no-observations")
-
 
 def plain(frame: DataFrame, model, columns: list[str], careful: bool) -> DataFrame:
     scores = model.transform(frame.dropna(subset=columns))
@@ -50,7 +51,7 @@ def plain(frame: DataFrame, model, columns: list[str], careful: bool) -> DataFra
     return scores.select(*outputs)
 
 
-def ours(frame: DataFrame, model, columns: list[str], observe: bool) -> DataFrame:
+def ours(frame: DataFrame, model, columns: list[str], observe: bool, module=scoring) -> DataFrame:
     ref = scoring.ModelRef("bench-score", "1", "0" * 32)
     original = DataFrame.observe
     if not observe:
@@ -69,16 +70,19 @@ def main() -> None:
     parser.add_argument("model_dir")
     parser.add_argument("input")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--before", type=Path, help="an earlier scoring.py, run as the variant score-before")
     parser.add_argument("--explain", action="store_true", help="print each variant's physical plan and stop")
     args = parser.parse_args()
     from mlflow.models import get_model_info
     from pyspark.ml import PipelineModel
 
     with tempfile.TemporaryDirectory() as work:
+        events_dir = Path(work) / "events"
+        events_dir.mkdir()
         spark = (
             SparkSession.builder.appName("score-parts")
             .config("spark.eventLog.enabled", "true")
-            .config("spark.eventLog.dir", Path(work).as_uri())
+            .config("spark.eventLog.dir", events_dir.as_uri())
             .getOrCreate()
         )
         spark.sparkContext.setLogLevel("ERROR")
@@ -91,22 +95,28 @@ def main() -> None:
             "score": lambda: ours(frame, model, columns, observe=True),
             "score-no-observations": lambda: ours(frame, model, columns, observe=False),
         }
+        if args.before:
+            spec = importlib.util.spec_from_file_location("scoring_before", args.before)
+            before = sys.modules["scoring_before"] = importlib.util.module_from_spec(spec)  # dataclasses look it up
+            spec.loader.exec_module(before)
+            build["score-before"] = lambda: ours(frame, model, columns, observe=True, module=before)
+        variants = tuple(build)
         if args.explain:
-            for name in VARIANTS:
+            for name in variants:
                 print(f"== {name}")
                 build[name]().explain()
             return
         intervals = []
-        for rep in range(-1, args.reps):
-            for name in VARIANTS if rep % 2 == 0 else tuple(reversed(VARIANTS)):
+        build["minimal"]().write.mode("overwrite").parquet(f"{work}/out-warm-up")  # JIT, file cache; unmeasured
+        for rep in range(args.reps):
+            for name in variants if rep % 2 == 0 else tuple(reversed(variants)):
                 started = time.time()
                 build[name]().write.mode("overwrite").parquet(f"{work}/out-{name}")
-                if rep >= 0:
-                    intervals.append((name, started, time.time()))
-                    print(f"rep {rep + 1}  {name:<22} {intervals[-1][2] - started:6.2f} s", flush=True)
+                intervals.append((name, started, time.time()))
+                print(f"rep {rep + 1}  {name:<22} {intervals[-1][2] - started:6.2f} s", flush=True)
         spark.stop()  # flushes the event log
-        cpu = task_cpu(Path(work), intervals)
-    report(intervals, cpu)
+        cpu = task_cpu(events_dir, intervals)
+    report(variants, intervals, cpu)
 
 
 def task_cpu(event_dir: Path, intervals: list[tuple[str, float, float]]) -> list[float]:
@@ -126,13 +136,13 @@ def task_cpu(event_dir: Path, intervals: list[tuple[str, float, float]]) -> list
     return [cpu[i] for i in range(len(intervals))]
 
 
-def report(intervals: list[tuple[str, float, float]], cpu: list[float]) -> None:
-    wall = {name: [b - a for n, a, b in intervals if n == name] for name in VARIANTS}
-    used = {name: [c for (n, _, _), c in zip(intervals, cpu, strict=True) if n == name] for name in VARIANTS}
-    median = {name: statistics.median(used[name]) for name in VARIANTS}
+def report(variants: tuple[str, ...], intervals: list[tuple[str, float, float]], cpu: list[float]) -> None:
+    wall = {name: [b - a for n, a, b in intervals if n == name] for name in variants}
+    used = {name: [c for (n, _, _), c in zip(intervals, cpu, strict=True) if n == name] for name in variants}
+    median = {name: statistics.median(used[name]) for name in variants}
     print("| variant | wall s (median, min–max) | task CPU s (median, min–max) |")
     print("| --- | :---: | :---: |")
-    for name in VARIANTS:
+    for name in variants:
         w, c = wall[name], used[name]
         print(
             f"| {name} | {statistics.median(w):.2f} ({min(w):.2f}–{max(w):.2f}) "
@@ -144,6 +154,8 @@ def report(intervals: list[tuple[str, float, float]], cpu: list[float]) -> None:
         f"{median['score-no-observations'] - median['careful']:+.2f} CPU s"
     )
     print(f"observations (score − score without): {median['score'] - median['score-no-observations']:+.2f} CPU s")
+    if "score-before" in median:
+        print(f"this scoring.py against the earlier one: {median['score'] - median['score-before']:+.2f} CPU s")
 
 
 if __name__ == "__main__":
