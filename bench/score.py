@@ -3,11 +3,16 @@
     make bench-score                    # 1,000,000 and 10,000,000 generated rows
     make bench-score ARGS="--quick"     # 1,000,000 rows, one repetition
 
-Both cases run as their own process (whole-process time: JVM start, model load, scoring, write),
+Each case runs as its own process (whole-process time: JVM start, model load, scoring, write),
 with the same Spark settings, on the same Parquet input, scoring the same registered model:
-  plain  bench/plain_score.py: spark.read.parquet, mlflow.spark.load_model, transform, write
-  score  synapse-ml-track score: signature check, unscorable reasons, counts, tracking run
-Repetitions are interleaved (the order alternates) after one unmeasured warm-up of each case.
+  plain    bench/plain_score.py: spark.read.parquet, mlflow.spark.load_model, transform, write the
+           input's columns and the prediction (the minimal script)
+  careful  the same plus one probability column per class (vector_to_array), as score writes
+  score    synapse-ml-track score: signature check, unscorable reasons, lineage, counts, tracking run
+Repetitions are interleaved (the order alternates) after one unmeasured warm-up of each case
+(--no-warmup skips it). Each process runs under bench/timed_score.py, whose Python timers give the
+seconds per item (imports, Spark start, MLflow calls, model download and load, signature check,
+plan, write, ...); each Spark job of the event log is attributed to the item it was submitted in.
 Passes over the input are read from each process's Spark event log: the jobs it ran, and the
 bytes its tasks read divided by the input's size. Writes the scoring section of bench/results.md
 and bench/work/score/results.json.
@@ -34,13 +39,14 @@ sys.path[:0] = [str(BENCH)]
 
 from datagen import generate  # noqa: E402
 from eventlog import events  # noqa: E402
-from sections import write_section  # noqa: E402
+from sections import marked, write_section  # noqa: E402
 
 MODEL = "bench-score"
 MODEL_URI = f"models:/{MODEL}/latest"
 SPARK_ARGS = ["--master", "local[2]", "--driver-memory", "4g", "--conf", "spark.ui.enabled=false"]
-TARGETS = {1_000_000: 1.10, 10_000_000: 1.05}  # issue 13: whole-process ratio score / plain
+TARGETS = {1_000_000: 1.10, 10_000_000: 1.05}  # issues 13, 19: whole-process ratio score / minimal script
 START, END = "<!-- scoring -->", "<!-- /scoring -->"
+ANALYSIS_START, ANALYSIS_END = "<!-- scoring-analysis -->", "<!-- /scoring-analysis -->"  # hand-written, kept
 
 
 def tracking_uri() -> str:
@@ -48,7 +54,9 @@ def tracking_uri() -> str:
 
 
 def train_model() -> None:
-    """Register one model on the bundled penguins: the generated rows share its columns."""
+    """Register one model on the bundled penguins (once per store): the generated rows share its columns."""
+    if (WORK / "mlflow.db").exists():
+        return
     command = [
         str(BIN / "synapse-ml-track"), "train", "--tracking-uri", tracking_uri(),
         "--experiment-name", "bench-score", "--registered-model-name", MODEL, "--log-level", "WARNING",
@@ -85,11 +93,16 @@ def spark_env(event_dir: Path | None, extra_args: Sequence[str] = ()) -> dict[st
     }
 
 
-def command(case: str, source: Path, output: Path) -> list[str]:
-    if case == "plain":
-        return [sys.executable, str(BENCH / "plain_score.py"), MODEL_URI, str(source), str(output)]
+CASES = ("plain", "careful", "score")
+LABELS = {"plain": "minimal script", "careful": "careful script", "score": "score"}
+
+
+def command(case: str, source: Path, output: Path, timings: Path) -> list[str]:
+    timed = [sys.executable, str(BENCH / "timed_score.py"), str(timings), case]
+    if case != "score":
+        return [*timed, MODEL_URI, str(source), str(output)]
     return [
-        str(BIN / "synapse-ml-track"), "score", "--tracking-uri", tracking_uri(), "--experiment-name", "bench-score",
+        *timed, "--tracking-uri", tracking_uri(), "--experiment-name", "bench-score",
         "--model-uri", MODEL_URI, "--input", str(source), "--output-path", str(output),
         "--output-format", "parquet", "--mode", "overwrite", "--log-level", "WARNING",
     ]  # fmt: skip
@@ -99,15 +112,25 @@ def input_bytes(source: Path) -> int:
     return sum(p.stat().st_size for p in source.glob("*.parquet"))
 
 
-def event_counts(event_dir: Path) -> tuple[int, int]:
-    """(Spark jobs, bytes read by tasks) from the one event log in event_dir."""
+def event_counts(event_dir: Path, intervals: Sequence[Sequence] = ()) -> tuple[int, int, float, dict[str, int]]:
+    """(Spark jobs, bytes read by tasks, the tasks' CPU seconds, jobs per timed item) from the one event
+    log in event_dir; a job belongs to the innermost timed call it was submitted in. CPU time, unlike
+    wall time, hardly grows when other processes share the cores."""
     jobs = read = 0
+    cpu = 0.0
+    per_item: dict[str, int] = {}
     for event in events(event_dir):
         if event["Event"] == "SparkListenerJobStart":
             jobs += 1
+            submitted = event["Submission Time"] / 1000
+            around = [(end - start, item) for item, start, end in intervals if start <= submitted <= end]
+            item = min(around)[1] if around else "unattributed"
+            per_item[item] = per_item.get(item, 0) + 1
         elif event["Event"] == "SparkListenerTaskEnd":
-            read += event.get("Task Metrics", {}).get("Input Metrics", {}).get("Bytes Read", 0)
-    return jobs, read
+            metrics = event.get("Task Metrics") or {}
+            read += metrics.get("Input Metrics", {}).get("Bytes Read", 0)
+            cpu += metrics.get("Executor CPU Time", 0) / 1e9
+    return jobs, read, cpu, per_item
 
 
 def run_case(argv: list[str], label: str, extra_args: Sequence[str] = ()) -> tuple[dict, Path]:
@@ -120,12 +143,6 @@ def run_case(argv: list[str], label: str, extra_args: Sequence[str] = ()) -> tup
     if done.returncode != 0:
         raise SystemExit(f"{label} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return {"seconds": seconds, "load": os.getloadavg()[0]}, event_dir
-
-
-def measure(case: str, source: Path, label: str) -> dict:
-    run, event_dir = run_case(command(case, source, WORK / "out" / case), label)
-    jobs, read = event_counts(event_dir)
-    return {**run, "jobs": jobs, "input_passes": read / input_bytes(source)}
 
 
 def interleaved(
@@ -143,51 +160,145 @@ def interleaved(
     return runs
 
 
-def bench_size(rows: int, reps: int) -> dict:
+def measure(case: str, source: Path, label: str) -> dict:
+    events = WORK / "events" / label
+    shutil.rmtree(events, ignore_errors=True)
+    output = WORK / "out" / case
+    timings = WORK / "timings" / f"{label}.json"
+    timings.parent.mkdir(parents=True, exist_ok=True)
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    done = subprocess.run(command(case, source, output, timings), env=spark_env(events), capture_output=True, text=True)
+    seconds, ended = time.perf_counter() - started, time.time()
+    if done.returncode != 0:
+        raise SystemExit(f"{case} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    timed = json.loads(timings.read_text())
+    jobs, read, cpu, per_item = event_counts(events, timed["intervals"])
+    items = timed["items"]
+    items["unattributed (CLI, config, summary, rest)"] = timed["main"] - sum(
+        v for k, v in items.items() if k not in ("interpreter start", "imports")
+    )
+    items["exit (JVM shutdown)"] = ended - timed["ended"]
+    return {
+        "seconds": seconds, "jobs": jobs, "input_passes": read / input_bytes(source), "task_cpu": cpu, "items": items,
+        "jobs_per_item": per_item, "load": load,
+    }  # fmt: skip
+
+
+def bench_size(rows: int, reps: int, warmup: bool) -> dict:
     source = parquet_input(rows)
-    runs = interleaved(lambda case, label: measure(case, source, label), ("plain", "score"), reps, str(rows))
-    plain = statistics.median(r["seconds"] for r in runs["plain"])
-    score = statistics.median(r["seconds"] for r in runs["score"])
+    if warmup:
+        for case in CASES:
+            measure(case, source, f"{rows}-warmup-{case}")
+    runs: dict[str, list[dict]] = {case: [] for case in CASES}
+    for rep in range(reps):
+        order = CASES if rep % 2 == 0 else tuple(reversed(CASES))
+        for case in order:
+            runs[case].append(measure(case, source, f"{rows}-{rep}-{case}"))
+            run = runs[case][-1]
+            print(
+                f"{rows:>11,} rows  rep {rep + 1}  {case:<7}  {run['seconds']:6.1f} s  load {run['load']:.1f}",
+                flush=True,
+            )
+    seconds = {case: statistics.median(r["seconds"] for r in runs[case]) for case in CASES}
+    task_cpu = {case: statistics.median(r["task_cpu"] for r in runs[case]) for case in CASES}
+    paired = {
+        base: [s["seconds"] / b["seconds"] for s, b in zip(runs["score"], runs[base], strict=True)]
+        for base in ("plain", "careful")
+    }
     return {
         "rows": rows,
         "reps": reps,
         "runs": runs,
-        "plain_s": plain,
-        "score_s": score,
-        "ratio": score / plain,
+        "seconds": seconds,
+        "task_cpu": task_cpu,
+        "ratio": {base: seconds["score"] / seconds[base] for base in ("plain", "careful")},
+        "paired": paired,
         "target": TARGETS.get(rows),
+        "load": [r["load"] for case in CASES for r in runs[case]],
     }
 
 
-def table(results: list[dict]) -> str:
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f}× ({min(values):.2f}–{max(values):.2f})"
+
+
+def breakdown(result: dict) -> list[str]:
+    """Median seconds per item and case, and score minus the minimal script."""
+    runs = result["runs"]
+    names = list(dict.fromkeys(k for case in CASES for r in runs[case] for k in r["items"]))
+    lines = [
+        "",
+        f"Per item at {result['rows']:,} rows, median seconds (Python timers; jobs from the event log):",
+        "",
+        "| item | minimal s | careful s | score s | score − minimal s | jobs minimal / careful / score |",
+        "| --- | ---: | ---: | ---: | ---: | :---: |",
+    ]
+    for name in names:
+        median = {c: statistics.median(r["items"].get(name, 0.0) for r in runs[c]) for c in CASES}
+        jobs = " / ".join(str(runs[c][0]["jobs_per_item"].get(name, 0)) for c in CASES)
+        lines.append(
+            f"| {name} | {median['plain']:.2f} | {median['careful']:.2f} | {median['score']:.2f} "
+            f"| {median['score'] - median['plain']:+.2f} | {jobs} |"
+        )
+    return lines
+
+
+def table(results: list[dict], analysis: str | None) -> str:
+    loads = [load for r in results for load in r["load"]]
     lines = [
         START,
-        "## Scoring: `synapse-ml-track score` against a plain script",
+        "## Scoring: `synapse-ml-track score` against plain scripts",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `make bench-score` "
-        f"(bench/score.py); whole-process wall time, median of interleaved repetitions, Spark "
-        f"{' '.join(SPARK_ARGS[:2])}. Jobs and input passes come from each process's Spark event log.",
+        f"(bench/score.py); whole-process wall time, median of repetitions interleaved in one run "
+        f"(the order alternates), Spark {' '.join(SPARK_ARGS[:2])}. Baselines (bench/plain_score.py): "
+        "*minimal* writes the input's columns and the prediction; *careful* also one probability column "
+        "per class (`vector_to_array`), as `score` does. *paired* is the median (min–max) of each "
+        "repetition's score time over the baseline's time in the same repetition. Load average (1 min) "
+        f"before each process: {min(loads):.1f}–{max(loads):.1f}. Jobs and input passes come from each "
+        "process's Spark event log.",
         "",
-        "| rows | reps | plain s | score s | ratio | target | met | jobs plain / score | input passes plain / score |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | :---: | :---: | :---: |",
+        "| rows | reps | minimal s | careful s | score s | score / minimal | paired | score / careful | paired "
+        "| target (vs minimal) | met | jobs minimal / careful / score | input passes |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | :---: | ---: | :---: | ---: | :---: | :---: | :---: |",
     ]
     for r in results:
-        jobs = "/".join(str(r["runs"][c][0]["jobs"]) for c in ("plain", "score"))
-        passes = " / ".join(f"{r['runs'][c][0]['input_passes']:.2f}" for c in ("plain", "score"))
+        s = r["seconds"]
+        jobs = "/".join(str(r["runs"][c][0]["jobs"]) for c in CASES)
+        passes = " / ".join(f"{r['runs'][c][0]['input_passes']:.2f}" for c in CASES)
         target = f"≤ {r['target']:.2f}×" if r["target"] else "–"
-        met = ("yes" if r["ratio"] <= r["target"] else "no") if r["target"] else "–"
+        met = ("yes" if r["ratio"]["plain"] <= r["target"] else "no") if r["target"] else "–"
         lines.append(
-            f"| {r['rows']:,} | {r['reps']} | {r['plain_s']:.1f} | {r['score_s']:.1f} | {r['ratio']:.2f}× "
-            f"| {target} | {met} | {jobs} | {passes} |"
+            f"| {r['rows']:,} | {r['reps']} | {s['plain']:.1f} | {s['careful']:.1f} | {s['score']:.1f} "
+            f"| {r['ratio']['plain']:.2f}× | {spread(r['paired']['plain'])} | {r['ratio']['careful']:.2f}× "
+            f"| {spread(r['paired']['careful'])} | {target} | {met} | {jobs} | {passes} |"
         )
-    lines.append(END)
+    lines += [
+        "",
+        "Throughput (median whole-process time) and the Spark tasks' CPU time (median, from the event log):",
+        "",
+        "| rows | case | s | rows/s | task CPU s |",
+        "| ---: | --- | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        for case in CASES:
+            lines.append(
+                f"| {r['rows']:,} | {LABELS[case]} | {r['seconds'][case]:.1f} | {r['rows'] / r['seconds'][case]:,.0f} "
+                f"| {r['task_cpu'][case]:.1f} |"
+            )
+    for r in results:
+        lines += breakdown(r)
+    lines += ["", ANALYSIS_START, analysis or "(analysis: to be written after a full run)", ANALYSIS_END, END]
     return "\n".join(lines)
 
 
 def write_results(results: list[dict]) -> None:
     (WORK / "results.json").write_text(json.dumps(results, indent=2))
-    section = table(results)
-    write_section(BENCH / "results.md", START, END, section)
+    path = BENCH / "results.md"
+    analysis = marked(path.read_text(encoding="utf-8") if path.exists() else "", ANALYSIS_START, ANALYSIS_END)
+    section = table(results, analysis.strip() if analysis is not None else None)
+    write_section(path, START, END, section)
     print(section)
 
 
@@ -195,11 +306,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1,000,000 rows, one repetition")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000], help="input sizes")
+    parser.add_argument("--no-warmup", action="store_true", help="skip the unmeasured first run of each case")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     train_model()
-    sizes = [(1_000_000, 1)] if args.quick else [(1_000_000, args.reps), (10_000_000, max(1, args.reps - 1))]
-    write_results([bench_size(rows, reps) for rows, reps in sizes])
+    sizes = (
+        [(1_000_000, 1)]
+        if args.quick
+        else [(rows, args.reps if rows <= 1_000_000 else max(1, args.reps - 1)) for rows in args.rows]
+    )
+    write_results([bench_size(rows, reps, warmup=not args.no_warmup) for rows, reps in sizes])
 
 
 if __name__ == "__main__":

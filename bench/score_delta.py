@@ -125,7 +125,7 @@ def measure(case: str, source: Path, label: str, run_prefix: str) -> dict:
     summary = WORK / "summaries" / f"{label}.json"
     summary.parent.mkdir(parents=True, exist_ok=True)
     run, event_dir = run_case(command(case, source, f"{run_prefix}-{label}", summary), label, delta_submit_args())
-    jobs, read = event_counts(event_dir)
+    jobs, read, *_ = event_counts(event_dir)
     result = {**run, "jobs": jobs, "input_passes": read / input_bytes(source), **delta_costs(event_dir)}
     if case == "score":
         outcome = json.loads(summary.read_text())

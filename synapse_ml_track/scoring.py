@@ -386,14 +386,17 @@ class ScoringCounts:
 class Counting:
     """Spark's own observations of the scoring query, filled in as the output is written."""
 
-    inputs: Observation
-    outputs: Observation
+    outputs: Observation  # per class (or the prediction's mean, min, max); rows and unscorable too unless dropped
+    inputs: Observation | None  # with drop: rows and unscorable, observed before the unscorable rows go
     labels: list[str] | None
 
     def counts(self) -> ScoringCounts:
-        seen, written = self.inputs.get, self.outputs.get
+        written = self.outputs.get
+        seen = self.inputs.get if self.inputs is not None else written
         predicted = {label: int(written[f"predicted_{i}"] or 0) for i, label in enumerate(self.labels or [])}
-        stats = {} if self.labels is not None else {k: v for k, v in written.items() if v is not None}
+        stats = (
+            {} if self.labels is not None else {k: written[k] for k in ("mean", "min", "max") if written[k] is not None}
+        )
         return ScoringCounts(int(seen["rows"]), int(seen["unscorable"] or 0), predicted, stats)
 
 
@@ -411,7 +414,10 @@ def score_frame(
     counted by Spark observations while the output is written, so the input is read once.
 
     The model runs on every row, with stand-ins for nulls; a row with a null model input keeps its
-    columns and gets a null prediction and probabilities, and its reason.
+    columns and gets a null prediction and probabilities, and its reason. The query computes only
+    what is written: the probability vector becomes an array once per row (not once per class), the
+    lineage is literals, and every count comes from one observation of the output (two with drop,
+    whose input count is taken before the unscorable rows go).
     """
     kinds = {f.name: f.dataType for f in raw.schema.fields}
     originals = [f"{RESERVED_PREFIX}in_{i}" for i in range(len(raw.columns))]
@@ -420,22 +426,28 @@ def score_frame(
         *[filled(c, kinds[c]) for c in columns],
         why_unscorable(columns).alias(UNSCORABLE_REASON),
     )
-    inputs = Observation(f"{RESERVED_PREFIX}inputs")
-    frame = frame.observe(
-        inputs,
+    row_counts = [
         F.count(F.lit(1)).alias("rows"),
-        F.sum(F.col(UNSCORABLE_REASON).isNotNull().cast("long")).alias("unscorable"),
-    )
+        F.count(UNSCORABLE_REASON).alias("unscorable"),  # count() counts the non-null
+    ]
+    inputs = None
     if drop:
-        frame = frame.where(F.col(UNSCORABLE_REASON).isNull())
+        inputs = Observation(f"{RESERVED_PREFIX}inputs")
+        frame = frame.observe(inputs, *row_counts).where(F.col(UNSCORABLE_REASON).isNull())
     scored = pipeline.transform(frame)
     scorable = F.col(UNSCORABLE_REASON).isNull()
     per_class = []
     if labels is not None:
-        probabilities = vector_to_array(F.col(predictor(pipeline).getProbabilityCol()))
-        per_class = [
-            F.when(scorable, probabilities[i]).alias(name) for i, name in enumerate(probability_columns(labels))
-        ]
+        # One array per row, referenced once per class: Spark keeps a non-trivial expression used more
+        # than once in its own projection (CollapseProject) instead of inlining it into each column.
+        probabilities = f"{RESERVED_PREFIX}probabilities"
+        scored = scored.select(
+            *[F.col(kept) for kept in originals],
+            F.col(PREDICTION),
+            F.col(UNSCORABLE_REASON),
+            F.when(scorable, vector_to_array(F.col(predictor(pipeline).getProbabilityCol()))).alias(probabilities),
+        )
+        per_class = [F.col(probabilities)[i].alias(name) for i, name in enumerate(probability_columns(labels))]
     output = scored.select(
         *[F.col(kept).alias(c) for c, kept in zip(raw.columns, originals, strict=True)],
         F.when(scorable, F.col(PREDICTION)).alias(PREDICTION),
@@ -453,8 +465,8 @@ def score_frame(
         ]
     else:
         counted = [F.avg(PREDICTION).alias("mean"), F.min(PREDICTION).alias("min"), F.max(PREDICTION).alias("max")]
-    output = output.observe(outputs, *counted)
-    return output, Counting(inputs, outputs, labels)
+    output = output.observe(outputs, *counted, *([] if drop else row_counts))
+    return output, Counting(outputs, inputs, labels)
 
 
 def _write_delta(

@@ -72,10 +72,16 @@ def load_spark_model(local_path: str, dfs_tmp: str | None) -> PipelineModel:
     filesystem is not the local disk, and never deletes the copy (mlflow/spark/__init__.py,
     _load_model, _HadoopFileSystem.maybe_copy_from_local_file); on local disk its executors read
     the driver's temporary directory, which on a cluster of several machines they cannot
-    (tests/test_cluster.py). So the copy is always made, under a directory of our own, and removed
-    once the model is in memory: Spark ML models load eagerly.
+    (tests/test_cluster.py). So the copy is made, under a directory of our own, and removed once the
+    model is in memory (Spark ML models load eagerly), except on a local master: its executors are
+    the driver's own threads, which read the downloaded model where it is (a file: URI, whatever the
+    default filesystem).
     """
+    from pyspark import SparkContext
+
     model_data = Model.load(local_path).flavors["spark"]["model_data"]
+    if SparkContext._active_spark_context.master.startswith("local"):
+        return PipelineModel.load((Path(local_path).resolve() / model_data).as_uri())
     staging = f"{(dfs_tmp or MLFLOW_DFS_TMP.get()).rstrip('/')}/smt-load-{uuid.uuid4().hex}"
     try:
         _HadoopFileSystem.copy_from_local_file(str(Path(local_path) / model_data), staging, remove_src=False)

@@ -312,7 +312,9 @@ def test_loading_a_model_leaves_no_copy_in_dfs_tmp(run_cli, aml_env, aml_server,
     """Defect 6: mlflow.spark.load_model copies a local model to dfs_tmp whenever the cluster's default
     filesystem is not the local disk (ABFS on Synapse) and never deletes it. Here the default
     filesystem is a Hadoop viewfs on which the driver's /tmp (where the model is downloaded) is an
-    empty directory and /staging is the staging directory, so the copy happens as on Synapse."""
+    empty directory and /staging is the staging directory, as on Synapse; the local master's
+    executors read the downloaded model itself (a file: URI), and a cluster's copy is removed
+    (tests/test_cluster.py)."""
     from mlflow.spark import _HadoopFileSystem
 
     model = unique("dfs")

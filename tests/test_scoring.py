@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 
 import pandas as pd
 import pytest
@@ -15,7 +16,7 @@ from synapse_ml_track.config import build_config
 from synapse_ml_track.data import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
 from synapse_ml_track.pipeline import PROBABILITY
 from synapse_ml_track.redaction import Redactor
-from synapse_ml_track.scoring import resolve_model
+from synapse_ml_track.scoring import ModelRef, resolve_model, score_frame
 from synapse_ml_track.session import open_session
 from synapse_ml_track.training import run_training
 
@@ -260,6 +261,26 @@ def test_dropping_unscorable_rows_is_a_choice(run_cli, registered, mlflow_server
         11,
     )
     assert spark.read.parquet(str(output)).count() == 333
+
+
+@pytest.mark.parametrize(("drop", "observations", "written"), [(False, 1, 344), (True, 2, 333)])
+def test_the_scoring_query_computes_each_output_once(drop, observations, written, registered, spark, tmp_path):
+    """The per-class probabilities read one array per row (not one vector_to_array per class), and the
+    counts come from one observation of the output (with drop, a second counts the input first)."""
+    _, model, (first, _) = registered
+    source = penguins(spark)
+    columns = [c for c in source.columns if c != "species"]
+    ref = ModelRef(model, "1", first.run_id)
+    scores, counting = score_frame(source, columns, first.model, LABELS, ref, datetime.now(timezone.utc), drop)
+
+    optimized = scores._jdf.queryExecution().optimizedPlan().toString()
+    for i, name in enumerate(PROBABILITIES):
+        assert re.search(rf"__smt_probabilities#\d+\[{i}\] AS {name}#", optimized), optimized
+    assert scores._jdf.queryExecution().executedPlan().toString().count("CollectMetrics") == observations
+    scores.write.parquet(str(tmp_path / "scores"))
+    counts = counting.counts()
+    assert (counts.rows, counts.unscorable, sum(counts.predicted.values())) == (344, 11, 333)
+    assert spark.read.parquet(str(tmp_path / "scores")).count() == written
 
 
 @pytest.mark.parametrize("uri", ["models:/{model}/one", "model:/{model}/1", "models:/{model}/1/extra", "runs:/{run}"])

@@ -1,0 +1,121 @@
+"""Run one scoring case in this process with Python timers around each step, for bench/score.py.
+
+    python bench/timed_score.py TIMINGS_JSON plain|careful MODEL_URI INPUT OUTPUT
+    python bench/timed_score.py TIMINGS_JSON score SCORE_ARGS...
+
+Writes to TIMINGS_JSON the seconds spent in each item of the run (bench/probe.py timers: nested
+calls of one item count once), the wall-clock interval of each call (to attribute the Spark event
+log's jobs to items), and the time from the interpreter's start to this script's first line
+(interpreter start-up, before any import of ours). The timers cost microseconds per call and
+wrap a few dozen calls.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+STARTED = time.time()
+BENCH = Path(__file__).resolve().parent
+sys.path[:0] = [str(BENCH), str(BENCH.parent)]
+
+from probe import Probe  # noqa: E402
+
+
+def process_start() -> float:
+    """When this process started (Linux: /proc/self/stat field 22, in clock ticks after boot)."""
+    ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+
+
+class Intervals(Probe):
+    """A Probe that also keeps each outermost call's (item, start, end) in wall-clock seconds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.intervals: list[tuple[str, float, float]] = []
+
+    def _enter(self, keys):
+        opened = super()._enter(keys)
+        self._local.started = getattr(self._local, "started", {})
+        for key in opened:
+            self._local.started[key] = time.time()
+        return opened
+
+    def _exit(self, keys, opened, elapsed):
+        super()._exit(keys, opened, elapsed)
+        for key in opened:
+            self.intervals.append((key, self._local.started.pop(key), time.time()))
+
+
+def wrap_plain(probe: Intervals, plain_module) -> None:
+    import mlflow.spark
+    from pyspark.ml.base import Transformer
+    from pyspark.sql import DataFrameWriter, SparkSession
+    from pyspark.sql.readwriter import DataFrameReader
+
+    probe.wrap(SparkSession.Builder, "getOrCreate", "spark start")
+    probe.wrap(DataFrameReader, "parquet", "read")
+    probe.wrap(plain_module, "get_model_info", "signature check")
+    probe.wrap(mlflow.spark, "load_model", "model download + load")
+    probe.wrap(Transformer, "transform", "transform (plan)")
+    probe.wrap(DataFrameWriter, "parquet", "write (runs the query)")
+    probe.wrap(SparkSession, "stop", "spark stop")
+
+
+def wrap_score(probe: Intervals) -> None:
+    from synapse_ml_track import data, registry, scoring, session, spark
+    from synapse_ml_track.cli import score as cli_score
+
+    probe.wrap(cli_score, "load_config", "config")
+    probe.wrap(session, "open_session", "mlflow client + experiment")
+    probe.wrap(spark, "get_or_create_spark", "spark start")
+    probe.wrap(scoring, "_end_interrupted_attempt", "mlflow client + experiment")
+    probe.wrap(scoring, "resolve_model", "registry calls")
+    probe.wrap(session.TrackingSession, "start_run", "tracking calls")
+    for name in ("log_params", "log_metrics", "finish"):
+        probe.wrap(session.RunTracker, name, "tracking calls")
+    probe.wrap(session.TrackingSession, "download_artifacts", "model download")
+    import mlflow.models
+
+    probe.wrap(mlflow.models, "get_model_info", "signature check")
+    probe.wrap(scoring, "signature_columns", "signature check")
+    probe.wrap(registry, "load_spark_model", "model load")
+    probe.wrap(data, "pin_version", "read")
+    probe.wrap(data, "read_input", "read")
+    probe.wrap(scoring, "score_frame", "transform (plan)")
+    probe.wrap(scoring, "_write", "write (runs the query)")
+    probe.wrap(scoring.Counting, "counts", "observations (read)")
+
+
+def main() -> int:
+    timings_path, case, *args = sys.argv[1:]
+    probe = Intervals()
+    before_imports = time.time()
+    if case == "score":
+        from synapse_ml_track.cli import main as cli_main
+
+        wrap_score(probe)
+        imported = time.time()
+        code = cli_main(["score", *args])
+    else:
+        import plain_score
+
+        wrap_plain(probe, plain_score)
+        imported = time.time()
+        code = plain_score.main(*args, careful=case == "careful") or 0
+    ended = time.time()
+    items = {"interpreter start": STARTED - process_start(), "imports": imported - before_imports}
+    items.update(probe.snapshot())
+    Path(timings_path).write_text(
+        json.dumps({"items": items, "main": ended - imported, "intervals": probe.intervals, "ended": ended})
+    )
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
