@@ -372,9 +372,19 @@ def soak(
 
 def faults_met(ws: Workspace) -> dict[str, int]:
     """Faults a request actually met: the proxy's by outcome, the double's 429s as throttled."""
-    met = Counter(exchange.outcome.split(":", 1)[1].split("+", 1)[0] for exchange in ws.proxy.faults())
+    met = Counter(_fault_kind(exchange.outcome) for exchange in ws.proxy.faults())
     met["throttled"] = sum(1 for request in ws.aml.recorded() if request.status == 429)
     return dict(met)
+
+
+def _fault_kind(outcome: str) -> str:
+    """The chaos kind of a proxy outcome: fault:503, fault:drop, fault:drop+forwarded, fault:delay2.5s+forwarded."""
+    fault = outcome.removeprefix("fault:")
+    if fault.startswith("delay"):
+        return "slow"
+    if fault == "drop+forwarded":
+        return "lost"
+    return "unavailable" if fault.isdigit() else fault
 
 
 def write_exchanges(ws: Workspace, path: Path) -> None:
