@@ -68,10 +68,10 @@ def wrap_plain(probe: Intervals, plain_module) -> None:
 
 
 def wrap_score(probe: Intervals) -> None:
-    from synapse_ml_track import data, registry, scoring, session, spark
+    from synapse_ml_track import data, scoring, session, spark, spark_models
     from synapse_ml_track.cli import score as cli_score
 
-    probe.wrap(cli_score, "load_config", "config")
+    probe.wrap(cli_score, "config_of", "config")
     probe.wrap(session, "open_session", "mlflow client + experiment")
     probe.wrap(spark, "get_or_create_spark", "spark start")
     probe.wrap(scoring, "_end_interrupted_attempt", "mlflow client + experiment")
@@ -84,7 +84,7 @@ def wrap_score(probe: Intervals) -> None:
 
     probe.wrap(mlflow.models, "get_model_info", "signature check")
     probe.wrap(scoring, "signature_columns", "signature check")
-    probe.wrap(registry, "load_spark_model", "model load")
+    probe.wrap(spark_models, "load_spark_model", "model load")
     probe.wrap(data, "pin_version", "read")
     probe.wrap(data, "read_input", "read")
     probe.wrap(scoring, "score_frame", "transform (plan)")
