@@ -117,7 +117,7 @@ def lookup_tracking_uri(azure: AzureConfig, credential: ResolvedCredential, reda
         client = MLClient(
             credential.credential, azure.subscription_id, azure.resource_group, azure.workspace_name, **BOUNDED_HTTP
         )
-        uri = client.workspaces.get(azure.workspace_name).mlflow_tracking_uri
+        uri: str | None = client.workspaces.get(azure.workspace_name).mlflow_tracking_uri
     except Exception as exc:  # noqa: BLE001 - azure-core raises many types; the message is what matters
         first = first_line(exc)
         if redactor is not None:
@@ -183,7 +183,8 @@ def installed_cloud_name(uri: str) -> str | None:
 
     if not _AzureMLServiceContextLoader.has_service_context(uri):
         return None
-    return _AzureMLServiceContextLoader.get_service_context(uri).cloud.name
+    name: str = _AzureMLServiceContextLoader.get_service_context(uri).cloud.name
+    return name
 
 
 def install_credential(uri: str, credential: ResolvedCredential, cloud: Any) -> None:

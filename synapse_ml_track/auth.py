@@ -32,7 +32,7 @@ SYNAPSE_RUNS_AS = (
     "one run by a pipeline as the workspace's managed identity"
 )
 # azure-core transport settings: a dead authority fails in seconds, not after minutes of retries.
-BOUNDED_HTTP = {"connection_timeout": 10, "read_timeout": 20, "retry_total": 1}
+BOUNDED_HTTP: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 20, "retry_total": 1}
 SECRET_VARIABLE = "AZURE_CLIENT_SECRET"
 CERTIFICATE_VARIABLE = "AZURE_CLIENT_CERTIFICATE_PATH"
 CERTIFICATE_PASSWORD_VARIABLE = "AZURE_CLIENT_CERTIFICATE_PASSWORD"
@@ -123,11 +123,12 @@ def _from_environment(
         missing.append(f"{SECRET_VARIABLE} (or {CERTIFICATE_VARIABLE})")
     if missing:
         return None, missing
+    assert tenant_id and client_id and (secret or certificate)  # else listed in `missing` above
     options = {**BOUNDED_HTTP, **_authority(azure)}
     if secret:
         redactor.add(secret)
-        credential = ClientSecretCredential(tenant_id, client_id, secret, **options)
-        return ResolvedCredential(credential, "environment (client secret)"), []
+        secret_credential = ClientSecretCredential(tenant_id, client_id, secret, **options)
+        return ResolvedCredential(secret_credential, "environment (client secret)"), []
     password = environ.get(CERTIFICATE_PASSWORD_VARIABLE)
     if password:
         redactor.add(password)
@@ -199,10 +200,10 @@ def _from_key_vault(
         if field == "client_secret":
             redactor.add(value)
         values[field] = value.strip()
-    redactor.add(values["client_secret"])
-    credential = ClientSecretCredential(
-        values["tenant_id"], values["client_id"], values["client_secret"], **BOUNDED_HTTP, **_authority(azure)
-    )
+    tenant_id, client_id, client_secret = values["tenant_id"], values["client_id"], values["client_secret"]
+    assert tenant_id and client_id and client_secret  # each configured or read above (an empty secret raises)
+    redactor.add(client_secret)
+    credential = ClientSecretCredential(tenant_id, client_id, client_secret, **BOUNDED_HTTP, **_authority(azure))
     return ResolvedCredential(credential, f"key vault {azure.key_vault_name}")
 
 

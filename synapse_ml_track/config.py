@@ -15,7 +15,7 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -34,6 +34,8 @@ NULL_POLICIES = ("drop", "reject")
 SEARCH_METHODS = ("grid", "random")
 SEARCH_VALIDATIONS = ("cross_validation", "train_validation_split")
 AUTH_METHODS = ("env", "keyvault", "managed_identity", "auto")
+
+Built = TypeVar("Built")
 
 
 @dataclass
@@ -290,7 +292,7 @@ def from_dict(tree: Mapping[str, Any]) -> JobConfig:
     return _build(JobConfig, check(tree, job_schema()))
 
 
-def _build(cls: type, tree: Mapping[str, Any]) -> Any:
+def _build(cls: type[Built], tree: Mapping[str, Any]) -> Built:
     """The dataclasses of a tree the schema has passed: each section becomes its dataclass."""
     hints = typing.get_type_hints(cls)
     return cls(

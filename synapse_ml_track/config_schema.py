@@ -67,7 +67,7 @@ def _section(cls: type, choices: dict[str, Collection[str]], prefix: str) -> dic
     properties = {}
     for field in dataclasses.fields(cls):
         dotted, hint = f"{prefix}{field.name}", hints[field.name]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             value = _section(hint, choices, prefix=f"{dotted}.")
         else:
             value = {**_value_schema(hint, dotted), "default": _default(field)}
@@ -96,7 +96,7 @@ def _value_schema(hint: Any, dotted: str) -> dict[str, Any]:
         return {"type": "object", "additionalProperties": _value_schema(args[1], f"{dotted}.*")}
     if origin in (typing.Union, types.UnionType):
         branches = [_value_schema(arg, dotted) for arg in args if arg is not type(None)]
-        schema = branches[0] if len(branches) == 1 else {"anyOf": branches}
+        schema: dict[str, Any] = branches[0] if len(branches) == 1 else {"anyOf": branches}
         if type(None) in args and "type" in schema:
             schema["type"] = [schema["type"], "null"]
         elif type(None) in args and "anyOf" in schema:
@@ -108,8 +108,12 @@ def _value_schema(hint: Any, dotted: str) -> dict[str, Any]:
     )
 
 
-def _default(field: dataclasses.Field) -> Any:
-    return field.default_factory() if field.default is dataclasses.MISSING else field.default
+def _default(field: dataclasses.Field[Any]) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is dataclasses.MISSING:
+        raise TypeError(f"config key '{field.name}' has no default; every config key needs one")
+    return field.default_factory()
 
 
 def _field_comments(cls: type) -> dict[str, str]:
@@ -126,7 +130,7 @@ def _field_comments(cls: type) -> dict[str, str]:
 def check(tree: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
     """The tree, its flag and environment strings read as their keys' types; ConfigError names the first
     key the schema refuses, in one line."""
-    coerced = _coerced(tree, schema)
+    coerced: dict[str, Any] = _coerced(tree, schema)  # a mapping comes back a dict
     error = next(Draft7Validator(schema).iter_errors(coerced), None)
     if error is not None:
         raise ConfigError(_message(error))
@@ -193,7 +197,8 @@ def _types(schema: Mapping[str, Any]) -> list[str]:
 
 def _branch(schema: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
     """The part of a (union) schema that describes values of one JSON type."""
-    for branch in schema.get("anyOf", [schema]):
+    branches: list[Mapping[str, Any]] = schema.get("anyOf", [schema])
+    for branch in branches:
         if kind in _types(branch):
             return branch
     return {}

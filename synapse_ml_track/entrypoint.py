@@ -85,8 +85,10 @@ def job_process_state(job: JobConfig) -> Iterator[None]:
         with configured_process(job.tracking):
             yield
     finally:
-        mlflow.set_tracking_uri(uris[0])
-        mlflow.set_registry_uri(uris[1])
+        # None (none set) is typed out but handled: unset (mlflow/tracking/_tracking_service/utils.py
+        # set_tracking_uri, and _model_registry/utils.py set_registry_uri, in 2.18 and 3.15 alike).
+        mlflow.set_tracking_uri(uris[0])  # type: ignore[arg-type]
+        mlflow.set_registry_uri(uris[1])  # type: ignore[arg-type]
         for name in [name for name in os.environ if name.startswith(JOB_VARIABLE_PREFIXES)]:
             if name not in environment:
                 del os.environ[name]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from synapse_ml_track.config import GateConfig
+from synapse_ml_track.errors import ConfigError
 from synapse_ml_track.vocabulary import GATE_REASON_TAG, GATE_TAG, PROMOTION_TAG, higher_is_better
 
 
@@ -43,6 +44,8 @@ def decide(gate: GateConfig, metrics: dict[str, float], champion_metrics: dict[s
     if champion_metrics is None:
         return Decision(True, promote=True)
     metric = gate.champion_metric
+    if metric is None:  # build_config fills it in from model.task (config.with_task_defaults)
+        raise ConfigError("gate.champion_metric is not set: build the config with build_config")
     ours, theirs = metrics.get(metric), champion_metrics.get(metric)
     if ours is None:
         return Decision(False, f"gate.champion_metric {metric!r} is not a metric of this run")

@@ -21,8 +21,9 @@ import contextvars
 import functools
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from typing import Any, TypedDict, Unpack
 
 import requests
 import urllib3
@@ -40,6 +41,13 @@ class RetryPolicy:
     timeout: float = 30.0  # seconds to connect and to wait for the answer, each attempt
     max_wait: float = 300.0  # seconds of waiting between attempts, all retries of one request together
     backoff: float = 1.0  # first wait when the server gives no Retry-After; doubled each failure
+
+
+class PolicyChanges(TypedDict, total=False):
+    retries: int
+    timeout: float
+    max_wait: float
+    backoff: float
 
 
 class RetryAfterTooLong(Exception):
@@ -62,7 +70,7 @@ def current_policy() -> RetryPolicy:
 
 
 @contextlib.contextmanager
-def policy(**changes: float) -> Iterator[RetryPolicy]:
+def policy(**changes: Unpack[PolicyChanges]) -> Iterator[RetryPolicy]:
     """The current policy with `changes`, for the requests this thread sends inside the block."""
     changed = replace(current_policy(), **changes)
     token = _thread_policy.set(changed)
@@ -134,18 +142,18 @@ def _wrap_mlflow_http_request() -> None:
     rest_utils.http_request = _with_policy(rest_utils.http_request)
 
 
-def _with_policy(send):
+def _with_policy(send: Callable[..., requests.Response]) -> Callable[..., requests.Response]:
     @functools.wraps(send)
-    def http_request(host_creds, endpoint, method, **kwargs):
+    def http_request(host_creds: Any, endpoint: str, method: str, **kwargs: Any) -> requests.Response:
         if "max_retries" in kwargs:  # MLflow chose this call's retries itself (its /version probe)
             return send(host_creds, endpoint, method, **kwargs)
         return send_with_retries(lambda: send(host_creds, endpoint, method, **_one_attempt(kwargs)), current_policy())
 
-    http_request.smt_policy = True
+    http_request.smt_policy = True  # type: ignore[attr-defined]  # mypy types no attributes set on a function
     return http_request
 
 
-def _one_attempt(kwargs: dict) -> dict:
+def _one_attempt(kwargs: dict[str, Any]) -> dict[str, Any]:
     """MLflow's http_request arguments for one attempt, its answer returned whatever the status."""
     return {
         **kwargs,
@@ -156,7 +164,7 @@ def _one_attempt(kwargs: dict) -> dict:
     }
 
 
-def send_with_retries(send, retry: RetryPolicy) -> requests.Response:
+def send_with_retries(send: Callable[[], requests.Response], retry: RetryPolicy) -> requests.Response:
     """`send()` until it answers with a status not worth retrying, within the policy: a failure
     counts against `retries`, a throttled answer only against `max_wait`."""
     failures, waited = 0, 0.0
@@ -191,7 +199,7 @@ BACKOFF_MAX = 30.0
 
 
 def _backoff(retry: RetryPolicy, failures: int) -> float:
-    return min(retry.backoff * 2 ** max(0, failures - 1), BACKOFF_MAX)
+    return min(retry.backoff * 2.0 ** max(0, failures - 1), BACKOFF_MAX)
 
 
 def retry_after(response: requests.Response) -> float | None:
@@ -200,7 +208,8 @@ def retry_after(response: requests.Response) -> float | None:
     if value is None:
         return None
     try:
-        return max(0.0, urllib3.util.Retry().parse_retry_after(value))
+        seconds: float = urllib3.util.Retry().parse_retry_after(value)
+        return max(0.0, seconds)
     except urllib3.exceptions.InvalidHeader:
         return None
 

@@ -3,10 +3,12 @@ search's candidates plot."""
 
 from __future__ import annotations
 
+from types import ModuleType
+
 PARAM_PREFIX = "param."  # the candidates table's parameter columns (search.Outcome.table)
 
 
-def pyplot():
+def pyplot() -> ModuleType:
     import matplotlib
 
     matplotlib.use("Agg")  # no display on a Spark driver

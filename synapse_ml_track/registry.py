@@ -16,8 +16,11 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+from mlflow.entities import Run
+from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -47,8 +50,9 @@ def model_path_tags(path: str) -> dict[str, str]:
     return {} if path == MODEL_ARTIFACT_PATH else {MODEL_PATH_TAG: path}
 
 
-def model_path_of(run) -> str:
-    return run.data.tags.get(MODEL_PATH_TAG, MODEL_ARTIFACT_PATH)
+def model_path_of(run: Run) -> str:
+    path: str = run.data.tags.get(MODEL_PATH_TAG, MODEL_ARTIFACT_PATH)
+    return path
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ class RegisteredVersion:
     version: str
 
 
-def model_if_exists(client: MlflowClient, name: str):
+def model_if_exists(client: MlflowClient, name: str) -> RegisteredModel | None:
     """The registered model, or None. A get by name is what AML's registry serves: MLflow 3's
     search_registered_models appends a `!=` tag filter that AML refuses (Azure/azure-sdk-for-python#42155)."""
     try:
@@ -68,7 +72,7 @@ def model_if_exists(client: MlflowClient, name: str):
         raise
 
 
-def all_versions(client: MlflowClient, name: str) -> list:
+def all_versions(client: MlflowClient, name: str) -> list[ModelVersion]:
     """Every version of a model, page by page (AML, like MLflow, returns a page with a token)."""
     try:
         return all_pages(lambda token: client.search_model_versions(f"name='{name}'", page_token=token))
@@ -149,7 +153,7 @@ def version_for_run(client: MlflowClient, name: str, run_id: str) -> RegisteredV
     return None
 
 
-def model_source(version) -> tuple[str, str]:
+def model_source(version: ModelVersion) -> tuple[str, str]:
     """(run id, artifact path) of a version, from `get_model_version`: its run_id field and the path
     tagged at registration, or, for a version registered without the tag, a `runs:/<run id>/<path>`
     source. Anything else is refused: guessing "model" would load an earlier attempt's files."""
@@ -178,7 +182,7 @@ def champion_version(client: MlflowClient, name: str, alias: str) -> str | None:
     return next(iter(_tagged_champions(client, name, alias)), None)
 
 
-def _tagged_champions(client: MlflowClient, name: str, alias: str):
+def _tagged_champions(client: MlflowClient, name: str, alias: str) -> Iterator[str]:
     """The versions carrying the champion tag, newest first. Tags are read version by version with
     get_model_version: AML documents no tags in search results (see the module docstring)."""
     numbers = sorted((int(v.version) for v in all_versions(client, name)), reverse=True)

@@ -72,6 +72,8 @@ def versions_by_run(client: MlflowClient, name: str, champion_alias: str) -> dic
         aliases = {champion: [champion_alias]} if champion else {}
     found: dict[str, list[tuple[int, list[str]]]] = {}
     for version in all_versions(client, name):
+        if version.run_id is None:  # registered from no run: on no run's row
+            continue
         names = aliases.get(str(version.version), [])
         found.setdefault(version.run_id, []).append((int(version.version), sorted(names)))
     return {run_id: sorted(versions) for run_id, versions in found.items()}
@@ -86,7 +88,8 @@ def default_metric(runs: list[Run], config: JobConfig, experiment: str) -> str:
             f"the runs of experiment '{experiment}' are of tasks {', '.join(tasks)}: "
             "choose the metric to rank them by with --metric"
         )
-    return config.gate.champion_metric if tasks[0] == config.model.task else DEFAULT_METRIC[tasks[0]]
+    configured = config.gate.champion_metric if tasks[0] == config.model.task else None
+    return configured or DEFAULT_METRIC[tasks[0]]
 
 
 def runs_table(runs: list[Run], metric: str, versions: dict[str, list[tuple[int, list[str]]]]) -> pd.DataFrame:

@@ -8,7 +8,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +38,8 @@ from synapse_ml_track.tracking import (
 from synapse_ml_track.vocabulary import DATAFRAME
 
 if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
     from synapse_ml_track.data import InputSource  # the Spark side: only its type here
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ class TrackingSession:
     credential_source: str | None = None  # "environment (client secret)", "key vault kv-ml", ...; None off Azure
     transfer_seconds: float = 600.0  # deadline of one artifact transfer (per batch of up to 50 files)
 
-    def tracking_errors(self, hint: str | None = None):
+    def tracking_errors(self, hint: str | None = None) -> AbstractContextManager[None]:
         """Tracking failures inside as one TrackingError line; the job's own errors pass through."""
         return tracking_errors(self.uri, hint)
 
@@ -113,7 +115,7 @@ class TrackingSession:
             log.warning("the tracking server does not record dataset inputs (HTTP 404); input not logged")
 
 
-def frame_dataset(frame, schema_json: str, rows: int) -> Dataset:
+def frame_dataset(frame: DataFrame, schema_json: str, rows: int) -> Dataset:
     """A DataFrame handed over in code, recorded as mlflow.data.from_spark records one given without a
     path or table: a "code" source, digested by its plan's semantic hash (mlflow/data/spark_dataset.py,
     from_spark and SparkDataset._compute_digest), here with the model's input schema; no path."""

@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ import requests
 import urllib3
 from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
+from mlflow.store.entities import PagedList
 from mlflow.tracking import MlflowClient
 
 from synapse_ml_track import http
@@ -118,7 +120,8 @@ def bounded_transfer(call: Callable[[], T], seconds: float, what: str) -> T:
         raise ArtifactTransferError(f"artifact {what} did not finish within {seconds:.0f} s")
     error = outcome.get("error")
     if error is None:
-        return outcome["value"]
+        value: T = outcome["value"]
+        return value
     if isinstance(error, (MlflowException, ArtifactTransferError)) or not isinstance(error, Exception):
         raise error
     conflict = _WRITE_ONCE_CONFLICT.search(str(error))
@@ -134,12 +137,12 @@ _WRITE_ONCE_CONFLICT = re.compile(r"Resource Conflict: ArtifactId ExperimentRun/
 
 
 def all_pages(
-    fetch: Callable[[str | None], Any], limit: int | None = None, keep: Callable[[Any], bool] | None = None
-) -> list:
+    fetch: Callable[[str | None], PagedList[T]], limit: int | None = None, keep: Callable[[T], bool] | None = None
+) -> list[T]:
     """The results of a paged MLflow search that `keep` accepts (all by default), up to `limit`:
     `fetch(page_token)` returns a PagedList whose `.token` names the next page."""
-    results: list = []
-    token = None
+    results: list[T] = []
+    token: str | None = None
     while limit is None or len(results) < limit:
         page = fetch(token)
         results += [item for item in page if keep is None or keep(item)]
@@ -167,7 +170,8 @@ def busy_status(exc: BaseException) -> int | None:
             "REQUEST_LIMIT_EXCEEDED",
             "TEMPORARILY_UNAVAILABLE",
         ):
-            return cause.get_http_status_code()
+            status: int = cause.get_http_status_code()
+            return status
     return None
 
 
@@ -314,7 +318,7 @@ _AML_AUTH_CODES = {
 def _aml_auth_error(exc: MlflowException) -> str | None:
     """'<code>: <message>' when the error body is AML's refusal of the token or the role, else None."""
     body = getattr(exc, "json", None)
-    node = _lower_keys(_lower_keys(body).get("error")) if isinstance(body, dict) else None
+    node = _lower_keys((_lower_keys(body) or {}).get("error"))
     error = node if isinstance(node, dict) else {}
     codes = []
     while isinstance(node, dict):
@@ -328,8 +332,8 @@ def _aml_auth_error(exc: MlflowException) -> str | None:
     return f"{refusals[-1]}: {message[0][:200]}" if message else refusals[-1]
 
 
-def _lower_keys(value):
-    return {str(k).lower(): v for k, v in value.items()} if isinstance(value, dict) else value
+def _lower_keys(value: object) -> dict[str, Any] | None:
+    return {str(k).lower(): v for k, v in value.items()} if isinstance(value, dict) else None
 
 
 def resolve_experiment(
@@ -337,29 +341,38 @@ def resolve_experiment(
 ) -> str:
     """The experiment id for the configured id or name; a named experiment is created on first use
     when `create` is set."""
+    experiment_id: str
     if tracking.experiment_id:
         try:
-            return client.get_experiment(tracking.experiment_id).experiment_id
+            experiment_id = client.get_experiment(tracking.experiment_id).experiment_id
+            return experiment_id
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
             raise ConfigError(f"experiment '{tracking.experiment_id}' not found at {uri}") from None
-    experiment = client.get_experiment_by_name(tracking.experiment_name)
+    name = tracking.experiment_name
+    if not name:  # config.validate refuses a config naming neither
+        raise ConfigError("set tracking.experiment_name or tracking.experiment_id (or MLFLOW_EXPERIMENT_NAME)")
+    experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
             raise TrackingError(
-                f"experiment '{tracking.experiment_name}' is deleted; "
-                "restore it or choose another tracking.experiment_name"
+                f"experiment '{name}' is deleted; restore it or choose another tracking.experiment_name"
             )
-        return experiment.experiment_id
+        experiment_id = experiment.experiment_id
+        return experiment_id
     if not create:
-        raise ConfigError(f"experiment '{tracking.experiment_name}' not found at {uri}")
+        raise ConfigError(f"experiment '{name}' not found at {uri}")
     try:
-        return client.create_experiment(tracking.experiment_name, artifact_location=artifact_location)
+        return client.create_experiment(name, artifact_location=artifact_location)
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # an earlier attempt landed, or a concurrent job
             raise
-        return client.get_experiment_by_name(tracking.experiment_name).experiment_id
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:  # created by another, then deleted for good before this lookup
+        raise TrackingError(f"experiment '{name}' was created by another client and is gone again")
+    experiment_id = experiment.experiment_id
+    return experiment_id
 
 
 # How long each request that ends a run FAILED may keep asking a slow or busy server, in request timeouts.
@@ -505,7 +518,9 @@ class RunTracker:
 
         return bounded_transfer(lambda: walk(None), self.transfer_seconds, "listing")
 
-    def log_artifacts(self, local_dir: Path, artifact_path: str | None = None, skip: set[str] = frozenset()) -> None:
+    def log_artifacts(
+        self, local_dir: Path, artifact_path: str | None = None, skip: AbstractSet[str] = frozenset()
+    ) -> None:
         """Upload a directory's files, leaving out those whose artifact path is in `skip`."""
         files = sorted(p for p in Path(local_dir).rglob("*") if p.is_file())
         targets = {p: "/".join(filter(None, [artifact_path, p.relative_to(local_dir).as_posix()])) for p in files}
@@ -588,5 +603,5 @@ def _fit_key(key: str, length: int) -> str:
     return fitted
 
 
-def _chunks(items: list, size: int) -> list[list]:
+def _chunks(items: list[T], size: int) -> list[list[T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]

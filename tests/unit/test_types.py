@@ -1,0 +1,21 @@
+"""mypy passes on the package as pyproject.toml [tool.mypy] sets it: the tracking layer strictly."""
+
+import subprocess
+import sys
+
+import pytest
+
+from support import REPO
+
+pytest.importorskip("mypy", reason="mypy is not installed (requirements-dev.txt pins it)")
+
+
+def test_mypy_passes():
+    checked = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", str(REPO / "pyproject.toml")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert checked.returncode == 0, f"mypy found errors:\n{checked.stdout}{checked.stderr}"
