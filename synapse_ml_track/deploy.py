@@ -262,11 +262,20 @@ def build_wheel(source: Path, wheel_dir: Path) -> Path:
         command += ["--wheel-dir", str(wheel_dir.resolve()), str(copy.resolve())]
         completed = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
         if completed.returncode != 0:
-            raise DeployError(f"building the wheel failed: {first_line(completed.stderr) or ' '.join(command)}")
+            raise DeployError(f"building the wheel failed: {pip_error_line(completed.stderr) or ' '.join(command)}")
     built = sorted(wheel_dir.glob("synapse_ml_track-*.whl"), key=lambda path: path.stat().st_mtime)
     if not built:
         raise DeployError(f"pip built no wheel in {wheel_dir}")
     return built[-1]
+
+
+def pip_error_line(stderr: str) -> str:
+    """Why pip failed, in one line: the cause it points at ("╰─> ..."), else its last ERROR line, else
+    its first line; pip's own first line names only the kind of error ("error: backend-unavailable")."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    cause = next((line.removeprefix("╰─>").strip() for line in lines if line.startswith("╰─>")), "")
+    last_error = next((line for line in reversed(lines) if line.startswith("ERROR:")), "")
+    return cause or last_error or (lines[0] if lines else "")
 
 
 @dataclass(frozen=True)

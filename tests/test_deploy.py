@@ -573,3 +573,13 @@ def test_without_a_role_and_without_groups_in_the_token_publishing_stops_at_its_
     assert "groups overage claim" in error[0]
     assert error[-1].startswith("error: step 7 failed: Azure refused access (HTTP 403: (Unauthorized) The principal")
     assert "Synapse Artifact Publisher" in error[-1]
+
+
+def test_a_wheel_that_does_not_build_says_why_in_one_line(tmp_path):
+    source = tmp_path / "source"
+    (source / "synapse_ml_track").mkdir(parents=True)
+    (source / "synapse_ml_track" / "__init__.py").touch()
+    (source / "pyproject.toml").write_text('[build-system]\nrequires = []\nbuild-backend = "no_such_backend"\n')
+    with pytest.raises(deploy.DeployError) as failed:
+        deploy.build_wheel(source, tmp_path / "wheels")
+    assert str(failed.value) == "building the wheel failed: ModuleNotFoundError: No module named 'no_such_backend'"

@@ -3,11 +3,7 @@
 import subprocess
 import sys
 
-import pytest
-
 from support import REPO
-
-pytest.importorskip("mypy", reason="mypy is not installed (requirements-dev.txt pins it)")
 
 
 def test_mypy_passes():
