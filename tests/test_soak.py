@@ -12,7 +12,7 @@ pytestmark = pytest.mark.timeout(1800)
 
 
 def test_a_short_soak_loses_nothing_duplicates_nothing_and_leaves_nothing_running(tmp_path):
-    verdict, race_problems = soak(count=10, seed=20261205, root=tmp_path, mean_fault_gap=8.0)
+    verdict, race_problems = soak(count=10, seed=20261205, root=tmp_path)
     print(verdict.line())
     assert not verdict.lost, verdict.lost
     assert not verdict.duplicated, verdict.duplicated
