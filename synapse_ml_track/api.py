@@ -22,8 +22,8 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -112,10 +112,10 @@ def train(
     with redacted_errors(redactor):
         job = job_config(config, _given(named, overrides), spark=spark)
         _check_data(job, data)
-        with job_process_state(job):
+        with _job_spark(spark, data, "synapse-ml-track-train") as job_spark, job_process_state(job):
             session = open_session(job, redactor)
             set_global_tracking_uri(session.uri)
-            return run_training(_spark(spark, data, "synapse-ml-track-train"), job, session, redactor, data)
+            return run_training(job_spark(), job, session, redactor, data)
 
 
 @dataclass(frozen=True)
@@ -197,10 +197,10 @@ def score(
             output_table or output_path, table=output_table is not None, mode=mode,
             requested_format=output_format, merge_key=merge_key, evolve_schema=evolve_schema,
         )  # fmt: skip
-        with job_process_state(job):
+        with _job_spark(spark, data, "synapse-ml-track-score") as job_spark, job_process_state(job):
             session = open_session(job, redactor)
             set_global_tracking_uri(session.uri)
-            session_spark = _spark(spark, data, "synapse-ml-track-score")
+            session_spark = job_spark()
             summary = run_scoring(
                 session_spark, job, session, redactor, model_uri, output, unscorable=unscorable, data=data
             )
@@ -239,14 +239,16 @@ def _check_data(job: JobConfig, data: DataFrame | None) -> None:
         raise ConfigError(f"data= a DataFrame is the input: unset {', '.join(named)} (or pass no DataFrame)")
 
 
-def _spark(spark: SparkSession | None, data: DataFrame | None, app_name: str) -> SparkSession:
-    if spark is not None:
-        return spark
-    if data is not None:
-        return data.sparkSession
-    from synapse_ml_track.spark import get_or_create_spark
+def _job_spark(
+    spark: SparkSession | None, data: DataFrame | None, app_name: str
+) -> AbstractContextManager[Callable[[], SparkSession]]:
+    """The job's session: the given one, `data`'s, or one starting beside the tracking set-up."""
+    given = spark or (data.sparkSession if data is not None else None)
+    if given is not None:
+        return nullcontext(lambda: given)
+    from synapse_ml_track.spark import spark_starting
 
-    return get_or_create_spark(app_name)
+    return spark_starting(app_name)
 
 
 @contextmanager

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from py4j.protocol import Py4JError
+from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from synapse_ml_track import delta
@@ -37,6 +41,51 @@ def get_or_create_spark(app_name: str) -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+@contextmanager
+def spark_starting(app_name: str) -> Iterator[Callable[[], SparkSession]]:
+    """get_or_create_spark, begun in a background thread as the block starts: the JVM and the
+    SparkContext start while the job imports MLflow and opens its tracking session, which took turns
+    with them before (a short job's fixed cost). The block calls the function it is given when it
+    needs the session; that waits for the start and raises what the start raised.
+
+    A block that fails before it asks (a dead tracking server, missing credentials) waits for the
+    start and stops the session it started, so no JVM is left to print after the job's error line.
+    A session that was running already is used as it is, and never stopped here.
+    """
+    if SparkContext._active_spark_context is not None:
+        running = get_or_create_spark(app_name)
+        yield lambda: running
+        return
+    started: list[SparkSession] = []
+    errors: list[BaseException] = []
+    asked = threading.Event()
+
+    def start() -> None:
+        try:
+            started.append(get_or_create_spark(app_name))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=start, name="smt-spark-start", daemon=True)
+    thread.start()
+
+    def session() -> SparkSession:
+        asked.set()
+        thread.join()
+        if errors:
+            raise errors[0]
+        return started[0]
+
+    try:
+        yield session
+    except BaseException:
+        if not asked.is_set():
+            thread.join()
+            for unused in started:
+                unused.stop()
+        raise
 
 
 def configured_by_launcher() -> bool:

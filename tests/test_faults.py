@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import threading
 import time
 import types
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +31,7 @@ from synapse_ml_track.pipeline import build_estimator
 from synapse_ml_track.training import config_params
 
 from fault_proxy import FaultProxy, Rule
-from support import free_port
+from support import VENV_BIN, free_port
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -395,3 +397,37 @@ def test_overlapping_single_attempt_creates_leave_every_other_request_its_retrie
     assert outcome["experiment"] is not None
     assert_all_faults_fired(proxy)
     assert {key: os.environ.get(key) for key in HTTP_SETTINGS} == configured
+
+
+def _processes_with(marker: str) -> list[int]:
+    """The processes whose environment holds `marker`: a job's Python and the JVM it launched."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker.encode() in environ.read_bytes():
+                found.append(int(environ.parent.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def test_a_job_stopped_by_a_dead_server_leaves_no_jvm_to_print_after_its_error(tmp_path):
+    """Spark starts beside the tracking set-up (spark.spark_starting). A job that fails before it
+    uses Spark stops the session it started: its error line stays the last line, no JVM outlives it."""
+    marker = f"smt-probe-{uuid.uuid4().hex}"
+    env = {**os.environ, "SMT_TEST_MARKER": marker}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with (tmp_path / "stderr").open("w") as stderr:
+        completed = subprocess.run(
+            [str(VENV_BIN / "synapse-ml-track"), "train", "--tracking-uri", uri],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, timeout=300,
+        )  # fmt: skip
+    assert completed.returncode == 3
+    deadline = time.monotonic() + 60
+    while _processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _processes_with(marker), "a process of the job outlived it"
+    lines = (tmp_path / "stderr").read_text().strip().splitlines()
+    assert lines[-1].startswith(f"error: cannot reach the MLflow tracking server at {uri}"), lines[-3:]
+    assert not (tmp_path / "mlruns").exists()
