@@ -17,9 +17,10 @@ TRACKING_LAYER = (
     "aml", "auth", "config", "config_schema", "entrypoint", "errors", "gate", "http", "redaction",
     "registry", "report", "runs", "session", "tracking", "vocabulary",
 )  # fmt: skip
-# Spark-free too, but not tracking: the package's version, the report's plots, deployment to Synapse,
-# and the Python API (it reaches the Spark side only when train or score is called).
-OTHER_SPARK_FREE = ("__init__", "api", "deploy", "plots")
+# Spark-free too, but not tracking: the package's version, the report's plots, deployment to Synapse
+# (the plan, and its Azure SDK target), and the Python API (it reaches the Spark side only when train
+# or score is called).
+OTHER_SPARK_FREE = ("__init__", "api", "deploy", "plots", "synapse_target")
 # What reads data, fits, evaluates, scores and saves or loads Spark models.
 SPARK_SIDE = (
     "context", "data", "delta", "delta_tables", "evaluation", "pipeline", "regression_evaluation",

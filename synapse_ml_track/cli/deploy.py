@@ -11,7 +11,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from synapse_ml_track import deploy
+from synapse_ml_track import deploy, synapse_target
 from synapse_ml_track.cli.common import add_logging
 from synapse_ml_track.cli.report import positive_int
 
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         deploy.check_sizing(deploy.pool_shape_from_parameters(request), request)
         print("\n".join(deploy.describe_plan(plan)))
         return 0
-    target = deploy.SynapseTarget(request.workspace, request.storage_account, request.filesystem)
+    target = synapse_target.SynapseTarget(request.workspace, request.storage_account, request.filesystem)
     try:
         deploy.preflight(target, request)
         deploy.execute(plan, target, progress=lambda line: print(line, flush=True))

@@ -1,4 +1,5 @@
-"""The command line is a thin layer: it starts without Spark or MLflow, and the library never imports it."""
+"""The command line is a thin layer: it starts without Spark or MLflow, and the library never imports it.
+Deploy's plan runs without the Azure SDKs: only its Synapse target (synapse_target) imports them."""
 
 import ast
 import json
@@ -44,6 +45,51 @@ def test_deploy_dry_run_imports_neither_spark_nor_mlflow(tmp_path):
         "deploy", "--workspace", "w", "--storage-account", "acct", "--config", str(config), "--dry-run"
     )
     assert outcome == {"code": 0, "heavy": []}
+
+
+# The plan's every kind of step but the wheel's build (and the wheel's upload), against a target in
+# memory that translates no errors: Azure's own are synapse_target's to translate.
+PLAN_PROBE = """
+import contextlib, json, sys
+from pathlib import Path
+from synapse_ml_track import deploy
+
+class InMemory:
+    def __init__(self):
+        self.calls = []
+    def deploy_errors(self, doing, access, names):
+        return contextlib.nullcontext()
+    def pool_shape(self, pool):
+        return deploy.PoolShape("Small", 4, "memory")
+    def publish_access(self):
+        return deploy.PublishAccess("dev@example.com", denied=())
+    def upload(self, path, data):
+        self.calls.append("upload")
+    def put_job_definition(self, document):
+        self.calls.append("job definition")
+    def put_pipeline(self, document):
+        self.calls.append("pipeline")
+
+request = deploy.DeployRequest(workspace="w", storage_account="acct", config=Path(sys.argv[1]))
+target, plan = InMemory(), deploy.make_plan(request)
+assert isinstance(plan.steps[0], deploy.BuildWheel) and plan.steps[1].path.endswith(".whl")
+deploy.preflight(target, request)
+deploy.execute(deploy.Plan(plan.workspace, plan.base_uri, plan.steps[2:]), target, progress=lambda line: None)
+watched = set(json.loads(sys.argv[2]))
+print(json.dumps({"calls": target.calls, "heavy": sorted({m.split(".")[0] for m in sys.modules} & watched)}))
+"""
+
+
+def test_the_deploy_plan_runs_without_importing_azure(tmp_path):
+    config = tmp_path / "job.yaml"
+    config.write_text("tracking:\n  experiment_name: e\n")
+    result = subprocess.run(
+        [sys.executable, "-c", PLAN_PROBE, str(config), json.dumps(HEAVY)],
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome == {"calls": ["upload"] * 4 + ["job definition"] * 2 + ["pipeline"], "heavy": []}
 
 
 def test_library_modules_never_import_the_cli():
