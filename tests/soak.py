@@ -15,7 +15,7 @@ Afterwards the real server's state is read directly (no proxy) and every job is 
 - duplicated: two runs for one run key, two versions for one run, a metric logged twice, a search
   candidate fitted twice.
 No run may be left RUNNING. Last line:
-`soak: N jobs, F finished, X failed clean, L lost, D duplicated, R left running`.
+`soak: N jobs (K run keys), F finished, X failed clean, L lost, D duplicated, R left running`.
 """
 
 from __future__ import annotations
@@ -224,7 +224,8 @@ class Chaos:
 
 @dataclass
 class Verdict:
-    jobs: int
+    jobs: int  # job processes run (a killed job's rerun not counted again)
+    run_keys: int  # what finished and failed clean count: a rerun by run key joins its key's verdict
     finished: int = 0
     failed_clean: int = 0
     lost: list[str] = field(default_factory=list)
@@ -234,8 +235,9 @@ class Verdict:
 
     def line(self) -> str:
         return (
-            f"soak: {self.jobs} jobs, {self.finished} finished, {self.failed_clean} failed clean, "
-            f"{len(self.lost)} lost, {len(self.duplicated)} duplicated, {len(self.left_running)} left running"
+            f"soak: {self.jobs} jobs ({self.run_keys} run keys), {self.finished} finished, "
+            f"{self.failed_clean} failed clean, {len(self.lost)} lost, {len(self.duplicated)} duplicated, "
+            f"{len(self.left_running)} left running"
         )
 
     @property
@@ -248,7 +250,7 @@ def verify(jobs: list[Job], client: MlflowClient) -> Verdict:
     experiment = client.get_experiment_by_name(EXPERIMENT)
     runs = client.search_runs([experiment.experiment_id], run_view_type=ViewType.ALL) if experiment else []
     versions = [v for name in (MODEL, RACE_MODEL) for v in _versions(client, name)]
-    verdict = Verdict(jobs=len({job.run_key for job in jobs}))
+    verdict = Verdict(jobs=len(jobs), run_keys=len({job.run_key for job in jobs}))
     verdict.left_running = [
         f"run {r.info.run_id} ({r.data.tags.get(JOB_TAG)})" for r in runs if r.info.status == "RUNNING"
     ]
