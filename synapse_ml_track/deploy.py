@@ -380,7 +380,8 @@ def wheel_name(source: Path) -> str:
 def load_template(source: Path, name: str) -> dict[str, Any]:
     path = source / TEMPLATE_DIR / name
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        template: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return template
     except (OSError, json.JSONDecodeError) as exc:
         raise DeployError(f"cannot read template {path}: {exc}") from None
 

@@ -93,6 +93,8 @@ class SynapseTarget:
     def pool_shape(self, pool: str) -> PoolShape:
         info = self._artifacts.big_data_pools.get(pool)
         max_nodes = info.auto_scale.max_node_count if info.auto_scale and info.auto_scale.enabled else info.node_count
+        if max_nodes is None:
+            raise DeployError(f"Spark pool {pool} reports no node count; check the pool in Synapse Studio")
         return PoolShape(str(info.node_size), int(max_nodes), "the pool")
 
     def publish_access(self) -> PublishAccess:
@@ -107,7 +109,8 @@ class SynapseTarget:
         actions = [RequiredAction(id=action, is_data_action=True) for action in PUBLISH_ACTIONS]
         client = AccessControlClient(self._credential, self._endpoint, **self._client_options)
         answer = client.role_assignments.check_principal_access(subject, actions, f"workspaces/{self._workspace}")
-        denied = tuple(d.action_id for d in answer.access_decisions if d.access_decision != "Allowed")
+        decisions = answer.access_decisions or []
+        denied = tuple(str(d.action_id) for d in decisions if d.access_decision != "Allowed")
         who = claims.get("upn") or claims.get("appid") or claims["oid"]
         return PublishAccess(f"{who} (object id {claims['oid']})", denied, unknown_groups(claims))
 
@@ -132,7 +135,8 @@ class SynapseTarget:
 def token_claims(token: str) -> dict[str, Any]:
     """A JWT's claims, unverified: only read to name the signed-in identity to Azure's own check."""
     payload = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return claims
 
 
 def unknown_groups(claims: dict[str, Any]) -> str | None:

@@ -275,6 +275,7 @@ class SignedIn:
 def synapse(
     pool_node_size: str = "Small",
     pool_max_nodes: int = 4,
+    pool_scale: dict[str, Any] | None = None,
     roles: dict[str, tuple[str, ...]] | None = None,
     members: dict[str, list[str]] | None = None,
     lake_writers: frozenset[str] = frozenset({DEPLOYER}),
@@ -288,8 +289,10 @@ def synapse(
     groups. A call is judged for its token's `oid` and that identity's groups in the directory,
     whatever the token lists; the access check judges the subject it is sent, object id and `groupIds`
     as given (azure-synapse-accesscontrol's SubjectInfo: "List of group Ids that the principalId is
-    part of"). The data lake lets `lake_writers` write (Storage Blob Data Contributor), or answers
-    every write with `lake_failure` (status, error code, message)."""
+    part of"). The pool autoscales up to `pool_max_nodes` unless `pool_scale` gives its scale
+    properties instead (a fixed-size pool: autoScale disabled and a nodeCount). The data lake lets
+    `lake_writers` write (Storage Blob Data Contributor), or answers every write with `lake_failure`
+    (status, error code, message)."""
     roles = {DEPLOYER: synapse_target.PUBLISH_ACTIONS} if roles is None else roles
     members = members or {}
     workspace = rf"{WORKSPACE}\.dev\.azuresynapse\.net"
@@ -315,10 +318,12 @@ def synapse(
         # (Microsoft's synapse-workspace-synapse-rbac-roles.md); no role at all is refused.
         if not any(subject in roles for subject in (principal, *members.get(principal, []))):
             return refused(principal, "Microsoft.Synapse/workspaces/read")
+        scale = pool_scale if pool_scale is not None else {
+            "autoScale": {"enabled": True, "minNodeCount": 3, "maxNodeCount": pool_max_nodes}}  # fmt: skip
         return 200, {
             "name": match.group(1), "location": "westeurope", "type": "Microsoft.Synapse/workspaces/bigDataPools",
             "properties": {"nodeSize": pool_node_size, "nodeSizeFamily": "MemoryOptimized", "sparkVersion": "3.5",
-                           "autoScale": {"enabled": True, "minNodeCount": 3, "maxNodeCount": pool_max_nodes}},
+                           **scale},
         }  # fmt: skip
 
     def access(sent, match):
@@ -452,6 +457,23 @@ def test_real_deploy_reads_the_live_pool_for_its_sizing(config_file, source_copy
     too_many = deploy_args(config_file, "--source", str(source_copy), "--num-executors", "6")
     assert run_deploy(too_many) == 2
     assert "per the pool" in capsys.readouterr().err
+
+
+def test_real_deploy_sizes_a_fixed_size_pool_by_its_node_count(config_file, source_copy, monkeypatch, capsys):
+    stub = synapse(pool_scale={"autoScale": {"enabled": False}, "nodeCount": 3})
+    real_deploy(monkeypatch, stub)
+    assert run_deploy(deploy_args(config_file, "--source", str(source_copy), "--num-executors", "2")) == 0
+    assert run_deploy(deploy_args(config_file, "--source", str(source_copy), "--num-executors", "3")) == 2
+    assert "per the pool" in capsys.readouterr().err
+
+
+def test_a_pool_answering_no_node_count_is_one_line(config_file, source_copy, monkeypatch, capsys):
+    stub = synapse(pool_scale={})
+    real_deploy(monkeypatch, stub)
+    assert run_deploy(deploy_args(config_file, "--source", str(source_copy))) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == "error: Spark pool mltrack reports no node count; check the pool in Synapse Studio"
+    assert not [s for s in stub.sent if s.method in ("PUT", "PATCH")]
 
 
 # ---- Azure's refusals: one line each, with the exit code of their kind (README, "Errors") ---------
