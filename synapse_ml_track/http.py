@@ -61,6 +61,19 @@ class RetryAfterTooLong(Exception):
         )
 
 
+class ServerKeptFailing(Exception):
+    """The server answered a retryable status (429, 5xx) until the policy gave up.
+
+    Raised instead of handing the last answer back to MLflow: from a JSON body MLflow builds a
+    RestException whose code comes from the body, and AML's error body (`{"error": {"code":
+    "SystemError", ...}}`) carries none, so a 503 read as INTERNAL_ERROR, its status lost, and was
+    neither retried nor described as the busy answer it is."""
+
+    def __init__(self, status: int, url: str, body: str) -> None:
+        self.status = status
+        super().__init__(f"HTTP {status} from {url}: {' '.join(body.split())[:300]}")
+
+
 _process_policy = RetryPolicy()
 _thread_policy: contextvars.ContextVar[RetryPolicy | None] = contextvars.ContextVar("smt_http_policy", default=None)
 
@@ -166,7 +179,8 @@ def _one_attempt(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def send_with_retries(send: Callable[[], requests.Response], retry: RetryPolicy) -> requests.Response:
     """`send()` until it answers with a status not worth retrying, within the policy: a failure
-    counts against `retries`, a throttled answer only against `max_wait`."""
+    counts against `retries`, a throttled answer only against `max_wait`. A retryable status
+    still answered when the policy gives up raises ServerKeptFailing."""
     failures, waited = 0, 0.0
     while True:
         try:
@@ -188,7 +202,7 @@ def send_with_retries(send: Callable[[], requests.Response], retry: RetryPolicy)
             failures += status != THROTTLED
             pause = _backoff(retry, failures) if asked is None else asked
             if failures > retry.retries or waited + pause > retry.max_wait:
-                return response
+                raise ServerKeptFailing(status, response.url, response.text)
         time.sleep(pause)
         waited += pause
 

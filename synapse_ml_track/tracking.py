@@ -29,6 +29,7 @@ from synapse_ml_track.errors import ConfigError, TrackingError, first_line
 from synapse_ml_track.http import (
     ARTIFACT_BATCH_FILES,
     RetryAfterTooLong,
+    ServerKeptFailing,
     causes,
     connection_failed,
     dropped,
@@ -152,7 +153,6 @@ def all_pages(
     return results if limit is None else results[:limit]
 
 
-_RETRYABLE_STATUS = (408, 429, 500, 502, 503, 504)
 # urllib3 gives up on a retryable status with ResponseError(SPECIFIC_ERROR): the status is only in that text.
 _TOO_MANY_STATUS = re.compile(
     re.escape(urllib3.exceptions.ResponseError.SPECIFIC_ERROR).replace(re.escape("{status_code}"), r"(\d{3})")
@@ -162,9 +162,11 @@ _TOO_MANY_STATUS = re.compile(
 def busy_status(exc: BaseException) -> int | None:
     """The HTTP status when the server answered but was busy or failing (worth another try)."""
     for cause in causes(exc):
+        if isinstance(cause, ServerKeptFailing):
+            return cause.status
         if isinstance(cause, urllib3.exceptions.ResponseError):  # urllib3 gave up on a retryable status
             match = _TOO_MANY_STATUS.search(str(cause))
-            if match and int(match.group(1)) in _RETRYABLE_STATUS:
+            if match and int(match.group(1)) in http.RETRYABLE_STATUS:
                 return int(match.group(1))
         if isinstance(cause, MlflowException) and cause.error_code in (
             "REQUEST_LIMIT_EXCEEDED",
@@ -282,6 +284,7 @@ def is_tracking_failure(exc: BaseException) -> bool:
             MlflowException,
             ArtifactTransferError,
             RetryAfterTooLong,
+            ServerKeptFailing,
             requests.RequestException,
             ConnectionError,
             TimeoutError,
@@ -375,8 +378,8 @@ def resolve_experiment(
     return experiment_id
 
 
-# How long each request that ends a run FAILED may keep asking a slow or busy server, in request timeouts.
-FAIL_TIMEOUTS = 2
+# How long the error tag may keep asking a slow or busy server, in request timeouts, once the run is FAILED.
+ERROR_TAG_TIMEOUTS = 2
 
 
 class RunTracker:
@@ -558,21 +561,24 @@ class RunTracker:
             log.debug("%s", captured.getvalue().strip())
 
     def fail(self, message: str) -> None:
-        """Tag the run with the reason and mark it FAILED, asking again while the server is slow or busy
-        (it may be the thing that failed) for up to two request timeouts each; a server that refuses
-        connections is not waited for. A refused tag (AML's limits) still ends the run."""
-        seconds = FAIL_TIMEOUTS * http.current_policy().timeout
-        for what, call in (
-            ("tag it with the error", lambda: self.set_tag(ERROR_TAG, message)),
-            ("mark it FAILED", lambda: self._terminate(RunStatus.FAILED)),
-        ):
-            try:
-                settle(call, seconds)
-            except Exception as exc:  # noqa: BLE001 - the original failure is what the user must see
-                log.warning(
-                    "could not %s (run %s): %s%s", what, self.run_id, self.redactor.redact(first_line(exc)),
-                    "; it stays RUNNING until a rerun with the same run key ends it" if "FAILED" in what else "",
-                )  # fmt: skip
+        """Mark the run FAILED, then tag it with the reason, each asked again while the server is slow,
+        busy or drops the connection; a server that refuses connections is not waited for. Ending the
+        run comes first and may take as long as any request of the job with all its attempts: a run
+        left RUNNING is the worse loss, and the server may be the thing that failed. A refused tag
+        (AML's limits) leaves the run FAILED all the same."""
+        policy = http.current_policy()
+        try:
+            settle(lambda: self._terminate(RunStatus.FAILED), (policy.retries + 1) * policy.timeout)
+        except Exception as exc:  # noqa: BLE001 - the original failure is what the user must see
+            log.warning(
+                "could not mark run %s FAILED: %s; it stays RUNNING until a rerun with the same run key ends it",
+                self.run_id, self.redactor.redact(first_line(exc)),
+            )  # fmt: skip
+            return
+        try:
+            settle(lambda: self.set_tag(ERROR_TAG, message), ERROR_TAG_TIMEOUTS * policy.timeout)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not tag run %s with its error: %s", self.run_id, self.redactor.redact(first_line(exc)))
 
 
 def _run_with_attempt_id(client: MlflowClient, experiment_id: str, attempt_id: str) -> Run | None:

@@ -349,6 +349,24 @@ def test_a_run_is_marked_failed_even_when_the_server_is_slow_to_take_it(run_cli,
     assert "stays RUNNING" not in result.stderr
 
 
+def test_a_run_is_marked_failed_through_a_busy_spell_longer_than_two_request_timeouts(run_cli, proxy, mlflow_server):
+    """Seen in the soak: the server that failed the job stayed busy while the job ended its run,
+    longer than the two request timeouts ending it was allowed, and the run stayed RUNNING. Ending
+    a run FAILED now gets as long as any request of the job (all its attempts)."""
+    proxy.add(
+        Rule("respond", LOG_BATCH, body_contains=METRICS, status=400),
+        Rule("respond", r"/runs/update$", body_contains='"FAILED"', status=503, times=4),
+    )
+    result = train(run_cli, proxy.url, "faults-busy-to-fail", "--no-register", "--set", "tracking.request_timeout=5")
+
+    assert result.exit_code == 3, result.stderr
+    assert_all_faults_fired(proxy)
+    client = MlflowClient(mlflow_server.uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("faults-busy-to-fail").experiment_id])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["smt.error"] == result.error_line.removeprefix("error: ")
+
+
 # ---------------------------------------------------------------------------------------------
 # a retry policy is per request: one thread's single-attempt section changes nothing for the others
 

@@ -10,6 +10,7 @@ import urllib3
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, PERMISSION_DENIED, REQUEST_LIMIT_EXCEEDED
 
+from synapse_ml_track import http
 from synapse_ml_track.tracking import ArtifactTransferError, busy_status, describe_failure, is_transient
 
 URI = "http://mlflow.example:5000"
@@ -78,3 +79,27 @@ def test_failures_read_as_one_line_and_retry_only_when_transient(exc, words, tra
     assert words in line and "\n" not in line and URI in line
     assert is_transient(exc) is transient
     assert busy_status(exc) == status
+
+
+def test_a_busy_answer_with_aml_error_body_keeps_its_status(monkeypatch):
+    """AML answers a failing store with 503 and its own error body, which names no MLflow error code:
+    MLflow's verify_rest_response would raise INTERNAL_ERROR from it, the 503 lost, so the job
+    neither asked again nor said the server was busy. The policy gives up with the status instead."""
+    from mlflow.utils.rest_utils import MlflowHostCreds, call_endpoint
+
+    body = (b'{"error": {"code": "SystemError", "message": "the store did not answer", '
+            b'"innerError": {"code": "ServiceUnavailable"}}}')  # fmt: skip
+
+    def aml_answers_503(host_creds, endpoint, method, **kwargs):
+        response = requests.Response()
+        response.status_code, response._content = 503, body
+        response.url = host_creds.host + endpoint
+        return response
+
+    monkeypatch.setattr(http, "time", type("NoSleep", (), {"sleep": staticmethod(lambda s: None)}))
+    monkeypatch.setattr("mlflow.utils.rest_utils.http_request", http._with_policy(aml_answers_503))
+    with http.policy(retries=1), pytest.raises(Exception) as caught:
+        call_endpoint(MlflowHostCreds(URI), "/api/2.0/mlflow/runs/update", "POST", '{"run_id": "r"}', None)
+
+    assert busy_status(caught.value) == 503 and is_transient(caught.value)
+    assert "kept answering HTTP 503" in describe_failure(caught.value, URI)

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from synapse_ml_track import http
-from synapse_ml_track.http import RetryAfterTooLong, RetryPolicy, send_with_retries
+from synapse_ml_track.http import RetryAfterTooLong, RetryPolicy, ServerKeptFailing, send_with_retries
 
 
 @pytest.fixture
@@ -53,13 +53,16 @@ def test_a_retry_after_longer_than_the_bound_fails_at_once(waits):
 
 def test_the_waits_of_one_request_stay_within_the_bound(waits):
     send = answers(*[(429, "10")] * 5)
-    assert send_with_retries(send, RetryPolicy(max_wait=25)).status_code == 429  # the caller sees the 429
+    with pytest.raises(ServerKeptFailing, match="HTTP 429") as caught:
+        send_with_retries(send, RetryPolicy(max_wait=25))
+    assert caught.value.status == 429
     assert waits == [10, 10] and len(send.sent) == 3
 
 
 def test_failures_are_retried_with_backoff_up_to_the_retries(waits):
     send = answers(503, 502, 500, 200)
-    assert send_with_retries(send, RetryPolicy(retries=2)).status_code == 500
+    with pytest.raises(ServerKeptFailing, match="HTTP 500"):
+        send_with_retries(send, RetryPolicy(retries=2))
     assert waits == [1, 2] and send.sent == [503, 502, 500]
 
 
