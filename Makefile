@@ -41,7 +41,7 @@ $(TOOLS_VENV)/.installed: tools-requirements.txt
 	touch $@
 
 # The Delta Lake jars a local Spark session needs (a Synapse pool has them), fetched by Spark's own Ivy
-# resolution (or mvn) and checked against the sha256 pinned in synapse_ml_track/delta.py; run every
+# resolution (or mvn) and checked against the sha256 pinned in synapse_ml_track/spark/delta.py; run every
 # time (a checksum of what is there when nothing is missing), so a deleted or altered jar is replaced.
 delta-jars: $(VENV)/.installed
 	$(BIN)/python tools/fetch_delta_jars.py .jars

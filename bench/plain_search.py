@@ -16,9 +16,9 @@ import sys
 from pyspark.ml.evaluation import MulticlassClassificationEvaluator
 from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
 
-from synapse_ml_track import data, pipeline
 from synapse_ml_track.config import build_config
-from synapse_ml_track.spark import get_or_create_spark
+from synapse_ml_track.spark import data, pipeline
+from synapse_ml_track.spark.session import get_or_create_spark
 
 
 def main(grid_json: str, folds: str, parallelism: str, input_path: str | None = None) -> None:

@@ -67,7 +67,7 @@ OTHER_SECTIONS = (
 def start_spark():
     from pyspark.sql import SparkSession
 
-    from synapse_ml_track.spark import LOCAL_DEFAULTS
+    from synapse_ml_track.spark.session import LOCAL_DEFAULTS
 
     started = time.perf_counter()
     builder = SparkSession.builder.master("local[2]").appName("synapse-ml-track-bench")
@@ -90,7 +90,9 @@ def instrument(probe: Probe) -> None:
     from pyspark.ml.pipeline import Pipeline
     from pyspark.sql import DataFrame
 
-    from synapse_ml_track import data, evaluation, registry, regression_evaluation, session, tracking, training
+    from synapse_ml_track.spark import data, evaluation, regression_evaluation, training
+    from synapse_ml_track.tracking import registry, session
+    from synapse_ml_track.tracking import runs as tracking
 
     # tracking: every MlflowClient call (the fluent API and autologging go through it too)
     probe.wrap_public_methods(MlflowClient, "tracking.client", overhead=True)
@@ -172,8 +174,8 @@ class Context:
 
 
 def spark_work(spark, config):
-    """Exactly the Spark work of the job (synapse_ml_track.training.fit_and_evaluate), no tracking."""
-    from synapse_ml_track import data, pipeline, training
+    """Exactly the Spark work of the job (synapse_ml_track.spark.training.fit_and_evaluate), no tracking."""
+    from synapse_ml_track.spark import data, pipeline, training
 
     estimator = pipeline.build_estimator(config.model.task, config.model.type, config.model.params, config.data.seed)
     fitted = training.fit_and_evaluate(spark, config, data.resolve_source(config.data), estimator)
@@ -195,8 +197,8 @@ def one_off_measurements(spark, path: str) -> dict:
     """Costs the job avoids by design, measured once on the large data set (after its runs)."""
     from pyspark.ml.evaluation import MulticlassClassificationEvaluator
 
-    from synapse_ml_track import data, training
-    from synapse_ml_track.pipeline import LABEL_INDEX, PREDICTION_INDEX
+    from synapse_ml_track.spark import data, training
+    from synapse_ml_track.spark.pipeline import LABEL_INDEX, PREDICTION_INDEX
 
     out = {}
     started = time.perf_counter()
@@ -264,7 +266,7 @@ def case_d(ctx: Context) -> dict:
     import mlflow
     import mlflow.spark
 
-    from synapse_ml_track.training import config_params
+    from synapse_ml_track.spark.training import config_params
 
     config = ctx.config()
     _fluent_setup(ctx, "d")

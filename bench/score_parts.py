@@ -36,7 +36,7 @@ from pyspark.ml.functions import vector_to_array  # noqa: E402
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 
 from synapse_ml_track import scoring  # noqa: E402
-from synapse_ml_track.pipeline import class_labels, predictor  # noqa: E402
+from synapse_ml_track.spark.pipeline import class_labels, predictor  # noqa: E402
 
 from eventlog import events  # noqa: E402
 

@@ -39,7 +39,7 @@ WORK = BENCH / "work" / "search"
 BIN = Path(sys.executable).parent
 sys.path[:0] = [str(BENCH), str(REPO / "tests")]
 
-from synapse_ml_track.spark import LOCAL_DEFAULTS  # noqa: E402
+from synapse_ml_track.spark.session import LOCAL_DEFAULTS  # noqa: E402
 
 from datagen import generate  # noqa: E402
 from eventlog import events  # noqa: E402
@@ -52,7 +52,7 @@ CANDIDATES = 12
 FOLDS = 3
 PARALLELISM = 2
 BIG_ROWS = 1_000_000
-# The job's own local settings (synapse_ml_track.spark.LOCAL_DEFAULTS), given to both cases by the
+# The job's own local settings (synapse_ml_track.spark.session.LOCAL_DEFAULTS), given to both cases by the
 # launcher, so both get the same session whether or not the library lets the launcher's settings win.
 SPARK_ARGS = ["--master", "local[2]", *[a for k, v in LOCAL_DEFAULTS.items() for a in ("--conf", f"{k}={v}")]]
 TARGETS = {"1m": 1.05}  # issue 14: whole-process ratio job / cv at 1M rows; none stated for penguins

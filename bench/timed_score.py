@@ -68,8 +68,11 @@ def wrap_plain(probe: Intervals, plain_module) -> None:
 
 
 def wrap_score(probe: Intervals) -> None:
-    from synapse_ml_track import data, scoring, session, spark, spark_models
     from synapse_ml_track.cli import score as cli_score
+    from synapse_ml_track.spark import data, scoring
+    from synapse_ml_track.spark import models as spark_models
+    from synapse_ml_track.spark import session as spark
+    from synapse_ml_track.tracking import session
 
     probe.wrap(cli_score, "config_of", "config")
     probe.wrap(session, "open_session", "mlflow client + experiment")

@@ -36,7 +36,7 @@ from synapse_ml_track.vocabulary import OUTPUT_FORMATS, UNSCORABLE_POLICIES, WRI
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from synapse_ml_track.training import TrainingResult
+    from synapse_ml_track.spark.training import TrainingResult
 
 log = logging.getLogger("synapse_ml_track")
 
@@ -68,7 +68,7 @@ def job_config(config: ConfigSource = None, overrides: Mapping[str, Any] | None 
 
 def read_remote_text(path: str, spark: SparkSession | None = None) -> str:
     """A config file on the cluster's storage (abfss://, wasbs://...), read through Spark."""
-    from synapse_ml_track.spark import get_or_create_spark
+    from synapse_ml_track.spark.session import get_or_create_spark
 
     session = spark or get_or_create_spark("synapse-ml-track")
     rows = session.read.text(path, wholetext=True).collect()
@@ -99,8 +99,8 @@ def train(
     "registered", "rejected", "tracked" or "reused", its reason, and whether it was promoted).
     """
     from synapse_ml_track.entrypoint import set_global_tracking_uri
-    from synapse_ml_track.session import open_session
-    from synapse_ml_track.training import run_training
+    from synapse_ml_track.spark.training import run_training
+    from synapse_ml_track.tracking.session import open_session
 
     named = {
         "tracking.uri": tracking_uri,
@@ -140,8 +140,8 @@ class ScoringResult:
 
     def scores(self) -> DataFrame:
         """The output as this job left it (a Delta output at output_version), read by the job's session."""
-        from synapse_ml_track import delta_tables
-        from synapse_ml_track.data import InputSource
+        from synapse_ml_track.spark import delta_tables
+        from synapse_ml_track.spark.data import InputSource
 
         if self.output_format == "delta":
             table = self.details["output_table"]
@@ -177,8 +177,8 @@ def score(
     and --unscorable. `data`, `spark`, `overrides` and the tracking keywords as for `train`.
     """
     from synapse_ml_track.entrypoint import set_global_tracking_uri
-    from synapse_ml_track.scoring import Output, default_model_uri, parse_model_uri, run_scoring
-    from synapse_ml_track.session import open_session
+    from synapse_ml_track.spark.scoring import Output, default_model_uri, parse_model_uri, run_scoring
+    from synapse_ml_track.tracking.session import open_session
 
     named = {"tracking.uri": tracking_uri, "tracking.experiment_name": experiment_name, "run_key": run_key}
     redactor = redactor or Redactor()
@@ -246,7 +246,7 @@ def _job_spark(
     given = spark or (data.sparkSession if data is not None else None)
     if given is not None:
         return nullcontext(lambda: given)
-    from synapse_ml_track.spark import spark_starting
+    from synapse_ml_track.spark.session import spark_starting
 
     return spark_starting(app_name)
 

@@ -28,8 +28,8 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from synapse_ml_track import aml
 from synapse_ml_track.config import JobConfig
+from synapse_ml_track.tracking import aml
 
 
 def quiet_mlflow() -> None:
@@ -74,7 +74,7 @@ def job_process_state(job: JobConfig) -> Iterator[None]:
     from mlflow.tracking._model_registry import utils as registry_utils
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
-    from synapse_ml_track.http import configured_process
+    from synapse_ml_track.tracking.http import configured_process
 
     # The URIs as set, not as resolved: get_tracking_uri() answers a default when none is set, which,
     # set back, would become an explicit choice. MLflow's own _use_tracking_uri reads the same module

@@ -44,7 +44,7 @@ def failure_line(exc: BaseException) -> str:
     reads "An error occurred while calling o412.fit." (py4j's call site) followed by a JVM stack;
     the JVM cause it carries says why."""
     if type(exc).__module__.partition(".")[0] in ("py4j", "pyspark"):
-        from synapse_ml_track.spark import spark_error_line  # Spark is loaded already: it raised this
+        from synapse_ml_track.spark.session import spark_error_line  # Spark is loaded already: it raised this
 
         return spark_error_line(exc)
     return first_line(exc)

@@ -13,8 +13,8 @@ import mlflow
 import pytest
 from pyspark.sql import SparkSession
 
-from synapse_ml_track import delta
 from synapse_ml_track.cli import main
+from synapse_ml_track.spark import delta
 
 from aml_server import AmlServer
 from support import CliResult, MlflowServer, build_wheel, start_mlflow_server

@@ -12,20 +12,25 @@ import sys
 
 from support import REPO
 
-# What tracks, checks and reports: none of it may need Spark.
-TRACKING_LAYER = (
-    "aml", "auth", "config", "config_schema", "entrypoint", "errors", "gate", "http", "redaction",
-    "registry", "report", "runs", "session", "tracking", "vocabulary",
-)  # fmt: skip
-# Spark-free too, but not tracking: the package's version, the report's plots, deployment to Synapse
-# (the plan, and its Azure SDK target), and the Python API (it reaches the Spark side only when train
-# or score is called).
-OTHER_SPARK_FREE = ("__init__", "api", "deploy", "plots", "synapse_target")
-# What reads data, fits, evaluates, scores and saves or loads Spark models.
-SPARK_SIDE = (
-    "context", "data", "delta", "delta_tables", "evaluation", "pipeline", "regression_evaluation",
-    "scoring", "search", "spark", "spark_models", "training",
-)  # fmt: skip
+PACKAGE = REPO / "synapse_ml_track"
+# Only the Spark side may import pyspark. The rest of the package, the tracking layer
+# (synapse_ml_track/tracking) and the deployment (synapse_ml_track/deploy) first, imports without it.
+SPARK_SIDE = "synapse_ml_track.spark"
+
+
+def package_modules() -> list[str]:
+    """Every module of the package but the CLI's (tests/unit/test_cli_layers.py holds those to their rule)."""
+    names = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        if not name.startswith("synapse_ml_track.cli"):
+            names.append(name)
+    return names
+
+
+SPARK_SIDE_MODULES = [name for name in package_modules() if name.startswith(SPARK_SIDE + ".")]
+SPARK_FREE_MODULES = [name for name in package_modules() if name not in SPARK_SIDE_MODULES]
 
 PROBE = """
 import importlib, json, sys, traceback
@@ -61,8 +66,7 @@ print(json.dumps({"code": code, "requests": requests}))
 
 def without_spark(module: str | None = None, args: tuple[str, ...] = (), cwd=REPO) -> dict:
     """Run the probe: import `module` (itself never blocked), or run the CLI with `args`."""
-    spark_side = (f"synapse_ml_track.{name}" for name in SPARK_SIDE)
-    blocked = ["pyspark", "py4j", "mlflow.spark", *(name for name in spark_side if name != module)]
+    blocked = ["pyspark", "py4j", "mlflow.spark", *(name for name in SPARK_SIDE_MODULES if name != module)]
     action = json.dumps({"module": module, "args": list(args)})
     result = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(blocked), str(REPO / "synapse_ml_track"), action],

@@ -143,8 +143,8 @@ def train(run_cli, server, experiment: str, model: str, *extra: str) -> CliResul
 
 
 def build_wheel(dest: Path) -> Path:
-    """The package's wheel, built as deploy builds the one it ships to Synapse (synapse_ml_track.deploy)."""
-    from synapse_ml_track.deploy import build_wheel as build
+    """The package's wheel, built as deploy builds the one it ships to Synapse (synapse_ml_track.deploy.plan)."""
+    from synapse_ml_track.deploy.plan import build_wheel as build
 
     (dest / "dist").mkdir(parents=True, exist_ok=True)
     return build(REPO, dest / "dist")

@@ -29,9 +29,9 @@ import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from synapse_ml_track import aml, registry
 from synapse_ml_track.config import build_config
 from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.tracking import aml, registry
 from synapse_ml_track.vocabulary import is_aml_uri
 
 from support import REPO

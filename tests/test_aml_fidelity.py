@@ -22,11 +22,11 @@ import requests
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from synapse_ml_track import aml, registry, runs
-from synapse_ml_track import search as search_module
 from synapse_ml_track.config import AzureConfig
 from synapse_ml_track.redaction import Redactor
-from synapse_ml_track.tracking import AML_LIMITS, RunTracker
+from synapse_ml_track.spark import search as search_module
+from synapse_ml_track.tracking import aml, registry, run_keys
+from synapse_ml_track.tracking.runs import AML_LIMITS, RunTracker
 from synapse_ml_track.vocabulary import (
     ARTIFACT_PATH_TAG,
     CHAMPION_STANDING_TAG,
@@ -205,7 +205,7 @@ def test_a_conflicting_upload_is_one_line_naming_the_path(aml_env, aml_server, t
     tracker.log_artifacts(tmp_path)
     with pytest.raises(Exception) as raised:
         tracker.log_artifacts(tmp_path)
-    from synapse_ml_track.tracking import describe_failure
+    from synapse_ml_track.tracking.runs import describe_failure
 
     line = describe_failure(raised.value, aml_server.tracking_uri)
     assert "report.txt" in line and "write-once" in line and "\n" not in line
@@ -303,7 +303,7 @@ def test_registry_and_run_searches_follow_page_tokens(aml_env, aml_server):
     try:
         assert registry.champion_version(client, name, "champion") == "1"
         assert registry.version_for_run(client, name, run_ids[0]).version == "1"
-        assert runs.find_keyed_run(client, experiment_id, "shared-key", "train").info.run_id == run_ids[-1]
+        assert run_keys.find_keyed_run(client, experiment_id, "shared-key", "train").info.run_id == run_ids[-1]
     finally:
         aml_server.page_size = 20
 

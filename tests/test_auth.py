@@ -21,11 +21,11 @@ import azure.identity
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from synapse_ml_track import auth
-from synapse_ml_track.auth import ARM_SCOPE, check_token, resolve_credential
 from synapse_ml_track.config import AzureConfig
 from synapse_ml_track.errors import CredentialError
 from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.tracking import auth
+from synapse_ml_track.tracking.auth import ARM_SCOPE, check_token, resolve_credential
 
 from aml_server import make_client_certificate
 from support import REPO
@@ -315,7 +315,7 @@ def test_credential_installed_after_an_earlier_mlflow_call_still_wins(aml_env, a
     from azureml.mlflow._internal.utils import ServiceContext
     from mlflow.tracking._tracking_service.utils import _get_store
 
-    from synapse_ml_track import aml
+    from synapse_ml_track.tracking import aml
 
     uri = aml_server.tracking_uri.replace(
         f"/workspaces/{aml_server.workspace}", "/workspaces/ws-early"

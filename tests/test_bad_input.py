@@ -10,9 +10,17 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from synapse_ml_track import data as data_module
 from synapse_ml_track.config import DataConfig
-from synapse_ml_track.data import LABEL, bundled_penguins_path, feature_spec, prepare, read_input, resolve_source, split
+from synapse_ml_track.spark import data as data_module
+from synapse_ml_track.spark.data import (
+    LABEL,
+    bundled_penguins_path,
+    feature_spec,
+    prepare,
+    read_input,
+    resolve_source,
+    split,
+)
 
 MODEL = "bad-input-model"
 

@@ -51,8 +51,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from pyspark.sql import functions as F
 
-from synapse_ml_track import delta
-from synapse_ml_track.data import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
+from synapse_ml_track.spark import delta
+from synapse_ml_track.spark.data import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
 
 from spark_cluster import SparkCluster, read_event_log, start_spark_cluster
 from support import EXPECTED_ARTIFACTS, REPO, CliResult

@@ -5,7 +5,8 @@ from chispa import assert_df_equality
 from pyspark.sql import types as T
 
 from synapse_ml_track.config import DataConfig
-from synapse_ml_track.data import (
+from synapse_ml_track.errors import DataError
+from synapse_ml_track.spark.data import (
     BUNDLED_PENGUINS_SCHEMA,
     COMPLETE,
     LABEL,
@@ -18,7 +19,6 @@ from synapse_ml_track.data import (
     split,
     without_nulls,
 )
-from synapse_ml_track.errors import DataError
 
 SCHEMA = T.StructType(
     [

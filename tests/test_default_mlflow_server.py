@@ -18,7 +18,7 @@ import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from synapse_ml_track import registry
+from synapse_ml_track.tracking import registry
 
 from support import EXPECTED_ARTIFACTS, MlflowServer
 

@@ -13,12 +13,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 from pyspark.sql import functions as F
 
-from synapse_ml_track import delta
 from synapse_ml_track.config import build_config
-from synapse_ml_track.data import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
 from synapse_ml_track.redaction import Redactor
-from synapse_ml_track.session import open_session
-from synapse_ml_track.training import run_training
+from synapse_ml_track.spark import delta
+from synapse_ml_track.spark.data import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
+from synapse_ml_track.spark.training import run_training
+from synapse_ml_track.tracking.session import open_session
 
 from support import REPO, VENV_BIN, unique
 

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from synapse_ml_track import deploy, synapse_target
 from synapse_ml_track.cli import build_parser, main
 from synapse_ml_track.cli.deploy import request_of
+from synapse_ml_track.deploy import plan as deploy
+from synapse_ml_track.deploy import synapse as synapse_target
 
 from azure_stub import StubSession
 

@@ -21,11 +21,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from synapse_ml_track import auth
 from synapse_ml_track.cli import build_parser
 from synapse_ml_track.config import AzureConfig
 from synapse_ml_track.errors import CredentialError
 from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.tracking import auth
 
 from support import REPO, VENV_BIN
 

@@ -25,10 +25,11 @@ import pytest
 import urllib3.util.retry
 from mlflow.tracking import MlflowClient
 
-from synapse_ml_track import http, tracking
 from synapse_ml_track.config import build_config
-from synapse_ml_track.pipeline import build_estimator
-from synapse_ml_track.training import config_params
+from synapse_ml_track.spark.pipeline import build_estimator
+from synapse_ml_track.spark.training import config_params
+from synapse_ml_track.tracking import http
+from synapse_ml_track.tracking import runs as tracking
 
 from fault_proxy import FaultProxy, Rule
 from support import VENV_BIN, free_port
@@ -69,7 +70,7 @@ def http_settings_restored(monkeypatch):
 @pytest.fixture
 def retries(monkeypatch) -> RetryLog:
     """Record each failed attempt (urllib3's retry decision, made once per attempt) and each wait
-    the job's retry policy (synapse_ml_track/http.py) or urllib3 asks for; wait at most 50 ms for real."""
+    the job's retry policy (synapse_ml_track/tracking/http.py) or urllib3 asks for; wait at most 50 ms for real."""
     record = RetryLog()
     original = urllib3.util.retry.Retry.increment
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from synapse_ml_track import registry
+from synapse_ml_track.tracking import registry
 
 from support import train, unique
 

@@ -16,7 +16,7 @@ from mlflow.models import get_model_info
 from mlflow.tracking import MlflowClient
 from pyspark.ml.evaluation import RegressionEvaluator
 
-from synapse_ml_track.regression_evaluation import evaluate_regression
+from synapse_ml_track.spark.regression_evaluation import evaluate_regression
 from synapse_ml_track.vocabulary import ERROR_TAG
 
 from linear_data import EFFECT, NOISE, linear_rows

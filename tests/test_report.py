@@ -7,7 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from synapse_ml_track import report
+from synapse_ml_track.tracking import report
 
 from support import unique
 

@@ -13,12 +13,12 @@ from mlflow.tracking import MlflowClient
 from pyspark.ml.functions import vector_to_array
 
 from synapse_ml_track.config import build_config
-from synapse_ml_track.data import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
-from synapse_ml_track.pipeline import PROBABILITY
 from synapse_ml_track.redaction import Redactor
-from synapse_ml_track.scoring import ModelRef, resolve_model, score_frame
-from synapse_ml_track.session import open_session
-from synapse_ml_track.training import run_training
+from synapse_ml_track.spark.data import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
+from synapse_ml_track.spark.pipeline import PROBABILITY
+from synapse_ml_track.spark.scoring import ModelRef, resolve_model, score_frame
+from synapse_ml_track.spark.training import run_training
+from synapse_ml_track.tracking.session import open_session
 
 LABELS = ["Adelie", "Chinstrap", "Gentoo"]
 PROBABILITIES = [f"probability_{label}" for label in LABELS]
@@ -229,9 +229,9 @@ def test_every_model_uri_mlflow_users_write(uri, version, registered, mlflow_ser
 def test_the_deployed_score_job_resolves_its_model_uri(registered, mlflow_server, tmp_path):
     """The score job definition deploy renders parses with the real score parser, and its default
     --model-uri names the champion, not the latest version (which may be registered but not promoted)."""
-    from synapse_ml_track import deploy
     from synapse_ml_track.cli import build_parser
     from synapse_ml_track.cli.deploy import request_of
+    from synapse_ml_track.deploy import plan as deploy
 
     _, model, (_, second) = registered
     config = tmp_path / "synapse.yaml"

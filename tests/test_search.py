@@ -8,10 +8,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 from pyspark.ml.classification import LogisticRegression
 
-from synapse_ml_track import search as search_module
 from synapse_ml_track.config import SearchConfig
 from synapse_ml_track.errors import ConfigError
-from synapse_ml_track.search import PARENT_TAG, candidates
+from synapse_ml_track.spark import search as search_module
+from synapse_ml_track.spark.search import PARENT_TAG, candidates
 from synapse_ml_track.vocabulary import CANDIDATE_TAG
 
 from linear_data import linear_rows

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from synapse_ml_track import deploy
+from synapse_ml_track.deploy import plan as deploy
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATES = REPO / deploy.TEMPLATE_DIR

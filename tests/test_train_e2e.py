@@ -17,10 +17,10 @@ from chispa import assert_df_equality
 from mlflow.tracking import MlflowClient
 
 from synapse_ml_track.config import build_config
-from synapse_ml_track.data import bundled_penguins_path
 from synapse_ml_track.redaction import Redactor
-from synapse_ml_track.session import open_session
-from synapse_ml_track.training import run_training
+from synapse_ml_track.spark.data import bundled_penguins_path
+from synapse_ml_track.spark.training import run_training
+from synapse_ml_track.tracking.session import open_session
 
 from support import EXPECTED_ARTIFACTS, REPO, VENV_BIN
 

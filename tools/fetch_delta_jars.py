@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from synapse_ml_track.delta import JARS, Jar
+from synapse_ml_track.spark.delta import JARS, Jar
 
 
 def main(target: Path) -> int:

@@ -16,7 +16,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from synapse_ml_track.entrypoint import set_global_tracking_uri
-    from synapse_ml_track.session import open_session
+    from synapse_ml_track.tracking.session import open_session
 
     config = load_config(args)
     session = open_session(config, args.redactor)

@@ -14,8 +14,8 @@ from typing import Any
 from synapse_ml_track.api import job_config
 from synapse_ml_track.config import JobConfig, parse_assignment, set_dotted
 from synapse_ml_track.entrypoint import quiet_mlflow
-from synapse_ml_track.http import configure_process
 from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.tracking.http import configure_process
 
 log = logging.getLogger("synapse_ml_track")
 
@@ -100,7 +100,7 @@ def config_of(args: argparse.Namespace) -> JobConfig:
 def load_config(args: argparse.Namespace) -> JobConfig:
     """The configuration of a subcommand that tracks outside the Python API (check, report), loaded
     once, before any request: the one place the process-wide HTTP settings it implies are made
-    (synapse_ml_track/http.py). The API's jobs make them for their own length."""
+    (synapse_ml_track/tracking/http.py). The API's jobs make them for their own length."""
     config = config_of(args)
     configure_process(config.tracking)
     return config

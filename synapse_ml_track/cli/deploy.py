@@ -11,9 +11,10 @@ import sys
 import traceback
 from pathlib import Path
 
-from synapse_ml_track import deploy, synapse_target
 from synapse_ml_track.cli.common import add_logging
 from synapse_ml_track.cli.report import positive_int
+from synapse_ml_track.deploy import plan as deploy
+from synapse_ml_track.deploy import synapse as synapse_target
 
 
 def add_parser(subcommands: argparse._SubParsersAction) -> None:

@@ -35,7 +35,7 @@ def positive_int(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from synapse_ml_track.entrypoint import set_global_tracking_uri
-    from synapse_ml_track.report import build_report, connect
+    from synapse_ml_track.tracking.report import build_report, connect
 
     config = load_config(args)
     uri, client, experiment = connect(config, args.redactor)

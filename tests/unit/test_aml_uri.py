@@ -2,10 +2,10 @@
 
 import pytest
 
-from synapse_ml_track import aml
 from synapse_ml_track.config import AzureConfig
 from synapse_ml_track.errors import ConfigError
 from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.tracking import aml
 
 
 @pytest.mark.parametrize(

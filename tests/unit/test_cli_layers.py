@@ -52,7 +52,7 @@ def test_deploy_dry_run_imports_neither_spark_nor_mlflow(tmp_path):
 PLAN_PROBE = """
 import contextlib, json, sys
 from pathlib import Path
-from synapse_ml_track import deploy
+from synapse_ml_track.deploy import plan as deploy
 
 class InMemory:
     def __init__(self):

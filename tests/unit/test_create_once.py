@@ -4,7 +4,7 @@ earlier attempt did not land."""
 import pytest
 import requests
 
-from synapse_ml_track import tracking
+from synapse_ml_track.tracking import runs as tracking
 
 
 class Server:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from synapse_ml_track import deploy
-from synapse_ml_track.deploy import DeployError, DeployRequest, PoolShape
+from synapse_ml_track.deploy import plan as deploy
+from synapse_ml_track.deploy.plan import DeployError, DeployRequest, PoolShape
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ import urllib3
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, PERMISSION_DENIED, REQUEST_LIMIT_EXCEEDED
 
-from synapse_ml_track import http
-from synapse_ml_track.tracking import ArtifactTransferError, busy_status, describe_failure, is_transient
+from synapse_ml_track.tracking import http
+from synapse_ml_track.tracking.runs import ArtifactTransferError, busy_status, describe_failure, is_transient
 
 URI = "http://mlflow.example:5000"
 

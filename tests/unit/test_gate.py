@@ -4,7 +4,7 @@ the same test split decides promotion."""
 import pytest
 
 from synapse_ml_track.config import GateConfig
-from synapse_ml_track.gate import decide
+from synapse_ml_track.tracking.gate import decide
 
 RUN = {"accuracy": 0.95, "f1": 0.94}
 REGRESSION_RUN = {"rmse": 2.5, "r2": 0.9}

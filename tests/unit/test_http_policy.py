@@ -1,4 +1,4 @@
-"""The job's HTTP retry policy (synapse_ml_track/http.py): what is retried, how long it waits, and
+"""The job's HTTP retry policy (synapse_ml_track/tracking/http.py): what is retried, how long it waits, and
 that a policy set in one thread stays in that thread. Answers are scripted requests.Responses; the
 waits are recorded instead of slept."""
 
@@ -10,8 +10,8 @@ import types
 import pytest
 import requests
 
-from synapse_ml_track import http
-from synapse_ml_track.http import RetryAfterTooLong, RetryPolicy, ServerKeptFailing, send_with_retries
+from synapse_ml_track.tracking import http
+from synapse_ml_track.tracking.http import RetryAfterTooLong, RetryPolicy, ServerKeptFailing, send_with_retries
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 import pytest
 
-from synapse_ml_track.evaluation import classification_report_text, from_confusion
+from synapse_ml_track.spark.evaluation import classification_report_text, from_confusion
 
 
 @pytest.mark.parametrize(

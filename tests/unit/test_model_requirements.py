@@ -10,7 +10,7 @@ from importlib import metadata
 import pytest
 from packaging.requirements import Requirement
 
-from synapse_ml_track import spark_models
+from synapse_ml_track.spark import models as spark_models
 
 from synapse_runtime import runtime_packages
 

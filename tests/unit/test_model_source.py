@@ -4,7 +4,7 @@ import pytest
 from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
 
 from synapse_ml_track.errors import TrackingError
-from synapse_ml_track.registry import model_source
+from synapse_ml_track.tracking.registry import model_source
 from synapse_ml_track.vocabulary import ARTIFACT_PATH_TAG
 
 RUN = "0f4a9c"

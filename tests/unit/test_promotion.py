@@ -8,8 +8,8 @@ import uuid
 import pytest
 from mlflow.tracking import MlflowClient
 
-from synapse_ml_track import registry
-from synapse_ml_track.registry import RegisteredVersion, Standing
+from synapse_ml_track.tracking import registry
+from synapse_ml_track.tracking.registry import RegisteredVersion, Standing
 from synapse_ml_track.vocabulary import CHAMPION_TAG
 
 pytestmark = pytest.mark.embedded_store

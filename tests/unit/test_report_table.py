@@ -6,7 +6,7 @@ import matplotlib.axes
 import pytest
 from mlflow.entities import Metric, Param, Run, RunData, RunInfo, RunTag
 
-from synapse_ml_track.report import markdown, runs_table, write_plot
+from synapse_ml_track.tracking.report import markdown, runs_table, write_plot
 
 
 def run(run_id: str, started: int, f1: float | None, model_type: str = "logistic_regression", key: str = "") -> Run:

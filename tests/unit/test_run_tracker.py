@@ -15,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from synapse_ml_track.redaction import MASK, Redactor
-from synapse_ml_track.tracking import AML_LIMITS, MLFLOW_LIMITS, Limits, RunTracker
+from synapse_ml_track.tracking.runs import AML_LIMITS, MLFLOW_LIMITS, Limits, RunTracker
 from synapse_ml_track.vocabulary import ATTEMPT_TAG, ERROR_TAG
 
 pytestmark = pytest.mark.embedded_store

@@ -6,7 +6,7 @@ from pyspark.ml.param.shared import HasMaxIter, HasRegParam
 
 from synapse_ml_track.config import SearchConfig
 from synapse_ml_track.errors import ConfigError
-from synapse_ml_track.search import candidates
+from synapse_ml_track.spark.search import candidates
 
 
 class TwoParams(HasRegParam, HasMaxIter):

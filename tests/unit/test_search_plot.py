@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from synapse_ml_track.plots import candidates_figure, pyplot
-from synapse_ml_track.search import Candidate, Outcome
+from synapse_ml_track.spark.search import Candidate, Outcome
 
 
 def outcome(combos: list[dict], best: int) -> Outcome:

@@ -6,7 +6,7 @@ from mlflow.types import ColSpec, Schema
 from pyspark.sql import types as T
 
 from synapse_ml_track.errors import ConfigError, DataError
-from synapse_ml_track.scoring import signature_columns
+from synapse_ml_track.spark.scoring import signature_columns
 
 ALL = ["bill_length_mm", "island", "year"]
 SIGNATURE = ModelSignature(

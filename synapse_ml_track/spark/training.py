@@ -16,14 +16,15 @@ from mlflow.types import ColSpec, Schema
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 
-from synapse_ml_track import data as data_module
-from synapse_ml_track import gate, registry, spark_models
 from synapse_ml_track.config import JobConfig
-from synapse_ml_track.context import run_tags
-from synapse_ml_track.data import LABEL, FeatureSpec, InputSource
 from synapse_ml_track.errors import GateRejected
-from synapse_ml_track.evaluation import Evaluation, evaluate
-from synapse_ml_track.pipeline import (
+from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.spark import data as data_module
+from synapse_ml_track.spark import models as spark_models
+from synapse_ml_track.spark.context import run_tags
+from synapse_ml_track.spark.data import LABEL, FeatureSpec, InputSource
+from synapse_ml_track.spark.evaluation import Evaluation, evaluate
+from synapse_ml_track.spark.pipeline import (
     LABEL_INDEX,
     PREDICTION,
     build_estimator,
@@ -33,12 +34,12 @@ from synapse_ml_track.pipeline import (
     fit_label_indexer,
     predictor,
 )
-from synapse_ml_track.redaction import Redactor
-from synapse_ml_track.regression_evaluation import PLOT_POINTS, RegressionEvaluation, evaluate_regression
-from synapse_ml_track.runs import find_keyed_run
-from synapse_ml_track.search import Search
-from synapse_ml_track.session import TrackingSession
-from synapse_ml_track.tracking import RunTracker
+from synapse_ml_track.spark.regression_evaluation import PLOT_POINTS, RegressionEvaluation, evaluate_regression
+from synapse_ml_track.spark.search import Search
+from synapse_ml_track.tracking import gate, registry
+from synapse_ml_track.tracking.run_keys import find_keyed_run
+from synapse_ml_track.tracking.runs import RunTracker
+from synapse_ml_track.tracking.session import TrackingSession
 from synapse_ml_track.vocabulary import (
     JOB_TAG,
     MANY_VALUED_TAG,

@@ -7,7 +7,7 @@ jobs/synapse/. `--dry-run` prints the same plan and calls nothing.
 
 This module is the pure part: it checks the inputs and the pool's sizing, lays out the steps and
 runs them against a `Target`, and imports no Azure package. The Target that reaches Azure, and
-turns Azure's errors into this module's DeployError kinds, is synapse_ml_track.synapse_target.
+turns Azure's errors into this module's DeployError kinds, is synapse_ml_track.deploy.synapse.
 """
 
 from __future__ import annotations
@@ -361,7 +361,7 @@ def execute(plan: Plan, target: Target, progress: Callable[[str], None]) -> None
 
 
 def find_source(explicit: Path | None) -> Path:
-    candidates = [explicit] if explicit else [Path(__file__).resolve().parents[1], Path.cwd()]
+    candidates = [explicit] if explicit else [Path(__file__).resolve().parents[2], Path.cwd()]
     for candidate in candidates:
         if (candidate / "setup.cfg").is_file() and (candidate / TEMPLATE_DIR).is_dir():
             return candidate.resolve()

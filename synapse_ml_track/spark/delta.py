@@ -53,7 +53,7 @@ MISSING = (
 def jars_dir() -> Path:
     """SMT_DELTA_JARS, else the checkout's .jars/ (where `make delta-jars` puts them)."""
     configured = os.environ.get(JARS_DIR_VARIABLE)
-    return Path(configured) if configured else Path(__file__).resolve().parents[1] / ".jars"
+    return Path(configured) if configured else Path(__file__).resolve().parents[2] / ".jars"
 
 
 def local_jars() -> list[str] | None:

@@ -19,12 +19,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.store.db.db_types import DATABASE_ENGINES
 from mlflow.tracking import MlflowClient
 
-from synapse_ml_track import aml, registry
 from synapse_ml_track.config import JobConfig
 from synapse_ml_track.errors import ConfigError, JobError, failure_line
-from synapse_ml_track.http import policy_for, transfer_deadline
 from synapse_ml_track.redaction import Redactor
-from synapse_ml_track.tracking import (
+from synapse_ml_track.tracking import aml, registry
+from synapse_ml_track.tracking.http import policy_for, transfer_deadline
+from synapse_ml_track.tracking.runs import (
     Limits,
     RunTracker,
     bounded_transfer,
@@ -40,7 +40,7 @@ from synapse_ml_track.vocabulary import DATAFRAME
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-    from synapse_ml_track.data import InputSource  # the Spark side: only its type here
+    from synapse_ml_track.spark.data import InputSource  # the Spark side: only its type here
 
 log = logging.getLogger(__name__)
 

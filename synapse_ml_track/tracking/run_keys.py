@@ -5,7 +5,7 @@ from __future__ import annotations
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from synapse_ml_track.tracking import all_pages
+from synapse_ml_track.tracking.runs import all_pages
 from synapse_ml_track.vocabulary import JOB_TAG, RUN_KEY_TAG
 
 

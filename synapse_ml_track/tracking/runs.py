@@ -23,10 +23,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.store.entities import PagedList
 from mlflow.tracking import MlflowClient
 
-from synapse_ml_track import http
 from synapse_ml_track.config import TrackingConfig
 from synapse_ml_track.errors import ConfigError, TrackingError, first_line
-from synapse_ml_track.http import (
+from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.tracking import http
+from synapse_ml_track.tracking.http import (
     ARTIFACT_BATCH_FILES,
     RetryAfterTooLong,
     ServerKeptFailing,
@@ -35,7 +36,6 @@ from synapse_ml_track.http import (
     dropped,
     timed_out,
 )
-from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.vocabulary import ATTEMPT_TAG, EMBEDDED, ERROR_TAG, is_aml_uri, tracking_backend
 
 log = logging.getLogger(__name__)

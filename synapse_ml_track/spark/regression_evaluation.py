@@ -11,8 +11,8 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from synapse_ml_track.evaluation import write_weights
 from synapse_ml_track.plots import pyplot
+from synapse_ml_track.spark.evaluation import write_weights
 
 PLOT_POINTS = 2000  # test rows drawn in the plots; the metrics use every row
 

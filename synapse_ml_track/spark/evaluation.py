@@ -10,8 +10,8 @@ from pathlib import Path
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
 from pyspark.sql import DataFrame
 
-from synapse_ml_track.pipeline import LABEL_INDEX, PREDICTION_INDEX, RAW_PREDICTION
 from synapse_ml_track.plots import pyplot
+from synapse_ml_track.spark.pipeline import LABEL_INDEX, PREDICTION_INDEX, RAW_PREDICTION
 
 # What MLflow accepts in a metric name on every platform (mlflow/utils/validation.py,
 # validate_param_and_metric_name: letters, digits, _ - . space and /; the slash is left out here).

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from synapse_ml_track import delta
 from synapse_ml_track.errors import ConfigError, DataError
-from synapse_ml_track.spark import spark_error, spark_errors
+from synapse_ml_track.spark import delta
+from synapse_ml_track.spark.session import spark_error, spark_errors
 from synapse_ml_track.vocabulary import RUN_ID_FIELD, RUN_KEY_FIELD
 
 if TYPE_CHECKING:
-    from synapse_ml_track.data import InputSource
+    from synapse_ml_track.spark.data import InputSource
 
 TABLE_NAME = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+){0,2}$")  # [catalog.][database.]table
 NOT_A_TABLE = (

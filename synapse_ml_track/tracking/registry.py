@@ -1,5 +1,5 @@
 """Registering a run's model and naming its champion; no Spark here (saving and loading a Spark
-model is synapse_ml_track/spark_models.py).
+model is synapse_ml_track/spark/models.py).
 
 The model is saved locally and uploaded as plain run artifacts, then registered from its
 `runs:/` source. That path uses only endpoints every backend serves: MLflow 3's logged-model
@@ -25,7 +25,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from synapse_ml_track.errors import TrackingError, first_line
-from synapse_ml_track.tracking import all_pages, create_once
+from synapse_ml_track.tracking.runs import all_pages, create_once
 from synapse_ml_track.vocabulary import (
     ARTIFACT_PATH_TAG,
     CHAMPION_STANDING_TAG,

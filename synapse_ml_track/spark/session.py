@@ -12,7 +12,7 @@ from py4j.protocol import Py4JError
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
-from synapse_ml_track import delta
+from synapse_ml_track.spark import delta
 
 # Only for sessions this package starts itself (no spark-submit, no Synapse pool).
 LOCAL_DEFAULTS = {

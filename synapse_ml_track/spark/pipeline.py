@@ -17,8 +17,8 @@ from pyspark.ml.feature import (
 )
 from pyspark.sql import DataFrame
 
-from synapse_ml_track.data import LABEL, RESERVED_PREFIX, FeatureSpec, quoted
 from synapse_ml_track.errors import ConfigError
+from synapse_ml_track.spark.data import LABEL, RESERVED_PREFIX, FeatureSpec, quoted
 from synapse_ml_track.vocabulary import MODEL_TYPES
 
 # Every column the model adds is named with the reserved prefix, so no input column is overwritten,

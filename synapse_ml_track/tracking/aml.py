@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
-from synapse_ml_track.auth import BOUNDED_HTTP, ResolvedCredential, check_token, resolve_credential
 from synapse_ml_track.config import AzureConfig
 from synapse_ml_track.errors import ConfigError, TrackingError, first_line
 from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.tracking.auth import BOUNDED_HTTP, ResolvedCredential, check_token, resolve_credential
 from synapse_ml_track.vocabulary import is_aml_uri
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """The deploy plan's real Target: an Azure Synapse workspace and its ADLS Gen2 filesystem, through the
-Azure SDKs (the plan itself, with the Target protocol, is synapse_ml_track.deploy).
+Azure SDKs (the plan itself, with the Target protocol, is synapse_ml_track.deploy.plan).
 
 Azure is reached through DefaultAzureCredential (az login, environment variables or a managed
 identity); this module reads no secret and prints only names, paths and job arguments. An Azure
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-from synapse_ml_track.deploy import DeployAccessError, DeployError, DeployServiceError, PoolShape, PublishAccess
+from synapse_ml_track.deploy.plan import DeployAccessError, DeployError, DeployServiceError, PoolShape, PublishAccess
 from synapse_ml_track.errors import first_line
 
 # What publishing job definitions and pipelines takes in Synapse RBAC: the Synapse Artifact Publisher

@@ -17,10 +17,10 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from synapse_ml_track import delta_tables
 from synapse_ml_track.config import DataConfig
 from synapse_ml_track.errors import DataError
-from synapse_ml_track.spark import first_line_of, spark_error, spark_error_line
+from synapse_ml_track.spark import delta_tables
+from synapse_ml_track.spark.session import first_line_of, spark_error, spark_error_line
 from synapse_ml_track.vocabulary import DATAFRAME, INPUT_FORMATS, MODEL_TYPES, format_of_suffix
 
 BUNDLED_PENGUINS_SCHEMA = (

@@ -39,7 +39,7 @@ PAGE_SIZE = 100
 
 def connect(config: JobConfig, redactor: Redactor) -> tuple[str, MlflowClient, Experiment]:
     """A checked, read-only connection: unlike a job's session, a report creates no experiment."""
-    from synapse_ml_track.session import open_session
+    from synapse_ml_track.tracking.session import open_session
 
     session = open_session(config, redactor, create_experiment=False)
     return session.uri, session.client, session.client.get_experiment(session.experiment_id)
@@ -47,7 +47,7 @@ def connect(config: JobConfig, redactor: Redactor) -> tuple[str, MlflowClient, E
 
 def training_runs(client: MlflowClient, experiment_id: str, max_runs: int) -> list[Run]:
     """Up to max_runs training runs in the server's own order (newest first on MLflow), page by page."""
-    from synapse_ml_track.tracking import all_pages
+    from synapse_ml_track.tracking.runs import all_pages
 
     return all_pages(
         lambda token: client.search_runs([experiment_id], max_results=PAGE_SIZE, page_token=token),
@@ -59,7 +59,7 @@ def training_runs(client: MlflowClient, experiment_id: str, max_runs: int) -> li
 def versions_by_run(client: MlflowClient, name: str, champion_alias: str) -> dict[str, list[tuple[int, list[str]]]]:
     """Each run's registered versions of the model with their aliases: {"run id": [(2, ["champion"])]}.
     Where the registry has no aliases, the champion is the version with the champion tag (registry.promote)."""
-    from synapse_ml_track.registry import all_versions, champion_version, model_if_exists
+    from synapse_ml_track.tracking.registry import all_versions, champion_version, model_if_exists
 
     model = model_if_exists(client, name)
     if model is None:

@@ -1,6 +1,6 @@
 """Saving and loading Spark models in MLflow's format: the Spark side of the model's life.
 
-Registering a saved model and naming its champion need no Spark: synapse_ml_track/registry.py.
+Registering a saved model and naming its champion need no Spark: synapse_ml_track/tracking/registry.py.
 """
 
 from __future__ import annotations

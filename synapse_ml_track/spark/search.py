@@ -27,13 +27,13 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from synapse_ml_track.config import SearchConfig
-from synapse_ml_track.data import hash_bucket
 from synapse_ml_track.errors import ConfigError
-from synapse_ml_track.pipeline import set_param
 from synapse_ml_track.plots import candidates_figure, pyplot
 from synapse_ml_track.redaction import Redactor
-from synapse_ml_track.session import TrackingSession
-from synapse_ml_track.tracking import RunTracker, all_pages
+from synapse_ml_track.spark.data import hash_bucket
+from synapse_ml_track.spark.pipeline import set_param
+from synapse_ml_track.tracking.runs import RunTracker, all_pages
+from synapse_ml_track.tracking.session import TrackingSession
 from synapse_ml_track.vocabulary import CANDIDATE_TAG, JOB_TAG, SEARCH_CANDIDATE_JOB, higher_is_better
 
 log = logging.getLogger(__name__)

@@ -55,7 +55,7 @@ def load_mssparkutils() -> Any | None:
     """
     if "notebookutils" not in sys.modules and importlib.util.find_spec("notebookutils") is None:
         return None
-    from synapse_ml_track.spark import get_or_create_spark
+    from synapse_ml_track.spark.session import get_or_create_spark
 
     get_or_create_spark("synapse-ml-track")
     for module_name in ("notebookutils", "notebookutils.mssparkutils"):

@@ -23,24 +23,24 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from synapse_ml_track import data as data_module
-from synapse_ml_track import delta, delta_tables
 from synapse_ml_track.config import JobConfig
-from synapse_ml_track.context import run_tags
-from synapse_ml_track.data import RESERVED_PREFIX, column
 from synapse_ml_track.errors import ConfigError, DataError
-from synapse_ml_track.evaluation import class_keys
-from synapse_ml_track.pipeline import PREDICTION, class_labels, predictor
 from synapse_ml_track.redaction import Redactor
-from synapse_ml_track.runs import find_keyed_run
-from synapse_ml_track.spark import spark_error
+from synapse_ml_track.spark import data as data_module
+from synapse_ml_track.spark import delta, delta_tables
+from synapse_ml_track.spark.context import run_tags
+from synapse_ml_track.spark.data import RESERVED_PREFIX, column
+from synapse_ml_track.spark.evaluation import class_keys
+from synapse_ml_track.spark.pipeline import PREDICTION, class_labels, predictor
+from synapse_ml_track.spark.session import spark_error
+from synapse_ml_track.tracking.run_keys import find_keyed_run
 from synapse_ml_track.vocabulary import JOB_TAG, SCORE_JOB
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-    from synapse_ml_track.session import TrackingSession
-    from synapse_ml_track.tracking import RunTracker
+    from synapse_ml_track.tracking.runs import RunTracker
+    from synapse_ml_track.tracking.session import TrackingSession
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def resolve_model(client: MlflowClient, model_uri: str) -> ModelRef:
     one), or a run's model (name and version then empty)."""
     from mlflow.exceptions import MlflowException
 
-    from synapse_ml_track import registry
+    from synapse_ml_track.tracking import registry
 
     run, match = parse_model_uri(model_uri)
     if run:
@@ -268,7 +268,7 @@ def _score(
 ) -> dict[str, Any]:
     from mlflow.models import get_model_info
 
-    from synapse_ml_track.spark_models import load_spark_model
+    from synapse_ml_track.spark.models import load_spark_model
 
     given = data_module.resolve_source(config.data) if data is None else data_module.frame_source(data)
     source = data_module.pin_version(spark, given)
