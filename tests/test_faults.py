@@ -418,6 +418,27 @@ def test_overlapping_single_attempt_creates_leave_every_other_request_its_retrie
     assert {key: os.environ.get(key) for key in HTTP_SETTINGS} == configured
 
 
+def test_a_model_download_that_keeps_failing_names_the_failure_not_a_wrong_path(
+    run_cli, default_mlflow_server, tmp_path, retries
+):
+    """MLflow 3's `runs:/` download (RunsArtifactRepository.download_artifacts) logs the real failure at
+    debug level and says "please ensure that the path is correct"; the 50-job soak showed jobs failing
+    on injected faults with that line. Here the server's proxied artifacts answer 503 on the model's files."""
+    with FaultProxy(default_mlflow_server.uri) as proxy:
+        trained = train(run_cli, proxy.url, "faults-download", "--no-register")
+        assert trained.exit_code == 0, trained.stderr
+        proxy.add(Rule("respond", r"/mlflow-artifacts/artifacts/.*/model/", status=503, times=100))
+        scored = run_cli(
+            "score", "--tracking-uri", proxy.url, "--experiment-name", "faults-download",
+            "--model-uri", f"runs:/{trained.summary['run_id']}/model", "--output-path", str(tmp_path / "scores"),
+        )  # fmt: skip
+
+    assert scored.exit_code == 3
+    assert "ensure that the path is correct" not in scored.error_line
+    assert "503" in scored.error_line, scored.error_line
+    assert not (tmp_path / "scores").exists()
+
+
 def _processes_with(marker: str) -> list[int]:
     """The processes whose environment holds `marker`: a job's Python and the JVM it launched."""
     found = []

@@ -133,6 +133,39 @@ def bounded_transfer(call: Callable[[], T], seconds: float, what: str) -> T:
     raise ArtifactTransferError(f"artifact {what} failed: {type(error).__name__}: {first_line(error)[:300]}") from None
 
 
+def download_run_artifacts(client: MlflowClient, run_id: str, path: str, destination: str, seconds: float) -> str:
+    """A run's artifacts under `path`, within the transfer deadline, failing with the transfer's own error.
+
+    Read through the run's own artifact repository, not MlflowClient.download_artifacts: in MLflow 3
+    that goes through `runs:/`, whose RunsArtifactRepository.download_artifacts
+    (mlflow/store/artifact/runs_artifact_repo.py, 3.15) logs any failure at debug level and raises
+    "Failed to download artifacts from path 'model', please ensure that the path is correct" instead,
+    so a 503 or a dropped connection read as a wrong path (seen in the 50-job soak).
+    """
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    def download() -> str:
+        repository = get_artifact_repository(client.get_run(run_id).info.artifact_uri)
+        try:
+            return str(repository.download_artifacts(path, destination))
+        except MlflowException as exc:
+            failed = _FAILED_DOWNLOAD.search(exc.message)
+            if not failed:
+                raise
+            file, error = failed.groups()
+            cause = _URLLIB3_CAUSE.search(error)  # MLflow's text holds the whole URL before urllib3's reason
+            reason = cause.group(1) if cause else error[:300]
+            raise ArtifactTransferError(f"artifact download failed: {file}: {reason}") from None
+
+    return bounded_transfer(download, seconds, "download")
+
+
+# MLflow's report of failed file downloads, one "##### File PATH #####" section per file, the error on
+# the next line (ArtifactRepository.download_artifacts, mlflow/store/artifact/artifact_repo.py).
+_FAILED_DOWNLOAD = re.compile(r"^##### File (.+?) #####\n(.*)$", re.M)
+_URLLIB3_CAUSE = re.compile(r"\(Caused by (.+)\)\s*$")
+
+
 # The plugin's text for a path the run already has (run_artifact_client._create_empty_artifacts).
 _WRITE_ONCE_CONFLICT = re.compile(r"Resource Conflict: ArtifactId ExperimentRun/dcid\.[^/]+/(\S+) already exists")
 
@@ -541,9 +574,7 @@ class RunTracker:
             bounded_transfer(upload, deadline, "upload")
 
     def download_artifacts(self, path: str, destination: str) -> str:
-        return bounded_transfer(
-            lambda: self.client.download_artifacts(self.run_id, path, destination), self.transfer_seconds, "download"
-        )
+        return download_run_artifacts(self.client, self.run_id, path, destination, self.transfer_seconds)
 
     def finish(self) -> None:
         if self._pending_tags:

@@ -27,7 +27,7 @@ from synapse_ml_track.tracking.http import policy_for, transfer_deadline
 from synapse_ml_track.tracking.runs import (
     Limits,
     RunTracker,
-    bounded_transfer,
+    download_run_artifacts,
     is_remote,
     limits_for,
     local_tracking_uri,
@@ -84,9 +84,7 @@ class TrackingSession:
 
     def download_artifacts(self, run_id: str, path: str, destination: str) -> str:
         """A run's artifacts, within the transfer deadline."""
-        return bounded_transfer(
-            lambda: self.client.download_artifacts(run_id, path, destination), self.transfer_seconds, "download"
-        )
+        return download_run_artifacts(self.client, run_id, path, destination, self.transfer_seconds)
 
     def log_input(self, run_id: str, source: InputSource, schema_json: str, rows: int) -> None:
         """Record the training input without scanning it: the digest covers location and schema."""
