@@ -42,6 +42,11 @@ class RetryPolicy:
     max_wait: float = 300.0  # seconds of waiting between attempts, all retries of one request together
     backoff: float = 1.0  # first wait when the server gives no Retry-After; doubled each failure
 
+    @property
+    def attempts_seconds(self) -> float:
+        """Seconds the attempts of one request may take together, waits between them left out."""
+        return self.timeout * (self.retries + 1)
+
 
 class PolicyChanges(TypedDict, total=False):
     retries: int
@@ -144,7 +149,7 @@ def transfer_deadline(retry: RetryPolicy, files: int = 1) -> float:
     """Seconds an artifact transfer may take: each batch of up to 50 files gets as long as one
     request with all its attempts."""
     batches = max(1, -(-files // ARTIFACT_BATCH_FILES))
-    return retry.timeout * (retry.retries + 1) * batches
+    return retry.attempts_seconds * batches
 
 
 def _wrap_mlflow_http_request() -> None:

@@ -599,7 +599,7 @@ class RunTracker:
         (AML's limits) leaves the run FAILED all the same."""
         policy = http.current_policy()
         try:
-            settle(lambda: self._terminate(RunStatus.FAILED), (policy.retries + 1) * policy.timeout)
+            settle(lambda: self._terminate(RunStatus.FAILED), policy.attempts_seconds)
         except Exception as exc:  # noqa: BLE001 - the original failure is what the user must see
             log.warning(
                 "could not mark run %s FAILED: %s; it stays RUNNING until a rerun with the same run key ends it",
