@@ -31,7 +31,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH)]
 
-from synapse_ml_track import delta  # noqa: E402
+from synapse_ml_track.spark import delta  # noqa: E402
 
 from eventlog import events  # noqa: E402
 from score import (  # noqa: E402

@@ -35,7 +35,7 @@ sys.path[:0] = [str(BENCH)]  # the package: installed, or PYTHONPATH (a checkout
 from pyspark.ml.functions import vector_to_array  # noqa: E402
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 
-from synapse_ml_track import scoring  # noqa: E402
+from synapse_ml_track.spark import scoring  # noqa: E402
 from synapse_ml_track.spark.pipeline import class_labels, predictor  # noqa: E402
 
 from eventlog import events  # noqa: E402
