@@ -33,6 +33,7 @@ from synapse_ml_track.tracking import runs as tracking
 
 from fault_proxy import FaultProxy, Rule
 from support import VENV_BIN, free_port
+from support import train as tracked_train
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -99,18 +100,7 @@ def proxy(mlflow_server):
 
 
 def train(run_cli, uri: str, name: str, *extra: str):
-    return run_cli(
-        "train",
-        "--tracking-uri",
-        uri,
-        "--experiment-name",
-        name,
-        "--registered-model-name",
-        name,
-        "--run-name",
-        name,
-        *extra,
-    )
+    return tracked_train(run_cli, uri, name, name, "--run-name", name, *extra)
 
 
 def expected_params() -> dict[str, str]:

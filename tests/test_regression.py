@@ -20,6 +20,7 @@ from synapse_ml_track.spark.regression_evaluation import evaluate_regression
 from synapse_ml_track.vocabulary import ERROR_TAG
 
 from linear_data import EFFECT, NOISE, linear_rows
+from support import train as tracked_train
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +31,9 @@ def linear_csv(tmp_path_factory):
 
 
 def train(run_cli, server, experiment, data, *extra):
-    return run_cli(
-        "train", "--tracking-uri", server.uri, "--experiment-name", experiment, "--input", str(data),
-        "--label", "y", "--task", "regression", "--registered-model-name", experiment, *extra,
-    )  # fmt: skip
+    return tracked_train(
+        run_cli, server, experiment, experiment, "--input", str(data), "--label", "y", "--task", "regression", *extra
+    )
 
 
 def test_linear_regression_finds_the_relation_and_logs_a_double_signature(run_cli, mlflow_server, linear_csv):
