@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import os
 import socket
-from contextlib import redirect_stderr, redirect_stdout
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from pyspark.sql import SparkSession
 
 from synapse_ml_track.cli import main
 from synapse_ml_track.spark import delta
+from synapse_ml_track.spark import session as spark_session
 
 from aml_server import AmlServer
 from support import CliResult, MlflowServer, build_wheel, start_mlflow_server
@@ -89,8 +91,25 @@ def package_wheel(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def run_cli(spark, monkeypatch, tmp_path):
-    """Run `synapse-ml-track ...` in this process (sharing the test SparkSession), from tmp_path."""
+def run_cli(request, monkeypatch, tmp_path):
+    """Run `synapse-ml-track ...` in this process, from tmp_path, with the test SparkSession (the
+    `spark` fixture) started only when the job asks for a session: a job that fails before it needs
+    Spark (a bad config, no tracking server) starts none. `run_cli.spark_requests` counts the asks.
+
+    The job's own start (spark_starting, begun beside the tracking set-up) is what the fixture's
+    session stands in for; tests/test_faults.py runs the real one in a job process."""
+    requests: list[str] = []
+
+    def test_session(app_name: str = "") -> SparkSession:
+        requests.append(app_name)
+        return request.getfixturevalue("spark")
+
+    @contextmanager
+    def started_when_asked(app_name: str) -> Iterator[Callable[[], SparkSession]]:
+        yield lambda: test_session(app_name)
+
+    monkeypatch.setattr(spark_session, "spark_starting", started_when_asked)
+    monkeypatch.setattr(spark_session, "get_or_create_spark", test_session)
     monkeypatch.chdir(tmp_path)
     for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "AZURE_CLIENT_SECRET"):
         monkeypatch.delenv(variable, raising=False)
@@ -111,6 +130,7 @@ def run_cli(spark, monkeypatch, tmp_path):
             os.environ.update({variable: value for variable, value in before.items() if value is not None})
         return CliResult(code, out.getvalue(), err.getvalue())
 
+    run.spark_requests = requests
     return run
 
 

@@ -138,6 +138,7 @@ def test_bad_config_fails_before_any_run(args, expected, run_cli, mlflow_server)
     assert result.exit_code == 2
     assert expected in result.error_line
     assert MlflowClient(mlflow_server.uri).get_experiment_by_name("bad-config") is None
+    assert run_cli.spark_requests == []
 
 
 def test_no_tracking_uri_without_the_embedded_stores_dependencies_is_one_line(run_cli, monkeypatch, tmp_path):
@@ -152,6 +153,7 @@ def test_no_tracking_uri_without_the_embedded_stores_dependencies_is_one_line(ru
         "error: no tracking URI is configured and the embedded store (sqlite) needs alembic"
     )
     assert not (tmp_path / "mlruns").exists()
+    assert run_cli.spark_requests == []
 
 
 @pytest.mark.parametrize(
