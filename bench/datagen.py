@@ -94,8 +94,10 @@ def generate(path: Path, rows: int, seed: int = 20240607) -> Path:
 
 
 if __name__ == "__main__":
-    import sys
+    import argparse
 
-    target = Path(sys.argv[1] if len(sys.argv) > 1 else "bench/work/data/penguins_1m.csv")
-    rows = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
-    print(generate(target, rows))
+    parser = argparse.ArgumentParser(description="Write generated penguin rows as CSV (and its .meta.json).")
+    parser.add_argument("target", nargs="?", type=Path, default=Path("bench/work/data/penguins_1m.csv"))
+    parser.add_argument("rows", nargs="?", type=int, default=1_000_000)
+    args = parser.parse_args()
+    print(generate(args.target, args.rows))
