@@ -90,18 +90,17 @@ def instrument(probe: Probe) -> None:
     from pyspark.ml.pipeline import Pipeline
     from pyspark.sql import DataFrame
 
-    from synapse_ml_track.spark import data, evaluation, regression_evaluation, training
-    from synapse_ml_track.tracking import registry, session
-    from synapse_ml_track.tracking import runs as tracking
+    from synapse_ml_track.spark import data, evaluation, models, regression_evaluation, training
+    from synapse_ml_track.tracking import registry, runs, session
 
     # tracking: every MlflowClient call (the fluent API and autologging go through it too)
     probe.wrap_public_methods(MlflowClient, "tracking.client", overhead=True)
     probe.wrap(session, "open_session", "tracking.preflight", overhead=True)
     probe.wrap(training, "run_tags", "tracking.run_tags", overhead=True)
     # model logging: ours (save locally, upload as run artifacts, register, promote) and MLflow's
-    probe.wrap(registry, "save_model", "model.save", overhead=True, model=True)
+    probe.wrap(models, "save_model", "model.save", overhead=True, model=True)
     probe.wrap(
-        tracking.RunTracker,
+        runs.RunTracker,
         "log_artifacts",
         "model.upload",
         overhead=True,

@@ -16,3 +16,12 @@ def test_every_benchmark_script_imports():
         [sys.executable, "-c", IMPORT_ALL, *names], cwd=REPO / "bench", capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_training_benchmark_times_functions_that_exist():
+    """bench/run.py wraps library functions by name: one moved away would stop `make bench` at start."""
+    script = "from probe import Probe\nimport run\nprobe = Probe()\nrun.instrument(probe)\nprobe.restore()"
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO / "bench", capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
