@@ -6,6 +6,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,7 @@ def run_training(
 
 # Fits the pipeline to the training split: plain `Pipeline.fit`, or a hyperparameter search.
 Fit = Callable[[Pipeline, DataFrame], PipelineModel]
+Save = Callable[[PipelineModel, pd.DataFrame, list[str] | None], "Future[Path]"]
 
 
 @dataclass
@@ -160,6 +162,7 @@ class FittedModel:
     dropped_rows: int = 0  # rows with a null label or feature, left out (data.nulls=drop)
     null_label_rows: int = 0  # of which with a null label
     many_valued: dict[str, int] = field(default_factory=dict)  # categorical features over data.max_categories
+    saved: Future[Path] | None = None  # the model's directory, once `save` has written it
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -178,11 +181,13 @@ def fit_and_evaluate(
     estimator,
     champion: Callable[[DataFrame, list[str] | None], dict[str, float] | None] | None = None,
     fit: Fit | None = None,
+    save: Save | None = None,
 ) -> FittedModel:
     """The job's Spark work, without tracking: read, check, split, fit, evaluate on the test split.
 
     `champion`, when given, scores the current champion on the same test split while it is cached;
-    `fit`, when given, fits the pipeline in place of `Pipeline.fit` (a search).
+    `fit`, when given, fits the pipeline in place of `Pipeline.fit` (a search); `save`, when given,
+    starts saving the fitted model, which then goes on beside the evaluation.
     """
     task = config.model.task
     with data_module.malformed_input_errors(source):
@@ -212,15 +217,22 @@ def fit_and_evaluate(
                 train, test = label_indexer.transform(train), label_indexer.transform(test)
             pipeline = build_pipeline(spec, estimator, labels)
             model = fit(pipeline, train) if fit else pipeline.fit(train)
+            sample = test.select(*[data_module.column(c) for c in spec.columns]).limit(INPUT_EXAMPLE_ROWS).toPandas()
+            saved = save(model, sample, labels) if save else None
             evaluation = evaluate_model(model, test, config.data.seed)
             champion_metrics = champion(test, labels) if champion else None
-            sample = test.select(*[data_module.column(c) for c in spec.columns]).limit(INPUT_EXAMPLE_ROWS).toPandas()
         finally:
             prepared.unpersist()
     return FittedModel(
         spec, model, labels, evaluation, sum(counts.train.values()), test, sample, champion_metrics,
-        dropped_rows=counts.incomplete, null_label_rows=counts.null_label, many_valued=wide,
+        dropped_rows=counts.incomplete, null_label_rows=counts.null_label, many_valued=wide, saved=saved,
     )  # fmt: skip
+
+
+def model_signature(sample: pd.DataFrame, labels: list[str] | None) -> ModelSignature:
+    # The output is the decoded class name, or the regression's number; no need to run the model to learn that.
+    output_type = "string" if labels is not None else "double"
+    return ModelSignature(inputs=infer_signature(sample).inputs, outputs=Schema([ColSpec(output_type, PREDICTION)]))
 
 
 def _train_and_track(
@@ -249,51 +261,59 @@ def _train_and_track(
     source = data_module.pin_version(spark, source)  # read this version, whatever commits come meanwhile
     tracker.log_params(source.params())
     compared: dict[str, str] = {}  # the champion the gate compares with, if any
-    fitted = fit_and_evaluate(
-        spark,
-        config,
-        source,
-        estimator,
-        champion=lambda test, labels: _champion_metrics(session, config, test, labels, compared),
-        fit=search,
-    )
-    metrics = fitted.metrics
-
-    # The output is the decoded class name, or the regression's number; no need to run the model to learn that.
-    output_type = "string" if fitted.labels is not None else "double"
-    signature = ModelSignature(
-        inputs=infer_signature(fitted.sample).inputs, outputs=Schema([ColSpec(output_type, PREDICTION)])
-    )
     result_dir = Path(config.tracking.local_result_dir).resolve() / tracker.run_id
-    weights = feature_weights(fitted.model, fitted.spec, fitted.test_indexed)
-    fitted.evaluation.write(weights, result_dir / "evaluation")
-    if search:
-        search.write(result_dir / "evaluation" / "search")
-    (result_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    model_dir = spark_models.save_model(
-        fitted.model, result_dir / "model", signature, fitted.sample, config.tracking.dfs_tmp
-    )
-    log.info("model and evaluation saved locally at %s", result_dir)
+    # The model is saved (a Spark write of every stage, about a second even for a small model) in a
+    # thread, beside the evaluation, the champion's scoring and the tracking requests that do not need
+    # it. Leaving the block waits for the save, so a failure's "saved at" hint is true when shown.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="smt-model-save") as saver:
 
-    decision = gate.decide(config.gate, metrics, fitted.champion_metrics) if config.tracking.register else None
-    with session.tracking_errors(hint=f"the trained model and metrics are saved at {result_dir}"):
-        # Artifact stores may be write-once (AML): a resumed run adds what is missing and puts this
-        # attempt's model beside any earlier upload of it, never over it.
-        existing = tracker.artifact_files() if resumed else set()
-        model_path = registry.free_model_path(existing)
-        late_tags = {**(decision.tags() if decision else {}), **registry.model_path_tags(model_path)}
-        if fitted.many_valued:
-            late_tags[MANY_VALUED_TAG] = ", ".join(f"{name} (~{count})" for name, count in fitted.many_valued.items())
-        session.log_input(
-            tracker.run_id,
+        def save(model: PipelineModel, sample: pd.DataFrame, labels: list[str] | None) -> Future[Path]:
+            signature = model_signature(sample, labels)
+            return saver.submit(
+                spark_models.save_model, model, result_dir / "model", signature, sample, config.tracking.dfs_tmp
+            )
+
+        fitted = fit_and_evaluate(
+            spark,
+            config,
             source,
-            json.dumps({"mlflow_colspec": signature.inputs.to_dict()}),
-            fitted.train_rows + int(fitted.evaluation.metrics["test_rows"]),
+            estimator,
+            champion=lambda test, labels: _champion_metrics(session, config, test, labels, compared),
+            fit=search,
+            save=save,
         )
+        metrics = fitted.metrics
+        weights = feature_weights(fitted.model, fitted.spec, fitted.test_indexed)
+        fitted.evaluation.write(weights, result_dir / "evaluation")
         if search:
-            tracker.log_params(search.params())
-        tracker.log_metrics({**metrics, **(search.metrics() if search else {})}, tags=late_tags)
-        tracker.log_artifacts(result_dir / "evaluation", skip=existing)
+            search.write(result_dir / "evaluation" / "search")
+        (result_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+
+        decision = gate.decide(config.gate, metrics, fitted.champion_metrics) if config.tracking.register else None
+        saved_at = f"the trained model and metrics are saved at {result_dir}"
+        with session.tracking_errors(hint=saved_at):
+            # Artifact stores may be write-once (AML): a resumed run adds what is missing and puts this
+            # attempt's model beside any earlier upload of it, never over it.
+            existing = tracker.artifact_files() if resumed else set()
+            model_path = registry.free_model_path(existing)
+            late_tags = {**(decision.tags() if decision else {}), **registry.model_path_tags(model_path)}
+            if fitted.many_valued:
+                late_tags[MANY_VALUED_TAG] = ", ".join(
+                    f"{name} (~{count})" for name, count in fitted.many_valued.items()
+                )
+            session.log_input(
+                tracker.run_id,
+                source,
+                json.dumps({"mlflow_colspec": infer_signature(fitted.sample).inputs.to_dict()}),
+                fitted.train_rows + int(fitted.evaluation.metrics["test_rows"]),
+            )
+            if search:
+                tracker.log_params(search.params())
+            tracker.log_metrics({**metrics, **(search.metrics() if search else {})}, tags=late_tags)
+            tracker.log_artifacts(result_dir / "evaluation", skip=existing)
+        model_dir = fitted.saved.result()  # outside: a failed save is the job's error, not the server's
+    log.info("model and evaluation saved locally at %s", result_dir)
+    with session.tracking_errors(hint=saved_at):
         tracker.log_artifacts(model_dir, model_path)
         version, promoted = None, False
         if decision and decision.register:
