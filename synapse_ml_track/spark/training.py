@@ -146,7 +146,7 @@ def run_training(
 
 # Fits the pipeline to the training split: plain `Pipeline.fit`, or a hyperparameter search.
 Fit = Callable[[Pipeline, DataFrame], PipelineModel]
-Save = Callable[[PipelineModel, pd.DataFrame, list[str] | None], "Future[Path]"]
+Save = Callable[[PipelineModel, pd.DataFrame, list[str] | None], Future[Path]]
 
 
 @dataclass
