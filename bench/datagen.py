@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from synapse_ml_track.spark.data import bundled_penguins_path
+from synapse_ml_track.spark.sources import bundled_penguins_path
 
 NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
 CATEGORICAL = ["island", "sex", "year"]

@@ -17,7 +17,7 @@ from pyspark.ml.evaluation import MulticlassClassificationEvaluator
 from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
 
 from synapse_ml_track.config import build_config
-from synapse_ml_track.spark import data, pipeline
+from synapse_ml_track.spark import data, pipeline, sources
 from synapse_ml_track.spark.session import get_or_create_spark
 
 
@@ -25,7 +25,7 @@ def main(grid_json: str, folds: str, parallelism: str, input_path: str | None = 
     grid = json.loads(grid_json)
     config = build_config(overrides={"data": {"path": input_path}} if input_path else {}, environ={})
     spark = get_or_create_spark("plain-search")  # the session the job would get: same local settings
-    source = data.resolve_source(config.data)
+    source = sources.resolve_source(config.data)
     raw = data.read_input(spark, source, config.data)
     spec = data.feature_spec(raw.schema, config.data)
     prepared = data.prepare(raw, spec, config.model.task).cache()

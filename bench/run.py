@@ -174,10 +174,10 @@ class Context:
 
 def spark_work(spark, config):
     """Exactly the Spark work of the job (synapse_ml_track.spark.training.fit_and_evaluate), no tracking."""
-    from synapse_ml_track.spark import data, pipeline, training
+    from synapse_ml_track.spark import pipeline, sources, training
 
     estimator = pipeline.build_estimator(config.model.task, config.model.type, config.model.params, config.data.seed)
-    fitted = training.fit_and_evaluate(spark, config, data.resolve_source(config.data), estimator)
+    fitted = training.fit_and_evaluate(spark, config, sources.resolve_source(config.data), estimator)
     spark_work.last = (fitted.model, fitted.test_indexed, config.data.seed)  # for the one-off measurements
     return estimator, fitted.model, fitted.metrics
 

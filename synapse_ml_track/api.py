@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -141,7 +141,7 @@ class ScoringResult:
     def scores(self) -> DataFrame:
         """The output as this job left it (a Delta output at output_version), read by the job's session."""
         from synapse_ml_track.spark import delta_tables
-        from synapse_ml_track.spark.data import InputSource
+        from synapse_ml_track.spark.sources import InputSource
 
         if self.output_format == "delta":
             table = self.details["output_table"]
@@ -163,6 +163,8 @@ def score(
     mode: str = "errorifexists",
     merge_key: str | None = None,
     evolve_schema: bool = False,
+    partition_by: str | Sequence[str] | None = None,
+    replace_where: str | None = None,
     unscorable: str = "keep",
     tracking_uri: str | None = None,
     experiment_name: str | None = None,
@@ -172,9 +174,11 @@ def score(
     """Score data with a registered model and write the scores, as `synapse-ml-track score` does.
 
     `model_uri`: default the champion (models:/<tracking.registered_model_name>@<gate.champion_alias>).
-    One of `output_path` and `output_table`; `output_format`, `mode`, `merge_key`, `evolve_schema`
-    and `unscorable` are the command line's --output-format, --mode, --merge-key, --evolve-schema
-    and --unscorable. `data`, `spark`, `overrides` and the tracking keywords as for `train`.
+    One of `output_path` (a relative path is taken from the working directory) and `output_table`;
+    `output_format`, `mode`, `merge_key`, `evolve_schema`, `partition_by` (column names, or one
+    comma-separated string), `replace_where` and `unscorable` are the command line's --output-format,
+    --mode, --merge-key, --evolve-schema, --partition-by, --replace-where and --unscorable. `data`,
+    `spark`, `overrides` and the tracking keywords as for `train`.
     """
     from synapse_ml_track.entrypoint import set_global_tracking_uri
     from synapse_ml_track.spark.scoring import Output, default_model_uri, parse_model_uri, run_scoring
@@ -187,15 +191,13 @@ def score(
         _check_choice("unscorable", unscorable, UNSCORABLE_POLICIES)
         if output_format is not None:
             _check_choice("output_format", output_format, OUTPUT_FORMATS)
-        if (output_path is None) == (output_table is None):
-            raise ConfigError("give the scores one place: output_path or output_table")
         job = job_config(config, _given(named, overrides), spark=spark)
         _check_data(job, data)
         model_uri = model_uri or default_model_uri(job)
         parse_model_uri(model_uri)  # a typo fails at once, before credentials, the tracking server or Spark
-        output = Output(
-            output_table or output_path, table=output_table is not None, mode=mode,
-            requested_format=output_format, merge_key=merge_key, evolve_schema=evolve_schema,
+        output = Output.of(
+            output_path, output_table, mode=mode, requested_format=output_format, merge_key=merge_key,
+            evolve_schema=evolve_schema, partition_by=partition_by, replace_where=replace_where,
         )  # fmt: skip
         with _job_spark(spark, data, "synapse-ml-track-score") as job_spark, job_process_state(job):
             session = open_session(job, redactor)

@@ -33,6 +33,12 @@ class GateRejected(JobError):
     exit_code = 5
 
 
+class WriteConflict(JobError):
+    """Another writer kept changing the output table while the job wrote to it; a rerun is safe."""
+
+    exit_code = 6
+
+
 def first_line(exc: BaseException) -> str:
     """The first non-empty line of an exception's message, or its type's name."""
     text = str(exc).strip()

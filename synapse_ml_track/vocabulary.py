@@ -116,6 +116,10 @@ ARTIFACT_PATH_TAG = "smt.artifact_path"  # where in its run a version's model fi
 # Fields of a scoring output's Delta commit (its commitInfo.userMetadata).
 RUN_KEY_FIELD = RUN_KEY_TAG  # the same name as the run tag
 RUN_ID_FIELD = "smt.mlflow_run_id"
+# What a scoring write is (a digest of its run key, input, model URI, target and mode): the commit's
+# field, and the scoring run's tag, by which a retry finds its earlier commit and its earlier run.
+WRITE_FIELD = WRITE_TAG = "smt.write"
+MODEL_FIELD = "smt.model"  # the commit's model: name, version, run id, artifact path
 # Run params read back by the runs report (a training run logs them with the rest of its settings).
 TASK_PARAM = "model.task"
 MODEL_TYPE_PARAM = "model.type"

@@ -27,7 +27,7 @@ from mlflow.tracking import MlflowClient
 from synapse_ml_track.config import AzureConfig, build_config
 from synapse_ml_track.errors import ConfigError, CredentialError
 from synapse_ml_track.redaction import Redactor
-from synapse_ml_track.spark.data import bundled_penguins_path
+from synapse_ml_track.spark.sources import bundled_penguins_path
 from synapse_ml_track.tracking import aml
 from synapse_ml_track.tracking.auth import ARM_SCOPE
 from synapse_ml_track.tracking.runs import AML_LIMITS, RunTracker, limits_for

@@ -17,7 +17,7 @@ from mlflow.utils import rest_utils
 
 import synapse_ml_track as smt
 from synapse_ml_track.errors import ConfigError, DataError
-from synapse_ml_track.spark.data import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
+from synapse_ml_track.spark.sources import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
 from synapse_ml_track.tracking import http
 
 from support import REPO

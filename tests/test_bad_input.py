@@ -14,13 +14,12 @@ from synapse_ml_track.config import DataConfig
 from synapse_ml_track.spark import data as data_module
 from synapse_ml_track.spark.data import (
     LABEL,
-    bundled_penguins_path,
     feature_spec,
     prepare,
     read_input,
-    resolve_source,
     split,
 )
+from synapse_ml_track.spark.sources import bundled_penguins_path, resolve_source
 
 MODEL = "bad-input-model"
 

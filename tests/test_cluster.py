@@ -52,7 +52,7 @@ from mlflow.tracking import MlflowClient
 from pyspark.sql import functions as F
 
 from synapse_ml_track.spark import delta
-from synapse_ml_track.spark.data import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
+from synapse_ml_track.spark.sources import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
 
 from spark_cluster import SparkCluster, read_event_log, start_spark_cluster
 from support import EXPECTED_ARTIFACTS, REPO, CliResult

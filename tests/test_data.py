@@ -7,7 +7,6 @@ from pyspark.sql import types as T
 from synapse_ml_track.config import DataConfig
 from synapse_ml_track.errors import DataError
 from synapse_ml_track.spark.data import (
-    BUNDLED_PENGUINS_SCHEMA,
     COMPLETE,
     LABEL,
     count_split,
@@ -15,10 +14,10 @@ from synapse_ml_track.spark.data import (
     prepare,
     read_input,
     refuse_nulls,
-    resolve_source,
     split,
     without_nulls,
 )
+from synapse_ml_track.spark.sources import BUNDLED_PENGUINS_SCHEMA, resolve_source
 
 SCHEMA = T.StructType(
     [

@@ -14,9 +14,9 @@ from pyspark.ml.functions import vector_to_array
 
 from synapse_ml_track.config import build_config
 from synapse_ml_track.redaction import Redactor
-from synapse_ml_track.spark.data import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
 from synapse_ml_track.spark.pipeline import PROBABILITY
 from synapse_ml_track.spark.scoring import ModelRef, resolve_model, score_frame
+from synapse_ml_track.spark.sources import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
 from synapse_ml_track.spark.training import run_training
 from synapse_ml_track.tracking.session import open_session
 

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from synapse_ml_track.config import build_config
 from synapse_ml_track.redaction import Redactor
-from synapse_ml_track.spark.data import bundled_penguins_path
+from synapse_ml_track.spark.sources import bundled_penguins_path
 from synapse_ml_track.spark.training import run_training
 from synapse_ml_track.tracking.session import open_session
 

@@ -39,6 +39,14 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         help="Delta append/merge: add columns the table lacks (a model with other classes) instead of refusing",
     )  # fmt: skip
     parser.add_argument(
+        "--partition-by", metavar="COL[,COL]", help="partition the output by these columns (input or output columns)"
+    )
+    parser.add_argument(
+        "--replace-where", metavar="EXPR",
+        help="Delta, with --mode overwrite: score the input rows matching this SQL predicate and replace those rows "
+        "of the output (one day's partition, e.g. \"day = '2026-12-05'\")",
+    )  # fmt: skip
+    parser.add_argument(
         "--unscorable", choices=UNSCORABLE_POLICIES, default="keep",
         help="rows with a null model input: keep them with a null prediction and a reason (default), drop them, "
         "or reject the input (one extra pass to look)",
@@ -57,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     result = api.score(
         config, model_uri=args.model_uri, output_path=args.output_path, output_table=args.output_table,
         output_format=args.output_format, mode=args.mode, merge_key=args.merge_key,
-        evolve_schema=args.evolve_schema, unscorable=args.unscorable, redactor=args.redactor,
+        evolve_schema=args.evolve_schema, partition_by=args.partition_by, replace_where=args.replace_where,
+        unscorable=args.unscorable, redactor=args.redactor,
     )  # fmt: skip
     summary = result.summary()
     print(f"run id:          {summary['run_id']} (experiment {summary['experiment_id']})")

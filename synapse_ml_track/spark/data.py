@@ -6,12 +6,10 @@ import io
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import reduce
 from importlib import resources
 from operator import and_
-from pathlib import Path
-from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -21,56 +19,15 @@ from synapse_ml_track.config import DataConfig
 from synapse_ml_track.errors import DataError
 from synapse_ml_track.spark import delta_tables
 from synapse_ml_track.spark.session import first_line_of, spark_error, spark_error_line
-from synapse_ml_track.vocabulary import DATAFRAME, INPUT_FORMATS, MODEL_TYPES, format_of_suffix
+from synapse_ml_track.spark.sources import InputSource, is_local, local_path
+from synapse_ml_track.vocabulary import MODEL_TYPES
 
-BUNDLED_PENGUINS_SCHEMA = (
-    "species STRING, island STRING, bill_length_mm DOUBLE, bill_depth_mm DOUBLE, "
-    "flipper_length_mm DOUBLE, body_mass_g DOUBLE, sex STRING, year INT"
-)
 # Columns the job adds for itself; an input column may not start with this.
 RESERVED_PREFIX = "__smt_"
 LABEL = RESERVED_PREFIX + "label"  # the label as text
 COMPLETE = RESERVED_PREFIX + "complete"  # no null in the label or a feature
 NUMERIC_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType, T.DecimalType)
 SPLIT_COLUMN = "_split_bucket"
-
-
-def bundled_penguins_path() -> str:
-    return str(resources.files("synapse_ml_track") / "data" / "penguins.csv")
-
-
-@dataclass(frozen=True)
-class InputSource:
-    path: str  # or, for a catalog table, its name
-    format: str  # a catalog table's: "table" until pinned, then its provider (delta, parquet...)
-    schema: str | None
-    bundled: bool = False
-    table: bool = False
-    version: int | None = None  # Delta: the version asked for, and once pinned, the version read
-    timestamp: str | None = None  # Delta: read the version current at this time
-    commit_time: str | None = None  # Delta, once pinned: when the version read was committed
-    frame: DataFrame | None = field(default=None, compare=False, repr=False)  # format DATAFRAME: the input itself
-
-    def delta_source(self) -> dict[str, Any] | None:
-        """A pinned Delta input as mlflow.data's DeltaDatasetSource writes it (path or delta_table_name,
-        delta_table_version), with the version's commit time; None for other inputs."""
-        if self.format != "delta" or self.commit_time is None:
-            return None
-        return {
-            "delta_table_name" if self.table else "path": self.path,
-            "delta_table_version": self.version,
-            "commit_time": self.commit_time,
-        }
-
-    def params(self) -> dict[str, Any]:
-        """A pinned Delta input's version read and its commit time, or that the input was a DataFrame,
-        as run params; none for others."""
-        if self.frame is not None:
-            return {"data.source": DATAFRAME}
-        pinned = self.delta_source()
-        if not pinned:
-            return {}
-        return {"data.version_read": pinned["delta_table_version"], "data.commit_time": pinned["commit_time"]}
 
 
 @dataclass(frozen=True)
@@ -84,50 +41,9 @@ class FeatureSpec:
         return self.numeric + self.categorical
 
 
-def resolve_source(data: DataConfig) -> InputSource:
-    if data.table:
-        return InputSource(data.table, "table", data.schema, table=True, version=data.version, timestamp=data.timestamp)
-    if not data.path:
-        return InputSource(bundled_penguins_path(), "csv", data.schema or BUNDLED_PENGUINS_SCHEMA, bundled=True)
-    input_format = data.format or _format_from_path(data.path)
-    if input_format != "delta" and (data.version is not None or data.timestamp):
-        raise DataError(f"data.version and data.timestamp need a Delta input; {data.path} is {input_format}")
-    return InputSource(data.path, input_format, data.schema, version=data.version, timestamp=data.timestamp)
-
-
-def frame_source(frame: DataFrame) -> InputSource:
-    """An input handed over as a DataFrame: read as it is; it has no path (the run records none)."""
-    return InputSource("", DATAFRAME, None, frame=frame)
-
-
 def pin_version(spark: SparkSession, source: InputSource) -> InputSource:
     """A Delta input or catalog table with the version to read fixed (see delta_tables.pin_version)."""
     return delta_tables.pin_version(spark, source) if source.table or source.format == "delta" else source
-
-
-def _format_from_path(path: str) -> str:
-    named = format_of_suffix(Path(path.rstrip("/")).suffix)
-    if named:
-        return named
-    if _is_local(path) and Path(_local_path(path), "_delta_log").is_dir():
-        return "delta"
-    if _is_local(path) and Path(_local_path(path)).is_dir():
-        return "parquet"
-    raise DataError(
-        f"cannot tell the format of {path!r} from its name; set data.format to {' or '.join(INPUT_FORMATS)}"
-    )
-
-
-def _is_local(path: str) -> bool:
-    return "://" not in path or path.startswith("file://")
-
-
-def _local_path(path: str) -> str:
-    """The file system path of a local URI: file:///x, or file:/x as Spark writes table locations."""
-    for scheme in ("file://", "file:"):
-        if path.startswith(scheme):
-            return path[len(scheme) :]
-    return path
 
 
 def read_input(spark: SparkSession, source: InputSource, data: DataConfig) -> DataFrame:
@@ -136,10 +52,10 @@ def read_input(spark: SparkSession, source: InputSource, data: DataConfig) -> Da
         return source.frame
     if source.bundled:
         return _read_bundled(spark, source)
-    if not source.table and _is_local(source.path) and not os.path.exists(_local_path(source.path)):
+    if not source.table and is_local(source.path) and not os.path.exists(local_path(source.path)):
         raise DataError(f"input not found: {source.path} (check data.path / --input)")
     if source.table or source.format == "delta":
-        return delta_tables.read(spark, source if source.commit_time else pin_version(spark, source))
+        return delta_tables.read(spark, source if source.pinned else pin_version(spark, source))
     try:
         if source.format == "csv":
             return _read_csv(spark, source, data)

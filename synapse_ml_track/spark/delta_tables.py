@@ -7,23 +7,27 @@ the writer's txnAppId/txnVersion), so the delta-spark Python package is not need
 from __future__ import annotations
 
 import json
+import logging
+import random
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
-from synapse_ml_track.errors import ConfigError, DataError
+from synapse_ml_track.errors import ConfigError, DataError, WriteConflict
 from synapse_ml_track.spark import delta
-from synapse_ml_track.spark.session import spark_error, spark_errors
-from synapse_ml_track.vocabulary import RUN_ID_FIELD, RUN_KEY_FIELD
+from synapse_ml_track.spark.session import first_line_of, spark_error, spark_errors
+from synapse_ml_track.spark.sources import InputSource, local_path
+from synapse_ml_track.vocabulary import RUN_ID_FIELD, WRITE_FIELD
 
-if TYPE_CHECKING:
-    from synapse_ml_track.spark.data import InputSource
+log = logging.getLogger(__name__)
 
 TABLE_NAME = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+){0,2}$")  # [catalog.][database.]table
 NOT_A_TABLE = (
@@ -34,9 +38,26 @@ NOT_A_TABLE = (
 )
 NO_SUCH_TABLE = ("TABLE_OR_VIEW_NOT_FOUND",)
 COMMIT_TIME_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"
-# The writer's idempotency (Delta "idempotent writes"): a write whose txnAppId already committed a
-# txnVersion at least as high is skipped; one appId per run key, always version 0.
+# The writer's idempotency (Delta "idempotent writes"): Delta skips a write whose txnAppId already
+# committed a txnVersion at least as high. One application id per write (run key, input, model URI,
+# target, mode: scoring.write_key), always version 0, so two different writes of one pipeline run
+# never take each other for a retry.
 TXN_APP_PREFIX = "synapse-ml-track score "
+# How far back a retry looks for its earlier commit before writing (DESCRIBE HISTORY ... LIMIT).
+RECENT_COMMITS = 50
+# Delta's optimistic-concurrency conflicts (delta-error-classes.json, Delta 3.2.1): each says "try the
+# operation again". None of them leaves a commit of the failed attempt, so a retry writes at most once.
+CONFLICTS = (
+    "DELTA_CONCURRENT_APPEND",
+    "DELTA_CONCURRENT_DELETE_READ",
+    "DELTA_CONCURRENT_DELETE_DELETE",
+    "DELTA_CONCURRENT_TRANSACTION",
+    "DELTA_CONCURRENT_WRITE",
+    "DELTA_METADATA_CHANGED",
+    "DELTA_PROTOCOL_CHANGED",
+)
+CONFLICT_ATTEMPTS = 4
+CONFLICT_BACKOFF = 1.0  # seconds before the second attempt; doubled each time, with jitter
 
 
 def table_identifier(name: str) -> str:
@@ -54,41 +75,105 @@ def _require_delta(spark: SparkSession) -> None:
         raise DataError(delta.MISSING)
 
 
+# ---- the catalog ----------------------------------------------------------------------------------
+
+
+def catalog_table(spark: SparkSession, name: str) -> str:
+    """A catalog table's identifier, checked; on a session whose catalog lives in memory (a laptop),
+    a Delta table an earlier process wrote under the warehouse directory is registered by name first.
+
+    Spark's in-memory catalog forgets every table when the process ends, while the table's files stay
+    in the warehouse (mlruns/spark-warehouse for a session the job starts, see session.py): without
+    this, the next command neither finds the table by name nor may create it there
+    (DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION). Spark's embedded Derby metastore would keep the
+    names, but lets one process at a time open it, so two jobs could not run at once. A Hive
+    metastore (a Synapse pool's) is left alone.
+    """
+    identifier = table_identifier(name)
+    # No default: a static setting left unset answers its own default ("in-memory" in Spark 3.5).
+    if spark.conf.get("spark.sql.catalogImplementation") != "in-memory" or name.count(".") > 1:
+        return identifier
+    database, _, table = name.rpartition(".")
+    if database:
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {_q(database)}")
+    if spark.catalog.tableExists(name):
+        return identifier
+    warehouse = Path(local_path(spark.conf.get("spark.sql.warehouse.dir")))
+    location = warehouse / (f"{database.lower()}.db" if database and database.lower() != "default" else "")
+    location = location / table.lower()
+    if (location / "_delta_log").is_dir():
+        spark.sql(f"CREATE TABLE IF NOT EXISTS {identifier} USING delta LOCATION '{_literal(str(location))}'")
+    return identifier
+
+
 # ---- reading ------------------------------------------------------------------------------------
 
 
 def pin_version(spark: SparkSession, source: InputSource) -> InputSource:
     """The source with the Delta version to read fixed (the one asked for, the one current at the
-    timestamp asked for, or the latest) and that version's commit time; other formats unchanged."""
+    timestamp asked for, or the latest) and that version's commit time; other formats unchanged.
+
+    A version whose data files VACUUM has removed, and a time after the last commit (which a later
+    run would read as another version), are refused here, before the job reads or records anything.
+    """
     if source.table:
-        provider = _provider(spark, source.path)
+        identifier = catalog_table(spark, source.path)
+        provider = _provider(spark, identifier, source.path)
         if provider != "delta":
             if source.version is not None or source.timestamp:
                 raise DataError(
                     f"data.version and data.timestamp need a Delta table; {source.path} is {provider or 'not Delta'}"
                 )
             return replace(source, format=provider or "table")
-        identifier = table_identifier(source.path)
     else:
         identifier = path_identifier(source.path)
     _require_delta(spark)
     history = _history(spark, identifier, source.path)
+    rows = history.select("version", "timestamp", "commit_time", "operation").orderBy("version").collect()
+    if not rows:
+        raise DataError(f"{source.path} has no commits")
+    latest, oldest = rows[-1], rows[0]
     if source.version is not None:
-        chosen = history.where(F.col("version") == source.version)
+        chosen = [row for row in rows if row["version"] == source.version]
         missing = f"{source.path} has no version {source.version}"
     elif source.timestamp:
         at = spark.range(1).select(F.to_timestamp(F.lit(source.timestamp))).first()[0]
         if at is None:
             raise ConfigError(f"data.timestamp {source.timestamp!r} is not a timestamp (e.g. 2026-01-31 12:00:00)")
-        chosen = history.where(F.col("timestamp") <= F.to_timestamp(F.lit(source.timestamp)))
+        if at > latest["timestamp"]:
+            raise DataError(
+                f"data.timestamp {source.timestamp} is after the last commit of {source.path} (version "
+                f"{latest['version']}, {latest['commit_time']}): a later run would read other data; give a time "
+                "at or before it, or data.version"
+            )
+        chosen = [row for row in rows if row["timestamp"] <= at]
         missing = f"{source.path} has no version as old as {source.timestamp}"
     else:
-        chosen, missing = history, f"{source.path} has no commits"
-    row = chosen.orderBy(F.col("version").desc()).select("version", "commit_time").first()
-    if row is None:
-        oldest = history.agg(F.min("version"), F.max("version")).first()
-        raise DataError(f"{missing} (versions {oldest[0]} to {oldest[1]} are kept); fix data.version / data.timestamp")
-    return replace(source, format="delta", version=int(row["version"]), commit_time=row["commit_time"])
+        chosen, missing = rows, f"{source.path} has no commits"
+    if not chosen:
+        raise DataError(
+            f"{missing} (versions {oldest['version']} to {latest['version']} are kept); "
+            "fix data.version / data.timestamp"
+        )
+    version = int(chosen[-1]["version"])
+    vacuums = [row for row in rows if row["version"] > version and str(row["operation"]).startswith("VACUUM")]
+    pinned = replace(source, format="delta", version=version, commit_time=chosen[-1]["commit_time"])
+    if vacuums:
+        _check_files_kept(spark, pinned, vacuums[-1])
+    return pinned
+
+
+def _check_files_kept(spark: SparkSession, source: InputSource, vacuum: Row) -> None:
+    """A version older than a VACUUM may have lost its data files: Delta still reads its log and
+    plans the read, then fails inside the job (SparkFileNotFoundException) after the run started."""
+    files = read(spark, source).inputFiles()
+    gone = [name for name in files if not _path_exists(spark, name)]
+    if gone:
+        raise DataError(
+            f"version {source.version} of {source.path} can no longer be read: VACUUM (version {vacuum['version']}, "
+            f"{vacuum['commit_time']}) removed {len(gone)} of its {len(files)} data files; read a newer data.version, "
+            "or leave it out for the latest"
+        )
 
 
 def read(spark: SparkSession, source: InputSource) -> DataFrame:
@@ -100,9 +185,9 @@ def read(spark: SparkSession, source: InputSource) -> DataFrame:
     return spark.read.format("delta").option("versionAsOf", source.version).load(source.path)
 
 
-def _provider(spark: SparkSession, name: str) -> str | None:
+def _provider(spark: SparkSession, identifier: str, name: str) -> str | None:
     try:
-        rows = spark.sql(f"DESCRIBE TABLE EXTENDED {table_identifier(name)}").collect()
+        rows = spark.sql(f"DESCRIBE TABLE EXTENDED {identifier}").collect()
     except Exception as exc:  # noqa: BLE001 - AnalysisException or a bare Py4JJavaError
         if any(spark_error(exc, error_class) is not None for error_class in NO_SUCH_TABLE):
             raise DataError(f"table {name} not found in the catalog (check data.table / --input-table)") from None
@@ -110,9 +195,9 @@ def _provider(spark: SparkSession, name: str) -> str | None:
     return next((row["data_type"].lower() for row in rows if row["col_name"] == "Provider"), None)
 
 
-def _history(spark: SparkSession, identifier: str, shown: str) -> DataFrame:
+def _history(spark: SparkSession, identifier: str, shown: str, limit: int | None = None) -> DataFrame:
     try:
-        history = spark.sql(f"DESCRIBE HISTORY {identifier}")
+        history = spark.sql(f"DESCRIBE HISTORY {identifier}" + (f" LIMIT {int(limit)}" if limit else ""))
     except Exception as exc:  # noqa: BLE001 - AnalysisException or a bare Py4JJavaError
         if any(spark_error(exc, error_class) is not None for error_class in NOT_A_TABLE):
             raise DataError(f"{shown} is not a Delta table (no _delta_log); check the path or data.format") from None
@@ -120,12 +205,18 @@ def _history(spark: SparkSession, identifier: str, shown: str) -> DataFrame:
     return history.withColumn("commit_time", F.date_format("timestamp", COMMIT_TIME_FORMAT))
 
 
+def _path_exists(spark: SparkSession, location: str) -> bool:
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(location)
+    return bool(path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(path))
+
+
 # ---- writing ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Target:
-    location: str  # a path, or a catalog table's name
+    location: str  # an absolute path or URI, or a catalog table's name
     table: bool
 
     @property
@@ -134,34 +225,135 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Write:
+    """What a write is: the scores, where they go, and how."""
+
+    mode: str
+    write_key: str | None = None  # identifies the write of a run key (scoring.write_key); None: no run key
+    merge_key: str | None = None
+    evolve_schema: bool = False
+    partition_by: tuple[str, ...] = ()
+    replace_where: str | None = None
+
+
+@dataclass(frozen=True)
 class Written:
     version: int | None  # the table version holding these scores
-    written: bool  # False: an earlier attempt of the same run key wrote them; this one wrote nothing
+    written: bool  # False: an earlier attempt of the same write committed them; this one wrote nothing
+    metadata: dict[str, Any] = field(default_factory=dict)  # the commit's: run key, run id, the model
 
 
 def exists(spark: SparkSession, target: Target) -> bool:
+    """Whether the table is there: the catalog's answer, or a _delta_log with commits in it (no Spark job)."""
     if target.table:
-        table_identifier(target.location)
+        catalog_table(spark, target.location)
         return spark.catalog.tableExists(target.location)
-    try:
-        spark.sql(f"DESCRIBE HISTORY {target.identifier} LIMIT 1").collect()
-    except Exception as exc:  # noqa: BLE001 - AnalysisException or a bare Py4JJavaError
-        if any(spark_error(exc, error_class) is not None for error_class in NOT_A_TABLE):
-            return False
-        raise
-    return True
+    jvm = spark.sparkContext._jvm
+    log_dir = jvm.org.apache.hadoop.fs.Path(target.location.rstrip("/") + "/_delta_log")
+    file_system = log_dir.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not file_system.exists(log_dir):
+        return False
+    return any(status.getPath().getName().endswith(".json") for status in file_system.listStatus(log_dir))
 
 
-def commit_of(spark: SparkSession, target: Target, field: str, value: str) -> int | None:
-    """The newest version whose commit metadata (userMetadata, written by write_once) has field = value."""
-    rows = (
-        spark.sql(f"DESCRIBE HISTORY {target.identifier}")
-        .where(F.col("userMetadata").isNotNull())
-        .select("version", "userMetadata")
-        .collect()
+def earlier_write(spark: SparkSession, target: Target, write_key: str) -> Written | None:
+    """The commit an earlier attempt of this write made, among the newest history entries: a retry
+    comes soon after its attempt. One older than that is still found after the write, which Delta
+    skips for an application id (txnAppId) it has seen."""
+    if not exists(spark, target):
+        return None
+    return _find(_commits(spark, target, RECENT_COMMITS), WRITE_FIELD, write_key, written=False)
+
+
+def write_once(
+    spark: SparkSession,
+    scores: DataFrame,
+    *,
+    target: Target,
+    write: Write,
+    metadata: dict[str, Any],
+    materialize: bool = False,
+) -> Written:
+    """Write the scores to a Delta table, once per write key; `metadata` (with the run id under
+    RUN_ID_FIELD) goes into the commit. `materialize`: compute the scores first (one action, which
+    reports the query's observations) and write them from the cache.
+
+    Two attempts of one write racing past earlier_write are settled by Delta itself: every write
+    carries the write key as its application id (txnAppId, txnVersion 0; as writer options, and as
+    session settings for a MERGE or a catalog table's first write), and Delta skips or refuses a
+    second commit of it. A commit another writer made meanwhile (Delta's concurrency conflicts) is
+    retried a few times, each time against the table as it then is.
+    """
+    _require_delta(spark)
+    metadata = {**metadata, WRITE_FIELD: write.write_key}
+    text = json.dumps(metadata, sort_keys=True)
+    settings = {"spark.databricks.delta.commitInfo.userMetadata": text}
+    if write.write_key:
+        settings["spark.databricks.delta.write.txnAppId"] = TXN_APP_PREFIX + write.write_key
+        settings["spark.databricks.delta.write.txnVersion"] = "0"
+    with _materialized(scores, materialize) as scores, _session_settings(spark, settings):
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            present = exists(spark, target)
+            if present and write.mode == "errorifexists":
+                raise DataError(f"output {target.location} already exists; pass --mode overwrite to replace it")
+            if present and write.mode in ("append", "merge"):
+                _check_schema(spark.table(target.identifier).columns, scores.columns, target, write.evolve_schema)
+            try:
+                if write.mode == "merge" and present:
+                    _merge(spark, scores, target, write)
+                else:
+                    _write(scores, target, write, text)
+                break
+            except Exception as exc:  # noqa: BLE001 - AnalysisException or a bare Py4JJavaError
+                conflict = next((cls for cls, _ in spark_errors(exc) if cls in CONFLICTS), None)
+                if conflict is None:
+                    raise
+                if attempt == CONFLICT_ATTEMPTS:
+                    raise WriteConflict(_conflict_line(spark, target, conflict, metadata)) from None
+                wait = CONFLICT_BACKOFF * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+                log.info("%s while writing %s; trying again in %.1f s", conflict, target.location, wait)
+                time.sleep(wait)
+    commits = _commits(spark, target, RECENT_COMMITS)
+    ours = _find(commits, RUN_ID_FIELD, metadata[RUN_ID_FIELD], written=True)
+    if ours is not None:
+        return ours
+    if write.write_key:  # Delta skipped this commit: an earlier attempt of the write made it
+        earlier = _find(commits, WRITE_FIELD, write.write_key, written=False) or _find(
+            _commits(spark, target, None), WRITE_FIELD, write.write_key, written=False
+        )
+        if earlier is not None:
+            return earlier
+    return Written(None, written=True, metadata=metadata)
+
+
+def _conflict_line(spark: SparkSession, target: Target, conflict: str, metadata: dict[str, Any]) -> str:
+    newest = _commits(spark, target, 1)
+    other = ""
+    if newest:
+        row = newest[0]
+        who = _metadata(row["userMetadata"] or "").get(RUN_ID_FIELD)
+        other = f"; the other write: {row['operation']} (version {row['version']}, {row['commit_time']}"
+        other += f", MLflow run {who})" if who else ")"
+    return (
+        f"another writer changed {target.location} while this job wrote to it (Delta {conflict}, "
+        f"{CONFLICT_ATTEMPTS} attempts){other}; run the job again (with the same run key it writes once)"
     )
-    found = [row["version"] for row in rows if _metadata(row["userMetadata"]).get(field) == value]
-    return max(found) if found else None
+
+
+def _commits(spark: SparkSession, target: Target, limit: int | None) -> list[Row]:
+    """The newest commits first, `limit` of them (None: all)."""
+    history = _history(spark, target.identifier, target.location, limit)
+    return history.select("version", "operation", "commit_time", "userMetadata").orderBy(F.desc("version")).collect()
+
+
+def _find(commits: list[Row], field_name: str, value: str | None, *, written: bool) -> Written | None:
+    if value is None:
+        return None
+    for row in commits:  # newest first
+        metadata = _metadata(row["userMetadata"] or "")
+        if metadata.get(field_name) == value:
+            return Written(int(row["version"]), written=written, metadata=metadata)
+    return None
 
 
 def _metadata(text: str) -> dict:
@@ -172,71 +364,29 @@ def _metadata(text: str) -> dict:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def write_once(
-    spark: SparkSession,
-    scores: DataFrame,
-    *,
-    target: Target,
-    mode: str,
-    run_key: str | None,
-    run_id: str,
-    merge_key: str | None = None,
-    evolve_schema: bool = False,
-    materialize: bool = False,
-) -> Written:
-    """Write the scores to a Delta table once per run key; `materialize`: compute them (one action,
-    which reports the query's observations) and write them from the cache, after the checks.
-
-    A retried run key finds its earlier commit (by the commit metadata) and writes nothing; two
-    attempts racing past that check are settled by Delta itself: appends and overwrites carry the
-    writer options txnAppId/txnVersion, and every write (a MERGE included) the same pair as session
-    settings (DeltaSQLConf write.txnAppId / write.txnVersion, for SQL and DML commands).
-    """
-    _require_delta(spark)
-    if mode == "merge" and merge_key not in scores.columns:
-        raise ConfigError(f"--merge-key {merge_key} is not an input column; name the column that identifies a row")
-    present = exists(spark, target)
-    if present and mode == "errorifexists":
-        raise DataError(f"output {target.location} already exists; pass --mode overwrite to replace it")
-    earlier = commit_of(spark, target, RUN_KEY_FIELD, run_key) if present and run_key else None
-    if earlier is not None:
-        return Written(earlier, written=False)
-    if present and mode in ("append", "merge"):
-        _check_schema(spark.table(target.identifier).columns, scores.columns, target, evolve_schema)
-    metadata = json.dumps({RUN_KEY_FIELD: run_key, RUN_ID_FIELD: run_id}, sort_keys=True)
-    # As session settings too: a catalog table's first write (CREATE TABLE AS SELECT) ignores the
-    # writer's userMetadata option (seen with Delta 3.2.1), and a MERGE has no writer options.
-    settings = {"spark.databricks.delta.commitInfo.userMetadata": metadata}
-    if run_key:
-        settings["spark.databricks.delta.write.txnAppId"] = TXN_APP_PREFIX + run_key
-        settings["spark.databricks.delta.write.txnVersion"] = "0"
-    with _materialized(scores, materialize) as scores, _session_settings(spark, settings):
-        if mode == "merge" and present:
-            _merge(spark, scores, target, merge_key, evolve_schema)
-        else:
-            _write(scores, target, "append" if mode == "merge" else mode, metadata, run_key, evolve_schema)
-    version = commit_of(spark, target, RUN_ID_FIELD, run_id)
-    if version is None and run_key:  # another attempt of the run key committed first; Delta skipped this one
-        earlier = commit_of(spark, target, RUN_KEY_FIELD, run_key)
-        if earlier is not None:
-            return Written(earlier, written=False)
-    return Written(version, written=True)
-
-
-def _write(
-    scores: DataFrame, target: Target, mode: str, metadata: str, run_key: str | None, evolve_schema: bool
-) -> None:
+def _write(scores: DataFrame, target: Target, write: Write, metadata: str) -> None:
+    mode = "append" if write.mode == "merge" else write.mode
     writer = scores.write.format("delta").mode(mode).option("userMetadata", metadata)
-    if run_key:
-        writer = writer.option("txnAppId", TXN_APP_PREFIX + run_key).option("txnVersion", 0)
-    if mode == "overwrite":
+    if write.write_key:
+        writer = writer.option("txnAppId", TXN_APP_PREFIX + write.write_key).option("txnVersion", 0)
+    if write.partition_by:
+        writer = writer.partitionBy(*write.partition_by)
+    if write.replace_where:
+        writer = writer.option("replaceWhere", write.replace_where)
+    elif mode == "overwrite":
         writer = writer.option("overwriteSchema", "true")  # a model of other classes replaces the columns
-    elif evolve_schema:
+    elif write.evolve_schema:
         writer = writer.option("mergeSchema", "true")
-    if target.table:
-        writer.saveAsTable(target.location)
-    else:
-        writer.save(target.location)
+    try:
+        if target.table:
+            writer.saveAsTable(target.location)
+        else:
+            writer.save(target.location)
+    except Exception as exc:  # noqa: BLE001 - AnalysisException or a bare Py4JJavaError
+        mismatch = spark_error(exc, "DELTA_REPLACE_WHERE_MISMATCH")
+        if mismatch is None:
+            raise
+        raise DataError(f"scores outside --replace-where {write.replace_where!r}: {first_line_of(mismatch)}") from None
 
 
 def _check_schema(existing: list[str], new: list[str], target: Target, evolve: bool) -> None:
@@ -249,28 +399,31 @@ def _check_schema(existing: list[str], new: list[str], target: Target, evolve: b
         )
 
 
-def _merge(spark: SparkSession, scores: DataFrame, target: Target, key: str, evolve: bool) -> None:
-    """Upsert on the key: rows seen before get their new scores (columns the scores lack become
-    null: no stale probability of a class the model no longer has), new rows are inserted."""
+def _merge(spark: SparkSession, scores: DataFrame, target: Target, write: Write) -> None:
+    """Upsert on the key: rows seen before get their new scores, new rows are inserted. Every target
+    column is set by name: one the scores lack becomes null (no stale probability of a class the
+    model no longer has); with evolve_schema, the scores' new columns are named too and Delta adds
+    them (schema evolution with named columns, Delta 2.3+). UPDATE SET * would leave a column only
+    the target has as it was."""
     view = f"smt_scores_{uuid.uuid4().hex}"
     scores.createOrReplaceTempView(view)
     existing = spark.table(target.identifier).columns
-    if evolve:
-        actions = "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
-    else:
-        sets = ", ".join(f"t.{_q(c)} = {'s.' + _q(c) if c in scores.columns else 'NULL'}" for c in existing)
-        names = ", ".join(_q(c) for c in scores.columns)
-        values = ", ".join(f"s.{_q(c)}" for c in scores.columns)
-        actions = f"WHEN MATCHED THEN UPDATE SET {sets} WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values})"
-    settings = {"spark.databricks.delta.schema.autoMerge.enabled": "true"} if evolve else {}
+    columns = existing + [c for c in scores.columns if c not in existing]
+    # Unqualified target names: Delta resolves a new column named in an action only so.
+    sets = ", ".join(f"{_q(c)} = {'s.' + _q(c) if c in scores.columns else 'NULL'}" for c in columns)
+    names = ", ".join(_q(c) for c in scores.columns)
+    values = ", ".join(f"s.{_q(c)}" for c in scores.columns)
+    actions = f"WHEN MATCHED THEN UPDATE SET {sets} WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values})"
+    settings = {"spark.databricks.delta.schema.autoMerge.enabled": "true"} if write.evolve_schema else {}
+    key = _q(write.merge_key or "")
     try:
         with _session_settings(spark, settings):
-            spark.sql(
-                f"MERGE INTO {target.identifier} AS t USING {view} AS s ON t.{_q(key)} = s.{_q(key)} {actions}"
-            ).collect()
+            spark.sql(f"MERGE INTO {target.identifier} AS t USING {view} AS s ON t.{key} = s.{key} {actions}").collect()
     except Exception as exc:  # noqa: BLE001 - AnalysisException, UnsupportedOperationException...
         if any("MULTIPLE_SOURCE_ROW_MATCHING" in (cls or "") for cls, _ in spark_errors(exc)):
-            raise DataError(f"merge key {key} is not unique in the input; merge needs one row per key") from None
+            raise DataError(
+                f"merge key {write.merge_key} is not unique in the input; merge needs one row per key"
+            ) from None
         raise
     finally:
         spark.catalog.dropTempView(view)
@@ -291,6 +444,10 @@ def _materialized(frame: DataFrame, materialize: bool) -> Iterator[DataFrame]:
 
 def _q(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
+
+
+def _literal(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
 
 
 @contextmanager

@@ -9,6 +9,8 @@ mlflow (and the modules built on it) is imported where it is used.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 import tempfile
@@ -33,8 +35,9 @@ from synapse_ml_track.spark.data import RESERVED_PREFIX, column
 from synapse_ml_track.spark.evaluation import class_keys
 from synapse_ml_track.spark.pipeline import PREDICTION, class_labels, predictor
 from synapse_ml_track.spark.session import spark_error
+from synapse_ml_track.spark.sources import InputSource, absolute_location, frame_source, resolve_source
 from synapse_ml_track.tracking.run_keys import find_keyed_run
-from synapse_ml_track.vocabulary import JOB_TAG, SCORE_JOB
+from synapse_ml_track.vocabulary import JOB_TAG, MODEL_FIELD, RUN_ID_FIELD, RUN_KEY_FIELD, SCORE_JOB, WRITE_TAG
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -190,18 +193,39 @@ def filled(name: str, kind: T.DataType) -> Column:
 
 @dataclass(frozen=True)
 class Output:
-    """Where the scores go: a path, or a catalog table (Delta), and what to do when it exists."""
+    """Where the scores go: a path (made absolute) or a catalog table (Delta), and how to write them."""
 
-    location: str  # a path, or the table's [database.]name
+    location: str  # an absolute path or URI, or the table's [database.]name
     table: bool = False
     mode: str = "errorifexists"
     requested_format: str | None = None
     merge_key: str | None = None  # mode merge: the input column naming a row
     evolve_schema: bool = False  # Delta append/merge: add columns the table lacks
+    partition_by: tuple[str, ...] = ()  # columns the output is partitioned by
+    replace_where: str | None = None  # Delta, mode overwrite: replace only the rows matching this predicate
+
+    @classmethod
+    def of(cls, path: str | None, table: str | None, **options: Any) -> Output:
+        """The output a job names: exactly one of a path and a table."""
+        if (path is None) == (table is None):
+            raise ConfigError("give the scores one place: --output-path or --output-table")
+        partition_by = options.pop("partition_by", None) or ()
+        if isinstance(partition_by, str):
+            partition_by = tuple(name.strip() for name in partition_by.split(",") if name.strip())
+        location = table if table is not None else absolute_location(path)
+        return cls(location, table=table is not None, partition_by=tuple(partition_by), **options)
 
     def format(self, spark: SparkSession) -> str:
         """delta where the session has Delta Lake (a table, a merge: always), else parquet; checked."""
-        needs_delta = "a catalog output table" if self.table else "--mode merge" if self.mode == "merge" else None
+        needs_delta = (
+            "a catalog output table"
+            if self.table
+            else "--mode merge"
+            if self.mode == "merge"
+            else "--replace-where"
+            if self.replace_where
+            else None
+        )
         if needs_delta and self.requested_format not in (None, "delta"):
             raise ConfigError(f"{needs_delta} is written as Delta, not {self.requested_format}")
         fmt = self.requested_format or ("delta" if needs_delta or delta.has_delta(spark) else "parquet")
@@ -209,6 +233,8 @@ class Output:
             raise DataError(delta.MISSING)
         if self.mode == "merge" and not self.merge_key:
             raise ConfigError("--mode merge needs --merge-key naming the input column that identifies a row")
+        if self.replace_where and self.mode != "overwrite":
+            raise ConfigError("--replace-where replaces the rows it matches: it needs --mode overwrite")
         return fmt
 
     def params(self, fmt: str) -> dict[str, Any]:
@@ -217,7 +243,27 @@ class Output:
             "output.format": fmt,
             "output.mode": self.mode,
             **({"output.merge_key": self.merge_key} if self.mode == "merge" else {}),
+            **({"output.partition_by": ",".join(self.partition_by)} if self.partition_by else {}),
+            **({"output.replace_where": self.replace_where} if self.replace_where else {}),
         }
+
+
+def write_key(run_key: str, model_uri: str, given: InputSource, output: Output) -> str:
+    """What a scoring write is, as the job was asked for it: the run key, the input as named (a path,
+    a table, or a DataFrame's plan) with any version or time asked for, the model URI as given, the
+    output and how it is written. Two activities of one pipeline run (one run key) that score other
+    inputs, or with another model URI, into one table are two writes; a retry of either is the same
+    write, even when the champion alias or the input table has moved on since: it reports what the
+    first attempt wrote."""
+    named = given.frame.semanticHash() if given.frame is not None else given.path
+    fields = {
+        "run_key": run_key,
+        "model_uri": model_uri,
+        "input": [named, given.version, given.timestamp],
+        "output": [output.location, output.table, output.mode, output.merge_key, list(output.partition_by)],
+        "replace_where": output.replace_where,
+    }
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def run_scoring(
@@ -231,67 +277,128 @@ def run_scoring(
     unscorable: str = "keep",
     data: DataFrame | None = None,
 ) -> dict[str, Any]:
-    """The scoring job's summary; `data`, when given, is the input in place of data.path / data.table."""
+    """The scoring job's summary; `data`, when given, is the input in place of data.path / data.table.
+
+    The input's version and the output's format are settled before the run starts: a time-travel
+    request that cannot be met or an output that cannot be written leaves no FAILED run behind."""
     parse_model_uri(model_uri)
+    given = resolve_source(config.data) if data is None else frame_source(data)
+    fmt = output.format(spark)
+    if output.table:
+        delta_tables.catalog_table(spark, output.location)
+    source = data_module.pin_version(spark, given)
+    key = write_key(config.run_key, model_uri, given, output) if config.run_key else None
     tags = {**run_tags(spark, config.run_key), **config.tracking.tags, JOB_TAG: SCORE_JOB}
+    if key:
+        tags[WRITE_TAG] = key
     with session.tracking_errors():
-        if config.run_key:
-            _end_interrupted_attempt(session, config.run_key, redactor)
+        if key:
+            _end_interrupted_attempt(session, config.run_key, key, redactor)
         tracker = session.start_run(config.tracking.run_name, tags, redactor)
     with session.failing_run(tracker):
-        fmt = output.format(spark)
-        summary = _score(spark, config, session, tracker, model_uri, output, fmt, unscorable, data)
+        job = ScoringJob(spark, config, session, tracker, model_uri, output, fmt, unscorable, source, key)
+        summary = job.run()
         tracker.finish()
     return summary
 
 
-def _end_interrupted_attempt(session: TrackingSession, run_key: str, redactor: Redactor) -> None:
-    """A rerun of a run key whose last scoring attempt was killed (still RUNNING) ends that run FAILED
-    before scoring in a run of its own: a new attempt may score with another model version (the
-    champion moved), which a resumed run could not record, its params being write-once."""
-    earlier = find_keyed_run(session.client, session.experiment_id, run_key, SCORE_JOB)
+def _end_interrupted_attempt(session: TrackingSession, run_key: str, key: str, redactor: Redactor) -> None:
+    """A rerun of a write whose last scoring attempt was killed (still RUNNING) ends that run FAILED
+    before scoring in a run of its own: its params are write-once, and a new attempt may resolve
+    another model version. Found by the write's own tag: another activity of the same pipeline run
+    (the same run key), scoring at this very moment, is not an interrupted attempt."""
+    earlier = find_keyed_run(session.client, session.experiment_id, run_key, SCORE_JOB, write=key)
     if earlier is not None and earlier.info.status == "RUNNING":
         log.info("run key %s: ending the interrupted scoring run %s as FAILED", run_key, earlier.info.run_id)
         session.resume_run(earlier, redactor).fail(f"interrupted; scored again by a rerun of run key {run_key}")
 
 
-def _score(
-    spark: SparkSession,
-    config: JobConfig,
-    session: TrackingSession,
-    tracker: RunTracker,
-    model_uri: str,
-    output: Output,
-    fmt: str,
-    unscorable: str,
-    data: DataFrame | None,
-) -> dict[str, Any]:
-    from mlflow.models import get_model_info
+@dataclass
+class ScoringJob:
+    spark: SparkSession
+    config: JobConfig
+    session: TrackingSession
+    tracker: RunTracker
+    model_uri: str
+    output: Output
+    fmt: str
+    unscorable: str
+    source: InputSource
+    write_key: str | None
 
-    from synapse_ml_track.spark.models import load_spark_model
-
-    given = data_module.resolve_source(config.data) if data is None else data_module.frame_source(data)
-    source = data_module.pin_version(spark, given)
-    tracker.log_params(
-        {
-            "model_uri": model_uri,
-            "data.table" if source.table else "data.path": source.path,
-            "data.format": source.format,
-            **source.params(),
-            **output.params(fmt),
-            "output.unscorable": unscorable,
+    def run(self) -> dict[str, Any]:
+        source, output = self.source, self.output
+        self.tracker.log_params(
+            {
+                "model_uri": self.model_uri,
+                "data.table" if source.table else "data.path": source.path,
+                "data.format": source.format,
+                **source.params(),
+                **output.params(self.fmt),
+                "output.unscorable": self.unscorable,
+            }
+        )
+        target = delta_tables.Target(output.location, output.table)
+        earlier = (
+            delta_tables.earlier_write(self.spark, target, self.write_key)
+            if self.fmt == "delta" and self.write_key
+            else None
+        )
+        if earlier is not None:  # a retry: its scores are in the table already; nothing to load or score
+            return self._already_written(earlier)
+        model = resolve_model(self.session.client, self.model_uri)
+        with data_module.malformed_input_errors(source), tempfile.TemporaryDirectory() as download_dir:
+            scores, counting, scored_at = self._scores(model, download_dir)
+            if self.fmt == "delta":
+                written = self._write_delta(scores, model)
+                if not written.written:  # an earlier attempt committed first; Delta skipped this one
+                    return self._already_written(written)
+            else:
+                _write(scores, self.fmt, output)
+                written = None
+        self._log_model(model)
+        outcome = self._outcome(written)
+        counts = counting.counts()
+        keys = class_keys(counting.labels or [])
+        self.tracker.log_metrics(
+            {
+                "rows_in": counts.rows,
+                "rows_scored": counts.scored,
+                "rows_unscorable": counts.unscorable,
+                **{f"predicted_{keys[label]}": count for label, count in counts.predicted.items()},
+                **{f"prediction_{name}": value for name, value in counts.prediction_stats.items()},
+            }
+        )
+        log.info(
+            "scored %s of %s rows with %s version %s into %s (%s)",
+            counts.scored, counts.rows, model.name, model.version, output.location, self.fmt,
+        )  # fmt: skip
+        return {
+            "status": "scored",
+            **self._identity(model),
+            **outcome,
+            "rows_in": counts.rows,
+            "rows_scored": counts.scored,
+            "rows_unscorable": counts.unscorable,
+            "unscorable": self.unscorable,
+            "predicted": counts.predicted,
+            "prediction_stats": counts.prediction_stats,
+            "scored_at": scored_at.isoformat(),
         }
-    )
-    model = resolve_model(session.client, model_uri)
-    tracker.log_params({"model.name": model.name, "model.version": model.version, "model.run_id": model.run_id})
 
-    with data_module.malformed_input_errors(source), tempfile.TemporaryDirectory() as download_dir:
-        raw = data_module.read_input(spark, source, config.data)
+    def _scores(self, model: ModelRef, download_dir: str) -> tuple[DataFrame, Counting, datetime]:
+        from mlflow.models import get_model_info
+
+        from synapse_ml_track.spark.models import load_spark_model
+
+        raw = data_module.read_input(self.spark, self.source, self.config.data)
+        if self.output.replace_where:  # the rows of the part replaced: Delta refuses scores outside it
+            raw = raw.where(self.output.replace_where)
         # As training loads the champion: from the run artifacts the version was registered from,
         # with this session's client, so no global MLflow URI is involved.
-        local_model = session.download_artifacts(model.run_id, model.artifact_path, download_dir)
+        local_model = self.session.download_artifacts(model.run_id, model.artifact_path, download_dir)
         columns = signature_columns(raw.schema, get_model_info(local_model).signature, model.uri)
-        pipeline = load_spark_model(local_model, config.tracking.dfs_tmp)
+        pipeline = load_spark_model(local_model, self.config.tracking.dfs_tmp)
         labels = class_labels(pipeline)  # None: a regression
         outputs = [PREDICTION, *probability_columns(labels or []), UNSCORABLE_REASON, *LINEAGE_COLUMNS]
         clashes = [c for c in raw.columns if c in outputs]
@@ -299,7 +406,10 @@ def _score(
             raise DataError(
                 f"input already has output column(s) {', '.join(clashes)}; drop or rename them before scoring"
             )
-        if unscorable == "reject":
+        missing = [c for c in self.output.partition_by if c not in raw.columns + outputs]
+        if missing:
+            raise ConfigError(f"partition column(s) {', '.join(missing)} are neither input nor output columns")
+        if self.unscorable == "reject":
             with_nulls = count_nulls(raw, columns)  # the one extra pass, asked for by name
             if with_nulls:
                 listing = ", ".join(f"{c} ({n})" for c, n in with_nulls.items())
@@ -307,67 +417,80 @@ def _score(
                     f"nulls in model input columns: {listing}; clean the data or score with --unscorable keep"
                 )
         scored_at = datetime.now(timezone.utc)
-        scores, counting = score_frame(raw, columns, pipeline, labels, model, scored_at, drop=unscorable == "drop")
-        if fmt == "delta":
-            written = _write_delta(spark, scores, output, config.run_key, tracker.run_id)
-        else:
-            _write(scores, fmt, output.mode, output.location)
-            written = None
+        scores, counting = score_frame(raw, columns, pipeline, labels, model, scored_at, drop=self.unscorable == "drop")
+        return scores, counting, scored_at
 
-    outcome = {
-        "output_path": output.location,
-        "output_table": output.table,
-        "output_format": fmt,
-        "output_version": written.version if written else None,
-        "output_written": written.written if written else True,
-    }
-    if written:
-        tracker.log_params({"output.version": written.version, "output.written": written.written})
-    if written and not written.written:
+    def _write_delta(self, scores: DataFrame, model: ModelRef) -> delta_tables.Written:
+        output = self.output
+        if output.mode == "merge" and output.merge_key not in scores.columns:
+            raise ConfigError(
+                f"--merge-key {output.merge_key} is not an input column; name the column that identifies a row"
+            )
+        write = delta_tables.Write(
+            output.mode, self.write_key, output.merge_key, output.evolve_schema, output.partition_by,
+            output.replace_where,
+        )  # fmt: skip
+        metadata = {
+            RUN_KEY_FIELD: self.config.run_key,
+            RUN_ID_FIELD: self.tracker.run_id,
+            MODEL_FIELD: {"name": model.name, "version": model.version, "run_id": model.run_id,
+                          "artifact_path": model.artifact_path},
+        }  # fmt: skip
+        return delta_tables.write_once(
+            self.spark, scores, target=delta_tables.Target(output.location, output.table), write=write,
+            metadata=metadata,
+            # A MERGE, and a write through the catalog (CREATE TABLE AS SELECT, or an append to a table),
+            # run the query inside Delta's own command, whose plans report no observations to the job
+            # (seen with Delta 3.2.1: a KeyError on the counts).
+            materialize=output.mode == "merge" or output.table,
+        )  # fmt: skip
+
+    def _already_written(self, written: delta_tables.Written) -> dict[str, Any]:
+        """A retry's summary: the model and table version of the commit that holds the scores."""
+        recorded = written.metadata.get(MODEL_FIELD) or {}
+        model = ModelRef(
+            recorded.get("name", ""), recorded.get("version", ""), recorded.get("run_id", ""),
+            recorded.get("artifact_path", "model"),
+        )  # fmt: skip
+        self._log_model(model)
         log.info(
-            "run key %s already wrote its scores to %s (version %s); nothing written",
-            config.run_key, output.location, written.version,
+            "run key %s already wrote these scores to %s (version %s, model %s); nothing written",
+            self.config.run_key, self.output.location, written.version, model.uri,
         )  # fmt: skip
         return {
-            "status": "already-written", "run_id": tracker.run_id, "experiment_id": session.experiment_id,
-            "model_uri": model.uri, "model_name": model.name, "model_version": model.version,
-            "model_run_id": model.run_id, "input": source.path, **outcome, "unscorable": unscorable,
-            "tracking_uri": session.uri,
-        }  # fmt: skip
-    counts = counting.counts()
-    keys = class_keys(labels or [])
-    tracker.log_metrics(
-        {
-            "rows_in": counts.rows,
-            "rows_scored": counts.scored,
-            "rows_unscorable": counts.unscorable,
-            **{f"predicted_{keys[label]}": count for label, count in counts.predicted.items()},
-            **{f"prediction_{name}": value for name, value in counts.prediction_stats.items()},
+            "status": "already-written",
+            **self._identity(model),
+            **self._outcome(written),
+            "unscorable": self.unscorable,
         }
-    )
-    log.info(
-        "scored %s of %s rows with %s version %s into %s (%s)",
-        counts.scored, counts.rows, model.name, model.version, output.location, fmt,
-    )  # fmt: skip
-    return {
-        "status": "scored",
-        "run_id": tracker.run_id,
-        "experiment_id": session.experiment_id,
-        "model_uri": model.uri,
-        "model_name": model.name,
-        "model_version": model.version,
-        "model_run_id": model.run_id,
-        "input": source.path,
-        **outcome,
-        "rows_in": counts.rows,
-        "rows_scored": counts.scored,
-        "rows_unscorable": counts.unscorable,
-        "unscorable": unscorable,
-        "predicted": counts.predicted,
-        "prediction_stats": counts.prediction_stats,
-        "scored_at": scored_at.isoformat(),
-        "tracking_uri": session.uri,
-    }
+
+    def _log_model(self, model: ModelRef) -> None:
+        self.tracker.log_params(
+            {"model.name": model.name, "model.version": model.version, "model.run_id": model.run_id}
+        )
+
+    def _outcome(self, written: delta_tables.Written | None) -> dict[str, Any]:
+        if written:
+            self.tracker.log_params({"output.version": written.version, "output.written": written.written})
+        return {
+            "output_path": self.output.location,
+            "output_table": self.output.table,
+            "output_format": self.fmt,
+            "output_version": written.version if written else None,
+            "output_written": written.written if written else True,
+        }
+
+    def _identity(self, model: ModelRef) -> dict[str, Any]:
+        return {
+            "run_id": self.tracker.run_id,
+            "experiment_id": self.session.experiment_id,
+            "model_uri": model.uri,
+            "model_name": model.name,
+            "model_version": model.version,
+            "model_run_id": model.run_id,
+            "input": self.source.path,
+            "tracking_uri": self.session.uri,
+        }
 
 
 @dataclass(frozen=True)
@@ -469,23 +592,13 @@ def score_frame(
     return output, Counting(outputs, inputs, labels)
 
 
-def _write_delta(
-    spark: SparkSession, scores: DataFrame, output: Output, run_key: str | None, run_id: str
-) -> delta_tables.Written:
-    return delta_tables.write_once(
-        spark, scores, target=delta_tables.Target(output.location, output.table), mode=output.mode,
-        run_key=run_key, run_id=run_id, merge_key=output.merge_key, evolve_schema=output.evolve_schema,
-        # A MERGE, and a write through the catalog (CREATE TABLE AS SELECT, or an append to a table),
-        # run the query inside Delta's own command, whose plans report no observations to the job
-        # (seen with Delta 3.2.1: a KeyError on the counts).
-        materialize=output.mode == "merge" or output.table,
-    )  # fmt: skip
-
-
-def _write(scores: DataFrame, fmt: str, mode: str, path: str) -> None:
+def _write(scores: DataFrame, fmt: str, output: Output) -> None:
+    writer = scores.write.format(fmt).mode(output.mode)
+    if output.partition_by:
+        writer = writer.partitionBy(*output.partition_by)
     try:
-        scores.write.format(fmt).mode(mode).save(path)
+        writer.save(output.location)
     except Exception as exc:
         if spark_error(exc, "PATH_ALREADY_EXISTS") is None:
             raise
-        raise DataError(f"output {path} already exists; pass --mode overwrite to replace it") from None
+        raise DataError(f"output {output.location} already exists; pass --mode overwrite to replace it") from None

@@ -15,6 +15,9 @@ from pyspark.sql import SparkSession
 from synapse_ml_track.spark import delta
 
 # Only for sessions this package starts itself (no spark-submit, no Synapse pool).
+# Catalog tables live here, beside the local MLflow store (mlruns/mlflow.db), so a table one command
+# writes is found by name by the next (delta_tables.catalog_table); relative to the working directory.
+LOCAL_WAREHOUSE = "mlruns/spark-warehouse"
 LOCAL_DEFAULTS = {
     "spark.sql.shuffle.partitions": "8",
     "spark.ui.enabled": "false",
@@ -36,7 +39,8 @@ def get_or_create_spark(app_name: str) -> SparkSession:
     builder = SparkSession.builder
     if not configured_by_launcher():
         builder = builder.appName(app_name).master("local[*]")
-        for key, value in {**LOCAL_DEFAULTS, **delta.local_session_conf()}.items():
+        warehouse = {"spark.sql.warehouse.dir": os.path.abspath(LOCAL_WAREHOUSE)}
+        for key, value in {**LOCAL_DEFAULTS, **warehouse, **delta.local_session_conf()}.items():
             builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")

@@ -23,7 +23,7 @@ from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.spark import data as data_module
 from synapse_ml_track.spark import models as spark_models
 from synapse_ml_track.spark.context import run_tags
-from synapse_ml_track.spark.data import LABEL, FeatureSpec, InputSource
+from synapse_ml_track.spark.data import LABEL, FeatureSpec
 from synapse_ml_track.spark.evaluation import Evaluation, evaluate
 from synapse_ml_track.spark.pipeline import (
     LABEL_INDEX,
@@ -37,6 +37,7 @@ from synapse_ml_track.spark.pipeline import (
 )
 from synapse_ml_track.spark.regression_evaluation import PLOT_POINTS, RegressionEvaluation, evaluate_regression
 from synapse_ml_track.spark.search import Search
+from synapse_ml_track.spark.sources import InputSource, frame_source, resolve_source
 from synapse_ml_track.tracking import gate, registry
 from synapse_ml_track.tracking.run_keys import find_keyed_run
 from synapse_ml_track.tracking.runs import RunTracker
@@ -119,6 +120,11 @@ def run_training(
     data: DataFrame | None = None,
 ) -> TrainingResult:
     """The training job; `data`, when given, is the input in place of data.path / data.table."""
+    source = resolve_source(config.data) if data is None else frame_source(data)
+    if source.version is not None or source.timestamp:
+        # Time travel asked for by name is checked before any run exists: a version VACUUM has
+        # cleaned, or a time after the last commit, is the user's to fix, not a FAILED run's.
+        source = data_module.pin_version(spark, source)
     with session.tracking_errors():
         keyed = (
             find_keyed_run(session.client, session.experiment_id, config.run_key, TRAIN_JOB) if config.run_key else None
@@ -138,7 +144,7 @@ def run_training(
             tags = {**run_tags(spark, config.run_key), **config.tracking.tags, JOB_TAG: TRAIN_JOB}
             tracker = session.start_run(config.tracking.run_name, tags, redactor)
     with session.failing_run(tracker):
-        result = _train_and_track(spark, config, session, tracker, redactor, resumed=resume, data=data)
+        result = _train_and_track(spark, config, session, tracker, redactor, source, resumed=resume)
     if result.status == "rejected" and config.gate.fail_on_reject:
         raise GateRejected(f"model not registered: {result.reason}")  # the run itself finished
     return result
@@ -241,10 +247,9 @@ def _train_and_track(
     session: TrackingSession,
     tracker: RunTracker,
     redactor: Redactor,
+    source: InputSource,
     resumed: bool,
-    data: DataFrame | None,
 ) -> TrainingResult:
-    source = data_module.resolve_source(config.data) if data is None else data_module.frame_source(data)
     estimator = build_estimator(config.model.task, config.model.type, config.model.params, config.data.seed)
     search = None
     if config.model.search.params:
@@ -252,13 +257,14 @@ def _train_and_track(
             config.model.search, estimator, config.data.seed, session, tracker, redactor,
             evaluate=lambda model, held: evaluate_model(model, held, config.data.seed, plots=False).metrics,
         )  # fmt: skip
-    tracker.log_params(config_params(config, estimator, dataframe=data is not None))
+    tracker.log_params(config_params(config, estimator, dataframe=source.frame is not None))
     if resumed and source.version is None and not source.timestamp:
         # A resumed attempt reads the Delta version the first one recorded, not a newer one.
         with session.tracking_errors():
             recorded = session.client.get_run(tracker.run_id).data.params.get("data.version_read")
         source = replace(source, version=int(recorded)) if recorded else source
-    source = data_module.pin_version(spark, source)  # read this version, whatever commits come meanwhile
+    if not source.pinned:
+        source = data_module.pin_version(spark, source)  # read this version, whatever commits come meanwhile
     tracker.log_params(source.params())
     compared: dict[str, str] = {}  # the champion the gate compares with, if any
     result_dir = Path(config.tracking.local_result_dir).resolve() / tracker.run_id

@@ -40,7 +40,7 @@ from synapse_ml_track.vocabulary import DATAFRAME
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-    from synapse_ml_track.spark.data import InputSource  # the Spark side: only its type here
+    from synapse_ml_track.spark.sources import InputSource  # the Spark side: only its type here
 
 log = logging.getLogger(__name__)
 

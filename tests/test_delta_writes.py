@@ -1,0 +1,288 @@
+"""Scores written into Delta the way pipelines write them: one run id shared by every activity, retries,
+two writers at once, relative paths, time travel that cannot be met, tables named across commands,
+and one day's partition replaced. Real Spark, real Delta 3.2.1, a real MLflow server."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import uuid
+
+import pytest
+from mlflow.tracking import MlflowClient
+from pyspark.sql import functions as F
+
+from synapse_ml_track.config import build_config
+from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.spark import delta
+from synapse_ml_track.spark.sources import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
+from synapse_ml_track.spark.training import run_training
+from synapse_ml_track.tracking.session import open_session
+
+from support import VENV_BIN, unique
+
+PROBABILITIES = ["probability_Adelie", "probability_Chinstrap", "probability_Gentoo"]
+
+
+@pytest.fixture(scope="module")
+def delta_spark(spark):
+    if not delta.has_delta(spark):
+        pytest.fail(delta.MISSING)
+    return spark
+
+
+@pytest.fixture(scope="module")
+def model(delta_spark, mlflow_server, tmp_path_factory):
+    """One registered model (version 1, the champion), trained once for the module."""
+    suffix = uuid.uuid4().hex[:8]
+    experiment, name = f"delta-writes-{suffix}", f"delta-writes-{suffix}"
+    config = build_config(
+        overrides={
+            "tracking": {
+                "uri": mlflow_server.uri,
+                "experiment_name": experiment,
+                "registered_model_name": name,
+                "local_result_dir": str(tmp_path_factory.mktemp("delta-writes-train")),
+            },
+        },
+        environ={},
+    )
+    redactor = Redactor()
+    result = run_training(delta_spark, config, open_session(config, redactor, environ={}), redactor)
+    assert (result.model_version, result.promoted) == ("1", True)
+    return experiment, name
+
+
+def penguins(spark):
+    """The bundled data with an id per row, for merges and for counting each row."""
+    frame = spark.read.csv(bundled_penguins_path(), header=True, schema=BUNDLED_PENGUINS_SCHEMA)
+    return frame.withColumn("id", F.monotonically_increasing_id()).coalesce(1)
+
+
+def score(run_cli, server, experiment, *args):
+    return run_cli("score", "--tracking-uri", server.uri, "--experiment-name", experiment, *args)
+
+
+def scoring_runs(server, experiment):
+    client = MlflowClient(server.uri)
+    found = client.get_experiment_by_name(experiment)
+    return client.search_runs([found.experiment_id], "tags.`smt.job` = 'score'") if found else []
+
+
+def test_two_activities_of_one_pipeline_run_append_both_inputs_and_retries_add_nothing(
+    run_cli, model, delta_spark, mlflow_server, tmp_path
+):
+    """A ForEach over regions: every activity gets the same @pipeline().RunId as its run key."""
+    experiment, name = model
+    rows = penguins(delta_spark)
+    regions = {"biscoe": rows.where("island = 'Biscoe'"), "others": rows.where("island <> 'Biscoe'")}
+    for region, frame in regions.items():
+        frame.write.format("delta").save(str(tmp_path / region))
+    output = f"lake.{unique('regions', '_')}"
+
+    def activity(region):
+        return score(run_cli, mlflow_server, experiment, "--model-uri", f"models:/{name}/1", "--input",
+                     str(tmp_path / region), "--output-table", output, "--mode", "append",
+                     "--run-key", "pipeline-run-0a1b")  # fmt: skip
+
+    first, second = activity("biscoe"), activity("others")
+    assert (first.exit_code, second.exit_code) == (0, 0), first.stderr + second.stderr
+    assert (first.summary["status"], second.summary["status"]) == ("scored", "scored")
+    assert (first.summary["output_version"], second.summary["output_version"]) == (0, 1)
+    retried = [activity("biscoe"), activity("others")]
+    assert [(r.exit_code, r.summary["status"]) for r in retried] == [(0, "already-written")] * 2
+    assert [r.summary["output_version"] for r in retried] == [0, 1]
+
+    table = delta_spark.table(output)
+    assert table.count() == rows.count()
+    assert table.select("id").distinct().count() == rows.count()  # each row exactly once
+    runs = scoring_runs(mlflow_server, experiment)
+    keyed = [run for run in runs if run.data.tags.get("smt.run_key") == "pipeline-run-0a1b"]
+    assert sorted(run.info.status for run in keyed) == ["FINISHED"] * 4  # no activity ended another's run
+
+
+def test_a_retry_after_the_champion_moved_reports_the_model_whose_scores_are_in_the_table(
+    run_cli, model, delta_spark, mlflow_server, tmp_path
+):
+    experiment, name = model
+    client = MlflowClient(mlflow_server.uri)
+    penguins(delta_spark).write.format("delta").save(str(tmp_path / "input"))
+    output = str(tmp_path / "scores")
+    keyed = ("--model-uri", f"models:/{name}@champion", "--input", str(tmp_path / "input"), "--output-path", output,
+             "--mode", "append", "--run-key", "nightly-2026-12-05")  # fmt: skip
+    first = score(run_cli, mlflow_server, experiment, *keyed)
+    assert (first.exit_code, first.summary["model_version"]) == (0, "1"), first.stderr
+
+    one = client.get_model_version(name, "1")
+    two = client.create_model_version(name, one.source, run_id=one.run_id)
+    client.set_registered_model_alias(name, "champion", two.version)
+    retried = score(run_cli, mlflow_server, experiment, *keyed)
+    assert retried.exit_code == 0, retried.stderr
+    assert (retried.summary["status"], retried.summary["model_version"]) == ("already-written", "1")
+    params = client.get_run(retried.summary["run_id"]).data.params
+    assert (params["model.version"], params["output.version"], params["output.written"]) == ("1", "0", "False")
+    assert {row["model_version"] for row in delta_spark.read.format("delta").load(output).collect()} == {"1"}
+    client.set_registered_model_alias(name, "champion", "1")
+
+
+def test_a_merge_into_another_class_set_with_evolve_schema_leaves_no_stale_probability(
+    run_cli, model, delta_spark, mlflow_server, tmp_path
+):
+    """A table scored by an older model whose classes were Adelie, Chinstrap and Emperor."""
+    experiment, name = model
+    penguins(delta_spark).write.format("delta").save(str(tmp_path / "input"))
+    output = str(tmp_path / "scores")
+    merge = ("--model-uri", f"models:/{name}/1", "--input", str(tmp_path / "input"), "--output-path", output,
+             "--mode", "merge", "--merge-key", "id")  # fmt: skip
+    assert score(run_cli, mlflow_server, experiment, *merge).exit_code == 0
+    older = delta_spark.read.format("delta").load(output).withColumnRenamed("probability_Gentoo", "probability_Emperor")
+    older.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(output)
+
+    rescored = score(run_cli, mlflow_server, experiment, *merge, "--evolve-schema", "--run-key", "rescore-1")
+    assert rescored.exit_code == 0, rescored.stderr
+    table = delta_spark.read.format("delta").load(output)
+    assert set(PROBABILITIES + ["probability_Emperor"]) <= set(table.columns)
+    for row in table.where(F.col("prediction").isNotNull()).collect():
+        assert row["probability_Emperor"] is None, row
+        assert math.isclose(sum(row[c] for c in PROBABILITIES), 1.0, abs_tol=1e-9), row
+
+
+@pytest.mark.parametrize("case", ["vacuumed version", "future timestamp"])
+def test_time_travel_that_cannot_be_met_is_one_line_before_any_run(
+    case, run_cli, model, delta_spark, mlflow_server, tmp_path
+):
+    experiment = unique("time-travel")
+    path = str(tmp_path / "input")
+    penguins(delta_spark).write.format("delta").save(path)
+    penguins(delta_spark).limit(10).write.format("delta").mode("overwrite").save(path)
+    if case == "vacuumed version":
+        delta_spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
+        try:
+            delta_spark.sql(f"VACUUM delta.`{path}` RETAIN 0 HOURS").collect()
+        finally:
+            delta_spark.conf.unset("spark.databricks.delta.retentionDurationCheck.enabled")
+        travel, expected = "data.version=0", f"error: version 0 of {path} can no longer be read: VACUUM (version 3, "
+    else:
+        travel, expected = "data.timestamp=2099-01-01", f"error: data.timestamp 2099-01-01 is after the last commit of {path} (version 1, "
+    result = score(run_cli, mlflow_server, experiment, "--model-uri", f"models:/{model[1]}/1", "--input", path,
+                   "--set", travel, "--output-path", str(tmp_path / "scores"))  # fmt: skip
+    assert result.exit_code == 2, result.stderr
+    assert result.error_line.startswith(expected), result.error_line
+    assert scoring_runs(mlflow_server, experiment) == []
+    assert not (tmp_path / "scores").exists()
+
+
+def test_relative_paths_and_file_uris_work_for_every_format(run_cli, model, delta_spark, mlflow_server, tmp_path):
+    """run_cli runs from tmp_path: relative paths are relative to it, as in a user's shell."""
+    experiment, name = model
+    frame = penguins(delta_spark)
+    frame.write.format("delta").save(str(tmp_path / "in-delta"))
+    frame.write.parquet(str(tmp_path / "in.parquet"))
+    frame.drop("id").toPandas().to_csv(tmp_path / "in.csv", index=False)
+    uri = ("--model-uri", f"models:/{name}/1")
+    cases = [
+        ("in.csv", "scores", None, "delta"),
+        ("in-delta", "out/parquet-scores", "parquet", "parquet"),
+        (f"file://{tmp_path / 'in.parquet'}", "./delta-scores", "delta", "delta"),
+        ("in.parquet", f"file:{tmp_path / 'uri-scores'}", None, "delta"),
+    ]
+    for given_input, given_output, output_format, written in cases:
+        fmt = ("--output-format", output_format) if output_format else ()
+        result = score(run_cli, mlflow_server, experiment, *uri, "--input", given_input, "--output-path", given_output,
+                       *fmt)  # fmt: skip
+        assert result.exit_code == 0, f"{given_input} -> {given_output}: {result.stderr}"
+        expected_output = given_output if given_output.startswith("file:") else str(tmp_path / given_output)
+        assert result.summary["output_path"] == os.path.normpath(expected_output) or result.summary[
+            "output_path"
+        ] == expected_output
+        assert result.summary["output_format"] == written
+        assert result.summary["rows_in"] == 344
+        read = delta_spark.read.format(written).load(result.summary["output_path"])
+        assert read.count() == 344
+
+
+def test_one_days_partition_is_replaced_and_a_retry_writes_it_once(
+    run_cli, model, delta_spark, mlflow_server, tmp_path
+):
+    experiment, name = model
+    penguins(delta_spark).write.format("delta").save(str(tmp_path / "input"))
+    output = str(tmp_path / "scores")
+    common = ("--model-uri", f"models:/{name}/1", "--input", str(tmp_path / "input"), "--output-path", output,
+              "--mode", "overwrite")  # fmt: skip
+    created = score(run_cli, mlflow_server, experiment, *common, "--partition-by", "island")
+    assert created.exit_code == 0, created.stderr
+    before = {row["id"]: row["scored_at"] for row in delta_spark.read.format("delta").load(output).collect()}
+
+    dream = ("--replace-where", "island = 'Dream'", "--run-key", "nightly-dream")
+    replaced = score(run_cli, mlflow_server, experiment, *common, *dream)
+    assert (replaced.exit_code, replaced.summary["rows_in"]) == (0, 124), replaced.stderr
+    after = delta_spark.read.format("delta").load(output)
+    assert after.count() == 344 and after.select("id").distinct().count() == 344
+    changed = {row["island"] for row in after.collect() if row["scored_at"] != before[row["id"]]}
+    assert changed == {"Dream"}
+    partitions = delta_spark.sql(f"DESCRIBE DETAIL delta.`{output}`").first()["partitionColumns"]
+    assert partitions == ["island"]
+
+    retried = score(run_cli, mlflow_server, experiment, *common, *dream)
+    assert (retried.exit_code, retried.summary["status"]) == (0, "already-written"), retried.stderr
+    assert delta_spark.sql(f"DESCRIBE HISTORY delta.`{output}`").count() == 2
+
+
+# ---- separate job processes, as on a laptop ------------------------------------------------------
+
+
+def job(cwd, server, *args, **popen):
+    """`synapse-ml-track ARGS` as a user runs it from `cwd`: its own process, its own Spark session."""
+    environ = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "PYSPARK_"))}
+    command = [str(VENV_BIN / "synapse-ml-track"), *args, "--tracking-uri", server.uri]
+    return subprocess.Popen(command, cwd=cwd, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **popen)  # fmt: skip
+
+
+def finished(process, timeout=600):
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out, err
+
+
+def test_a_table_one_command_writes_is_read_by_name_by_the_next(model, mlflow_server, tmp_path):
+    experiment, name = model
+    code, out, err = finished(job(tmp_path, mlflow_server, "score", "--experiment-name", experiment, "--model-uri",
+                                  f"models:/{name}/1", "--output-table", "lake.penguin_scores"))  # fmt: skip
+    assert code == 0, err
+    assert (tmp_path / "mlruns" / "spark-warehouse" / "lake.db" / "penguin_scores" / "_delta_log").is_dir()
+    code, out, err = finished(job(tmp_path, mlflow_server, "train", "--experiment-name", experiment, "--input-table",
+                                  "lake.penguin_scores", "--label", "prediction", "--numeric-features",
+                                  "bill_length_mm,flipper_length_mm", "--categorical-features", "island",
+                                  "--no-register"))  # fmt: skip
+    assert code == 0, err
+    run = MlflowClient(mlflow_server.uri).get_run(out.strip().splitlines()[-1].split('"run_id": "')[1].split('"')[0])
+    assert (run.data.params["data.table"], run.data.params["data.version_read"]) == ("lake.penguin_scores", "0")
+
+
+def test_two_score_jobs_started_at_once_into_one_table_lose_and_duplicate_nothing(
+    model, delta_spark, mlflow_server, tmp_path
+):
+    """Both merge the same rows into a table neither has created yet: Delta lets one commit first and
+    raises a conflict (ProtocolChangedException, ConcurrentAppendException...) in the other, which
+    writes again against the table as it then is. Whether the two commits overlap depends on how fast
+    each process starts; the outcome must hold either way: both succeed, or one says why in one line."""
+    experiment, name = model
+    penguins(delta_spark).write.format("delta").save(str(tmp_path / "input"))
+    output = str(tmp_path / "scores")
+    writers = [
+        job(tmp_path, mlflow_server, "score", "--experiment-name", experiment, "--model-uri", f"models:/{name}/1",
+            "--input", "input", "--output-path", "scores", "--mode", "merge", "--merge-key", "id",
+            "--run-key", f"writer-{index}")  # fmt: skip
+        for index in (1, 2)
+    ]
+    outcomes = [finished(process) for process in writers]
+    codes = sorted(code for code, _, _ in outcomes)
+    assert codes in ([0, 0], [0, 6]), outcomes
+    for code, _, err in outcomes:
+        if code == 6:
+            errors = [line for line in err.splitlines() if line.startswith("error: ")]
+            assert len(errors) == 1 and "another writer changed" in errors[0], err
+    table = delta_spark.read.format("delta").load(output)
+    assert table.count() == 344
+    assert table.select("id").distinct().count() == 344
