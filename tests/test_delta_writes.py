@@ -164,7 +164,8 @@ def test_time_travel_that_cannot_be_met_is_one_line_before_any_run(
             delta_spark.conf.unset("spark.databricks.delta.retentionDurationCheck.enabled")
         travel, expected = "data.version=0", f"error: version 0 of {path} can no longer be read: VACUUM (version 3, "
     else:
-        travel, expected = "data.timestamp=2099-01-01", f"error: data.timestamp 2099-01-01 is after the last commit of {path} (version 1, "
+        travel = "data.timestamp=2099-01-01"
+        expected = f"error: data.timestamp 2099-01-01 is after the last commit of {path} (version 1, "
     result = score(run_cli, mlflow_server, experiment, "--model-uri", f"models:/{model[1]}/1", "--input", path,
                    "--set", travel, "--output-path", str(tmp_path / "scores"))  # fmt: skip
     assert result.exit_code == 2, result.stderr
@@ -193,9 +194,10 @@ def test_relative_paths_and_file_uris_work_for_every_format(run_cli, model, delt
                        *fmt)  # fmt: skip
         assert result.exit_code == 0, f"{given_input} -> {given_output}: {result.stderr}"
         expected_output = given_output if given_output.startswith("file:") else str(tmp_path / given_output)
-        assert result.summary["output_path"] == os.path.normpath(expected_output) or result.summary[
-            "output_path"
-        ] == expected_output
+        assert (
+            result.summary["output_path"] == os.path.normpath(expected_output)
+            or result.summary["output_path"] == expected_output
+        )
         assert result.summary["output_format"] == written
         assert result.summary["rows_in"] == 344
         read = delta_spark.read.format(written).load(result.summary["output_path"])
@@ -271,9 +273,25 @@ def test_two_score_jobs_started_at_once_into_one_table_lose_and_duplicate_nothin
     penguins(delta_spark).write.format("delta").save(str(tmp_path / "input"))
     output = str(tmp_path / "scores")
     writers = [
-        job(tmp_path, mlflow_server, "score", "--experiment-name", experiment, "--model-uri", f"models:/{name}/1",
-            "--input", "input", "--output-path", "scores", "--mode", "merge", "--merge-key", "id",
-            "--run-key", f"writer-{index}")  # fmt: skip
+        job(
+            tmp_path,
+            mlflow_server,
+            "score",
+            "--experiment-name",
+            experiment,
+            "--model-uri",
+            f"models:/{name}/1",
+            "--input",
+            "input",
+            "--output-path",
+            "scores",
+            "--mode",
+            "merge",
+            "--merge-key",
+            "id",
+            "--run-key",
+            f"writer-{index}",
+        )  # fmt: skip
         for index in (1, 2)
     ]
     outcomes = [finished(process) for process in writers]
