@@ -603,6 +603,21 @@ def test_real_deploy_drives_the_trigger_through_the_sdk(
     assert stub.triggers == {NIGHTLY: after}
 
 
+@pytest.mark.parametrize("name", ["train.pipeline.json", "score.pipeline.json", "score.trigger.json"])
+def test_publishing_leaves_the_plans_documents_whole(name):
+    """The SDK models' deserialize pops the polymorphic "type" keys (an activity's, a trigger's) from
+    the dict it reads: the target hands it a copy, so a step's document is what the plan printed."""
+    stub = synapse()
+    target = synapse_target.SynapseTarget(WORKSPACE, "stdlmltrackdevabc123", "synapse", SignedIn(),
+                                          transport=stub.transport())  # fmt: skip
+    document = json.loads((REPO / deploy.TEMPLATE_DIR / name).read_text(encoding="utf-8"))
+    before = copy.deepcopy(document)
+    (target.put_trigger if "trigger" in name else target.put_pipeline)(document)
+    assert document == before
+    (sent,) = [s for s in stub.sent if s.method == "PUT"]
+    assert sent.json()["properties"] == before["properties"]
+
+
 def test_updating_a_started_trigger_without_stopping_it_is_refused(monkeypatch):
     """The stub's refusal is real to the SDK: the step that stops the trigger first is needed."""
     from azure.core.exceptions import HttpResponseError

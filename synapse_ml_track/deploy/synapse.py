@@ -130,7 +130,7 @@ class SynapseTarget:
         from azure.synapse.artifacts.models import PipelineResource
 
         self._artifacts.pipeline.begin_create_or_update_pipeline(
-            document["name"], PipelineResource.deserialize(document)
+            document["name"], PipelineResource.deserialize(copy.deepcopy(document))
         ).result()
 
     def trigger_state(self, name: str) -> str | None:
@@ -147,7 +147,7 @@ class SynapseTarget:
 
         # The operation takes the trigger's properties (a Trigger, by its "type" a ScheduleTrigger) and
         # wraps them in a TriggerResource itself. deserialize pops the "type" discriminators from what it
-        # reads, so it reads a copy: the plan's document stays whole.
+        # reads (as for pipelines), so it reads a copy: the plan's document stays whole.
         properties = Trigger.deserialize(copy.deepcopy(document["properties"]))
         self._artifacts.trigger.begin_create_or_update_trigger(document["name"], properties).result()
 
