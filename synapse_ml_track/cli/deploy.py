@@ -1,4 +1,5 @@
-"""`synapse-ml-track deploy`: build the wheel and publish the jobs and the pipeline to a Synapse workspace.
+"""`synapse-ml-track deploy`: build the wheel and publish the jobs, the pipelines and the scoring pipeline's
+schedule trigger to a Synapse workspace.
 
 Of the common flags it takes --log-level and --debug: --config is the file it uploads, and the
 configuration flags (--set, --tracking-uri, --experiment-*) would change nothing the jobs read.
@@ -19,7 +20,7 @@ from synapse_ml_track.deploy import synapse as synapse_target
 
 def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser = subcommands.add_parser(
-        "deploy", help="build the wheel and publish jobs and pipeline to a Synapse workspace"
+        "deploy", help="build the wheel and publish jobs, pipelines and triggers to a Synapse workspace"
     )
     parser.add_argument("--workspace", required=True, help="Synapse workspace name (Bicep output synapseWorkspaceName)")
     parser.add_argument(
@@ -58,6 +59,11 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--source", type=Path, help="source checkout with setup.cfg and jobs/ (default: the one this package runs from)"
     )
+    parser.add_argument(
+        "--start-triggers", action="store_true",
+        help="start the schedule triggers (the nightly scoring) after publishing them; without it a new trigger "
+        "is created stopped, since a started trigger runs real jobs (one already started keeps running)",
+    )  # fmt: skip
     parser.add_argument("--dry-run", action="store_true", help="print every step of the plan and call nothing")
     add_logging(parser)
     parser.set_defaults(run=run)

@@ -2,8 +2,13 @@
 
 The plan, in order: build the package wheel; upload the wheel, the job scripts, the job
 configuration and the bundled sample data to the workspace's ADLS Gen2 filesystem; create or
-update the Spark job definitions (train, score) and the training pipeline from the templates in
-jobs/synapse/. `--dry-run` prints the same plan and calls nothing.
+update the Spark job definitions (train, score), the training and the nightly scoring pipelines and the
+scoring pipeline's schedule trigger from the templates in jobs/synapse/; with `--start-triggers`,
+start the trigger. `--dry-run` prints the same plan and calls nothing.
+
+A trigger is created stopped: a started trigger runs real jobs on its schedule. Synapse refuses to
+update a started trigger ("TriggerEnabledCannotUpdate", Azure/Synapse-workspace-deployment#46), so a
+trigger that runs already is stopped for the update and started again: a redeploy keeps it running.
 
 This module is the pure part: it checks the inputs and the pool's sizing, lays out the steps and
 runs them against a `Target`, and imports no Azure package. The Target that reaches Azure, and
@@ -40,7 +45,9 @@ NODE_CORES = {"Small": 4, "Medium": 8, "Large": 16, "XLarge": 32, "XXLarge": 64,
 POOL_PARAMETERS = Path("infra", "main.parameters.dev.json")
 TEMPLATE_DIR = Path("jobs", "synapse")
 JOB_DEFINITION_TEMPLATES = ("train.sjd.json", "score.sjd.json")
-PIPELINE_TEMPLATES = ("train.pipeline.json",)
+PIPELINE_TEMPLATES = ("train.pipeline.json", "score.pipeline.json")
+TRIGGER_TEMPLATES = ("score.trigger.json",)
+TRIGGER_STARTED = "Started"  # a trigger's runtimeState while it runs pipelines on its schedule
 JOB_SCRIPTS = ("jobs/train.py", "jobs/score.py")
 SAMPLE_DATA = "synapse_ml_track/data/penguins.csv"
 STORAGE_ACCOUNT_PATTERN = re.compile(r"^[a-z0-9]{3,24}$")
@@ -77,6 +84,7 @@ class DeployRequest:
     num_executors: int = 2
     pool_parameters: Path | None = None
     source: Path | None = None
+    start_triggers: bool = False
 
 
 @dataclass(frozen=True)
@@ -180,6 +188,16 @@ class Target(Protocol):
     def put_job_definition(self, document: dict[str, Any]) -> None: ...
 
     def put_pipeline(self, document: dict[str, Any]) -> None: ...
+
+    def trigger_state(self, name: str) -> str | None:
+        """The trigger's runtimeState ("Started", "Stopped", "Disabled"), None when it does not exist."""
+        ...
+
+    def put_trigger(self, document: dict[str, Any]) -> None: ...
+
+    def start_trigger(self, name: str) -> None: ...
+
+    def stop_trigger(self, name: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -293,7 +311,60 @@ class PutPipeline:
         target.put_pipeline(self.document)
 
 
-Step = BuildWheel | Upload | PutJobDefinition | PutPipeline
+def describe_schedule(document: dict[str, Any]) -> str:
+    """A schedule trigger's recurrence in words, e.g. "every 1 Day at 23:00 UTC"."""
+    recurrence = document["properties"]["typeProperties"]["recurrence"]
+    schedule = recurrence.get("schedule") or {}
+    times = [f"{hour:02}:{minute:02}" for hour in schedule.get("hours", []) for minute in schedule.get("minutes", [0])]
+    at = f" at {', '.join(times)}" if times else ""
+    return f"every {recurrence['interval']} {recurrence['frequency']}{at} {recurrence.get('timeZone', 'UTC')}"
+
+
+@dataclass(frozen=True)
+class PutTrigger:
+    document: dict[str, Any]
+    access, names = PUBLISHER, "--workspace"
+
+    def describe(self) -> str:
+        properties = self.document["properties"]
+        runs = "; ".join(
+            f"pipeline '{reference['pipelineReference']['referenceName']}'"
+            + "".join(f" {name}={value}" for name, value in (reference.get("parameters") or {}).items())
+            for reference in properties["pipelines"]
+        )
+        return (
+            f"create or update {properties['type']} '{self.document['name']}' ({describe_schedule(self.document)}): "
+            f"runs {runs}; a new trigger is created stopped, one already started is stopped for the update "
+            "and started again"
+        )
+
+    def apply(self, target: Target) -> None:
+        name = self.document["name"]
+        started = target.trigger_state(name) == TRIGGER_STARTED
+        if started:
+            target.stop_trigger(name)
+        try:
+            target.put_trigger(self.document)
+        finally:
+            if started:  # also when the update failed: the schedule that ran keeps running
+                target.start_trigger(name)
+
+
+@dataclass(frozen=True)
+class StartTrigger:
+    name: str
+    schedule: str
+    access, names = PUBLISHER, "--workspace"
+
+    def describe(self) -> str:
+        return f"start trigger '{self.name}' (--start-triggers): from now on it runs its pipeline {self.schedule}"
+
+    def apply(self, target: Target) -> None:
+        if target.trigger_state(self.name) != TRIGGER_STARTED:
+            target.start_trigger(self.name)
+
+
+Step = BuildWheel | Upload | PutJobDefinition | PutPipeline | PutTrigger | StartTrigger
 
 
 @dataclass(frozen=True)
@@ -336,6 +407,10 @@ def make_plan(request: DeployRequest) -> Plan:
         document = render(load_template(source, template), values)
         steps.append(PutJobDefinition(size_job(document, request.executor_size, request.num_executors)))
     steps += [PutPipeline(render(load_template(source, template), values)) for template in PIPELINE_TEMPLATES]
+    triggers = [render(load_template(source, template), values) for template in TRIGGER_TEMPLATES]
+    steps += [PutTrigger(trigger) for trigger in triggers]
+    if request.start_triggers:
+        steps += [StartTrigger(trigger["name"], describe_schedule(trigger)) for trigger in triggers]
     return Plan(request.workspace, base_uri, tuple(steps))
 
 

@@ -11,6 +11,7 @@ cannot be reached or fails. The SDKs are imported when a target is made, so a dr
 from __future__ import annotations
 
 import base64
+import copy
 import json
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -19,12 +20,13 @@ from typing import Any
 from synapse_ml_track.deploy.plan import DeployAccessError, DeployError, DeployServiceError, PoolShape, PublishAccess
 from synapse_ml_track.errors import first_line
 
-# What publishing job definitions and pipelines takes in Synapse RBAC: the Synapse Artifact Publisher
+# What publishing job definitions, pipelines and triggers takes in Synapse RBAC: the Synapse Artifact Publisher
 # role has these data actions, as do Synapse Contributor and Administrator (Microsoft's
 # synapse-workspace-synapse-rbac-roles.md). Azure roles on the resource group do not grant them.
 PUBLISH_ACTIONS = (
     "Microsoft.Synapse/workspaces/sparkJobDefinitions/write",
     "Microsoft.Synapse/workspaces/pipelines/write",
+    "Microsoft.Synapse/workspaces/triggers/write",
 )
 # Import name -> distribution to install, for a real (not dry-run) deploy.
 AZURE_PACKAGES = {
@@ -128,8 +130,32 @@ class SynapseTarget:
         from azure.synapse.artifacts.models import PipelineResource
 
         self._artifacts.pipeline.begin_create_or_update_pipeline(
-            document["name"], PipelineResource.deserialize(document)
+            document["name"], PipelineResource.deserialize(copy.deepcopy(document))
         ).result()
+
+    def trigger_state(self, name: str) -> str | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            trigger = self._artifacts.trigger.get_trigger(name)
+        except ResourceNotFoundError:
+            return None
+        return None if trigger is None else str(trigger.properties.runtime_state)
+
+    def put_trigger(self, document: dict[str, Any]) -> None:
+        from azure.synapse.artifacts.models import Trigger
+
+        # The operation takes the trigger's properties (a Trigger, by its "type" a ScheduleTrigger) and
+        # wraps them in a TriggerResource itself. deserialize pops the "type" discriminators from what it
+        # reads (as for pipelines), so it reads a copy: the plan's document stays whole.
+        properties = Trigger.deserialize(copy.deepcopy(document["properties"]))
+        self._artifacts.trigger.begin_create_or_update_trigger(document["name"], properties).result()
+
+    def start_trigger(self, name: str) -> None:
+        self._artifacts.trigger.begin_start_trigger(name).result()
+
+    def stop_trigger(self, name: str) -> None:
+        self._artifacts.trigger.begin_stop_trigger(name).result()
 
 
 def token_claims(token: str) -> dict[str, Any]:

@@ -75,3 +75,18 @@ def test_sizing_against_the_pool(pool, size, executors, refusal):
 def test_storage_account_names_are_checked_before_anything_else(name):
     with pytest.raises(DeployError, match="is not a storage account name"):
         deploy.make_plan(DeployRequest(**{**REQUEST.__dict__, "storage_account": name}))
+
+
+@pytest.mark.parametrize(
+    ("recurrence", "words"),
+    [
+        ({"frequency": "Day", "interval": 1, "timeZone": "UTC", "schedule": {"hours": [23], "minutes": [0]}},
+         "every 1 Day at 23:00 UTC"),
+        ({"frequency": "Day", "interval": 2, "schedule": {"hours": [6, 18], "minutes": [30]}},
+         "every 2 Day at 06:30, 18:30 UTC"),
+        ({"frequency": "Hour", "interval": 4, "timeZone": "W. Europe Standard Time"},
+         "every 4 Hour W. Europe Standard Time"),
+    ],
+)  # fmt: skip
+def test_a_trigger_schedule_in_words(recurrence, words):
+    assert deploy.describe_schedule({"properties": {"typeProperties": {"recurrence": recurrence}}}) == words
