@@ -41,10 +41,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("synapse_ml_track")
 
 # A config file's path, a mapping of sections as such a file holds, or a configuration already built.
-ConfigSource = str | os.PathLike | Mapping[str, Any] | JobConfig | None
+ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | JobConfig | None
 
 
-def job_config(config: ConfigSource = None, overrides: Mapping[str, Any] | None = None, *, spark=None) -> JobConfig:
+def job_config(
+    config: ConfigSource = None, overrides: Mapping[str, Any] | None = None, *, spark: SparkSession | None = None
+) -> JobConfig:
     """The job's configuration, checked as the command line checks it.
 
     `config`: a YAML or JSON file's path (an abfss:// one is read through Spark), a dict of sections

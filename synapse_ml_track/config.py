@@ -373,3 +373,11 @@ def redacted(tree: Mapping[str, Any]) -> dict[str, Any]:
         else:
             safe[key] = value
     return safe
+
+
+def resolved(value: str | None, key: str) -> str:
+    """A setting build_config fills in when it is left out (model.type, gate.champion_metric,
+    model.search.metric), for code that runs after it."""
+    if value is None:
+        raise ConfigError(f"{key} is not set; build the configuration with build_config")
+    return value

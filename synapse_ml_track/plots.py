@@ -4,6 +4,11 @@ search's candidates plot."""
 from __future__ import annotations
 
 from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
 
 PARAM_PREFIX = "param."  # the candidates table's parameter columns (search.Outcome.table)
 
@@ -17,12 +22,13 @@ def pyplot() -> ModuleType:
     return plt
 
 
-def candidates_figure(table, metric: str, title: str):
+def candidates_figure(table: pd.DataFrame, metric: str, title: str) -> Figure:
     """The validation metric of each search candidate (mean ± std, the best starred), one row per
     candidate, labelled with its index and parameter values."""
     labels = candidate_labels(table)
     rows = list(range(len(table)))
     plt = pyplot()
+    figure: Figure
     figure, axes = plt.subplots(
         figsize=(max(6.0, 5.0 + 0.07 * max(map(len, labels), default=0)), max(3.0, 1.5 + 0.35 * len(table)))
     )
@@ -40,7 +46,7 @@ def candidates_figure(table, metric: str, title: str):
     return figure
 
 
-def candidate_labels(table) -> list[str]:
+def candidate_labels(table: pd.DataFrame) -> list[str]:
     """'<index>: name=value, ...' for each candidate (a row of the candidates table)."""
     names = [column for column in table.columns if column.startswith(PARAM_PREFIX)]
     texts = {name: value_texts(list(table[name])) for name in names}
@@ -50,7 +56,7 @@ def candidate_labels(table) -> list[str]:
     ]
 
 
-def value_texts(values: list) -> list[str]:
+def value_texts(values: list[Any]) -> list[str]:
     """A parameter's values as short text: floats (a random search draws long ones) to the fewest
     significant digits, at least 3, that keep different values apart; other values as they are."""
     if not all(isinstance(value, float) for value in values):

@@ -18,8 +18,8 @@ from pyspark.sql import types as T
 from synapse_ml_track.config import DataConfig
 from synapse_ml_track.errors import DataError
 from synapse_ml_track.spark import delta_tables
-from synapse_ml_track.spark.session import first_line_of, spark_error, spark_error_line
-from synapse_ml_track.spark.sources import InputSource, is_local, local_path
+from synapse_ml_track.spark.session import first_line_of, one_row, spark_error, spark_error_line
+from synapse_ml_track.spark.sources import BUNDLED_PENGUINS_SCHEMA, InputSource, is_local, local_path
 from synapse_ml_track.vocabulary import MODEL_TYPES
 
 # Columns the job adds for itself; an input column may not start with this.
@@ -77,7 +77,8 @@ def _read_bundled(spark: SparkSession, source: InputSource) -> DataFrame:
     frame = pd.read_csv(io.BytesIO(resource.read_bytes()), dtype=str, keep_default_na=False)
     rows = [tuple(value if value != "" else None for value in row) for row in frame.itertuples(index=False)]
     text_frame = spark.createDataFrame(rows, T.StructType([T.StructField(c, T.StringType()) for c in frame.columns]))
-    schema = T._parse_datatype_string(source.schema)
+    schema = T._parse_datatype_string(source.schema or BUNDLED_PENGUINS_SCHEMA)
+    assert isinstance(schema, T.StructType)  # a DDL list of columns parses as a struct
     return text_frame.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
 
 
@@ -98,7 +99,9 @@ def _infer_csv_schema(spark: SparkSession, path: str, sample_rows: int, options:
     if not lines:
         raise DataError(f"input {path} is empty: it needs a header line and data rows")
     sample = spark.sparkContext.parallelize(lines, 1)
-    return spark.read.options(**{**options, "inferSchema": "true", "mode": "PERMISSIVE"}).csv(sample).schema
+    # csv() reads an RDD of lines too; pyspark's annotation names only paths.
+    reader = spark.read.options(**{**options, "inferSchema": "true", "mode": "PERMISSIVE"})
+    return reader.csv(sample).schema  # type: ignore[arg-type]
 
 
 def feature_spec(schema: T.StructType, data: DataConfig) -> FeatureSpec:
@@ -201,8 +204,8 @@ def count_split(train: DataFrame, test: DataFrame, task: str = "classification")
     """
     both = train.withColumn("_in_train", F.lit(True)).unionByName(test.withColumn("_in_train", F.lit(False)))
     if task == "classification":
-        rows = both.groupBy("_in_train", COMPLETE, LABEL).count().collect()
-        keyed = [(r["_in_train"], r[COMPLETE], r[LABEL], r["count"]) for r in rows]
+        counted = both.groupBy("_in_train", COMPLETE, LABEL).count().collect()
+        keyed = [(r["_in_train"], r[COMPLETE], r[LABEL], r["count"]) for r in counted]
     else:
         grouped = both.groupBy("_in_train", COMPLETE, F.col(LABEL).isNull().alias("_null_label"))
         rows = grouped.agg(F.count(F.lit(1)).alias("count"), F.min(LABEL).alias("low"), F.max(LABEL).alias("high"))
@@ -227,7 +230,7 @@ def _value_key(low: float | None, high: float | None) -> str | None:
 def refuse_nulls(frame: DataFrame, spec: FeatureSpec) -> None:
     """Under nulls=reject: one line naming every column with nulls and how many."""
     names = {LABEL: spec.label, **{c: c for c in spec.columns}}
-    per_column = frame.select([F.sum(column(c).isNull().cast("long")).alias(c) for c in names]).first().asDict()
+    per_column = one_row(frame.select([F.sum(column(c).isNull().cast("long")).alias(c) for c in names])).asDict()
     listing = ", ".join(f"{names[c]} ({n})" for c, n in per_column.items() if n)
     raise DataError(f"null values in {listing}; clean the data or set data.nulls=drop")
 
@@ -241,7 +244,7 @@ def many_valued(frame: DataFrame, spec: FeatureSpec, limit: int) -> dict[str, in
     each would become that many one-hot columns."""
     if not spec.categorical:
         return {}
-    counts = frame.select([F.approx_count_distinct(column(c)).alias(c) for c in spec.categorical]).first().asDict()
+    counts = one_row(frame.select([F.approx_count_distinct(column(c)).alias(c) for c in spec.categorical])).asDict()
     return {name: count for name, count in counts.items() if count > limit}
 
 

@@ -69,4 +69,4 @@ def local_session_conf() -> dict[str, str]:
 
 
 def has_delta(spark: SparkSession) -> bool:
-    return EXTENSION in spark.conf.get("spark.sql.extensions", "")
+    return EXTENSION in (spark.conf.get("spark.sql.extensions", "") or "")

@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 
 from synapse_ml_track.errors import ConfigError, DataError, WriteConflict
 from synapse_ml_track.spark import delta
-from synapse_ml_track.spark.session import first_line_of, spark_error, spark_errors
+from synapse_ml_track.spark.session import first_line_of, one_row, spark_error, spark_errors
 from synapse_ml_track.spark.sources import InputSource, local_path
 from synapse_ml_track.vocabulary import RUN_ID_FIELD, WRITE_FIELD
 
@@ -98,7 +98,7 @@ def catalog_table(spark: SparkSession, name: str) -> str:
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {_q(database)}")
     if spark.catalog.tableExists(name):
         return identifier
-    warehouse = Path(local_path(spark.conf.get("spark.sql.warehouse.dir")))
+    warehouse = Path(local_path(spark.conf.get("spark.sql.warehouse.dir") or "spark-warehouse"))
     location = warehouse / (f"{database.lower()}.db" if database and database.lower() != "default" else "")
     location = location / table.lower()
     if (location / "_delta_log").is_dir():
@@ -137,7 +137,7 @@ def pin_version(spark: SparkSession, source: InputSource) -> InputSource:
         chosen = [row for row in rows if row["version"] == source.version]
         missing = f"{source.path} has no version {source.version}"
     elif source.timestamp:
-        at = spark.range(1).select(F.to_timestamp(F.lit(source.timestamp))).first()[0]
+        at = one_row(spark.range(1).select(F.to_timestamp(F.lit(source.timestamp))))[0]
         if at is None:
             raise ConfigError(f"data.timestamp {source.timestamp!r} is not a timestamp (e.g. 2026-01-31 12:00:00)")
         if at > latest["timestamp"]:
@@ -181,7 +181,7 @@ def read(spark: SparkSession, source: InputSource) -> DataFrame:
     if source.format != "delta":
         return spark.read.table(table_identifier(source.path))
     if source.table:
-        return spark.sql(f"SELECT * FROM {table_identifier(source.path)} VERSION AS OF {int(source.version)}")
+        return spark.sql(f"SELECT * FROM {table_identifier(source.path)} VERSION AS OF {int(source.version or 0)}")
     return spark.read.format("delta").option("versionAsOf", source.version).load(source.path)
 
 
@@ -206,9 +206,15 @@ def _history(spark: SparkSession, identifier: str, shown: str, limit: int | None
 
 
 def _path_exists(spark: SparkSession, location: str) -> bool:
-    jvm = spark.sparkContext._jvm
+    file_system, path = _file_system(spark, location)
+    return bool(file_system.exists(path))
+
+
+def _file_system(spark: SparkSession, location: str) -> tuple[Any, Any]:
+    """Hadoop's FileSystem for a location and its Path (JVM objects): a look without a Spark job."""
+    jvm: Any = spark.sparkContext._jvm
     path = jvm.org.apache.hadoop.fs.Path(location)
-    return bool(path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(path))
+    return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
 
 
 # ---- writing ------------------------------------------------------------------------------------
@@ -248,9 +254,7 @@ def exists(spark: SparkSession, target: Target) -> bool:
     if target.table:
         catalog_table(spark, target.location)
         return spark.catalog.tableExists(target.location)
-    jvm = spark.sparkContext._jvm
-    log_dir = jvm.org.apache.hadoop.fs.Path(target.location.rstrip("/") + "/_delta_log")
-    file_system = log_dir.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    file_system, log_dir = _file_system(spark, target.location.rstrip("/") + "/_delta_log")
     if not file_system.exists(log_dir):
         return False
     return any(status.getPath().getName().endswith(".json") for status in file_system.listStatus(log_dir))
@@ -452,14 +456,14 @@ def _literal(text: str) -> str:
 
 @contextmanager
 def _session_settings(spark: SparkSession, settings: dict[str, str]) -> Iterator[None]:
-    before = {key: spark.conf.get(key, None) for key in settings}
+    before: dict[str, str | None] = {key: spark.conf.get(key, None) for key in settings}
     for key, value in settings.items():
         spark.conf.set(key, value)
     try:
         yield
     finally:
-        for key, value in before.items():
-            if value is None:
+        for key, earlier in before.items():
+            if earlier is None:
                 spark.conf.unset(key)
             else:
-                spark.conf.set(key, value)
+                spark.conf.set(key, earlier)

@@ -80,7 +80,8 @@ def load_spark_model(local_path: str, dfs_tmp: str | None) -> PipelineModel:
     from pyspark import SparkContext
 
     model_data = Model.load(local_path).flavors["spark"]["model_data"]
-    if SparkContext._active_spark_context.master.startswith("local"):
+    active = SparkContext._active_spark_context
+    if active is not None and str(active.master).startswith("local"):
         return PipelineModel.load((Path(local_path).resolve() / model_data).as_uri())
     staging = f"{(dfs_tmp or MLFLOW_DFS_TMP.get()).rstrip('/')}/smt-load-{uuid.uuid4().hex}"
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml import Estimator, Pipeline, PipelineModel, Transformer
 from pyspark.ml.feature import (
     IndexToString,
     OneHotEncoder,
@@ -101,7 +101,7 @@ def build_pipeline(spec: FeatureSpec, estimator, class_labels: list[str] | None)
     categorical = [categorical_slot(i) for i in range(len(spec.categorical))]
     copies = [f"CAST({quoted(c)} AS DOUBLE) AS {slot}" for c, slot in zip(spec.numeric, numeric, strict=True)]
     copies += [f"CAST({quoted(c)} AS STRING) AS {slot}" for c, slot in zip(spec.categorical, categorical, strict=True)]
-    stages = [SQLTransformer(statement=f"SELECT *, {', '.join(copies)} FROM __THIS__")]
+    stages: list[Estimator | Transformer] = [SQLTransformer(statement=f"SELECT *, {', '.join(copies)} FROM __THIS__")]
     encoded = [f"{slot}_onehot" for slot in categorical]
     if categorical:
         indexed = [f"{slot}_index" for slot in categorical]
@@ -145,7 +145,7 @@ def feature_weights(model: PipelineModel, spec: FeatureSpec, data: DataFrame) ->
         return {"kind": "feature_importances", "values": dict(zip(names, importances, strict=True))}
     if hasattr(fitted, "coefficientMatrix"):
         matrix = fitted.coefficientMatrix.toArray().tolist()
-        labels = class_labels(model)
+        labels = class_labels(model) or []  # a coefficient matrix is a classifier's
         rows = matrix if len(matrix) == len(labels) else [matrix[0]]
         row_names = labels if len(matrix) == len(labels) else [f"{labels[1]} vs {labels[0]}"]
         return {

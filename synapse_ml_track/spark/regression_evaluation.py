@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 
 from synapse_ml_track.plots import pyplot
 from synapse_ml_track.spark.evaluation import write_weights
+from synapse_ml_track.spark.session import one_row
 
 PLOT_POINTS = 2000  # test rows drawn in the plots; the metrics use every row
 
@@ -47,13 +48,15 @@ def evaluate_regression(
     `plot_points` rows; none when 0) reads it again.
     """
     error = F.col(prediction_col) - F.col(label_col)
-    row = predictions.select(
-        F.count(F.lit(1)).alias("n"),
-        F.avg(error * error).alias("mse"),
-        F.avg(F.abs(error)).alias("mae"),
-        F.var_pop(label_col).alias("label_variance"),
-        F.var_pop(error).alias("error_variance"),
-    ).first()
+    row = one_row(
+        predictions.select(
+            F.count(F.lit(1)).alias("n"),
+            F.avg(error * error).alias("mse"),
+            F.avg(F.abs(error)).alias("mae"),
+            F.var_pop(label_col).alias("label_variance"),
+            F.var_pop(error).alias("error_variance"),
+        )
+    )
     n = row["n"]
     if not n:
         return RegressionEvaluation({"test_rows": 0.0}, pd.DataFrame({"actual": [], "predicted": []}))

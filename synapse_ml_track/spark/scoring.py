@@ -34,7 +34,7 @@ from synapse_ml_track.spark.context import run_tags
 from synapse_ml_track.spark.data import RESERVED_PREFIX, column
 from synapse_ml_track.spark.evaluation import class_keys
 from synapse_ml_track.spark.pipeline import PREDICTION, class_labels, predictor
-from synapse_ml_track.spark.session import spark_error
+from synapse_ml_track.spark.session import one_row, spark_error
 from synapse_ml_track.spark.sources import InputSource, absolute_location, frame_source, resolve_source
 from synapse_ml_track.tracking.run_keys import find_keyed_run
 from synapse_ml_track.vocabulary import JOB_TAG, MODEL_FIELD, RUN_ID_FIELD, RUN_KEY_FIELD, SCORE_JOB, WRITE_TAG
@@ -112,6 +112,7 @@ def resolve_model(client: MlflowClient, model_uri: str) -> ModelRef:
                 raise
             raise ConfigError(f"{model_uri}: no run {run.group('run_id')}") from None
         return ModelRef("", "", run.group("run_id"), run.group("path"))
+    assert match is not None  # parse_model_uri matched one of the two forms
     name, version, alias = match.group("name", "version", "alias")
     try:
         if alias:
@@ -163,7 +164,7 @@ def _type_name(spec) -> str:
 
 def count_nulls(df: DataFrame, columns: list[str]) -> dict[str, int]:
     """Nulls per column, for the ones that have any, from one aggregation."""
-    row = df.select([F.count(F.when(column(c).isNull(), 1)).alias(c) for c in columns]).first()
+    row = one_row(df.select([F.count(F.when(column(c).isNull(), 1)).alias(c) for c in columns]))
     return {c: row[c] for c in columns if row[c]}
 
 
@@ -212,7 +213,7 @@ class Output:
         partition_by = options.pop("partition_by", None) or ()
         if isinstance(partition_by, str):
             partition_by = tuple(name.strip() for name in partition_by.split(",") if name.strip())
-        location = table if table is not None else absolute_location(path)
+        location = table if table is not None else absolute_location(str(path))
         return cls(location, table=table is not None, partition_by=tuple(partition_by), **options)
 
     def format(self, spark: SparkSession) -> str:
@@ -287,13 +288,14 @@ def run_scoring(
     if output.table:
         delta_tables.catalog_table(spark, output.location)
     source = data_module.pin_version(spark, given)
-    key = write_key(config.run_key, model_uri, given, output) if config.run_key else None
+    run_key = config.run_key
+    key = write_key(run_key, model_uri, given, output) if run_key else None
     tags = {**run_tags(spark, config.run_key), **config.tracking.tags, JOB_TAG: SCORE_JOB}
     if key:
         tags[WRITE_TAG] = key
     with session.tracking_errors():
-        if key:
-            _end_interrupted_attempt(session, config.run_key, key, redactor)
+        if run_key and key:
+            _end_interrupted_attempt(session, run_key, key, redactor)
         tracker = session.start_run(config.tracking.run_name, tags, redactor)
     with session.failing_run(tracker):
         job = ScoringJob(spark, config, session, tracker, model_uri, output, fmt, unscorable, source, key)

@@ -16,7 +16,7 @@ import math
 import random
 import statistics
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,7 +178,9 @@ class Search:
         redactor: Redactor,
         evaluate: Evaluate,
     ) -> None:
+        assert search.metric is not None  # build_config fills it in: the gate's metric unless given
         self.config = search
+        self.metric: str = search.metric
         self.estimator = estimator
         self.seed = seed
         self.session = session
@@ -218,7 +220,8 @@ class Search:
     def _run_all(self, pipeline: Pipeline, todo: list[Candidate], splits) -> list[tuple[Candidate, Any]]:
         """Up to `parallelism` candidates at once. After a failure no candidate starts; those already
         running finish (and count as done for a resumed attempt); then the first failure is raised."""
-        pending, running, done = list(todo), {}, []
+        pending, done = list(todo), []
+        running: dict[Future, Candidate] = {}
         failure: BaseException | None = None
         task = inheritable_thread_target(self._run_candidate)  # Spark job properties follow into the thread
         with ThreadPoolExecutor(max_workers=self.config.parallelism, thread_name_prefix="smt-search") as pool:
@@ -250,8 +253,8 @@ class Search:
             metrics = validation_metrics(pipeline, self.estimator, candidate, splits, self.evaluate)
             child.log_metrics(metrics)
             child.finish()
-        log.info("search: candidate %s %s: %s %.4f", candidate.index, candidate.params, self.config.metric,
-                 metrics.get(self.config.metric, math.nan))  # fmt: skip
+        log.info("search: candidate %s %s: %s %.4f", candidate.index, candidate.params, self.metric,
+                 metrics.get(self.metric, math.nan))  # fmt: skip
         return child.run_id, metrics
 
     def _finished_children(self) -> dict[str, Any]:
@@ -274,7 +277,7 @@ class Search:
         }
 
     def _best(self, outcome: Outcome) -> Candidate:
-        metric = self.config.metric
+        metric = self.metric
         scored = [c for c in self.candidates if metric in outcome.metrics[c.index]]
         if not scored:
             known = sorted(outcome.metrics[self.candidates[0].index])
@@ -282,29 +285,36 @@ class Search:
         sign = 1 if higher_is_better(metric) else -1
         return max(scored, key=lambda c: (sign * outcome.metrics[c.index][metric], -c.index))
 
+    @property
+    def result(self) -> tuple[Outcome, Candidate]:
+        """The finished search's outcome and its best candidate."""
+        if self.outcome is None or self.outcome.best is None:
+            raise RuntimeError("the search has not run")
+        return self.outcome, self.outcome.best
+
     def params(self) -> dict[str, Any]:
         """The parent run's record of the search: how it was run, and the winner's values."""
-        config, best = self.config, self.outcome.best
+        config, (_, best) = self.config, self.result
         return {
             "search.method": config.method,
             "search.validation": config.validation,
             "search.folds": config.folds if config.validation == "cross_validation" else 1,
             "search.candidates": len(self.candidates),
-            "search.metric": config.metric,
+            "search.metric": self.metric,
             "search.parallelism": config.parallelism,
             "search.best_candidate": best.index,
             **{f"best.{name}": value for name, value in best.params.items()},
         }
 
     def metrics(self) -> dict[str, float]:
-        best = self.outcome.metrics[self.outcome.best.index]
-        return {f"validation_{name}": value for name, value in best.items()}
+        outcome, best = self.result
+        return {f"validation_{name}": value for name, value in outcome.metrics[best.index].items()}
 
     def write(self, directory: Path) -> None:
         """candidates.csv (one row per candidate) and candidates.png (the metric per candidate, ± std)."""
         directory.mkdir(parents=True, exist_ok=True)
-        metric = self.config.metric
-        table = self.outcome.table(metric)
+        metric = self.metric
+        table = self.result[0].table(metric)
         table.to_csv(directory / "candidates.csv", index=False)
         figure = candidates_figure(table, metric, f"{len(table)} candidates, {self.config.method} search")
         figure.savefig(directory / "candidates.png", dpi=100)

@@ -10,7 +10,7 @@ from typing import Any
 
 from py4j.protocol import Py4JError
 from pyspark import SparkContext
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 
 from synapse_ml_track.spark import delta
 
@@ -143,3 +143,11 @@ def spark_error_line(exc: BaseException) -> str:
 
 def first_line_of(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def one_row(frame: DataFrame) -> Row:
+    """The row of a query that has exactly one: a global aggregation, or `spark.range(1)`."""
+    row = frame.first()
+    if row is None:
+        raise RuntimeError("a one-row query returned no row")
+    return row

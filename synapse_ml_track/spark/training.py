@@ -17,7 +17,7 @@ from mlflow.types import ColSpec, Schema
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 
-from synapse_ml_track.config import JobConfig
+from synapse_ml_track.config import JobConfig, resolved
 from synapse_ml_track.errors import GateRejected
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.spark import data as data_module
@@ -137,7 +137,7 @@ def run_training(
             )
             return _result_of_finished_run(session, config, keyed)
         resume = keyed is not None and not config.force
-        if resume:
+        if keyed is not None and resume:
             log.info("resuming run %s of run key %s", keyed.info.run_id, config.run_key)
             tracker = session.resume_run(keyed, redactor)
         else:
@@ -206,7 +206,7 @@ def fit_and_evaluate(
             if counts.incomplete and config.data.nulls == "reject":
                 data_module.refuse_nulls(prepared, spec)
             train, test = data_module.without_nulls(train), data_module.without_nulls(test)
-            data_module.check_split(counts.train, counts.test, spec, task, config.model.type)
+            data_module.check_split(counts.train, counts.test, spec, task, resolved(config.model.type, "model.type"))
             wide = data_module.many_valued(train, spec, config.data.max_categories)
             if wide:
                 listing = ", ".join(f"{name} (~{count})" for name, count in wide.items())
@@ -250,7 +250,8 @@ def _train_and_track(
     source: InputSource,
     resumed: bool,
 ) -> TrainingResult:
-    estimator = build_estimator(config.model.task, config.model.type, config.model.params, config.data.seed)
+    model_type = resolved(config.model.type, "model.type")
+    estimator = build_estimator(config.model.task, model_type, config.model.params, config.data.seed)
     search = None
     if config.model.search.params:
         search = Search(
@@ -317,6 +318,7 @@ def _train_and_track(
                 tracker.log_params(search.params())
             tracker.log_metrics({**metrics, **(search.metrics() if search else {})}, tags=late_tags)
             tracker.log_artifacts(result_dir / "evaluation", skip=existing)
+        assert fitted.saved is not None  # fit_and_evaluate saves with the `save` it is given
         model_dir = fitted.saved.result()  # outside: a failed save is the job's error, not the server's
     log.info("model and evaluation saved locally at %s", result_dir)
     with session.tracking_errors(hint=saved_at):
@@ -329,7 +331,7 @@ def _train_and_track(
                 create_attempts=session.create_attempts,
             )  # fmt: skip
             if decision.promote:
-                metric = config.gate.champion_metric
+                metric = resolved(config.gate.champion_metric, "gate.champion_metric")
                 worst = float("-inf") if higher_is_better(metric) else float("inf")
                 standing = registry.Standing(
                     metric, metrics.get(metric, worst), compared.get("version"), config.gate.compare_to_champion
@@ -343,7 +345,7 @@ def _train_and_track(
 
     if decision and not decision.register:
         log.warning("model not registered: %s", decision.reason)
-    elif version and not decision.promote:
+    elif version and decision and not decision.promote:
         log.warning("model version %s registered but not promoted: %s", version.version, decision.reason)
     return TrainingResult(
         run_id=tracker.run_id,
