@@ -47,7 +47,7 @@ delta-jars: $(VENV)/.installed
 	$(BIN)/python tools/fetch_delta_jars.py .jars
 
 train: $(VENV)/.installed delta-jars
-	$(BIN)/synapse-ml-track train $(ARGS)
+	$(BIN)/synapse-ml-track train$(if $(ARGS), $(ARGS))
 
 # Style first (ruff), then the whole suite in the pinned local environment, then the end-to-end and
 # Azure ML tests again on the Synapse runtime's versions.

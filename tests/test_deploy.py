@@ -692,7 +692,7 @@ def test_a_pool_answering_no_node_count_is_one_line(config_file, source_copy, mo
     assert not [s for s in stub.sent if s.method in ("PUT", "PATCH")]
 
 
-# ---- Azure's refusals: one line each, with the exit code of their kind (README, "Errors") ---------
+# ---- Azure's refusals: one line each, with the exit code of their kind (docs/errors.md) ---------
 
 
 def test_deploy_takes_the_logging_flags_every_subcommand_takes(config_file):

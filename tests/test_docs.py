@@ -1,5 +1,7 @@
 """The shell in the documentation, checked as a user would run it: each document's ```bash blocks,
-in order, as one bash script (later blocks use earlier blocks' variables).
+in order, as one bash script (later blocks use earlier blocks' variables). These are the blocks
+that cannot run here (Azure, a Synapse workspace, the test suite itself); the ```console
+transcripts of README.md and docs/ are run instead, by tests/test_docs_run.py.
 
 - ShellCheck finds nothing (quoting, word splitting, unset variables...).
 - Every `az` command and option exists in the Azure CLI (tests/data/az_cli_flags.json, read off
