@@ -209,7 +209,8 @@ class Output:
     def of(cls, path: str | None, table: str | None, **options: Any) -> Output:
         """The output a job names: exactly one of a path and a table."""
         if (path is None) == (table is None):
-            raise ConfigError("give the scores one place: --output-path or --output-table")
+            # The command line cannot get here (its flags exclude each other): the Python API's words.
+            raise ConfigError("give the scores one place: output_path or output_table")
         partition_by = options.pop("partition_by", None) or ()
         if isinstance(partition_by, str):
             partition_by = tuple(name.strip() for name in partition_by.split(",") if name.strip())
