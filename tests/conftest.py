@@ -22,6 +22,17 @@ from aml_server import AmlServer
 from support import CliResult, MlflowServer, build_wheel, memory_dir, start_mlflow_server
 
 
+def pytest_collection_finish(session) -> None:
+    """Start the probe processes of the collected test files that have one (a `start_probes()`, e.g.
+    tests/unit/test_tracking_layer.py) now: they run on the other core while the tests before theirs do."""
+    if session.config.option.collectonly:
+        return
+    modules = {item.module for item in session.items if getattr(item, "module", None) is not None}
+    for module in sorted(modules, key=lambda module: module.__name__):
+        if callable(getattr(module, "start_probes", None)):
+            module.start_probes()
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory) -> SparkSession:
     """With Delta Lake on when `make delta-jars` has fetched the jars (tests/test_delta.py insists on them),

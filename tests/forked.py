@@ -8,9 +8,11 @@ imported sees no more than in a `python -c` of its own.
 
 from __future__ import annotations
 
+import atexit
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 RUNNER = r"""
@@ -49,13 +51,40 @@ print("\n" + json.dumps(outcomes))
 """
 
 
-def fresh_runs(setup: str, case_code: str, cases: list, cwd: Path, timeout: float = 300) -> list:
-    """The outcome of each case, in order. A case that raises gives {"crashed": "<error>"}."""
-    result = subprocess.run(
-        [sys.executable, "-c", RUNNER, setup, case_code, json.dumps(cases)],
-        capture_output=True, text=True, cwd=cwd, timeout=timeout,
-    )  # fmt: skip
-    assert result.returncode == 0 and result.stdout.strip(), result.stderr[-3000:]
-    outcomes = json.loads(result.stdout.strip().splitlines()[-1])
-    assert len(outcomes) == len(cases), result.stderr[-3000:]
-    return outcomes
+class FreshRuns:
+    """The runner, started at once: `outcomes()` waits for it. Started early (see start_probes in
+    tests/conftest.py), it runs on the other core while the tests before the ones needing it run."""
+
+    def __init__(self, setup: str, case_code: str, cases: list, cwd: Path, timeout: float = 300):
+        self.cases, self.timeout = cases, timeout
+        self._stdout, self._stderr = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", RUNNER, setup, case_code, json.dumps(cases)],
+            stdout=self._stdout, stderr=self._stderr, text=True, cwd=cwd,
+        )  # fmt: skip
+        self._outcomes: list | None = None
+        atexit.register(self._stop)
+
+    def outcomes(self) -> list:
+        """The outcome of each case, in order. A case that raises gives {"crashed": "<error>"}."""
+        if self._outcomes is None:
+            try:
+                code = self._process.wait(timeout=self.timeout)
+            finally:
+                self._stop()
+            stdout, stderr = (self._read(stream) for stream in (self._stdout, self._stderr))
+            assert code == 0 and stdout.strip(), stderr[-3000:]
+            outcomes = json.loads(stdout.strip().splitlines()[-1])
+            assert len(outcomes) == len(self.cases), stderr[-3000:]
+            self._outcomes = outcomes
+        return self._outcomes
+
+    def _stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
+    @staticmethod
+    def _read(stream) -> str:
+        stream.seek(0)
+        return stream.read()

@@ -10,7 +10,7 @@ package's own code never is, so the requests recorded are the same), then forks 
 module, which imports it from scratch with no module of the package loaded.
 """
 
-from forked import fresh_runs
+from forked import FreshRuns
 
 from support import REPO
 
@@ -82,16 +82,23 @@ def _case(module: str | None, args: tuple[str, ...]) -> dict:
     return {"blocked": blocked, "action": {"module": module, "args": list(args)}}
 
 
-def _probe(cases: list[dict], cwd) -> list[dict]:
+def _probe(cases: list[dict], cwd) -> FreshRuns:
     setup = SETUP % (str(PACKAGE), [*ALWAYS_BLOCKED, *SPARK_SIDE_MODULES], list(PRELOADED))
-    return fresh_runs(setup, CASE, cases, cwd=cwd, timeout=300)
+    return FreshRuns(setup, CASE, cases, cwd=cwd, timeout=300)
 
 
 def without_spark(module: str | None = None, args: tuple[str, ...] = (), cwd=REPO) -> dict:
     """Run the probe: import `module` (itself never blocked), or run the CLI with `args`."""
-    return _probe([_case(module, args)], cwd)[0]
+    return _probe([_case(module, args)], cwd).outcomes()[0]
 
 
-def each_without_spark(modules: list[str]) -> dict[str, dict]:
-    """The probe for each module, each in a child of its own: {module: what without_spark(module) gives}."""
-    return dict(zip(modules, _probe([_case(module, ()) for module in modules], REPO), strict=True))
+class EachWithoutSpark:
+    """The probe for each module, each in a child of its own, started at once: `outcomes()` gives
+    {module: what without_spark(module) gives}."""
+
+    def __init__(self, modules: list[str]):
+        self.modules = modules
+        self._runs = _probe([_case(module, ()) for module in modules], REPO)
+
+    def outcomes(self) -> dict[str, dict]:
+        return dict(zip(self.modules, self._runs.outcomes(), strict=True))

@@ -2,10 +2,13 @@
 Deploy's plan runs without the Azure SDKs: only its Synapse target (synapse_target) imports them."""
 
 import ast
+import atexit
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
-from forked import fresh_runs
+from forked import FreshRuns
 
 from support import REPO
 
@@ -24,24 +27,30 @@ outcome = {"code": code, "heavy": sorted({m.split(".")[0] for m in sys.modules} 
 CLI_ARGS = [[], ["--help"], ["train", "--help"], ["score", "--help"], ["deploy", "--help"]]
 
 
-@pytest.fixture(scope="module")
-def dry_run_config(tmp_path_factory) -> Path:
-    config = tmp_path_factory.mktemp("dry-run") / "job.yaml"
-    config.write_text("tracking:\n  experiment_name: e\n")
-    return config
-
-
 def dry_run_args(config: Path) -> list[str]:
     return ["deploy", "--workspace", "w", "--storage-account", "acct", "--config", str(config), "--dry-run"]
 
 
+_started: list[FreshRuns] = []
+
+
+def start_probes() -> FreshRuns:
+    """Every case of this file from one probe process, started once (tests/conftest.py starts it as
+    soon as this file's tests are collected): the CLI_ARGS, then the dry run, then the plan."""
+    if not _started:
+        config = Path(tempfile.mkdtemp(prefix="cli-layers-")) / "job.yaml"
+        atexit.register(shutil.rmtree, config.parent, ignore_errors=True)
+        config.write_text("tracking:\n  experiment_name: e\n")
+        cases = [{"kind": "cli", "args": args, "watched": HEAVY} for args in [*CLI_ARGS, dry_run_args(config)]]
+        cases.append({"kind": "plan", "config": str(config), "watched": HEAVY})
+        code = f"if case['kind'] == 'cli':\n{_indented(CLI_CASE)}\nelse:\n{_indented(PLAN_CASE)}\n"
+        _started.append(FreshRuns("import sys", code, cases, cwd=REPO, timeout=120))
+    return _started[0]
+
+
 @pytest.fixture(scope="module")
-def probes(dry_run_config) -> dict:
-    """Every case of this file, from one probe process: {"cli": [per CLI_ARGS], "dry_run": ..., "plan": ...}."""
-    cases = [{"kind": "cli", "args": args, "watched": HEAVY} for args in [*CLI_ARGS, dry_run_args(dry_run_config)]]
-    cases.append({"kind": "plan", "config": str(dry_run_config), "watched": HEAVY})
-    code = f"if case['kind'] == 'cli':\n{_indented(CLI_CASE)}\nelse:\n{_indented(PLAN_CASE)}\n"
-    outcomes = fresh_runs("import sys", code, cases, cwd=REPO, timeout=120)
+def probes() -> dict:
+    outcomes = start_probes().outcomes()
     return {"cli": outcomes[: len(CLI_ARGS)], "dry_run": outcomes[len(CLI_ARGS)], "plan": outcomes[-1]}
 
 

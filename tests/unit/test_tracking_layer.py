@@ -10,15 +10,25 @@ package's own code makes to import one of them is recorded.
 """
 
 import pytest
-from spark_free import SPARK_FREE_MODULES, SPARK_SIDE_MODULES, each_without_spark
+from spark_free import SPARK_FREE_MODULES, SPARK_SIDE_MODULES, EachWithoutSpark
 
 SPARK_SIDE_PROBE = "synapse_ml_track.spark.training"
 
 
+_started: list[EachWithoutSpark] = []
+
+
+def start_probes() -> EachWithoutSpark:
+    """Every module's probe, from one probe process, started once (tests/conftest.py starts it as soon
+    as this file's tests are collected)."""
+    if not _started:
+        _started.append(EachWithoutSpark([*SPARK_FREE_MODULES, SPARK_SIDE_PROBE]))
+    return _started[0]
+
+
 @pytest.fixture(scope="module")
 def outcomes() -> dict[str, dict]:
-    """Every module's probe, from one probe process."""
-    return each_without_spark([*SPARK_FREE_MODULES, SPARK_SIDE_PROBE])
+    return start_probes().outcomes()
 
 
 def test_the_layers_are_the_sub_packages():
