@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from synapse_ml_track.config_schema import check, dataclass_schema
+from synapse_ml_track.config_schema import SCHEMA_FILE, check, dataclass_schema, schema_text
 from synapse_ml_track.errors import ConfigError, first_line
 from synapse_ml_track.vocabulary import (
     DEFAULT_METRIC,
@@ -381,3 +381,13 @@ def resolved(value: str | None, key: str) -> str:
     if value is None:
         raise ConfigError(f"{key} is not set; build the configuration with build_config")
     return value
+
+
+def write_job_schema() -> None:
+    """Rewrite synapse_ml_track/job.schema.json from the dataclasses: `python -m synapse_ml_track.config`."""
+    SCHEMA_FILE.write_text(schema_text(job_schema()), encoding="utf-8")
+    print(f"wrote {SCHEMA_FILE}")
+
+
+if __name__ == "__main__":
+    write_job_schema()

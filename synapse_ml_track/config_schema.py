@@ -1,9 +1,9 @@
 """The job config's JSON Schema, generated from its dataclasses, and the one-line errors it gives.
 
 The jobs check each config tree against the schema generated at run time; the same schema is
-checked in as job.schema.json for editors (`python -m synapse_ml_track.config_schema` rewrites it),
-and a test keeps the two equal. Draft 7: what jsonschema 4.23 (the Synapse runtime's) and the
-common YAML editors all support.
+checked in as job.schema.json for editors (`python -m synapse_ml_track.config` rewrites it: the job
+config is config's, and this module knows no config of its own), and a test keeps the two equal.
+Draft 7: what jsonschema 4.23 (the Synapse runtime's) and the common YAML editors all support.
 """
 
 from __future__ import annotations
@@ -220,14 +220,3 @@ def _message(error: ValidationError) -> str:
         return f"config section {dotted} must be a mapping, got {error.instance!r}"
     expected = " or ".join(_EXPECTED[kind] for kind in _types(error.schema) if kind != "null")
     return f"config key '{dotted}' must be {expected}, got {error.instance!r}"
-
-
-def main() -> None:
-    from synapse_ml_track.config import job_schema  # config imports this module
-
-    SCHEMA_FILE.write_text(schema_text(job_schema()), encoding="utf-8")
-    print(f"wrote {SCHEMA_FILE}")
-
-
-if __name__ == "__main__":
-    main()

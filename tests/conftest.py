@@ -19,7 +19,18 @@ from synapse_ml_track.spark import delta
 from synapse_ml_track.spark import session as spark_session
 
 from aml_server import AmlServer
-from support import CliResult, MlflowServer, build_wheel, start_mlflow_server
+from support import CliResult, MlflowServer, build_wheel, memory_dir, start_mlflow_server
+
+
+def pytest_collection_finish(session) -> None:
+    """Start the probe processes of the collected test files that have one (a `start_probes()`, e.g.
+    tests/unit/test_tracking_layer.py) now: they run on the other core while the tests before theirs do."""
+    if session.config.option.collectonly:
+        return
+    modules = {item.module for item in session.items if getattr(item, "module", None) is not None}
+    for module in sorted(modules, key=lambda module: module.__name__):
+        if callable(getattr(module, "start_probes", None)):
+            module.start_probes()
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +81,7 @@ def reset_global_mlflow_uris() -> None:
 
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory) -> MlflowServer:
-    server = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
+    server = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"), store_dir=memory_dir("mlflow-server-"))
     yield server
     server.stop()
 
@@ -79,7 +90,9 @@ def mlflow_server(tmp_path_factory) -> MlflowServer:
 def default_mlflow_server(tmp_path_factory) -> MlflowServer:
     """A plain `mlflow server` in its default configuration, as a user starts one: artifacts proxied
     through the server (`mlflow-artifacts:` locations), not written by the client to a shared path."""
-    server = start_mlflow_server(tmp_path_factory.mktemp("default-mlflow-server"), proxy_artifacts=True)
+    server = start_mlflow_server(
+        tmp_path_factory.mktemp("default-mlflow-server"), proxy_artifacts=True, store_dir=memory_dir("default-server-")
+    )
     yield server
     server.stop()
 
@@ -144,7 +157,7 @@ NOT_AZURE = (".mlflow-telemetry.io",)
 @pytest.fixture(scope="session")
 def aml_server(tmp_path_factory) -> AmlServer:
     """One AML double (and the real mlflow server behind it, `aml_server.upstream`) for the session."""
-    upstream = start_mlflow_server(tmp_path_factory.mktemp("aml-upstream"))
+    upstream = start_mlflow_server(tmp_path_factory.mktemp("aml-upstream"), store_dir=memory_dir("aml-upstream-"))
     server = AmlServer(upstream.uri, tmp_path_factory.mktemp("aml-double")).start()
     server.upstream = upstream  # type: ignore[attr-defined]
     yield server

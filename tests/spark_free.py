@@ -4,11 +4,13 @@ Spark-side modules cannot be imported, recording every attempt the package's own
 `pyspark in sys.modules` cannot be the test: MLflow itself imports pyspark whenever it is installed
 (mlflow/types/schema.py line 32 in 3.15, mlflow/models/utils.py line 52 in 2.18, each inside a
 `try: ... except ImportError`), so the probe blocks the imports instead.
+
+One process probes many modules (tests/forked.py): it blocks the imports, imports MLflow (which the
+package's own code never is, so the requests recorded are the same), then forks a child for each
+module, which imports it from scratch with no module of the package loaded.
 """
 
-import json
-import subprocess
-import sys
+from forked import FreshRuns
 
 from support import REPO
 
@@ -16,6 +18,9 @@ PACKAGE = REPO / "synapse_ml_track"
 # Only the Spark side may import pyspark. The rest of the package, the tracking layer
 # (synapse_ml_track/tracking) and the deployment (synapse_ml_track/deploy) first, imports without it.
 SPARK_SIDE = "synapse_ml_track.spark"
+ALWAYS_BLOCKED = ("pyspark", "py4j", "mlflow.spark")
+# Imported before the fork, with the same imports blocked: what every child would import first anyway.
+PRELOADED = ("mlflow", "mlflow.tracking")
 
 
 def package_modules() -> list[str]:
@@ -32,9 +37,10 @@ def package_modules() -> list[str]:
 SPARK_SIDE_MODULES = [name for name in package_modules() if name.startswith(SPARK_SIDE + ".")]
 SPARK_FREE_MODULES = [name for name in package_modules() if name not in SPARK_SIDE_MODULES]
 
-PROBE = """
+SETUP = """
 import importlib, json, sys, traceback
-blocked, package_dir, action = json.loads(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+package_dir = %r
+blocked = %r
 requests = []
 
 
@@ -49,6 +55,13 @@ class NoSpark:
 
 
 sys.meta_path.insert(0, NoSpark())
+for name in %r:
+    importlib.import_module(name)
+assert not any(name.startswith("synapse_ml_track") for name in sys.modules)
+"""
+
+CASE = """
+blocked, action = case["blocked"], case["action"]
 code = 0
 try:
     if action["module"]:
@@ -60,17 +73,32 @@ except SystemExit as exit:
     code = exit.code
 except ImportError as exc:
     code = f"ImportError: {exc}"
-print(json.dumps({"code": code, "requests": requests}))
+outcome = {"code": code, "requests": requests}
 """
+
+
+def _case(module: str | None, args: tuple[str, ...]) -> dict:
+    blocked = [*ALWAYS_BLOCKED, *(name for name in SPARK_SIDE_MODULES if name != module)]
+    return {"blocked": blocked, "action": {"module": module, "args": list(args)}}
+
+
+def _probe(cases: list[dict], cwd) -> FreshRuns:
+    setup = SETUP % (str(PACKAGE), [*ALWAYS_BLOCKED, *SPARK_SIDE_MODULES], list(PRELOADED))
+    return FreshRuns(setup, CASE, cases, cwd=cwd, timeout=300)
 
 
 def without_spark(module: str | None = None, args: tuple[str, ...] = (), cwd=REPO) -> dict:
     """Run the probe: import `module` (itself never blocked), or run the CLI with `args`."""
-    blocked = ["pyspark", "py4j", "mlflow.spark", *(name for name in SPARK_SIDE_MODULES if name != module)]
-    action = json.dumps({"module": module, "args": list(args)})
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(blocked), str(REPO / "synapse_ml_track"), action],
-        capture_output=True, text=True, cwd=cwd, timeout=120,
-    )  # fmt: skip
-    assert result.stdout.strip(), result.stderr[-2000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return _probe([_case(module, args)], cwd).outcomes()[0]
+
+
+class EachWithoutSpark:
+    """The probe for each module, each in a child of its own, started at once: `outcomes()` gives
+    {module: what without_spark(module) gives}."""
+
+    def __init__(self, modules: list[str]):
+        self.modules = modules
+        self._runs = _probe([_case(module, ()) for module in modules], REPO)
+
+    def outcomes(self) -> dict[str, dict]:
+        return dict(zip(self.modules, self._runs.outcomes(), strict=True))

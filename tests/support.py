@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -32,6 +35,15 @@ EXPECTED_ARTIFACTS = {
 }
 # What a server prints when another process took its port between our choosing it and its bind.
 _PORT_TAKEN = ("address already in use", "errno 98", "eaddrinuse")
+# MLflow 3's job runner (mlflow/server/__init__.py: seven huey consumers beside the web worker, about
+# 15 CPU seconds a server) serves `mlflow.server.jobs`, which nothing here uses. Off, a server is two
+# processes. mlflow-skinny 2.18 (the runtime tests' client) never reads it: its servers are
+# SMT_MLFLOW_SERVER, the main environment's mlflow 3.
+SERVER_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+# A migrated, empty sqlite store (`mlflow db upgrade`, made once and copied): each new store would
+# otherwise run MLflow's whole Alembic history, seconds of CPU and hundreds of fsyncs. Children (the
+# AML double, soak's jobs) find it in the environment and copy the same one.
+TEMPLATE_VARIABLE = "SMT_MLFLOW_STORE_TEMPLATE"
 
 
 def free_port() -> int:
@@ -61,6 +73,44 @@ class ServerExited(RuntimeError):
     pass
 
 
+def memory_dir(prefix: str) -> Path:
+    """A fresh directory in memory (/dev/shm) when the machine has one, else under the temporary
+    directory; removed when this process exits. For sqlite stores: each commit's fsync on a shared
+    disk is what makes a store slow, and nothing here tests durability."""
+    shm = Path("/dev/shm")
+    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def migrated_store_template() -> Path:
+    """An empty sqlite store at MLflow's latest schema, as the server's mlflow makes it: its own
+    `mlflow db upgrade` (what a server does to a new store), in this process when that is the
+    server's mlflow, else in the server's environment (the runtime's mlflow-skinny has no Alembic)."""
+    known = os.environ.get(TEMPLATE_VARIABLE)
+    if known and Path(known).is_file():
+        return Path(known)
+    template = memory_dir("smt-store-template-") / "mlflow.db"
+    uri = f"sqlite:///{template}"
+    if MLFLOW_SERVER == VENV_BIN / "mlflow":
+        from mlflow.db import upgrade
+
+        upgrade.main([uri], standalone_mode=False)
+    else:
+        subprocess.run([str(MLFLOW_SERVER), "db", "upgrade", uri], check=True, capture_output=True, timeout=300)
+    os.environ[TEMPLATE_VARIABLE] = str(template)
+    return template
+
+
+def new_sqlite_store(directory: Path) -> str:
+    """The URI of a new, empty, migrated sqlite store in `directory` (a copy of the template)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "mlflow.db"
+    shutil.copyfile(migrated_store_template(), path)
+    return f"sqlite:///{path}"
+
+
 @dataclass
 class MlflowServer:
     uri: str
@@ -85,6 +135,7 @@ def start_mlflow_server(
     proxy_artifacts: bool = False,
     extra_env: dict | None = None,
     attempts: int = 3,
+    store_dir: Path | None = None,
 ) -> MlflowServer:
     """A real `mlflow server` on 127.0.0.1 with an sqlite store, on a free port.
 
@@ -96,10 +147,14 @@ def start_mlflow_server(
 
     The port is chosen before the server binds it, so another process can take it in between;
     then the server exits saying so and another port is chosen.
+
+    The store starts as a copy of a migrated one (migrated_store_template), in `store_dir` when
+    given (the tests give memory_dir's), else in `root`.
     """
     root.mkdir(parents=True, exist_ok=True)
     log_path = root / "server.log"
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **(extra_env or {})}
+    env = {**os.environ, **SERVER_ENV, **(extra_env or {})}
+    store = new_sqlite_store(store_dir or root)
     if proxy_artifacts:
         artifact_flags = ["--artifacts-destination", str(root / "artifacts")]
     else:
@@ -109,7 +164,7 @@ def start_mlflow_server(
         command = [
             str(MLFLOW_SERVER), "server",
             "--host", "127.0.0.1", "--port", str(port),
-            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+            "--backend-store-uri", store,
             *artifact_flags,
             "--workers", "1",
         ]  # fmt: skip

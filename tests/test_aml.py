@@ -37,6 +37,9 @@ from support import EXPECTED_ARTIFACTS, free_port
 
 
 def test_training_job_tracks_and_registers_in_the_aml_workspace(run_cli, aml_env, aml_server, offline, spark, tmp_path):
+    """What a tracked, registered job leaves in the workspace and how it got there; then that model
+    loads back through the plugin and, trained again on the same data and seed, is compared with as
+    the champion (one model for both, trained once: the training is most of the cost)."""
     staging = tmp_path / "dfs-staging"
     result = run_cli(
         "train",
@@ -106,23 +109,13 @@ def test_training_job_tracks_and_registers_in_the_aml_workspace(run_cli, aml_env
     assert len(token_requests) == 1 and token_requests[0].status == 200
     assert f"scope={requests.utils.quote(ARM_SCOPE, safe='')}" in token_requests[0].body.decode()
     assert not aml_server.recorded("other")
-    assert offline == [], f"tried to reach {offline}"
 
-
-def test_registered_model_loads_back_and_is_compared_as_champion(run_cli, aml_env, aml_server, offline, spark):
-    def train(*extra: str):
-        return run_cli(
-            "train", "--tracking-uri", aml_server.tracking_uri, "--experiment-name", "aml-champion",
-            "--registered-model-name", "penguins-aml-champion", *extra,
-        )  # fmt: skip
-
-    first = train()
-    assert first.exit_code == 0, first.stderr
+    # The registered model loads back through the plugin.
     aml_server.clear()
     mlflow.set_tracking_uri(aml_server.tracking_uri)
     mlflow.set_registry_uri(aml_server.tracking_uri)
     try:
-        model = mlflow.pyfunc.load_model(f"models:/penguins-aml-champion/{first.summary['model_version']}")
+        model = mlflow.pyfunc.load_model(f"models:/penguins-aml/{summary['model_version']}")
     finally:
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
@@ -135,16 +128,17 @@ def test_registered_model_loads_back_and_is_compared_as_champion(run_cli, aml_en
 
     # The same data and seed again, compared with the champion (the default): downloaded through the
     # plugin, equal, registered but not promoted.
-    second = train()
+    second = run_cli(
+        "train", "--tracking-uri", aml_server.tracking_uri, "--experiment-name", "aml-e2e",
+        "--registered-model-name", "penguins-aml",
+    )  # fmt: skip
     assert second.exit_code == 0, second.stderr
     assert (second.summary["status"], second.summary["promoted"]) == ("registered", False)
     assert "does not beat the champion" in second.summary["reason"]
     client = MlflowClient(aml_server.upstream.uri, aml_server.upstream.uri)
-    champions = [
-        v.version for v in client.search_model_versions("name='penguins-aml-champion'") if "smt.champion" in v.tags
-    ]
-    assert champions == [first.summary["model_version"]]
-    assert offline == []
+    champions = [v.version for v in client.search_model_versions("name='penguins-aml'") if "smt.champion" in v.tags]
+    assert champions == [summary["model_version"]]
+    assert offline == [], f"tried to reach {offline}"
 
 
 def test_aml_limits_are_respected_by_chunking_and_warnings(aml_env, aml_server, caplog):

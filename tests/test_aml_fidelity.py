@@ -67,7 +67,13 @@ def aml_client(server, env) -> MlflowClient:
 def test_artifacts_are_uploaded_through_the_aml_artifact_service(run_cli, aml_env, aml_server, offline):
     """Defect 1: the plugin's artifact repository takes its credentials from the *global* tracking URI
     (azureml/mlflow/_store/artifact/utils.py, get_service_context). Without it: "An authorization
-    token was not set in the artifact uri" (mlflow/mlflow#9495)."""
+    token was not set in the artifact uri" (mlflow/mlflow#9495).
+
+    Defect 6, on the same run (one training for both): AML drops mlflow.source.* tags given at run
+    creation (Azure/azure-sdk-for-python#45207)."""
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     result = train(run_cli, aml_server, unique("artifacts"), unique("m"), "--no-register")
     assert result.exit_code == 0, result.stderr
     run_id = result.summary["run_id"]
@@ -79,6 +85,10 @@ def test_artifacts_are_uploaded_through_the_aml_artifact_service(run_cli, aml_en
     assert len(puts) == len(stored) and all(r.status == 201 for r in puts)
     assert all(r.status == 200 for r in aml_server.recorded("artifacts"))
     assert offline == []
+    # Defect 6: the source tags survive run creation.
+    if not commit:
+        pytest.skip("not a git checkout: the job knows no commit to tag (the artifacts were checked)")
+    assert upstream(aml_server).get_run(run_id).data.tags["mlflow.source.git.commit"] == commit
 
 
 # ---- defect 2: the registry preflight uses calls AML accepts -----------------------------------------
@@ -272,18 +282,6 @@ def test_an_unanswering_storage_account_fails_the_job_within_its_bound(run_cli, 
 
 
 # ---- defect 6: source tags, the cloud's host, pagination, dfs_tmp -------------------------------------
-
-
-def test_source_tags_survive_run_creation(run_cli, aml_env, aml_server):
-    """Defect 6: AML drops mlflow.source.* tags given at run creation (Azure/azure-sdk-for-python#45207)."""
-    commit = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    if not commit:
-        pytest.skip("not a git checkout: the job knows no commit to tag")
-    result = train(run_cli, aml_server, unique("source"), unique("m"), "--no-register")
-    assert result.exit_code == 0, result.stderr
-    assert upstream(aml_server).get_run(result.summary["run_id"]).data.tags["mlflow.source.git.commit"] == commit
 
 
 def test_registry_and_run_searches_follow_page_tokens(aml_env, aml_server):

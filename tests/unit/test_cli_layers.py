@@ -2,55 +2,76 @@
 Deploy's plan runs without the Azure SDKs: only its Synapse target (synapse_target) imports them."""
 
 import ast
-import json
-import subprocess
-import sys
+import atexit
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+from forked import FreshRuns
 
 from support import REPO
 
 HEAVY = ("pyspark", "mlflow", "pandas", "matplotlib", "azure")
-PROBE = """
-import json, sys
-args, watched = json.loads(sys.argv[1]), set(json.loads(sys.argv[2]))
+# Each case in a fresh interpreter of its own (a forked child of one probe process, tests/forked.py,
+# whose parent imports nothing but json, os and sys).
+CLI_CASE = """
+args = case["args"]
 try:
     from synapse_ml_track.cli import main
     code = main(args) if args else 0
 except SystemExit as exit:
     code = exit.code
-print(json.dumps({"code": code, "heavy": sorted({m.split(".")[0] for m in sys.modules} & watched)}))
+outcome = {"code": code, "heavy": sorted({m.split(".")[0] for m in sys.modules} & set(case["watched"]))}
 """
+CLI_ARGS = [[], ["--help"], ["train", "--help"], ["score", "--help"], ["deploy", "--help"]]
 
 
-def imported_by(*args: str) -> dict:
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(list(args)), json.dumps(HEAVY)],
-        capture_output=True, text=True, cwd=REPO, timeout=60,
-    )  # fmt: skip
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def dry_run_args(config: Path) -> list[str]:
+    return ["deploy", "--workspace", "w", "--storage-account", "acct", "--config", str(config), "--dry-run"]
 
 
-@pytest.mark.parametrize("args", [[], ["--help"], ["train", "--help"], ["score", "--help"], ["deploy", "--help"]])
-def test_the_cli_starts_without_spark_or_mlflow(args):
-    outcome = imported_by(*args)
+_started: list[FreshRuns] = []
+
+
+def start_probes() -> FreshRuns:
+    """Every case of this file from one probe process, started once (tests/conftest.py starts it as
+    soon as this file's tests are collected): the CLI_ARGS, then the dry run, then the plan."""
+    if not _started:
+        config = Path(tempfile.mkdtemp(prefix="cli-layers-")) / "job.yaml"
+        atexit.register(shutil.rmtree, config.parent, ignore_errors=True)
+        config.write_text("tracking:\n  experiment_name: e\n")
+        cases = [{"kind": "cli", "args": args, "watched": HEAVY} for args in [*CLI_ARGS, dry_run_args(config)]]
+        cases.append({"kind": "plan", "config": str(config), "watched": HEAVY})
+        code = f"if case['kind'] == 'cli':\n{_indented(CLI_CASE)}\nelse:\n{_indented(PLAN_CASE)}\n"
+        _started.append(FreshRuns("import sys", code, cases, cwd=REPO, timeout=120))
+    return _started[0]
+
+
+@pytest.fixture(scope="module")
+def probes() -> dict:
+    outcomes = start_probes().outcomes()
+    return {"cli": outcomes[: len(CLI_ARGS)], "dry_run": outcomes[len(CLI_ARGS)], "plan": outcomes[-1]}
+
+
+def _indented(code: str) -> str:
+    return "\n".join("    " + line if line else line for line in code.strip().splitlines())
+
+
+@pytest.mark.parametrize("index", range(len(CLI_ARGS)), ids=[" ".join(args) or "no-args" for args in CLI_ARGS])
+def test_the_cli_starts_without_spark_or_mlflow(index, probes):
+    outcome = probes["cli"][index]
     assert outcome["heavy"] == [] and outcome["code"] in (0, None)
 
 
-def test_deploy_dry_run_imports_neither_spark_nor_mlflow(tmp_path):
-    config = tmp_path / "job.yaml"
-    config.write_text("tracking:\n  experiment_name: e\n")
-    outcome = imported_by(
-        "deploy", "--workspace", "w", "--storage-account", "acct", "--config", str(config), "--dry-run"
-    )
-    assert outcome == {"code": 0, "heavy": []}
+def test_deploy_dry_run_imports_neither_spark_nor_mlflow(probes):
+    assert probes["dry_run"] == {"code": 0, "heavy": []}
 
 
 # The plan's every kind of step but the wheel's build (and the wheel's upload), against a target in
 # memory that translates no errors: Azure's own are synapse_target's to translate.
-PLAN_PROBE = """
-import contextlib, json, sys
+PLAN_CASE = """
+import contextlib
 from pathlib import Path
 from synapse_ml_track.deploy import plan as deploy
 
@@ -70,26 +91,17 @@ class InMemory:
     def put_pipeline(self, document):
         self.calls.append("pipeline")
 
-request = deploy.DeployRequest(workspace="w", storage_account="acct", config=Path(sys.argv[1]))
+request = deploy.DeployRequest(workspace="w", storage_account="acct", config=Path(case["config"]))
 target, plan = InMemory(), deploy.make_plan(request)
 assert isinstance(plan.steps[0], deploy.BuildWheel) and plan.steps[1].path.endswith(".whl")
 deploy.preflight(target, request)
 deploy.execute(deploy.Plan(plan.workspace, plan.base_uri, plan.steps[2:]), target, progress=lambda line: None)
-watched = set(json.loads(sys.argv[2]))
-print(json.dumps({"calls": target.calls, "heavy": sorted({m.split(".")[0] for m in sys.modules} & watched)}))
+outcome = {"calls": target.calls, "heavy": sorted({m.split(".")[0] for m in sys.modules} & set(case["watched"]))}
 """
 
 
-def test_the_deploy_plan_runs_without_importing_azure(tmp_path):
-    config = tmp_path / "job.yaml"
-    config.write_text("tracking:\n  experiment_name: e\n")
-    result = subprocess.run(
-        [sys.executable, "-c", PLAN_PROBE, str(config), json.dumps(HEAVY)],
-        capture_output=True, text=True, cwd=REPO, timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    outcome = json.loads(result.stdout.strip().splitlines()[-1])
-    assert outcome == {"calls": ["upload"] * 4 + ["job definition"] * 2 + ["pipeline"], "heavy": []}
+def test_the_deploy_plan_runs_without_importing_azure(probes):
+    assert probes["plan"] == {"calls": ["upload"] * 4 + ["job definition"] * 2 + ["pipeline"], "heavy": []}
 
 
 def test_library_modules_never_import_the_cli():

@@ -1,5 +1,6 @@
 """The job config's JSON Schema: generated from the config dataclasses, checked in for editors."""
 
+import ast
 import json
 import re
 from dataclasses import dataclass
@@ -18,9 +19,17 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 CONFIG_DOCS = (DOCS / "configuration.md").read_text(encoding="utf-8") + (DOCS / "aml.md").read_text(encoding="utf-8")
 
 
+def test_the_schema_module_does_not_import_the_config():
+    """config imports config_schema; the way back would make a circle (the schema file's writer is config's)."""
+    tree = ast.parse(Path(SCHEMA_FILE.with_name("config_schema.py")).read_text(encoding="utf-8"))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert "synapse_ml_track.config" not in imported
+
+
 def test_the_checked_in_schema_is_the_generated_one():
     assert SCHEMA_FILE.read_text(encoding="utf-8") == schema_text(job_schema()), (
-        "synapse_ml_track/job.schema.json is stale: regenerate it with `python -m synapse_ml_track.config_schema`"
+        "synapse_ml_track/job.schema.json is stale: regenerate it with `python -m synapse_ml_track.config`"
     )
 
 

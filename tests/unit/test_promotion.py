@@ -12,13 +12,15 @@ from synapse_ml_track.tracking import registry
 from synapse_ml_track.tracking.registry import RegisteredVersion, Standing
 from synapse_ml_track.vocabulary import CHAMPION_TAG
 
+from support import memory_dir, new_sqlite_store
+
 pytestmark = pytest.mark.embedded_store
 ALIAS = "champion"
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory) -> MlflowClient:
-    return MlflowClient(tracking_uri=f"sqlite:///{tmp_path_factory.mktemp('store')}/mlflow.db")
+def client() -> MlflowClient:
+    return MlflowClient(tracking_uri=new_sqlite_store(memory_dir("unit-store-")))
 
 
 def versions(client: MlflowClient, count: int) -> list[RegisteredVersion]:

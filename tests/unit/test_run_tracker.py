@@ -18,6 +18,8 @@ from synapse_ml_track.redaction import MASK, Redactor
 from synapse_ml_track.tracking.runs import AML_LIMITS, MLFLOW_LIMITS, Limits, RunTracker
 from synapse_ml_track.vocabulary import ATTEMPT_TAG, ERROR_TAG
 
+from support import memory_dir, new_sqlite_store
+
 pytestmark = pytest.mark.embedded_store
 
 SECRET = "s3cr3t-value-of-the-service-principal"
@@ -47,8 +49,8 @@ class Recording:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> MlflowClient:
-    return MlflowClient(tracking_uri=f"sqlite:///{tmp_path_factory.mktemp('store')}/mlflow.db")
+def store() -> MlflowClient:
+    return MlflowClient(tracking_uri=new_sqlite_store(memory_dir("unit-store-")))
 
 
 @pytest.fixture
