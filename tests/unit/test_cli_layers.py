@@ -90,6 +90,14 @@ class InMemory:
         self.calls.append("job definition")
     def put_pipeline(self, document):
         self.calls.append("pipeline")
+    def trigger_state(self, name):
+        return None
+    def put_trigger(self, document):
+        self.calls.append("trigger")
+    def start_trigger(self, name):
+        self.calls.append("start trigger")
+    def stop_trigger(self, name):
+        self.calls.append("stop trigger")
 
 request = deploy.DeployRequest(workspace="w", storage_account="acct", config=Path(case["config"]))
 target, plan = InMemory(), deploy.make_plan(request)
@@ -101,7 +109,10 @@ outcome = {"calls": target.calls, "heavy": sorted({m.split(".")[0] for m in sys.
 
 
 def test_the_deploy_plan_runs_without_importing_azure(probes):
-    assert probes["plan"] == {"calls": ["upload"] * 4 + ["job definition"] * 2 + ["pipeline"], "heavy": []}
+    assert probes["plan"] == {
+        "calls": ["upload"] * 4 + ["job definition"] * 2 + ["pipeline"] * 2 + ["trigger"],
+        "heavy": [],
+    }
 
 
 def test_library_modules_never_import_the_cli():
