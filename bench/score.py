@@ -17,12 +17,12 @@ on the same Parquet input, scoring the same registered model:
   score-delta  synapse-ml-track score --output-format delta --mode overwrite (no run key)
 Each Delta case overwrites its own table (removed at the start of each size, created by the warm-up).
 Repetitions are interleaved (the order alternates) after one unmeasured warm-up of each case
-(--no-warmup skips it). Each process runs under bench/timed_score.py, whose Python timers give the
-seconds per item (imports, Spark start, MLflow calls, model download and load, signature check,
-plan, write, ...); each Spark job of the event log is attributed to the item it was submitted in.
-Passes over the input are read from each process's Spark event log: the jobs it ran, and the
-bytes its tasks read divided by the input's size. Writes the scoring section of bench/results.md
-and bench/work/score/results.json.
+(--no-warmup skips it, --warmup-cases limits it to some cases). Each process runs under
+bench/timed_score.py, whose Python timers give the seconds per item (imports, Spark start, MLflow
+calls, model download and load, signature check, plan, write, ...); each Spark job of the event log
+is attributed to the item it was submitted in. Passes over the input are read from each process's
+Spark event log: the jobs it ran, and the bytes its tasks read divided by the input's size. Writes
+the scoring section of bench/results.md and bench/work/score/results.json.
 """
 
 from __future__ import annotations
@@ -223,14 +223,13 @@ def measure(case: str, source: Path, label: str) -> dict:
     }  # fmt: skip
 
 
-def bench_size(rows: int, reps: int, warmup: bool) -> dict:
+def bench_size(rows: int, reps: int, warmup: Sequence[str]) -> dict:
     source = parquet_input(rows)
     for case in DELTA_CASES:  # each Delta table starts without history; the warm-up (or first run) creates it
         shutil.rmtree(WORK / "out" / case, ignore_errors=True)
     load_start = os.getloadavg()[0]
-    if warmup:
-        for case in CASES:
-            measure(case, source, f"{rows}-warmup-{case}")
+    for case in warmup:
+        measure(case, source, f"{rows}-warmup-{case}")
     runs: dict[str, list[dict]] = {case: [] for case in CASES}
     for rep in range(reps):
         order = CASES if rep % 2 == 0 else tuple(reversed(CASES))
@@ -251,6 +250,7 @@ def bench_size(rows: int, reps: int, warmup: bool) -> dict:
     return {
         "rows": rows,
         "reps": reps,
+        "warmup": list(warmup),
         "runs": runs,
         "seconds": seconds,
         "task_cpu": task_cpu,
@@ -367,7 +367,8 @@ def table(results: list[dict], analysis: str | None) -> str:
         "## Scoring: `synapse-ml-track score` against plain scripts",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `make bench-score` "
-        f"(bench/score.py); whole-process wall time, median of repetitions interleaved in one run "
+        f"(bench/score.py); whole-process wall time, median of repetitions interleaved in one run after an "
+        f"unmeasured warm-up of {', '.join(', '.join(r['warmup']) or 'no case' for r in results)} "
         f"(the order alternates), Spark {' '.join(SPARK_ARGS[:2])} with Delta Lake on in every process (the "
         "pinned jars, its extension and catalog, as a Synapse pool has them). Baselines "
         "(bench/plain_score.py): "
@@ -428,6 +429,10 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000], help="input sizes")
     parser.add_argument("--no-warmup", action="store_true", help="skip the unmeasured first run of each case")
+    parser.add_argument(
+        "--warmup-cases", nargs="+", choices=CASES, default=CASES,
+        help="the cases with an unmeasured first run (e.g. only the Delta ones, so each measured Delta run overwrites)",
+    )  # fmt: skip
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     train_model()
@@ -436,7 +441,8 @@ def main() -> None:
         if args.quick
         else [(rows, args.reps if rows <= 1_000_000 else max(1, args.reps - 1)) for rows in args.rows]
     )
-    write_results([bench_size(rows, reps, warmup=not args.no_warmup) for rows, reps in sizes])
+    warmup = () if args.no_warmup else tuple(args.warmup_cases)
+    write_results([bench_size(rows, reps, warmup) for rows, reps in sizes])
 
 
 if __name__ == "__main__":
