@@ -223,16 +223,17 @@ def measure(case: str, source: Path, label: str) -> dict:
     }  # fmt: skip
 
 
-def bench_size(rows: int, reps: int, warmup: Sequence[str]) -> dict:
+def bench_size(rows: int, reps: int, warmup: Sequence[str], cases: Sequence[str] = CASES) -> dict:
     source = parquet_input(rows)
     for case in DELTA_CASES:  # each Delta table starts without history; the warm-up (or first run) creates it
         shutil.rmtree(WORK / "out" / case, ignore_errors=True)
     load_start = os.getloadavg()[0]
-    for case in warmup:
+    for case in (c for c in cases if c in warmup):
         measure(case, source, f"{rows}-warmup-{case}")
-    runs: dict[str, list[dict]] = {case: [] for case in CASES}
+    cases = tuple(cases)
+    runs: dict[str, list[dict]] = {case: [] for case in cases}
     for rep in range(reps):
-        order = CASES if rep % 2 == 0 else tuple(reversed(CASES))
+        order = cases if rep % 2 == 0 else tuple(reversed(cases))
         for case in order:
             runs[case].append(measure(case, source, f"{rows}-{rep}-{case}"))
             run = runs[case][-1]
@@ -240,13 +241,16 @@ def bench_size(rows: int, reps: int, warmup: Sequence[str]) -> dict:
                 f"{rows:>11,} rows  rep {rep + 1}  {case:<13}  {run['seconds']:6.1f} s  load {run['load']:.1f}",
                 flush=True,
             )
-    seconds = {case: statistics.median(r["seconds"] for r in runs[case]) for case in CASES}
-    task_cpu = {case: statistics.median(r["task_cpu"] for r in runs[case]) for case in CASES}
+    seconds = {case: statistics.median(r["seconds"] for r in runs[case]) for case in cases}
+    task_cpu = {case: statistics.median(r["task_cpu"] for r in runs[case]) for case in cases}
+    bases = [base for base in ("plain", "careful") if base in cases and "score" in cases]
 
     def paired(case: str, base: str) -> list[float]:
         return [s["seconds"] / b["seconds"] for s, b in zip(runs[case], runs[base], strict=True)]
 
     delta_bases = {"parquet": "score", "script": "lineage-delta"}
+    if not all(c in cases for c in ("score-delta", *delta_bases.values())):
+        delta_bases = {}
     return {
         "rows": rows,
         "reps": reps,
@@ -254,15 +258,16 @@ def bench_size(rows: int, reps: int, warmup: Sequence[str]) -> dict:
         "runs": runs,
         "seconds": seconds,
         "task_cpu": task_cpu,
-        "ratio": {base: seconds["score"] / seconds[base] for base in ("plain", "careful")},
-        "paired": {base: paired("score", base) for base in ("plain", "careful")},
+        "cases": list(cases),
+        "ratio": {base: seconds["score"] / seconds[base] for base in bases},
+        "paired": {base: paired("score", base) for base in bases},
         "delta_ratio": {name: seconds["score-delta"] / seconds[base] for name, base in delta_bases.items()},
         "delta_paired": {name: paired("score-delta", base) for name, base in delta_bases.items()},
         "target": TARGETS.get(rows),
         "delta_target": DELTA_TARGET,
         "load_start": load_start,
         "load_end": os.getloadavg()[0],
-        "load": [r["load"] for case in CASES for r in runs[case]],
+        "load": [r["load"] for case in cases for r in runs[case]],
     }
 
 
@@ -276,7 +281,9 @@ DIFFERENCES = (("score", "plain"), ("score-delta", "score"), ("score-delta", "li
 def breakdown(result: dict) -> list[str]:
     """Median seconds per item and case, and the differences the targets compare."""
     runs = result["runs"]
-    names = list(dict.fromkeys(k for case in CASES for r in runs[case] for k in r["items"]))
+    cases = [c for c in CASES if c in runs]
+    differences = [(a, b) for a, b in DIFFERENCES if a in runs and b in runs]
+    names = list(dict.fromkeys(k for case in cases for r in runs[case] for k in r["items"]))
     lines = [
         "",
         f"Per item at {result['rows']:,} rows, median seconds (Python timers: an item's own time, without the "
@@ -286,22 +293,22 @@ def breakdown(result: dict) -> list[str]:
         "its wall time: its *unattributed* row is then negative.",
         "",
         "| item | "
-        + " | ".join(f"{SHORT[c]} s" for c in CASES)
+        + " | ".join(f"{SHORT[c]} s" for c in cases)
         + " | "
-        + " | ".join(f"{SHORT[a]} − {SHORT[b]} s" for a, b in DIFFERENCES)
+        + " | ".join(f"{SHORT[a]} − {SHORT[b]} s" for a, b in differences)
         + " | jobs "
-        + " / ".join(SHORT[c] for c in CASES)
+        + " / ".join(SHORT[c] for c in cases)
         + " |",
-        "| --- |" + " ---: |" * (len(CASES) + len(DIFFERENCES)) + " :---: |",
+        "| --- |" + " ---: |" * (len(cases) + len(differences)) + " :---: |",
     ]
     for name in names:
-        median = {c: statistics.median(r["items"].get(name, 0.0) for r in runs[c]) for c in CASES}
-        jobs = " / ".join(str(runs[c][0]["jobs_per_item"].get(name, 0)) for c in CASES)
+        median = {c: statistics.median(r["items"].get(name, 0.0) for r in runs[c]) for c in cases}
+        jobs = " / ".join(str(runs[c][0]["jobs_per_item"].get(name, 0)) for c in cases)
         lines.append(
             f"| {name} | "
-            + " | ".join(f"{median[c]:.2f}" for c in CASES)
+            + " | ".join(f"{median[c]:.2f}" for c in cases)
             + " | "
-            + " | ".join(f"{median[a] - median[b]:+.2f}" for a, b in DIFFERENCES)
+            + " | ".join(f"{median[a] - median[b]:+.2f}" for a, b in differences)
             + f" | {jobs} |"
         )
     return lines
@@ -331,7 +338,7 @@ def delta_table(results: list[dict]) -> list[str]:
         "| Delta / script | paired | target | met | jobs score Parquet / Delta / script |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | :---: | ---: | :---: | ---: | :---: | :---: |",
     ]
-    for r in results:
+    for r in (r for r in results if r["delta_ratio"]):
         s, ratio, target = r["seconds"], r["delta_ratio"], r["delta_target"]
         met = "yes" if max(ratio.values()) <= target else "no"
         jobs = "/".join(str(r["runs"][c][0]["jobs"]) for c in ("score", "score-delta", "lineage-delta"))
@@ -351,7 +358,7 @@ def delta_table(results: list[dict]) -> list[str]:
         "| ---: | --- |" + " ---: |" * len(DELTA_COSTS),
     ]
     for r in results:
-        for case in DELTA_CASES:
+        for case in (c for c in DELTA_CASES if c in r["runs"]):
             cells = [
                 form.format(statistics.median(run["delta"][key] for run in r["runs"][case]))
                 for key, _, form in DELTA_COSTS
@@ -383,7 +390,7 @@ def table(results: list[dict], analysis: str | None) -> str:
         "| target (vs minimal) | met | jobs minimal / careful / score | input passes |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | :---: | ---: | :---: | ---: | :---: | :---: | :---: |",
     ]
-    for r in results:
+    for r in (r for r in results if len(r["ratio"]) == 2):
         s = r["seconds"]
         jobs = "/".join(str(r["runs"][c][0]["jobs"]) for c in CASES[:3])
         passes = " / ".join(f"{r['runs'][c][0]['input_passes']:.2f}" for c in CASES[:3])
@@ -403,7 +410,7 @@ def table(results: list[dict], analysis: str | None) -> str:
         "| ---: | --- | ---: | ---: | ---: |",
     ]
     for r in results:
-        for case in CASES:
+        for case in (c for c in CASES if c in r["runs"]):
             lines.append(
                 f"| {r['rows']:,} | {LABELS[case]} | {r['seconds'][case]:.1f} | {r['rows'] / r['seconds'][case]:,.0f} "
                 f"| {r['task_cpu'][case]:.1f} |"
@@ -428,6 +435,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1,000,000 rows, one repetition")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000], help="input sizes")
+    parser.add_argument("--cases", nargs="+", choices=CASES, default=CASES, help="the cases run (default: all)")
     parser.add_argument("--no-warmup", action="store_true", help="skip the unmeasured first run of each case")
     parser.add_argument(
         "--warmup-cases", nargs="+", choices=CASES, default=CASES,
@@ -442,7 +450,8 @@ def main() -> None:
         else [(rows, args.reps if rows <= 1_000_000 else max(1, args.reps - 1)) for rows in args.rows]
     )
     warmup = () if args.no_warmup else tuple(args.warmup_cases)
-    write_results([bench_size(rows, reps, warmup) for rows, reps in sizes])
+    cases = tuple(c for c in CASES if c in args.cases)
+    write_results([bench_size(rows, reps, warmup, cases) for rows, reps in sizes])
 
 
 if __name__ == "__main__":
