@@ -80,7 +80,7 @@ soak: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python bench/run.py $(ARGS)
 
-bench-score: $(VENV)/.installed
+bench-score: $(VENV)/.installed delta-jars
 	$(BIN)/python bench/score.py $(ARGS)
 
 bench-score-delta: $(VENV)/.installed delta-jars

@@ -4,18 +4,25 @@
     make bench-score ARGS="--quick"     # 1,000,000 rows, one repetition
 
 Each case runs as its own process (whole-process time: JVM start, model load, scoring, write),
-with the same Spark settings, on the same Parquet input, scoring the same registered model:
-  plain    bench/plain_score.py: spark.read.parquet, mlflow.spark.load_model, transform, write the
-           input's columns and the prediction (the minimal script)
-  careful  the same plus one probability column per class (vector_to_array), as score writes
-  score    synapse-ml-track score: signature check, unscorable reasons, lineage, counts, tracking run
+with the same Spark settings (Delta Lake on in every one: the pinned jars, its extension and
+catalog, as a Synapse pool has them and as `score` starts a local session when the jars are there),
+on the same Parquet input, scoring the same registered model:
+  plain        bench/plain_score.py: spark.read.parquet, mlflow.spark.load_model, transform, write the
+               input's columns and the prediction as Parquet (the minimal script)
+  careful      the same plus one probability column per class (vector_to_array), as score writes
+  score        synapse-ml-track score --output-format parquet: signature check, unscorable reasons,
+               lineage, counts, tracking run
+  lineage-delta  bench/plain_score.py --lineage ... delta overwrite: score's columns (the careful
+               script's plus unscorable_reason and the four lineage columns, as literals) to Delta
+  score-delta  synapse-ml-track score --output-format delta --mode overwrite (no run key)
+Each Delta case overwrites its own table (removed at the start of each size, created by the warm-up).
 Repetitions are interleaved (the order alternates) after one unmeasured warm-up of each case
-(--no-warmup skips it). Each process runs under bench/timed_score.py, whose Python timers give the
-seconds per item (imports, Spark start, MLflow calls, model download and load, signature check,
-plan, write, ...); each Spark job of the event log is attributed to the item it was submitted in.
-Passes over the input are read from each process's Spark event log: the jobs it ran, and the
-bytes its tasks read divided by the input's size. Writes the scoring section of bench/results.md
-and bench/work/score/results.json.
+(--no-warmup skips it, --warmup-cases limits it to some cases). Each process runs under
+bench/timed_score.py, whose Python timers give the seconds per item (imports, Spark start, MLflow
+calls, model download and load, signature check, plan, write, ...); each Spark job of the event log
+is attributed to the item it was submitted in. Passes over the input are read from each process's
+Spark event log: the jobs it ran, and the bytes its tasks read divided by the input's size. Writes
+the scoring section of bench/results.md and bench/work/score/results.json.
 """
 
 from __future__ import annotations
@@ -38,13 +45,14 @@ BIN = Path(sys.executable).parent
 sys.path[:0] = [str(BENCH)]
 
 from datagen import generate  # noqa: E402
-from eventlog import events  # noqa: E402
+from eventlog import delta_costs, events  # noqa: E402
 from sections import marked, write_section  # noqa: E402
 
 MODEL = "bench-score"
 MODEL_URI = f"models:/{MODEL}/latest"
 SPARK_ARGS = ["--master", "local[2]", "--driver-memory", "4g", "--conf", "spark.ui.enabled=false"]
 TARGETS = {1_000_000: 1.10, 10_000_000: 1.05}  # issues 13, 19: whole-process ratio score / minimal script
+DELTA_TARGET = 1.10  # score into Delta against the same score into Parquet, and against lineage-delta
 START, END = "<!-- scoring -->", "<!-- /scoring -->"
 ANALYSIS_START, ANALYSIS_END = "<!-- scoring-analysis -->", "<!-- /scoring-analysis -->"  # hand-written, kept
 
@@ -81,6 +89,17 @@ def parquet_input(rows: int) -> Path:
     return target
 
 
+def delta_submit_args() -> list[str]:
+    """The pinned jars and Delta's two session settings, as spark-submit arguments."""
+    from synapse_ml_track.spark import delta
+
+    jars = delta.local_jars()
+    if jars is None:
+        raise SystemExit(delta.MISSING)
+    settings = [arg for key, value in delta.SESSION_CONF.items() for arg in ("--conf", f"{key}={value}")]
+    return ["--jars", ",".join(jars), *settings]
+
+
 def spark_env(event_dir: Path | None, extra_args: Sequence[str] = ()) -> dict[str, str]:
     args = [*SPARK_ARGS, *extra_args]
     if event_dir is not None:
@@ -93,18 +112,36 @@ def spark_env(event_dir: Path | None, extra_args: Sequence[str] = ()) -> dict[st
     }
 
 
-CASES = ("plain", "careful", "score")
-LABELS = {"plain": "minimal script", "careful": "careful script", "score": "score"}
+CASES = ("plain", "careful", "score", "lineage-delta", "score-delta")
+DELTA_CASES = ("lineage-delta", "score-delta")
+LABELS = {
+    "plain": "minimal script",
+    "careful": "careful script",
+    "score": "score (Parquet)",
+    "lineage-delta": "same-columns script (Delta)",
+    "score-delta": "score (Delta)",
+}
+SHORT = {
+    "plain": "minimal",
+    "careful": "careful",
+    "score": "score",
+    "lineage-delta": "script Δ",
+    "score-delta": "score Δ",
+}
 
 
 def command(case: str, source: Path, output: Path, timings: Path) -> list[str]:
-    timed = [sys.executable, str(BENCH / "timed_score.py"), str(timings), case]
-    if case != "score":
-        return [*timed, MODEL_URI, str(source), str(output)]
+    if case in ("plain", "careful", "lineage-delta"):
+        script = "lineage" if case == "lineage-delta" else case
+        fmt = ["delta", "overwrite"] if case in DELTA_CASES else []
+        timed = [sys.executable, str(BENCH / "timed_score.py"), str(timings), script]
+        return [*timed, MODEL_URI, str(source), str(output), *fmt]
     return [
-        *timed, "--tracking-uri", tracking_uri(), "--experiment-name", "bench-score",
+        sys.executable, str(BENCH / "timed_score.py"), str(timings), "score",
+        "--tracking-uri", tracking_uri(), "--experiment-name", "bench-score",
         "--model-uri", MODEL_URI, "--input", str(source), "--output-path", str(output),
-        "--output-format", "parquet", "--mode", "overwrite", "--log-level", "WARNING",
+        "--output-format", "delta" if case == "score-delta" else "parquet", "--mode", "overwrite",
+        "--log-level", "WARNING",
     ]  # fmt: skip
 
 
@@ -168,7 +205,8 @@ def measure(case: str, source: Path, label: str) -> dict:
     timings.parent.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0]
     started = time.perf_counter()
-    done = subprocess.run(command(case, source, output, timings), env=spark_env(events), capture_output=True, text=True)
+    env = spark_env(events, delta_submit_args())
+    done = subprocess.run(command(case, source, output, timings), env=env, capture_output=True, text=True)
     seconds, ended = time.perf_counter() - started, time.time()
     if done.returncode != 0:
         raise SystemExit(f"{case} failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -181,41 +219,55 @@ def measure(case: str, source: Path, label: str) -> dict:
     items["exit (JVM shutdown)"] = ended - timed["ended"]
     return {
         "seconds": seconds, "jobs": jobs, "input_passes": read / input_bytes(source), "task_cpu": cpu, "items": items,
-        "jobs_per_item": per_item, "load": load,
+        "jobs_per_item": per_item, "load": load, "delta": delta_costs(events) if case in DELTA_CASES else None,
     }  # fmt: skip
 
 
-def bench_size(rows: int, reps: int, warmup: bool) -> dict:
+def bench_size(rows: int, reps: int, warmup: Sequence[str], cases: Sequence[str] = CASES) -> dict:
     source = parquet_input(rows)
-    if warmup:
-        for case in CASES:
-            measure(case, source, f"{rows}-warmup-{case}")
-    runs: dict[str, list[dict]] = {case: [] for case in CASES}
+    for case in DELTA_CASES:  # each Delta table starts without history; the warm-up (or first run) creates it
+        shutil.rmtree(WORK / "out" / case, ignore_errors=True)
+    load_start = os.getloadavg()[0]
+    for case in (c for c in cases if c in warmup):
+        measure(case, source, f"{rows}-warmup-{case}")
+    cases = tuple(cases)
+    runs: dict[str, list[dict]] = {case: [] for case in cases}
     for rep in range(reps):
-        order = CASES if rep % 2 == 0 else tuple(reversed(CASES))
+        order = cases if rep % 2 == 0 else tuple(reversed(cases))
         for case in order:
             runs[case].append(measure(case, source, f"{rows}-{rep}-{case}"))
             run = runs[case][-1]
             print(
-                f"{rows:>11,} rows  rep {rep + 1}  {case:<7}  {run['seconds']:6.1f} s  load {run['load']:.1f}",
+                f"{rows:>11,} rows  rep {rep + 1}  {case:<13}  {run['seconds']:6.1f} s  load {run['load']:.1f}",
                 flush=True,
             )
-    seconds = {case: statistics.median(r["seconds"] for r in runs[case]) for case in CASES}
-    task_cpu = {case: statistics.median(r["task_cpu"] for r in runs[case]) for case in CASES}
-    paired = {
-        base: [s["seconds"] / b["seconds"] for s, b in zip(runs["score"], runs[base], strict=True)]
-        for base in ("plain", "careful")
-    }
+    seconds = {case: statistics.median(r["seconds"] for r in runs[case]) for case in cases}
+    task_cpu = {case: statistics.median(r["task_cpu"] for r in runs[case]) for case in cases}
+    bases = [base for base in ("plain", "careful") if base in cases and "score" in cases]
+
+    def paired(case: str, base: str) -> list[float]:
+        return [s["seconds"] / b["seconds"] for s, b in zip(runs[case], runs[base], strict=True)]
+
+    delta_bases = {"parquet": "score", "script": "lineage-delta"}
+    if not all(c in cases for c in ("score-delta", *delta_bases.values())):
+        delta_bases = {}
     return {
         "rows": rows,
         "reps": reps,
+        "warmup": list(warmup),
         "runs": runs,
         "seconds": seconds,
         "task_cpu": task_cpu,
-        "ratio": {base: seconds["score"] / seconds[base] for base in ("plain", "careful")},
-        "paired": paired,
+        "cases": list(cases),
+        "ratio": {base: seconds["score"] / seconds[base] for base in bases},
+        "paired": {base: paired("score", base) for base in bases},
+        "delta_ratio": {name: seconds["score-delta"] / seconds[base] for name, base in delta_bases.items()},
+        "delta_paired": {name: paired("score-delta", base) for name, base in delta_bases.items()},
         "target": TARGETS.get(rows),
-        "load": [r["load"] for case in CASES for r in runs[case]],
+        "delta_target": DELTA_TARGET,
+        "load_start": load_start,
+        "load_end": os.getloadavg()[0],
+        "load": [r["load"] for case in cases for r in runs[case]],
     }
 
 
@@ -223,24 +275,95 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.2f}× ({min(values):.2f}–{max(values):.2f})"
 
 
+DIFFERENCES = (("score", "plain"), ("score-delta", "score"), ("score-delta", "lineage-delta"))
+
+
 def breakdown(result: dict) -> list[str]:
-    """Median seconds per item and case, and score minus the minimal script."""
+    """Median seconds per item and case, and the differences the targets compare."""
     runs = result["runs"]
-    names = list(dict.fromkeys(k for case in CASES for r in runs[case] for k in r["items"]))
+    cases = [c for c in CASES if c in runs]
+    differences = [(a, b) for a, b in DIFFERENCES if a in runs and b in runs]
+    names = list(dict.fromkeys(k for case in cases for r in runs[case] for k in r["items"]))
     lines = [
         "",
-        f"Per item at {result['rows']:,} rows, median seconds (Python timers; jobs from the event log):",
+        f"Per item at {result['rows']:,} rows, median seconds (Python timers: an item's own time, without the "
+        "items called inside it; jobs per item from the event log of the first measured run, a job counted in "
+        "the innermost item it was submitted in). Δ: into Delta. `score` starts Spark in a thread while it opens "
+        "its MLflow client (synapse_ml_track/spark/session.py), so its items overlap and can add up to more than "
+        "its wall time: its *unattributed* row is then negative.",
         "",
-        "| item | minimal s | careful s | score s | score − minimal s | jobs minimal / careful / score |",
-        "| --- | ---: | ---: | ---: | ---: | :---: |",
+        "| item | "
+        + " | ".join(f"{SHORT[c]} s" for c in cases)
+        + " | "
+        + " | ".join(f"{SHORT[a]} − {SHORT[b]} s" for a, b in differences)
+        + " | jobs "
+        + " / ".join(SHORT[c] for c in cases)
+        + " |",
+        "| --- |" + " ---: |" * (len(cases) + len(differences)) + " :---: |",
     ]
     for name in names:
-        median = {c: statistics.median(r["items"].get(name, 0.0) for r in runs[c]) for c in CASES}
-        jobs = " / ".join(str(runs[c][0]["jobs_per_item"].get(name, 0)) for c in CASES)
+        median = {c: statistics.median(r["items"].get(name, 0.0) for r in runs[c]) for c in cases}
+        jobs = " / ".join(str(runs[c][0]["jobs_per_item"].get(name, 0)) for c in cases)
         lines.append(
-            f"| {name} | {median['plain']:.2f} | {median['careful']:.2f} | {median['score']:.2f} "
-            f"| {median['score'] - median['plain']:+.2f} | {jobs} |"
+            f"| {name} | "
+            + " | ".join(f"{median[c]:.2f}" for c in cases)
+            + " | "
+            + " | ".join(f"{median[a] - median[b]:+.2f}" for a, b in differences)
+            + f" | {jobs} |"
         )
+    return lines
+
+
+DELTA_COSTS = (
+    ("history_reads", "DESCRIBE HISTORY reads", "{:.0f}"),
+    ("history_s", "their s", "{:.2f}"),
+    ("snapshot_s", "snapshot state s", "{:.2f}"),
+    ("write_s", "write command s", "{:.2f}"),
+    ("data_write_s", "of which the data pass s", "{:.2f}"),
+    ("after_data_s", "after the data pass (commit) s", "{:.2f}"),
+)
+
+
+def delta_table(results: list[dict]) -> list[str]:
+    """score into Delta against score into Parquet and against the script writing the same columns to Delta."""
+    lines = [
+        "",
+        "Into Delta (`--output-format delta --mode overwrite`, no run key), against the same `score` into Parquet "
+        "and against the *same-columns script* (bench/plain_score.py --lineage: the careful script's columns plus "
+        '`unscorable_reason` and the four lineage columns as literals, `df.write.format("delta").mode'
+        '("overwrite")`; like the other scripts it drops the rows with a null model input, which `score` '
+        "keeps and writes with their reason):",
+        "",
+        "| rows | reps | score Parquet s | score Delta s | script Delta s | Delta / Parquet | paired "
+        "| Delta / script | paired | target | met | jobs score Parquet / Delta / script |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | :---: | ---: | :---: | ---: | :---: | :---: |",
+    ]
+    for r in (r for r in results if r["delta_ratio"]):
+        s, ratio, target = r["seconds"], r["delta_ratio"], r["delta_target"]
+        met = "yes" if max(ratio.values()) <= target else "no"
+        jobs = "/".join(str(r["runs"][c][0]["jobs"]) for c in ("score", "score-delta", "lineage-delta"))
+        lines.append(
+            f"| {r['rows']:,} | {r['reps']} | {s['score']:.1f} | {s['score-delta']:.1f} | {s['lineage-delta']:.1f} "
+            f"| {ratio['parquet']:.2f}× | {spread(r['delta_paired']['parquet'])} | {ratio['script']:.2f}× "
+            f"| {spread(r['delta_paired']['script'])} | ≤ {target:.2f}× both | {met} | {jobs} |"
+        )
+    lines += [
+        "",
+        "Delta's own work, median over the measured runs, from each process's event log (SQL executions): "
+        "`DESCRIBE HISTORY` reads, the snapshot state Delta computes (executions described "
+        "`Delta: Compute snapshot …`), the write command, the data pass within it, and what the command "
+        "spent after that pass (the Delta log commit and its post-commit work):",
+        "",
+        "| rows | case | " + " | ".join(title for _, title, _ in DELTA_COSTS) + " |",
+        "| ---: | --- |" + " ---: |" * len(DELTA_COSTS),
+    ]
+    for r in results:
+        for case in (c for c in DELTA_CASES if c in r["runs"]):
+            cells = [
+                form.format(statistics.median(run["delta"][key] for run in r["runs"][case]))
+                for key, _, form in DELTA_COSTS
+            ]
+            lines.append(f"| {r['rows']:,} | {LABELS[case]} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -251,22 +374,26 @@ def table(results: list[dict], analysis: str | None) -> str:
         "## Scoring: `synapse-ml-track score` against plain scripts",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `make bench-score` "
-        f"(bench/score.py); whole-process wall time, median of repetitions interleaved in one run "
-        f"(the order alternates), Spark {' '.join(SPARK_ARGS[:2])}. Baselines (bench/plain_score.py): "
+        f"(bench/score.py); whole-process wall time, median of repetitions interleaved in one run after an "
+        f"unmeasured warm-up of {', '.join(', '.join(r['warmup']) or 'no case' for r in results)} "
+        f"(the order alternates), Spark {' '.join(SPARK_ARGS[:2])} with Delta Lake on in every process (the "
+        "pinned jars, its extension and catalog, as a Synapse pool has them). Baselines "
+        "(bench/plain_score.py): "
         "*minimal* writes the input's columns and the prediction; *careful* also one probability column "
         "per class (`vector_to_array`), as `score` does. *paired* is the median (min–max) of each "
         "repetition's score time over the baseline's time in the same repetition. Load average (1 min) "
-        f"before each process: {min(loads):.1f}–{max(loads):.1f}. Jobs and input passes come from each "
-        "process's Spark event log.",
+        f"before each process: {min(loads):.1f}–{max(loads):.1f} (at the start / end of each size: "
+        + ", ".join(f"{r['load_start']:.1f} / {r['load_end']:.1f}" for r in results)
+        + "). Jobs and input passes come from each process's Spark event log.",
         "",
         "| rows | reps | minimal s | careful s | score s | score / minimal | paired | score / careful | paired "
         "| target (vs minimal) | met | jobs minimal / careful / score | input passes |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | :---: | ---: | :---: | ---: | :---: | :---: | :---: |",
     ]
-    for r in results:
+    for r in (r for r in results if len(r["ratio"]) == 2):
         s = r["seconds"]
-        jobs = "/".join(str(r["runs"][c][0]["jobs"]) for c in CASES)
-        passes = " / ".join(f"{r['runs'][c][0]['input_passes']:.2f}" for c in CASES)
+        jobs = "/".join(str(r["runs"][c][0]["jobs"]) for c in CASES[:3])
+        passes = " / ".join(f"{r['runs'][c][0]['input_passes']:.2f}" for c in CASES[:3])
         target = f"≤ {r['target']:.2f}×" if r["target"] else "–"
         met = ("yes" if r["ratio"]["plain"] <= r["target"] else "no") if r["target"] else "–"
         lines.append(
@@ -274,6 +401,7 @@ def table(results: list[dict], analysis: str | None) -> str:
             f"| {r['ratio']['plain']:.2f}× | {spread(r['paired']['plain'])} | {r['ratio']['careful']:.2f}× "
             f"| {spread(r['paired']['careful'])} | {target} | {met} | {jobs} | {passes} |"
         )
+    lines += delta_table(results)
     lines += [
         "",
         "Throughput (median whole-process time) and the Spark tasks' CPU time (median, from the event log):",
@@ -282,7 +410,7 @@ def table(results: list[dict], analysis: str | None) -> str:
         "| ---: | --- | ---: | ---: | ---: |",
     ]
     for r in results:
-        for case in CASES:
+        for case in (c for c in CASES if c in r["runs"]):
             lines.append(
                 f"| {r['rows']:,} | {LABELS[case]} | {r['seconds'][case]:.1f} | {r['rows'] / r['seconds'][case]:,.0f} "
                 f"| {r['task_cpu'][case]:.1f} |"
@@ -307,7 +435,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1,000,000 rows, one repetition")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000], help="input sizes")
+    parser.add_argument("--cases", nargs="+", choices=CASES, default=CASES, help="the cases run (default: all)")
     parser.add_argument("--no-warmup", action="store_true", help="skip the unmeasured first run of each case")
+    parser.add_argument(
+        "--warmup-cases", nargs="+", choices=CASES, default=CASES,
+        help="the cases with an unmeasured first run (e.g. only the Delta ones, so each measured Delta run overwrites)",
+    )  # fmt: skip
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     train_model()
@@ -316,7 +449,9 @@ def main() -> None:
         if args.quick
         else [(rows, args.reps if rows <= 1_000_000 else max(1, args.reps - 1)) for rows in args.rows]
     )
-    write_results([bench_size(rows, reps, warmup=not args.no_warmup) for rows, reps in sizes])
+    warmup = () if args.no_warmup else tuple(args.warmup_cases)
+    cases = tuple(c for c in CASES if c in args.cases)
+    write_results([bench_size(rows, reps, warmup, cases) for rows, reps in sizes])
 
 
 if __name__ == "__main__":

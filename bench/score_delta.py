@@ -33,11 +33,12 @@ sys.path[:0] = [str(BENCH)]
 
 from synapse_ml_track.spark import delta  # noqa: E402
 
-from eventlog import events  # noqa: E402
+from eventlog import SNAPSHOT_DESCRIPTION, delta_costs  # noqa: E402
 from score import (  # noqa: E402
     BIN,
     MODEL_URI,
     SPARK_ARGS,
+    delta_submit_args,
     event_counts,
     input_bytes,
     interleaved,
@@ -54,19 +55,6 @@ WORK = SCORE_WORK / "delta"
 CASES = ("plain", "score")
 START, END = "<!-- scoring-delta -->", "<!-- /scoring-delta -->"
 ANALYSIS_START, ANALYSIS_END = "<!-- scoring-delta-analysis -->", "<!-- /scoring-delta-analysis -->"
-# What Delta 3.2.1 shows in the event log: the first line of an execution's physical plan, or its description.
-HISTORY_PLAN = "Execute DescribeDeltaHistoryCommand"
-WRITE_PLAN = "Execute SaveIntoDataSourceCommand"
-SNAPSHOT_DESCRIPTION = "Compute snapshot for version"  # "Delta: [<job group>: ]Compute snapshot …"
-
-
-def delta_submit_args() -> list[str]:
-    """The pinned jars and Delta's two session settings, as spark-submit arguments."""
-    jars = delta.local_jars()
-    if jars is None:
-        raise SystemExit(delta.MISSING)
-    settings = [arg for key, value in delta.SESSION_CONF.items() for arg in ("--conf", f"{key}={value}")]
-    return ["--jars", ",".join(jars), *settings]
 
 
 def command(case: str, source: Path, run_key: str, summary: Path) -> list[str]:
@@ -79,46 +67,6 @@ def command(case: str, source: Path, run_key: str, summary: Path) -> list[str]:
         "--mode", "append", "--run-key", run_key, "--unscorable", "drop", "--log-level", "WARNING",
         "--output", str(summary),
     ]  # fmt: skip
-
-
-def delta_costs(event_dir: Path) -> dict:
-    """Seconds of Delta's own work in one process, from its SQL executions: the DESCRIBE HISTORY reads,
-    the snapshot state computed inside the write, the write command, the data pass within it, and what the
-    command spent after that pass (the commit and its post-commit work)."""
-    executions: dict[int, dict] = {}
-    for event in events(event_dir):
-        if event["Event"].endswith("SparkListenerSQLExecutionStart"):
-            plan = event.get("physicalPlanDescription", "").splitlines()
-            executions[event["executionId"]] = {
-                "start": event["time"],
-                "end": event["time"],
-                "description": event.get("description", ""),
-                "node": plan[1] if len(plan) > 1 else "",
-            }
-        elif event["Event"].endswith("SparkListenerSQLExecutionEnd"):
-            executions[event["executionId"]]["end"] = event["time"]
-    history = [e for e in executions.values() if e["node"].startswith(HISTORY_PLAN)]
-    writes = [e for e in executions.values() if e["node"].startswith(WRITE_PLAN)]
-    if len(writes) != 1:
-        raise SystemExit(f"{event_dir}: expected one Delta write command, found {len(writes)}")
-    write = writes[0]
-    data = [
-        e
-        for e in executions.values()
-        if e is not write and e["description"] == write["description"] and write["start"] <= e["start"] <= write["end"]
-    ]
-    data_end = max((e["end"] for e in data), default=write["end"])
-    return {
-        "history_reads": len(history),
-        "history_s": sum(e["end"] - e["start"] for e in history) / 1000,
-        "snapshot_s": sum(
-            e["end"] - e["start"] for e in executions.values() if SNAPSHOT_DESCRIPTION in e["description"]
-        )
-        / 1000,
-        "write_s": (write["end"] - write["start"]) / 1000,
-        "data_write_s": sum(e["end"] - e["start"] for e in data) / 1000,
-        "after_data_s": (write["end"] - data_end) / 1000,
-    }
 
 
 def measure(case: str, source: Path, label: str, run_prefix: str) -> dict:
