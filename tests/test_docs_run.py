@@ -40,7 +40,12 @@ SHELL = REPO / "tests" / "docs_shell.sh"
 SPARK_CONF = REPO / "tests" / "data" / "docs-spark-conf"
 COMMAND = "  $ "  # prysk's default --indent of 2
 # What a reader's fresh terminal does not have, and the job reads: left out of the documents' shell.
-NOT_IN_A_FRESH_SHELL = ("VIRTUAL_ENV", "PYTHONUNBUFFERED", "PYTHONPATH", "SPARK_HOME", "SPARK_CONF_DIR")
+# make's own variables too: under `make test` they would make the documents' `make train` a sub-make,
+# which prints "make[1]: Entering directory" lines that a reader's terminal does not show.
+NOT_IN_A_FRESH_SHELL = (
+    "VIRTUAL_ENV", "PYTHONUNBUFFERED", "PYTHONPATH", "SPARK_HOME", "SPARK_CONF_DIR",
+    "MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKE_TERMOUT", "MAKE_TERMERR",
+)  # fmt: skip
 NOT_IN_A_FRESH_SHELL_PREFIXES = ("MLFLOW_", "AZURE_", "AZUREML_", "SMT_")
 
 
