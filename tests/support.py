@@ -117,6 +117,7 @@ class MlflowServer:
     port: int
     process: subprocess.Popen
     log_path: Path
+    store_path: Path  # the sqlite file of its backend store
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -170,7 +171,9 @@ def start_mlflow_server(
         ]  # fmt: skip
         with open(log_path, "w") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-        server = MlflowServer(f"http://127.0.0.1:{port}", port, process, log_path)
+        server = MlflowServer(
+            f"http://127.0.0.1:{port}", port, process, log_path, Path(store.removeprefix("sqlite:///"))
+        )
         try:
             wait_for_http(f"{server.uri}/health", process=process)
             return server

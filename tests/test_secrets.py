@@ -57,9 +57,8 @@ def test_secret_and_tokens_appear_nowhere(run_cli, aml_env, aml_server, offline,
         "spark conf": repr(spark.sparkContext.getConf().getAll()),
     }
     artifact_dir = aml_server.artifacts.root  # the double's blob storage: every run's uploaded artifacts
-    upstream_root = Path(aml_server.upstream.log_path).parent
     files = files_under(artifact_dir, Path(result.summary["local_result_dir"]), tmp_path / "mlruns")
-    files += [upstream_root / "mlflow.db", Path(aml_server.upstream.log_path)]
+    files += [aml_server.upstream.store_path, Path(aml_server.upstream.log_path)]
     assert any(path.name == "MLmodel" for path in files)
     for path in files:
         places[f"file {path}"] = path.read_bytes()
