@@ -416,7 +416,14 @@ class _TlsServer(ThreadingHTTPServer):
             request = self.ssl_context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):
             return  # e.g. a client that does not trust the certificate: nothing to serve
-        super().finish_request(request, client_address)
+        try:
+            super().finish_request(request, client_address)
+        finally:
+            # wrap_socket detached the raw socket, which is all shutdown_request closes. A handler
+            # that raised (its store's connection dropped under it) left the TLS socket to the garbage
+            # collector: the client, its request unanswered on a live connection, waited out its read
+            # timeout ("did not answer in time" in the short soak) instead of seeing the drop at once.
+            request.close()
 
     def handle_error(self, request, client_address) -> None:
         pass  # client disconnects are normal; failures show up in the recorded statuses

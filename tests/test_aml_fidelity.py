@@ -411,6 +411,29 @@ def test_the_double_answers_503_when_its_own_store_fails_not_a_wrong_not_found(a
             double.stop()
 
 
+def test_a_connection_the_store_drops_under_the_double_drops_the_clients_at_once(aml_server, tmp_path):
+    """The soak's "drop" fault closes the connection between the double and its store. The client
+    must see its own connection close at once, as behind a real gateway, not wait out its read
+    timeout on a live connection that will never answer (the short soak's "did not answer in time")."""
+    with FaultProxy(aml_server.upstream.uri) as proxy:
+        double = AmlServer(proxy.url, tmp_path).start()
+        try:
+            token = double.issue_token(double.client_environment()["AZURE_CLIENT_ID"])
+            url = f"{double.authority}{double.prefix}{API}/experiments/get-by-name"
+            proxy.add(Rule("drop", r"/experiments/get-by-name$", times=1))
+            with requests.Session() as session:  # keep-alive, as MLflow's client sends
+                started = time.monotonic()
+                with pytest.raises(requests.ConnectionError):
+                    session.get(url, params={"experiment_name": "x"}, verify=str(double.ca_bundle), timeout=20,
+                                headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+                assert time.monotonic() - started < 5
+                again = session.get(url, params={"experiment_name": "x"}, verify=str(double.ca_bundle), timeout=20,
+                                    headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+                assert again.status_code == 404  # the next request is answered
+        finally:
+            double.stop()
+
+
 def test_the_double_refuses_what_aml_refuses(aml_env, aml_server):
     """A contract test of tests/aml_server.py itself, request by request."""
     token = aml_server.issue_token(aml_env.client_id)
