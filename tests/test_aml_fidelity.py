@@ -422,11 +422,10 @@ def test_a_connection_the_store_drops_under_the_double_drops_the_clients_at_once
             url = f"{double.authority}{double.prefix}{API}/experiments/get-by-name"
             proxy.add(Rule("drop", r"/experiments/get-by-name$", times=1))
             with requests.Session() as session:  # keep-alive, as MLflow's client sends
-                started = time.monotonic()
+                # A read timeout (requests.ReadTimeout) is not a ConnectionError: the old double's hang fails here.
                 with pytest.raises(requests.ConnectionError):
                     session.get(url, params={"experiment_name": "x"}, verify=str(double.ca_bundle), timeout=20,
                                 headers={"Authorization": f"Bearer {token}"})  # fmt: skip
-                assert time.monotonic() - started < 5
                 again = session.get(url, params={"experiment_name": "x"}, verify=str(double.ca_bundle), timeout=20,
                                     headers={"Authorization": f"Bearer {token}"})  # fmt: skip
                 assert again.status_code == 404  # the next request is answered
