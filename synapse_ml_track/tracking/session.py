@@ -143,12 +143,16 @@ def open_session(
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     artifact_location = None if is_remote(uri) else _local_artifact_location(tracking.local_dir)
     timeout = tracking.preflight_timeout
+    # A server that answers busy (5xx) or drops a connection it took is alive: asked as often as any
+    # request of the job (tracking.max_retries), with backoff. Three attempts (1 + 2 s) gave up on a
+    # burst of 503s, and a rerun of a killed job then left that job's run RUNNING (the short soak).
+    attempts = tracking.max_retries + 1
     with tracking_errors(uri):
         experiment_id = probe(
-            lambda: resolve_experiment(client, tracking, artifact_location, uri, create_experiment), timeout
+            lambda: resolve_experiment(client, tracking, artifact_location, uri, create_experiment), timeout, attempts
         )
         if tracking.register:
-            probe(lambda: registry.model_if_exists(client, tracking.registered_model_name), timeout)
+            probe(lambda: registry.model_if_exists(client, tracking.registered_model_name), timeout, attempts)
     return TrackingSession(
         uri=uri,
         client=client,
