@@ -66,11 +66,8 @@ class TrackingSession:
         try:
             with self.tracking_errors():
                 yield
-        except JobError as exc:
-            tracker.fail(str(exc))
-            raise
         except Exception as exc:
-            tracker.fail(f"{type(exc).__name__}: {failure_line(exc)}")
+            tracker.fail(failure_reason(exc))
             raise
 
     def start_run(self, run_name: str | None, tags: Mapping[str, str], redactor: Redactor) -> RunTracker:
@@ -111,6 +108,11 @@ class TrackingSession:
             if exc.get_http_status_code() != 404:
                 raise
             log.warning("the tracking server does not record dataset inputs (HTTP 404); input not logged")
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What a FAILED run's error tag says: a JobError's own line, else the exception's type and first line."""
+    return str(exc) if isinstance(exc, JobError) else f"{type(exc).__name__}: {failure_line(exc)}"
 
 
 def frame_dataset(frame: DataFrame, schema_json: str, rows: int) -> Dataset:
