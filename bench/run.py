@@ -90,13 +90,14 @@ def instrument(probe: Probe) -> None:
     from pyspark.ml.pipeline import Pipeline
     from pyspark.sql import DataFrame
 
+    from synapse_ml_track import train_job
     from synapse_ml_track.spark import data, evaluation, models, regression_evaluation, training
     from synapse_ml_track.tracking import registry, runs, session
 
     # tracking: every MlflowClient call (the fluent API and autologging go through it too)
     probe.wrap_public_methods(MlflowClient, "tracking.client", overhead=True)
     probe.wrap(session, "open_session", "tracking.preflight", overhead=True)
-    probe.wrap(training, "run_tags", "tracking.run_tags", overhead=True)
+    probe.wrap(train_job, "run_tags", "tracking.run_tags", overhead=True)
     # model logging: ours (save locally, upload as run artifacts, register, promote) and MLflow's
     probe.wrap(models, "save_model", "model.save", overhead=True, model=True)
     probe.wrap(
@@ -117,7 +118,8 @@ def instrument(probe: Probe) -> None:
     probe.wrap(evaluation, "write_artifacts", "artifacts.evaluation", overhead=True)
     probe.wrap(regression_evaluation.RegressionEvaluation, "write", "artifacts.evaluation", overhead=True)
     probe.wrap(DataFrame, "toPandas", "artifacts.input_example", overhead=True)
-    probe.wrap(training, "infer_signature", "artifacts.input_example", overhead=True)
+    probe.wrap(training, "infer_signature", "artifacts.input_example", overhead=True)  # the model's signature
+    probe.wrap(train_job, "infer_signature", "artifacts.input_example", overhead=True)  # the logged input's schema
     # the Spark work every case shares
     probe.wrap(data, "read_input", "spark.read")
     probe.wrap(data, "_infer_csv_schema", "spark.schema_inference")
@@ -173,11 +175,15 @@ class Context:
 
 
 def spark_work(spark, config):
-    """Exactly the Spark work of the job (synapse_ml_track.spark.training.fit_and_evaluate), no tracking."""
-    from synapse_ml_track.spark import pipeline, sources, training
+    """Exactly the Spark work of the job (the steps of synapse_ml_track/spark/training.py that
+    train_job.py calls), no tracking and no model save."""
+    from synapse_ml_track.spark import data, pipeline, sources, training
 
     estimator = pipeline.build_estimator(config.model.task, config.model.type, config.model.params, config.data.seed)
-    fitted = training.fit_and_evaluate(spark, config, sources.resolve_source(config.data), estimator)
+    source = sources.resolve_source(config.data)
+    with data.malformed_input_errors(source), contextlib.closing(training.prepare(spark, config, source)) as prepared:
+        model = prepared.pipeline(estimator).fit(prepared.train)
+        fitted = training.evaluate(model, prepared, config.data.seed)
     spark_work.last = (fitted.model, fitted.test_indexed, config.data.seed)  # for the one-off measurements
     return estimator, fitted.model, fitted.metrics
 

@@ -18,7 +18,7 @@ _API = {
     "score": "synapse_ml_track.api",
     "job_config": "synapse_ml_track.api",
     "ScoringResult": "synapse_ml_track.api",
-    "TrainingResult": "synapse_ml_track.spark.training",
+    "TrainingResult": "synapse_ml_track.train_job",
 }
 __all__ = ["__version__", *_API]
 

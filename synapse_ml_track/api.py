@@ -36,7 +36,7 @@ from synapse_ml_track.vocabulary import OUTPUT_FORMATS, UNSCORABLE_POLICIES, WRI
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from synapse_ml_track.spark.training import TrainingResult
+    from synapse_ml_track.train_job import TrainingResult
 
 log = logging.getLogger("synapse_ml_track")
 
@@ -101,8 +101,8 @@ def train(
     "registered", "rejected", "tracked" or "reused", its reason, and whether it was promoted).
     """
     from synapse_ml_track.entrypoint import set_global_tracking_uri
-    from synapse_ml_track.spark.training import run_training
     from synapse_ml_track.tracking.session import open_session
+    from synapse_ml_track.train_job import run_training
 
     named = {
         "tracking.uri": tracking_uri,

@@ -15,9 +15,11 @@ from forked import FreshRuns
 from support import REPO
 
 PACKAGE = REPO / "synapse_ml_track"
-# Only the Spark side may import pyspark. The rest of the package, the tracking layer
+# Only the Spark side may import pyspark, and the training job, which runs it (train_job.py, above
+# the Spark side and the tracking layer). The rest of the package, the tracking layer
 # (synapse_ml_track/tracking) and the deployment (synapse_ml_track/deploy) first, imports without it.
 SPARK_SIDE = "synapse_ml_track.spark"
+TRAIN_JOB = "synapse_ml_track.train_job"
 ALWAYS_BLOCKED = ("pyspark", "py4j", "mlflow.spark")
 # Imported before the fork, with the same imports blocked: what every child would import first anyway.
 PRELOADED = ("mlflow", "mlflow.tracking")
@@ -34,7 +36,7 @@ def package_modules() -> list[str]:
     return names
 
 
-SPARK_SIDE_MODULES = [name for name in package_modules() if name.startswith(SPARK_SIDE + ".")]
+SPARK_SIDE_MODULES = [name for name in package_modules() if name.startswith(SPARK_SIDE + ".") or name == TRAIN_JOB]
 SPARK_FREE_MODULES = [name for name in package_modules() if name not in SPARK_SIDE_MODULES]
 
 SETUP = """

@@ -17,8 +17,8 @@ from synapse_ml_track.config import build_config
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.spark import delta
 from synapse_ml_track.spark.sources import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
-from synapse_ml_track.spark.training import run_training
 from synapse_ml_track.tracking.session import open_session
+from synapse_ml_track.train_job import run_training
 
 from support import VENV_BIN, unique
 

@@ -17,8 +17,8 @@ from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.spark.pipeline import PROBABILITY
 from synapse_ml_track.spark.scoring import ModelRef, resolve_model, score_frame
 from synapse_ml_track.spark.sources import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
-from synapse_ml_track.spark.training import run_training
 from synapse_ml_track.tracking.session import open_session
+from synapse_ml_track.train_job import run_training
 
 LABELS = ["Adelie", "Chinstrap", "Gentoo"]
 PROBABILITIES = [f"probability_{label}" for label in LABELS]

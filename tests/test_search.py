@@ -11,7 +11,8 @@ from pyspark.ml.classification import LogisticRegression
 from synapse_ml_track.config import SearchConfig
 from synapse_ml_track.errors import ConfigError
 from synapse_ml_track.spark import search as search_module
-from synapse_ml_track.spark.search import PARENT_TAG, candidates
+from synapse_ml_track.spark.search import candidates
+from synapse_ml_track.tracking.search_runs import PARENT_TAG
 from synapse_ml_track.vocabulary import CANDIDATE_TAG
 
 from linear_data import linear_rows

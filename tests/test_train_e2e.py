@@ -19,8 +19,8 @@ from mlflow.tracking import MlflowClient
 from synapse_ml_track.config import build_config
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.spark.sources import bundled_penguins_path
-from synapse_ml_track.spark.training import run_training
 from synapse_ml_track.tracking.session import open_session
+from synapse_ml_track.train_job import run_training
 
 from support import EXPECTED_ARTIFACTS, REPO, VENV_BIN
 

@@ -1,9 +1,10 @@
 """Hyperparameter search: candidates from a grid or a seeded random draw, each validated by k-fold
-cross-validation or one train/validation split and tracked as a child run of the training run.
+cross-validation or one train/validation split, the best refitted on the whole training split.
 
-Each candidate is validated and tracked on its own, so an interrupted search resumes (by run key)
-without refitting the candidates whose child runs finished. The folds come from a seeded hash of
-each row, like the train/test split: the same rows and seed give the same folds anywhere.
+Each candidate is validated on its own and its result yielded as it completes, so the job records it
+(a child run of the training run, synapse_ml_track/tracking/search_runs.py) and an interrupted search
+resumes (by run key) without refitting the candidates an earlier attempt finished. The folds come from
+a seeded hash of each row, like the train/test split: the same rows and seed give the same folds anywhere.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import logging
 import math
 import random
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +31,12 @@ from pyspark.sql import functions as F
 from synapse_ml_track.config import SearchConfig
 from synapse_ml_track.errors import ConfigError
 from synapse_ml_track.plots import candidates_figure, pyplot
-from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.spark.data import hash_bucket
 from synapse_ml_track.spark.pipeline import set_param
-from synapse_ml_track.tracking.runs import RunTracker, all_pages
-from synapse_ml_track.tracking.session import TrackingSession
-from synapse_ml_track.vocabulary import CANDIDATE_TAG, JOB_TAG, SEARCH_CANDIDATE_JOB, higher_is_better
+from synapse_ml_track.vocabulary import higher_is_better
 
 log = logging.getLogger(__name__)
 
-PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: the UI and AML studio nest child runs by it
 FOLD_COLUMN = "_smt_fold_bucket"
 RANGE_KEYS = {"low", "high", "log", "integer"}
 
@@ -164,66 +162,62 @@ class Outcome:
         return pd.DataFrame(rows)
 
 
-class Search:
-    """Fits a pipeline by search: one child run per candidate, then the best refitted on the whole
-    training split. Called where the job would call Pipeline.fit (training.fit_and_evaluate)."""
+@dataclass(frozen=True)
+class CandidateResult:
+    """One candidate's validation: its metrics, or the exception it raised (`error`, metrics empty)."""
 
-    def __init__(
-        self,
-        search: SearchConfig,
-        estimator,
-        seed: int,
-        session: TrackingSession,
-        parent: RunTracker,
-        redactor: Redactor,
-        evaluate: Evaluate,
-    ) -> None:
+    candidate: Candidate
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: BaseException | None = None
+
+
+class Search:
+    """Fits a pipeline by search, in steps the job calls in order: `fold_buckets` of the training
+    split, `validate` each candidate on them, `refit_best` on the whole split, then `write` the table.
+    The candidates are checked against the estimator when the search is made, before any data is read."""
+
+    def __init__(self, search: SearchConfig, estimator, seed: int, evaluate: Evaluate) -> None:
         assert search.metric is not None  # build_config fills it in: the gate's metric unless given
         self.config = search
         self.metric: str = search.metric
         self.estimator = estimator
         self.seed = seed
-        self.session = session
-        self.parent = parent
-        self.redactor = redactor
         self.evaluate = evaluate
-        self.candidates = candidates(search, estimator, seed)  # checked before any data is read
+        self.candidates = candidates(search, estimator, seed)
         self.outcome: Outcome | None = None
 
-    def __call__(self, pipeline: Pipeline, train: DataFrame) -> PipelineModel:
-        done = self._finished_children()
-        outcome = Outcome(self.candidates, {}, {})
+    @contextmanager
+    def fold_buckets(self, train: DataFrame) -> Iterator[DataFrame]:
+        """The training split with its fold buckets (with_folds), cached while the block runs."""
+        tagged = with_folds(train, self.seed)
+        try:
+            yield tagged
+        finally:
+            tagged.unpersist()
+
+    def validate(
+        self, pipeline: Pipeline, tagged: DataFrame, finished: Mapping[str, tuple[str, dict[str, float]]]
+    ) -> Generator[CandidateResult, None, None]:
+        """Each candidate's result as it completes, up to `parallelism` validated at once; `finished`
+        (candidate key -> (run id, metrics)): the candidates an earlier attempt finished, not refitted.
+
+        After a failure no candidate starts; those already running finish and are yielded (a resumed
+        attempt counts them as done); then the first failure is raised.
+        """
+        outcome = self.outcome = Outcome(self.candidates, {}, {})
         for candidate in self.candidates:
-            if candidate.key in done:
-                run = done[candidate.key]
-                outcome.metrics[candidate.index] = dict(run.data.metrics)
-                outcome.run_ids[candidate.index] = run.info.run_id
+            if candidate.key in finished:
+                outcome.run_ids[candidate.index], outcome.metrics[candidate.index] = finished[candidate.key]
                 outcome.reused.add(candidate.index)
         if outcome.reused:
             log.info(
                 "search: %s of %s candidates finished in an earlier attempt", len(outcome.reused), len(self.candidates)
             )
-        todo = [c for c in self.candidates if c.index not in outcome.reused]
-        tagged = with_folds(train, self.seed)
-        try:
-            for candidate, (run_id, metrics) in self._run_all(pipeline, todo, folds(tagged, self.config)):
-                outcome.run_ids[candidate.index], outcome.metrics[candidate.index] = run_id, metrics
-            outcome.best = self._best(outcome)
-            self.outcome = outcome
-            best_map = {self.estimator.getParam(name): value for name, value in outcome.best.params.items()}
-            log.info("search: best candidate %s %s; refitting it on the training split",
-                     outcome.best.index, outcome.best.params)  # fmt: skip
-            return pipeline.fit(tagged.drop(FOLD_COLUMN), best_map)
-        finally:
-            tagged.unpersist()
-
-    def _run_all(self, pipeline: Pipeline, todo: list[Candidate], splits) -> list[tuple[Candidate, Any]]:
-        """Up to `parallelism` candidates at once. After a failure no candidate starts; those already
-        running finish (and count as done for a resumed attempt); then the first failure is raised."""
-        pending, done = list(todo), []
+        pending = [c for c in self.candidates if c.index not in outcome.reused]
+        splits = folds(tagged, self.config)
         running: dict[Future, Candidate] = {}
         failure: BaseException | None = None
-        task = inheritable_thread_target(self._run_candidate)  # Spark job properties follow into the thread
+        task = inheritable_thread_target(self._validate_one)  # Spark job properties follow into the thread
         with ThreadPoolExecutor(max_workers=self.config.parallelism, thread_name_prefix="smt-search") as pool:
             while pending or running:
                 while pending and failure is None and len(running) < self.config.parallelism:
@@ -231,50 +225,31 @@ class Search:
                     running[pool.submit(task, pipeline, candidate, splits)] = candidate
                 if not running:
                     break
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    candidate = running.pop(future)
-                    if future.exception() is not None:
-                        failure = failure or future.exception()
+                completed, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in completed:
+                    candidate, error = running.pop(future), future.exception()
+                    if error is not None:
+                        failure = failure or error
+                        yield CandidateResult(candidate, error=error)
                     else:
-                        done.append((candidate, future.result()))
+                        outcome.metrics[candidate.index] = future.result()
+                        yield CandidateResult(candidate, future.result())
         if failure is not None:
             raise failure
-        return done
 
-    def _run_candidate(self, pipeline: Pipeline, candidate: Candidate, splits) -> tuple[str, dict[str, float]]:
-        tags = {PARENT_TAG: self.parent.run_id, JOB_TAG: SEARCH_CANDIDATE_JOB, CANDIDATE_TAG: candidate.key}
-        with self.session.tracking_errors():
-            child = self.session.start_run(f"candidate-{candidate.index}", tags, self.redactor)
-        with self.session.failing_run(child):
-            child.log_params(
-                {"candidate.index": candidate.index, **{f"estimator.{k}": v for k, v in candidate.params.items()}}
-            )
-            metrics = validation_metrics(pipeline, self.estimator, candidate, splits, self.evaluate)
-            child.log_metrics(metrics)
-            child.finish()
+    def _validate_one(self, pipeline: Pipeline, candidate: Candidate, splits) -> dict[str, float]:
+        metrics = validation_metrics(pipeline, self.estimator, candidate, splits, self.evaluate)
         log.info("search: candidate %s %s: %s %.4f", candidate.index, candidate.params, self.metric,
                  metrics.get(self.metric, math.nan))  # fmt: skip
-        return child.run_id, metrics
+        return metrics
 
-    def _finished_children(self) -> dict[str, Any]:
-        """This parent's finished candidates, by key; children an interrupted attempt left RUNNING are
-        ended FAILED (their candidates run again)."""
-        client, parent_id = self.session.client, self.parent.run_id
-        with self.session.tracking_errors():
-            children = all_pages(
-                lambda token: client.search_runs(
-                    [self.session.experiment_id], filter_string=f"tags.{PARENT_TAG} = '{parent_id}'", page_token=token
-                )
-            )
-            for run in children:
-                if run.info.status == "RUNNING":
-                    client.set_terminated(run.info.run_id, "FAILED")
-        return {
-            run.data.tags[CANDIDATE_TAG]: run
-            for run in children
-            if run.info.status == "FINISHED" and CANDIDATE_TAG in run.data.tags
-        }
+    def refit_best(self, pipeline: Pipeline, tagged: DataFrame) -> PipelineModel:
+        """The best validated candidate, fitted on the whole training split."""
+        if self.outcome is None:
+            raise RuntimeError("no candidate has been validated")
+        best = self.outcome.best = self._best(self.outcome)
+        log.info("search: best candidate %s %s; refitting it on the training split", best.index, best.params)
+        return pipeline.fit(tagged.drop(FOLD_COLUMN), {self.estimator.getParam(k): v for k, v in best.params.items()})
 
     def _best(self, outcome: Outcome) -> Candidate:
         metric = self.metric
@@ -310,12 +285,13 @@ class Search:
         outcome, best = self.result
         return {f"validation_{name}": value for name, value in outcome.metrics[best.index].items()}
 
-    def write(self, directory: Path) -> None:
-        """candidates.csv (one row per candidate) and candidates.png (the metric per candidate, ± std)."""
+    def write(self, directory: Path, run_ids: Mapping[int, str]) -> None:
+        """candidates.csv (one row per candidate) and candidates.png (the metric per candidate, ± std);
+        `run_ids`: the child run recorded for each candidate validated in this attempt, by index."""
         directory.mkdir(parents=True, exist_ok=True)
-        metric = self.metric
-        table = self.result[0].table(metric)
+        outcome = self.result[0]
+        table = replace(outcome, run_ids={**outcome.run_ids, **run_ids}).table(self.metric)
         table.to_csv(directory / "candidates.csv", index=False)
-        figure = candidates_figure(table, metric, f"{len(table)} candidates, {self.config.method} search")
+        figure = candidates_figure(table, self.metric, f"{len(table)} candidates, {self.config.method} search")
         figure.savefig(directory / "candidates.png", dpi=100)
         pyplot().close(figure)
