@@ -19,14 +19,14 @@ import pytest
 
 from synapse_ml_track.cli import build_parser, main
 from synapse_ml_track.cli.deploy import request_of
-from synapse_ml_track.deploy import plan as deploy
+from synapse_ml_track.deploy import plan
 from synapse_ml_track.deploy import synapse as synapse_target
 
 from azure_stub import StubSession
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_URI = "abfss://synapse@stdlmltrackdevabc123.dfs.core.windows.net/synapse-ml-track"
-WHEEL = deploy.wheel_name(REPO)
+WHEEL = plan.wheel_name(REPO)
 CONFIG_TEXT = """\
 tracking:
   experiment_name: penguins
@@ -69,7 +69,7 @@ def no_azure_no_build(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError(f"deploy started a subprocess: {args}")
 
-    monkeypatch.setattr(deploy, "subprocess", SimpleNamespace(run=refuse))
+    monkeypatch.setattr(plan, "subprocess", SimpleNamespace(run=refuse))
 
 
 @pytest.fixture
@@ -78,11 +78,11 @@ def source_copy(tmp_path) -> Path:
     source = tmp_path / "source"
     source.mkdir()
     shutil.copy(REPO / "setup.cfg", source)
-    shutil.copytree(REPO / deploy.TEMPLATE_DIR, source / deploy.TEMPLATE_DIR)
-    for script in deploy.JOB_SCRIPTS:
+    shutil.copytree(REPO / plan.TEMPLATE_DIR, source / plan.TEMPLATE_DIR)
+    for script in plan.JOB_SCRIPTS:
         (source / script).write_text(f"# stand-in for {script}\n", encoding="utf-8")
-    (source / deploy.SAMPLE_DATA).parent.mkdir(parents=True)
-    shutil.copy(REPO / deploy.SAMPLE_DATA, source / deploy.SAMPLE_DATA)
+    (source / plan.SAMPLE_DATA).parent.mkdir(parents=True)
+    shutil.copy(REPO / plan.SAMPLE_DATA, source / plan.SAMPLE_DATA)
     return source
 
 
@@ -96,7 +96,7 @@ def run_deploy(arguments: list[str]) -> int:
     return main(arguments)
 
 
-def request(arguments: list[str]) -> deploy.DeployRequest:
+def request(arguments: list[str]) -> plan.DeployRequest:
     return request_of(build_parser().parse_args(arguments))
 
 
@@ -177,11 +177,11 @@ class RecordingTarget:
     def deploy_errors(self, doing: str, access: str, names: str) -> contextlib.nullcontext[None]:
         return contextlib.nullcontext()  # it raises nothing of its own to translate
 
-    def pool_shape(self, pool: str) -> deploy.PoolShape:
-        return deploy.PoolShape("Small", 4, "the pool")
+    def pool_shape(self, pool: str) -> plan.PoolShape:
+        return plan.PoolShape("Small", 4, "the pool")
 
-    def publish_access(self) -> deploy.PublishAccess:
-        return deploy.PublishAccess("dev@example.com", denied=())
+    def publish_access(self) -> plan.PublishAccess:
+        return plan.PublishAccess("dev@example.com", denied=())
 
     def upload(self, path: str, data: bytes) -> None:
         self.calls.append(("upload", (path, data)))
@@ -220,7 +220,7 @@ def recorded_deploy(monkeypatch, arguments: list[str], trigger_states: dict[str,
         (wheel_dir / WHEEL).write_bytes(b"wheel")
         return subprocess.CompletedProcess(command, 0)
 
-    monkeypatch.setattr(deploy, "subprocess", SimpleNamespace(run=fake_build))
+    monkeypatch.setattr(plan, "subprocess", SimpleNamespace(run=fake_build))
     monkeypatch.setattr(synapse_target, "SynapseTarget", RecordingTarget)
     monkeypatch.setattr(RecordingTarget, "initial_trigger_states", dict(trigger_states or {}))
     RecordingTarget.instances.clear()
@@ -277,7 +277,7 @@ def test_real_deploy_executes_the_plan_in_order(config_file, source_copy, monkey
         built.append(command)
         return subprocess.CompletedProcess(command, 0)
 
-    monkeypatch.setattr(deploy, "subprocess", SimpleNamespace(run=fake_build))
+    monkeypatch.setattr(plan, "subprocess", SimpleNamespace(run=fake_build))
     monkeypatch.setattr(synapse_target, "SynapseTarget", RecordingTarget)
     RecordingTarget.instances.clear()
     assert run_deploy(deploy_args(config_file, "--source", str(source_copy))) == 0
@@ -526,7 +526,7 @@ def real_deploy(monkeypatch, stub, credential=None, **client_options):
         (wheel_dir / WHEEL).write_bytes(b"wheel")
         return subprocess.CompletedProcess(command, 0)
 
-    monkeypatch.setattr(deploy, "subprocess", SimpleNamespace(run=built))
+    monkeypatch.setattr(plan, "subprocess", SimpleNamespace(run=built))
     target = functools.partial(
         synapse_target.SynapseTarget, credential=credential or SignedIn(), transport=stub.transport(), **client_options
     )
@@ -541,14 +541,14 @@ def test_real_deploy_sends_exactly_the_rendered_documents(config_file, source_co
     stub = synapse()
     real_deploy(monkeypatch, stub)
     assert run_deploy(deploy_args(config_file, "--source", str(source_copy))) == 0, capsys.readouterr().err
-    plan = deploy.make_plan(request(deploy_args(config_file, "--source", str(source_copy))))
-    expected = {step.document["name"]: step for step in plan.steps if hasattr(step, "document")}
+    deploy_plan = plan.make_plan(request(deploy_args(config_file, "--source", str(source_copy))))
+    expected = {step.document["name"]: step for step in deploy_plan.steps if hasattr(step, "document")}
     sent = {s.path.rsplit("/", 1)[-1]: s.json() for s in stub.sent if s.method == "PUT" and "azuresynapse" in s.url}
     assert set(sent) == set(expected)
     models = {
-        deploy.PutJobDefinition: lambda document: SparkJobDefinition.deserialize(document["properties"]),
-        deploy.PutPipeline: PipelineResource.deserialize,
-        deploy.PutTrigger: lambda document: Trigger.deserialize(document["properties"]),
+        plan.PutJobDefinition: lambda document: SparkJobDefinition.deserialize(document["properties"]),
+        plan.PutPipeline: PipelineResource.deserialize,
+        plan.PutTrigger: lambda document: Trigger.deserialize(document["properties"]),
     }
     for name, step in expected.items():
         document = step.document
@@ -610,7 +610,7 @@ def test_publishing_leaves_the_plans_documents_whole(name):
     stub = synapse()
     target = synapse_target.SynapseTarget(WORKSPACE, "stdlmltrackdevabc123", "synapse", SignedIn(),
                                           transport=stub.transport())  # fmt: skip
-    document = json.loads((REPO / deploy.TEMPLATE_DIR / name).read_text(encoding="utf-8"))
+    document = json.loads((REPO / plan.TEMPLATE_DIR / name).read_text(encoding="utf-8"))
     before = copy.deepcopy(document)
     (target.put_trigger if "trigger" in name else target.put_pipeline)(document)
     assert document == before
@@ -625,7 +625,7 @@ def test_updating_a_started_trigger_without_stopping_it_is_refused(monkeypatch):
     stub = synapse(triggers={NIGHTLY: "Started"})
     target = synapse_target.SynapseTarget(WORKSPACE, "stdlmltrackdevabc123", "synapse", SignedIn(),
                                           transport=stub.transport())  # fmt: skip
-    document = json.loads((REPO / deploy.TEMPLATE_DIR / "score.trigger.json").read_text(encoding="utf-8"))
+    document = json.loads((REPO / plan.TEMPLATE_DIR / "score.trigger.json").read_text(encoding="utf-8"))
     with pytest.raises(HttpResponseError, match="TriggerEnabledCannotUpdate"):
         target.put_trigger(document)
     assert target.trigger_state(NIGHTLY) == "Started"
@@ -823,6 +823,6 @@ def test_a_wheel_that_does_not_build_says_why_in_one_line(tmp_path):
     (source / "synapse_ml_track").mkdir(parents=True)
     (source / "synapse_ml_track" / "__init__.py").touch()
     (source / "pyproject.toml").write_text('[build-system]\nrequires = []\nbuild-backend = "no_such_backend"\n')
-    with pytest.raises(deploy.DeployError) as failed:
-        deploy.build_wheel(source, tmp_path / "wheels")
+    with pytest.raises(plan.DeployError) as failed:
+        plan.build_wheel(source, tmp_path / "wheels")
     assert str(failed.value) == "building the wheel failed: ModuleNotFoundError: No module named 'no_such_backend'"

@@ -29,7 +29,7 @@ from synapse_ml_track.config import build_config
 from synapse_ml_track.spark.pipeline import build_estimator
 from synapse_ml_track.spark.training import config_params
 from synapse_ml_track.tracking import http
-from synapse_ml_track.tracking import runs as tracking
+from synapse_ml_track.tracking.runs import create_once
 
 from fault_proxy import FaultProxy, Rule
 from support import VENV_BIN, free_port
@@ -379,7 +379,7 @@ def test_overlapping_single_attempt_creates_leave_every_other_request_its_retrie
                 assert first_out.wait(30)  # and the first leaves it before the second does
             return name
 
-        created.append(tracking.create_once(create, lambda: None, attempts=1))
+        created.append(create_once(create, lambda: None, attempts=1))
         if name == "first":
             first_out.set()
 

@@ -231,15 +231,15 @@ def test_the_deployed_score_job_resolves_its_model_uri(registered, mlflow_server
     --model-uri names the champion, not the latest version (which may be registered but not promoted)."""
     from synapse_ml_track.cli import build_parser
     from synapse_ml_track.cli.deploy import request_of
-    from synapse_ml_track.deploy import plan as deploy
+    from synapse_ml_track.deploy import plan
 
     _, model, (_, second) = registered
     config = tmp_path / "synapse.yaml"
     config.write_text(f"tracking:\n  registered_model_name: {model}\n")
     arguments = ["deploy", "--workspace", "w", "--storage-account", "acct", "--config", str(config)]
-    plan = deploy.make_plan(request_of(build_parser().parse_args(arguments)))
+    deploy_plan = plan.make_plan(request_of(build_parser().parse_args(arguments)))
     (score_job,) = [
-        s.document for s in plan.steps if getattr(s, "document", {}).get("name") == "synapse-ml-track-score"
+        s.document for s in deploy_plan.steps if getattr(s, "document", {}).get("name") == "synapse-ml-track-score"
     ]
     args = build_parser().parse_args(["score", *score_job["properties"]["jobProperties"]["args"]])
     client = MlflowClient(mlflow_server.uri)

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from synapse_ml_track.deploy import plan as deploy
+from synapse_ml_track.deploy import plan
 
 REPO = Path(__file__).resolve().parents[1]
-TEMPLATES = REPO / deploy.TEMPLATE_DIR
+TEMPLATES = REPO / plan.TEMPLATE_DIR
 SAMPLE_VALUES = {
     "base_uri": "abfss://synapse@stdlmltrackdevabc123.dfs.core.windows.net/synapse-ml-track",
     "spark_pool": "mltrack",
@@ -50,7 +50,7 @@ def template(name: str) -> dict[str, Any]:
 
 
 def rendered(name: str) -> dict[str, Any]:
-    return deploy.render(template(name), SAMPLE_VALUES)
+    return plan.render(template(name), SAMPLE_VALUES)
 
 
 def bicep_default(parameter: str) -> str:
@@ -157,7 +157,7 @@ def job_parser() -> argparse.ArgumentParser:
     return build_parser()
 
 
-@pytest.fixture(scope="module", params=deploy.PIPELINE_TEMPLATES)
+@pytest.fixture(scope="module", params=plan.PIPELINE_TEMPLATES)
 def pipeline(request) -> dict[str, Any]:
     return rendered(request.param) | {"template": request.param}
 
@@ -182,13 +182,13 @@ def option_value(args: list[str], option: str) -> str:
 
 
 def test_every_template_is_deployed():
-    deployed = {*deploy.JOB_DEFINITION_TEMPLATES, *deploy.PIPELINE_TEMPLATES, *deploy.TRIGGER_TEMPLATES}
+    deployed = {*plan.JOB_DEFINITION_TEMPLATES, *plan.PIPELINE_TEMPLATES, *plan.TRIGGER_TEMPLATES}
     assert {path.name for path in TEMPLATES.glob("*.json")} == deployed
-    assert set(JOB_COMMANDS) == set(deploy.JOB_DEFINITION_TEMPLATES)
-    assert set(PIPELINE_JOBS) == set(deploy.PIPELINE_TEMPLATES)
+    assert set(JOB_COMMANDS) == set(plan.JOB_DEFINITION_TEMPLATES)
+    assert set(PIPELINE_JOBS) == set(plan.PIPELINE_TEMPLATES)
 
 
-@pytest.mark.parametrize("name", deploy.JOB_DEFINITION_TEMPLATES)
+@pytest.mark.parametrize("name", plan.JOB_DEFINITION_TEMPLATES)
 def test_job_definition_has_the_documented_shape(name):
     document = template(name)
     properties = document["properties"]
@@ -205,14 +205,14 @@ def test_job_definition_has_the_documented_shape(name):
     assert all(isinstance(value, str) for value in job["conf"].values()), "Spark conf values are strings"
     script = f"jobs/{JOB_COMMANDS[name]}.py"
     assert job["file"] == f"${{base_uri}}/{script}"
-    assert script in deploy.JOB_SCRIPTS, f"deploy does not upload {script}"
+    assert script in plan.JOB_SCRIPTS, f"deploy does not upload {script}"
     assert job["pyFiles"] == ["${base_uri}/dist/${wheel}"]
 
 
-@pytest.mark.parametrize("name", deploy.JOB_DEFINITION_TEMPLATES)
+@pytest.mark.parametrize("name", plan.JOB_DEFINITION_TEMPLATES)
 def test_job_definition_sizing_is_consistent_and_fits_the_dev_pool(name):
     job = template(name)["properties"]["jobProperties"]
-    sizes = set(deploy.EXECUTOR_SIZES.values())
+    sizes = set(plan.EXECUTOR_SIZES.values())
     assert (job["executorCores"], job["executorMemory"]) in sizes
     assert (job["driverCores"], job["driverMemory"]) in sizes
     conf = job["conf"]
@@ -222,12 +222,12 @@ def test_job_definition_sizing_is_consistent_and_fits_the_dev_pool(name):
         == str(job["numExecutors"])
     )
     parameters = json.loads((REPO / "infra" / "main.parameters.dev.json").read_text(encoding="utf-8"))["parameters"]
-    node_cores = deploy.EXECUTOR_SIZES[parameters["sparkNodeSize"]["value"]][0]
+    node_cores = plan.EXECUTOR_SIZES[parameters["sparkNodeSize"]["value"]][0]
     needed = job["driverCores"] + job["numExecutors"] * job["executorCores"]
     assert needed <= parameters["sparkMaxNodes"]["value"] * node_cores, "the job needs more cores than the dev pool has"
 
 
-@pytest.mark.parametrize("name", deploy.JOB_DEFINITION_TEMPLATES)
+@pytest.mark.parametrize("name", plan.JOB_DEFINITION_TEMPLATES)
 def test_job_definition_args_parse_with_the_job_parser(job_parser, name):
     document = rendered(name)
     args = job_parser.parse_args([JOB_COMMANDS[name], *document["properties"]["jobProperties"]["args"]])
@@ -239,7 +239,7 @@ def test_job_definition_args_parse_with_the_job_parser(job_parser, name):
 
 
 def test_rendering_fills_every_placeholder():
-    for name in (*deploy.JOB_DEFINITION_TEMPLATES, *deploy.PIPELINE_TEMPLATES, *deploy.TRIGGER_TEMPLATES):
+    for name in (*plan.JOB_DEFINITION_TEMPLATES, *plan.PIPELINE_TEMPLATES, *plan.TRIGGER_TEMPLATES):
         assert "${" not in json.dumps(rendered(name)), f"{name} keeps a placeholder after rendering"
 
 

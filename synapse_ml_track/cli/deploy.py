@@ -14,7 +14,7 @@ from pathlib import Path
 
 from synapse_ml_track.cli.common import add_logging
 from synapse_ml_track.cli.report import positive_int
-from synapse_ml_track.deploy import plan as deploy
+from synapse_ml_track.deploy import plan
 from synapse_ml_track.deploy import synapse as synapse_target
 
 
@@ -45,7 +45,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         "models:/<tracking.registered_model_name>@<gate.champion_alias>)",
     )
     parser.add_argument(
-        "--executor-size", choices=sorted(deploy.EXECUTOR_SIZES), default="Small",
+        "--executor-size", choices=sorted(plan.EXECUTOR_SIZES), default="Small",
         help="driver and executor size (default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
@@ -54,7 +54,7 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--pool-parameters", type=Path,
         help="Bicep parameters file the pool was deployed with, for the sizing check of --dry-run "
-        f"(default: {deploy.POOL_PARAMETERS} in the source); a real deploy reads the pool itself",
+        f"(default: {plan.POOL_PARAMETERS} in the source); a real deploy reads the pool itself",
     )  # fmt: skip
     parser.add_argument(
         "--source", type=Path, help="source checkout with setup.cfg and jobs/ (default: the one this package runs from)"
@@ -69,23 +69,23 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def request_of(args: argparse.Namespace) -> deploy.DeployRequest:
-    fields = deploy.DeployRequest.__dataclass_fields__
-    return deploy.DeployRequest(**{name: getattr(args, name) for name in fields})
+def request_of(args: argparse.Namespace) -> plan.DeployRequest:
+    fields = plan.DeployRequest.__dataclass_fields__
+    return plan.DeployRequest(**{name: getattr(args, name) for name in fields})
 
 
 def run(args: argparse.Namespace) -> int:
     request = request_of(args)
-    plan = deploy.make_plan(request)
+    deploy_plan = plan.make_plan(request)
     if args.dry_run:
-        deploy.check_sizing(deploy.pool_shape_from_parameters(request), request)
-        print("\n".join(deploy.describe_plan(plan)))
+        plan.check_sizing(plan.pool_shape_from_parameters(request), request)
+        print("\n".join(plan.describe_plan(deploy_plan)))
         return 0
     target = synapse_target.SynapseTarget(request.workspace, request.storage_account, request.filesystem)
     try:
-        deploy.preflight(target, request)
-        deploy.execute(plan, target, progress=lambda line: print(line, flush=True))
-    except deploy.DeployError as exc:
+        plan.preflight(target, request)
+        plan.execute(deploy_plan, target, progress=lambda line: print(line, flush=True))
+    except plan.DeployError as exc:
         if args.debug and exc.__cause__ is not None:
             # The Azure error behind the one line, whole: its response and the credentials tried.
             cause = "".join(traceback.format_exception(exc.__cause__))

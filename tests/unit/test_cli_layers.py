@@ -73,7 +73,7 @@ def test_deploy_dry_run_imports_neither_spark_nor_mlflow(probes):
 PLAN_CASE = """
 import contextlib
 from pathlib import Path
-from synapse_ml_track.deploy import plan as deploy
+from synapse_ml_track.deploy import plan
 
 class InMemory:
     def __init__(self):
@@ -81,9 +81,9 @@ class InMemory:
     def deploy_errors(self, doing, access, names):
         return contextlib.nullcontext()
     def pool_shape(self, pool):
-        return deploy.PoolShape("Small", 4, "memory")
+        return plan.PoolShape("Small", 4, "memory")
     def publish_access(self):
-        return deploy.PublishAccess("dev@example.com", denied=())
+        return plan.PublishAccess("dev@example.com", denied=())
     def upload(self, path, data):
         self.calls.append("upload")
     def put_job_definition(self, document):
@@ -99,11 +99,12 @@ class InMemory:
     def stop_trigger(self, name):
         self.calls.append("stop trigger")
 
-request = deploy.DeployRequest(workspace="w", storage_account="acct", config=Path(case["config"]))
-target, plan = InMemory(), deploy.make_plan(request)
-assert isinstance(plan.steps[0], deploy.BuildWheel) and plan.steps[1].path.endswith(".whl")
-deploy.preflight(target, request)
-deploy.execute(deploy.Plan(plan.workspace, plan.base_uri, plan.steps[2:]), target, progress=lambda line: None)
+request = plan.DeployRequest(workspace="w", storage_account="acct", config=Path(case["config"]))
+target, deploy_plan = InMemory(), plan.make_plan(request)
+assert isinstance(deploy_plan.steps[0], plan.BuildWheel) and deploy_plan.steps[1].path.endswith(".whl")
+plan.preflight(target, request)
+remote_steps = plan.Plan(deploy_plan.workspace, deploy_plan.base_uri, deploy_plan.steps[2:])
+plan.execute(remote_steps, target, progress=lambda line: None)
 outcome = {"calls": target.calls, "heavy": sorted({m.split(".")[0] for m in sys.modules} & set(case["watched"]))}
 """
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from synapse_ml_track.deploy import plan as deploy
+from synapse_ml_track.deploy import plan
 from synapse_ml_track.deploy.plan import DeployError, DeployRequest, PoolShape
 
 
@@ -16,12 +16,12 @@ from synapse_ml_track.deploy.plan import DeployError, DeployRequest, PoolShape
     ],
 )  # fmt: skip
 def test_render_fills_placeholders_everywhere(template, values, rendered):
-    assert deploy.render(template, values) == rendered
+    assert plan.render(template, values) == rendered
 
 
 def test_render_names_an_unknown_placeholder():
     with pytest.raises(DeployError, match="unknown placeholder"):
-        deploy.render({"file": "${nowhere}/x.py"}, {})
+        plan.render({"file": "${nowhere}/x.py"}, {})
 
 
 @pytest.mark.parametrize(
@@ -29,7 +29,7 @@ def test_render_names_an_unknown_placeholder():
 )
 def test_size_job_sets_driver_executors_and_pins_dynamic_allocation(size, cores, memory):
     document = {"properties": {"jobProperties": {"conf": {}}}}
-    job = deploy.size_job(document, size, 3)["properties"]["jobProperties"]
+    job = plan.size_job(document, size, 3)["properties"]["jobProperties"]
     assert (job["driverCores"], job["driverMemory"], job["executorCores"], job["executorMemory"]) == (
         cores,
         memory,
@@ -65,16 +65,16 @@ REQUEST = DeployRequest(workspace="w", storage_account="acct", config="c.yaml")
 def test_sizing_against_the_pool(pool, size, executors, refusal):
     request = DeployRequest(**{**REQUEST.__dict__, "executor_size": size, "num_executors": executors})
     if refusal is None:
-        deploy.check_sizing(pool, request)
+        plan.check_sizing(pool, request)
     else:
         with pytest.raises(DeployError, match=refusal):
-            deploy.check_sizing(pool, request)
+            plan.check_sizing(pool, request)
 
 
 @pytest.mark.parametrize("name", ["Ab12", "ab", "a" * 25, "has-dash"])
 def test_storage_account_names_are_checked_before_anything_else(name):
     with pytest.raises(DeployError, match="is not a storage account name"):
-        deploy.make_plan(DeployRequest(**{**REQUEST.__dict__, "storage_account": name}))
+        plan.make_plan(DeployRequest(**{**REQUEST.__dict__, "storage_account": name}))
 
 
 @pytest.mark.parametrize(
@@ -89,4 +89,4 @@ def test_storage_account_names_are_checked_before_anything_else(name):
     ],
 )  # fmt: skip
 def test_a_trigger_schedule_in_words(recurrence, words):
-    assert deploy.describe_schedule({"properties": {"typeProperties": {"recurrence": recurrence}}}) == words
+    assert plan.describe_schedule({"properties": {"typeProperties": {"recurrence": recurrence}}}) == words
