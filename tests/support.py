@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import importlib.metadata
 import json
 import os
 import shutil
@@ -87,20 +88,34 @@ def memory_dir(prefix: str) -> Path:
 def migrated_store_template() -> Path:
     """An empty sqlite store at MLflow's latest schema, as the server's mlflow makes it: its own
     `mlflow db upgrade` (what a server does to a new store), in this process when that is the
-    server's mlflow, else in the server's environment (the runtime's mlflow-skinny has no Alembic)."""
+    server's mlflow, else in the server's environment (the runtime's mlflow-skinny has no Alembic).
+    Made once per release of the server's mlflow and kept in its environment, beside it: every test
+    process after the first copies it (the migration alone is seconds of CPU)."""
     known = os.environ.get(TEMPLATE_VARIABLE)
     if known and Path(known).is_file():
         return Path(known)
-    template = memory_dir("smt-store-template-") / "mlflow.db"
-    uri = f"sqlite:///{template}"
-    if MLFLOW_SERVER == VENV_BIN / "mlflow":
-        from mlflow.db import upgrade
+    template = MLFLOW_SERVER.parent.parent / f".smt-store-template-mlflow-{_server_mlflow_release()}.db"
+    if not template.is_file():
+        scratch = memory_dir("smt-store-template-") / "mlflow.db"
+        uri = f"sqlite:///{scratch}"
+        if MLFLOW_SERVER == VENV_BIN / "mlflow":
+            from mlflow.db import upgrade
 
-        upgrade.main([uri], standalone_mode=False)
-    else:
-        subprocess.run([str(MLFLOW_SERVER), "db", "upgrade", uri], check=True, capture_output=True, timeout=300)
+            upgrade.main([uri], standalone_mode=False)
+        else:
+            subprocess.run([str(MLFLOW_SERVER), "db", "upgrade", uri], check=True, capture_output=True, timeout=300)
+        partial = template.with_name(f"{template.name}.{os.getpid()}")
+        shutil.copyfile(scratch, partial)
+        os.replace(partial, template)  # whole or absent: pytest-xdist workers may make it at once
     os.environ[TEMPLATE_VARIABLE] = str(template)
     return template
+
+
+def _server_mlflow_release() -> str:
+    if MLFLOW_SERVER == VENV_BIN / "mlflow":
+        return importlib.metadata.version("mlflow")
+    (dist,) = MLFLOW_SERVER.parent.parent.glob("lib/python*/site-packages/mlflow-*.dist-info")
+    return dist.name.removeprefix("mlflow-").removesuffix(".dist-info")
 
 
 def new_sqlite_store(directory: Path) -> str:
