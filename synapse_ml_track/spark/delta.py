@@ -41,6 +41,12 @@ EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 SESSION_CONF = {
     "spark.sql.extensions": EXTENSION,
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    # Delta's defaults are sized for a cluster: a table's snapshot state rebuilt in 50 partitions, and
+    # VACUUM listing files in spark.sql.sources.parallelPartitionDiscovery.parallelism (10000) tasks.
+    # A local session's tables are small: VACUUM of a two-commit table took 198 s with the defaults,
+    # 15 s with these (local[1], under load).
+    "spark.databricks.delta.snapshotPartitions": "1",
+    "spark.sql.sources.parallelPartitionDiscovery.parallelism": "1",
 }
 JARS_DIR_VARIABLE = "SMT_DELTA_JARS"
 MISSING = (
