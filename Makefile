@@ -49,12 +49,17 @@ delta-jars: $(VENV)/.installed
 train: $(VENV)/.installed delta-jars
 	$(BIN)/synapse-ml-track train$(if $(ARGS), $(ARGS))
 
+# Both cores, a whole test file per worker (module fixtures are built once), the files that run for
+# minutes handed out first (tests/conftest.py): the suite waits on servers, retries and JVM starts
+# as much as it computes, so one worker's waits are the other's turn.
+WORKERS := -n 2 --dist loadfile --no-loadscope-reorder
+
 # Style first (ruff), then the whole suite in the pinned local environment, then the end-to-end and
 # Azure ML tests again on the Synapse runtime's versions.
 test: $(VENV)/.installed $(TOOLS_VENV)/.installed $(RUNTIME_VENV)/.installed delta-jars
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	SMT_TOOLS_BIN=$(CURDIR)/$(TOOLS_VENV)/bin $(BIN)/python -m pytest $(PYTEST_ARGS)
+	SMT_TOOLS_BIN=$(CURDIR)/$(TOOLS_VENV)/bin $(BIN)/python -m pytest $(WORKERS) $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-runtime
 
 # The unit layer alone: pure logic, no Spark session, no server; seconds.
@@ -62,7 +67,7 @@ test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 test-runtime: $(VENV)/.installed $(RUNTIME_VENV)/.installed delta-jars
-	SMT_MLFLOW_SERVER=$(CURDIR)/$(BIN)/mlflow $(RUNTIME_VENV)/bin/python -m pytest \
+	SMT_MLFLOW_SERVER=$(CURDIR)/$(BIN)/mlflow $(RUNTIME_VENV)/bin/python -m pytest $(WORKERS) \
 		-m "not live_aml and not embedded_store" $(RUNTIME_TESTS) $(PYTEST_ARGS)
 
 # The job cycle against the real workspace named in the environment (see tests/test_aml_cycle.py).

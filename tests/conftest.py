@@ -22,11 +22,24 @@ from aml_server import AmlServer
 from support import CliResult, MlflowServer, build_wheel, memory_dir, start_mlflow_server
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """The files marked `minutes(n)` first, longest first (each file's own order kept): make test hands
+    out whole files to two workers in this order (-n 2 --dist loadfile --no-loadscope-reorder), and a
+    long file handed out last would run alone at the end."""
+
+    def minutes(item) -> float:
+        marker = item.get_closest_marker("minutes")
+        return marker.args[0] if marker else 0
+
+    items.sort(key=lambda item: -minutes(item))
+
+
 def pytest_collection_finish(session) -> None:
     """Start the probe processes of the collected test files that have one (a `start_probes()`, e.g.
-    tests/unit/test_tracking_layer.py) now: they run on the other core while the tests before theirs do."""
-    if session.config.option.collectonly:
-        return
+    tests/unit/test_tracking_layer.py) now: they run on the other core while the tests before theirs do.
+    Not in a pytest-xdist worker, which collects every file but runs only those it is given."""
+    if session.config.option.collectonly or os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # a worker (pytest-xdist) runs only some files: their fixtures start the probes it needs
     modules = {item.module for item in session.items if getattr(item, "module", None) is not None}
     for module in sorted(modules, key=lambda module: module.__name__):
         if callable(getattr(module, "start_probes", None)):

@@ -57,6 +57,8 @@ from synapse_ml_track.spark.sources import BUNDLED_PENGUINS_SCHEMA, bundled_peng
 from spark_cluster import SparkCluster, read_event_log, start_spark_cluster
 from support import EXPECTED_ARTIFACTS, REPO, CliResult
 
+pytestmark = pytest.mark.minutes(4)
+
 MODEL_NAME = "penguins-on-a-cluster"
 EXPERIMENT = "on-a-cluster"
 CLASSES = {"Adelie", "Chinstrap", "Gentoo"}

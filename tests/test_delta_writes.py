@@ -22,6 +22,8 @@ from synapse_ml_track.train_job import run_training
 
 from support import VENV_BIN, unique
 
+pytestmark = pytest.mark.minutes(7)
+
 PROBABILITIES = ["probability_Adelie", "probability_Chinstrap", "probability_Gentoo"]
 
 

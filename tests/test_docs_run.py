@@ -34,6 +34,8 @@ import pytest
 
 from support import REPO, VENV_BIN
 
+pytestmark = pytest.mark.minutes(5)
+
 RUN_IN_ORDER = [REPO / "README.md", REPO / "docs" / "lifecycle.md", REPO / "docs" / "delta.md"]
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 SHELL = REPO / "tests" / "docs_shell.sh"

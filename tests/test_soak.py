@@ -8,7 +8,7 @@ import pytest
 
 from soak import soak
 
-pytestmark = pytest.mark.timeout(1800)
+pytestmark = [pytest.mark.timeout(1800), pytest.mark.minutes(9)]
 
 
 def test_a_short_soak_loses_nothing_duplicates_nothing_and_leaves_nothing_running(tmp_path):
