@@ -53,13 +53,15 @@ train: $(VENV)/.installed delta-jars
 # minutes handed out first (tests/conftest.py): the suite waits on servers, retries and JVM starts
 # as much as it computes, so one worker's waits are the other's turn.
 WORKERS := -n 2 --dist loadfile --no-loadscope-reorder
+# The slowest tests, printed at the end of each run: where the suite's minutes go (docs/development.md).
+SLOWEST := --durations=25
 
 # Style first (ruff), then the whole suite in the pinned local environment, then the end-to-end and
 # Azure ML tests again on the Synapse runtime's versions.
 test: $(VENV)/.installed $(TOOLS_VENV)/.installed $(RUNTIME_VENV)/.installed delta-jars
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	SMT_TOOLS_BIN=$(CURDIR)/$(TOOLS_VENV)/bin $(BIN)/python -m pytest $(WORKERS) $(PYTEST_ARGS)
+	SMT_TOOLS_BIN=$(CURDIR)/$(TOOLS_VENV)/bin $(BIN)/python -m pytest $(WORKERS) $(SLOWEST) $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-runtime
 
 # The unit layer alone: pure logic, no Spark session, no server; seconds.
@@ -67,7 +69,7 @@ test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 test-runtime: $(VENV)/.installed $(RUNTIME_VENV)/.installed delta-jars
-	SMT_MLFLOW_SERVER=$(CURDIR)/$(BIN)/mlflow $(RUNTIME_VENV)/bin/python -m pytest $(WORKERS) \
+	SMT_MLFLOW_SERVER=$(CURDIR)/$(BIN)/mlflow $(RUNTIME_VENV)/bin/python -m pytest $(WORKERS) $(SLOWEST) \
 		-m "not live_aml and not embedded_store" $(RUNTIME_TESTS) $(PYTEST_ARGS)
 
 # The job cycle against the real workspace named in the environment (see tests/test_aml_cycle.py).
