@@ -39,7 +39,7 @@ def pytest_collection_finish(session) -> None:
     tests/unit/test_tracking_layer.py) now: they run on the other core while the tests before theirs do.
     Not in a pytest-xdist worker, which collects every file but runs only those it is given."""
     if session.config.option.collectonly or os.environ.get("PYTEST_XDIST_WORKER"):
-        return  # a worker (pytest-xdist) runs only some files: their fixtures start the probes it needs
+        return
     modules = {item.module for item in session.items if getattr(item, "module", None) is not None}
     for module in sorted(modules, key=lambda module: module.__name__):
         if callable(getattr(module, "start_probes", None)):

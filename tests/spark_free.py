@@ -12,7 +12,7 @@ module, which imports it from scratch with no module of the package loaded.
 
 from forked import FreshRuns
 
-from support import REPO
+from support import REPO, package_module_files
 
 PACKAGE = REPO / "synapse_ml_track"
 # Only the Spark side may import pyspark, and the training job, which runs it (train_job.py, above
@@ -27,13 +27,7 @@ PRELOADED = ("mlflow", "mlflow.tracking")
 
 def package_modules() -> list[str]:
     """Every module of the package but the CLI's (tests/unit/test_cli_layers.py holds those to their rule)."""
-    names = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        parts = path.relative_to(REPO).with_suffix("").parts
-        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-        if not name.startswith("synapse_ml_track.cli"):
-            names.append(name)
-    return names
+    return [name for name in package_module_files() if not name.startswith("synapse_ml_track.cli")]
 
 
 SPARK_SIDE_MODULES = [name for name in package_modules() if name.startswith(SPARK_SIDE + ".") or name == TRAIN_JOB]

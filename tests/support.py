@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import atexit
 import importlib.metadata
 import json
@@ -72,6 +73,27 @@ def wait_for_http(url: str, timeout: float = START_TIMEOUT, process: subprocess.
 
 class ServerExited(RuntimeError):
     pass
+
+
+def package_module_files() -> dict[str, Path]:
+    """Every module of the package, its CLI's too, by dotted name (a package by its own name)."""
+    files = {}
+    for path in sorted((REPO / "synapse_ml_track").rglob("*.py")):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return files
+
+
+def imported_names(path: Path) -> set[str]:
+    """What the file imports, wherever the import statement is (in a function, under TYPE_CHECKING):
+    each module, and each `from` import's module.name (`from pkg import mod` names pkg.mod)."""
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+    return imported
 
 
 def memory_dir(prefix: str) -> Path:

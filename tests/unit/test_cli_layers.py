@@ -1,7 +1,6 @@
 """The command line is a thin layer: it starts without Spark or MLflow, and the library never imports it.
 Deploy's plan runs without the Azure SDKs: only its Synapse target (synapse_target) imports them."""
 
-import ast
 import atexit
 import shutil
 import tempfile
@@ -10,7 +9,7 @@ from pathlib import Path
 import pytest
 from forked import FreshRuns
 
-from support import REPO
+from support import REPO, imported_names
 
 HEAVY = ("pyspark", "mlflow", "pandas", "matplotlib", "azure")
 # Each case in a fresh interpreter of its own (a forked child of one probe process, tests/forked.py,
@@ -118,9 +117,7 @@ def test_the_deploy_plan_runs_without_importing_azure(probes):
 
 def test_library_modules_never_import_the_cli():
     for module in sorted((REPO / "synapse_ml_track").glob("*.py")):
-        tree = ast.parse(module.read_text(encoding="utf-8"))
-        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported = imported_names(module)
         assert not any(name.startswith("synapse_ml_track.cli") for name in imported), f"{module.name} imports the cli"
 
 

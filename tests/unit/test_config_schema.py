@@ -1,6 +1,5 @@
 """The job config's JSON Schema: generated from the config dataclasses, checked in for editors."""
 
-import ast
 import json
 import re
 from dataclasses import dataclass
@@ -14,6 +13,8 @@ from synapse_ml_track.config import CHOICES, build_config, job_schema
 from synapse_ml_track.config_schema import SCHEMA_FILE, dataclass_schema, schema_text
 from synapse_ml_track.vocabulary import INPUT_FORMATS, TASKS
 
+from support import imported_names
+
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 # The configuration reference, and the Key Vault settings of the AML page.
 CONFIG_DOCS = (DOCS / "configuration.md").read_text(encoding="utf-8") + (DOCS / "aml.md").read_text(encoding="utf-8")
@@ -21,10 +22,7 @@ CONFIG_DOCS = (DOCS / "configuration.md").read_text(encoding="utf-8") + (DOCS / 
 
 def test_the_schema_module_does_not_import_the_config():
     """config imports config_schema; the way back would make a circle (the schema file's writer is config's)."""
-    tree = ast.parse(Path(SCHEMA_FILE.with_name("config_schema.py")).read_text(encoding="utf-8"))
-    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    assert "synapse_ml_track.config" not in imported
+    assert "synapse_ml_track.config" not in imported_names(SCHEMA_FILE.with_name("config_schema.py"))
 
 
 def test_the_checked_in_schema_is_the_generated_one():

@@ -13,11 +13,10 @@ own modules are read from the source (every import statement, those inside funct
 TYPE_CHECKING too).
 """
 
-import ast
-from pathlib import Path
-
 import pytest
-from spark_free import PACKAGE, SPARK_FREE_MODULES, SPARK_SIDE_MODULES, TRAIN_JOB, EachWithoutSpark
+from spark_free import SPARK_FREE_MODULES, SPARK_SIDE_MODULES, TRAIN_JOB, EachWithoutSpark
+
+from support import imported_names, package_module_files
 
 SPARK_SIDE_PROBE = "synapse_ml_track.spark.training"
 
@@ -90,24 +89,16 @@ def layer_of(module: str) -> str:
     return max(named)[1]
 
 
-def source_files() -> dict[str, Path]:
-    """Every module of the package, the CLI's too, by name."""
-    files = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
-        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
-    return files
+SOURCES = package_module_files()
 
 
 def package_imports(module: str) -> set[str]:
     """The package's modules (and names in them) that `module` imports, wherever the import statement is."""
-    imported = set()
-    for node in ast.walk(ast.parse(source_files()[module].read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
-    return {name for name in imported if name == "synapse_ml_track" or name.startswith("synapse_ml_track.")}
+    return {
+        name
+        for name in imported_names(SOURCES[module])
+        if name == "synapse_ml_track" or name.startswith("synapse_ml_track.")
+    }
 
 
 def test_the_spark_side_of_training_imports_nothing_of_tracking():
@@ -119,7 +110,7 @@ def test_the_spark_side_of_training_imports_nothing_of_tracking():
 ORDER = list(LAYERS)
 
 
-@pytest.mark.parametrize("module", sorted(source_files()))
+@pytest.mark.parametrize("module", sorted(SOURCES))
 def test_no_module_imports_from_a_layer_above_its_own(module):
     upward = sorted(
         name
