@@ -90,14 +90,15 @@ def parquet_input(rows: int) -> Path:
 
 
 def delta_submit_args() -> list[str]:
-    """The pinned jars and Delta's two session settings, as spark-submit arguments."""
+    """The pinned jars and the Delta settings of a local session (delta.local_session_conf), as spark-submit
+    arguments."""
     from synapse_ml_track.spark import delta
 
-    jars = delta.local_jars()
-    if jars is None:
+    conf = delta.local_session_conf()
+    if not conf:
         raise SystemExit(delta.MISSING)
-    settings = [arg for key, value in delta.SESSION_CONF.items() for arg in ("--conf", f"{key}={value}")]
-    return ["--jars", ",".join(jars), *settings]
+    jars = conf.pop("spark.jars")
+    return ["--jars", jars, *(arg for key, value in conf.items() for arg in ("--conf", f"{key}={value}"))]
 
 
 def spark_env(event_dir: Path | None, extra_args: Sequence[str] = ()) -> dict[str, str]:

@@ -41,6 +41,8 @@ EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 SESSION_CONF = {
     "spark.sql.extensions": EXTENSION,
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+LOCAL_TUNING = {
     # Delta's defaults are sized for a cluster: a table's snapshot state rebuilt in 50 partitions, and
     # VACUUM listing files in spark.sql.sources.parallelPartitionDiscovery.parallelism (10000) tasks.
     # A local session's tables are small: VACUUM of a two-commit table took 198 s with the defaults,
@@ -69,9 +71,10 @@ def local_jars() -> list[str] | None:
 
 
 def local_session_conf() -> dict[str, str]:
-    """The settings that put Delta on a session this package starts; none without the jars."""
+    """The settings that put Delta on a session this package starts locally, sized for a laptop's tables;
+    none without the jars. A pool's or spark-submit's session keeps Delta's own defaults."""
     jars = local_jars()
-    return {"spark.jars": ",".join(jars), **SESSION_CONF} if jars else {}
+    return {"spark.jars": ",".join(jars), **SESSION_CONF, **LOCAL_TUNING} if jars else {}
 
 
 def has_delta(spark: SparkSession) -> bool:
