@@ -204,7 +204,9 @@ def send_with_retries(send: Callable[[], requests.Response], retry: RetryPolicy)
             asked = retry_after(response)
             if asked is not None and asked > retry.max_wait:
                 raise RetryAfterTooLong(status, asked, retry.max_wait)
-            failures += status != THROTTLED
+            # Only a throttled answer that says how long to wait is not a failure: without a
+            # Retry-After it is counted and backed off from, as azure-core's RetryPolicy does.
+            failures += status != THROTTLED or asked is None
             pause = _backoff(retry, failures) if asked is None else asked
             if failures > retry.retries or waited + pause > retry.max_wait:
                 raise ServerKeptFailing(status, response.url, response.text)
@@ -222,15 +224,19 @@ def _backoff(retry: RetryPolicy, failures: int) -> float:
 
 
 def retry_after(response: requests.Response) -> float | None:
-    """Seconds the server's Retry-After asks for (a number or an HTTP date), None without one."""
+    """Seconds the server's Retry-After asks for (a number or an HTTP date), None without one.
+
+    A wait of no time (0, negative, a date already past) is read as none given, as azure-core does
+    (azure/core/pipeline/policies/_retry.py `_sleep_for_retry` sleeps a Retry-After only when it is
+    above 0, and backs off otherwise): honoured, it resent at once, for ever."""
     value = response.headers.get("Retry-After")
     if value is None:
         return None
     try:
         seconds: float = urllib3.util.Retry().parse_retry_after(value)
-        return max(0.0, seconds)
     except urllib3.exceptions.InvalidHeader:
         return None
+    return seconds if seconds > 0 else None
 
 
 def causes(exc: BaseException) -> Iterator[BaseException]:

@@ -119,3 +119,22 @@ def test_the_backoff_is_capped(waits):
     send = answers(*[503] * 9, 200)
     assert send_with_retries(send, RetryPolicy(retries=9, backoff=1.0, max_wait=10_000)).status_code == 200
     assert max(waits) == http.BACKOFF_MAX
+
+
+@pytest.mark.parametrize("retry_after", ["0", "-5", "Thu, 01 Jan 2015 00:00:00 GMT"], ids=["zero", "negative", "past"])
+def test_a_retry_after_of_no_time_backs_off_and_counts_as_a_failure(waits, retry_after):
+    """azure-core reads a Retry-After of 0 (or a date already past) as none given. Waiting what it
+    asks, nothing, resent at once for ever: a reproduction made 20,000 attempts in a second."""
+    send = answers(*[(429, retry_after)] * 50)
+    with pytest.raises(ServerKeptFailing, match="HTTP 429"):
+        send_with_retries(send, RetryPolicy(retries=3, backoff=1.0, max_wait=300))
+    assert waits == [1.0, 2.0, 4.0] and len(send.sent) == 4
+
+
+def test_a_throttled_answer_without_retry_after_backs_off_and_counts_as_a_failure(waits):
+    """As azure-core's RetryPolicy does: without a Retry-After a 429 is a failure like a 503, so
+    parallel candidates and several jobs back off instead of asking a throttled workspace every second."""
+    send = answers(*[429] * 50)
+    with pytest.raises(ServerKeptFailing, match="HTTP 429"):
+        send_with_retries(send, RetryPolicy(retries=5, backoff=1.0, max_wait=300))
+    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0] and len(send.sent) == 6
