@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 import types
@@ -26,10 +27,11 @@ import urllib3.util.retry
 from mlflow.tracking import MlflowClient
 
 from synapse_ml_track.config import build_config
+from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.spark.pipeline import build_estimator
 from synapse_ml_track.spark.training import config_params
 from synapse_ml_track.tracking import http
-from synapse_ml_track.tracking.runs import create_once
+from synapse_ml_track.tracking.runs import MLFLOW_LIMITS, RunTracker, create_once
 
 from fault_proxy import FaultProxy, Rule
 from support import VENV_BIN, free_port
@@ -462,3 +464,27 @@ def test_a_job_stopped_by_a_dead_server_leaves_no_jvm_to_print_after_its_error(t
     lines = (tmp_path / "stderr").read_text().strip().splitlines()
     assert lines[-1].startswith(f"error: cannot reach the MLflow tracking server at {uri}"), lines[-3:]
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_a_run_ended_from_a_worker_thread_leaves_the_processs_stdout_alone(proxy):
+    """Search candidates end their runs in worker threads. Ending a run used to swap sys.stdout for a
+    StringIO (to keep MLflow 2's "View run" link out of the job's output) for as long as its requests
+    took, and sys.stdout is one per process: a summary line printed meanwhile by another thread went
+    into that StringIO and was lost. Here ending the run is slowed by the proxy, and the main thread
+    watches sys.stdout the whole time."""
+    client = MlflowClient(proxy.url)
+    experiment_id = client.create_experiment(f"stdout-{uuid.uuid4().hex[:8]}")
+    tracker = RunTracker.start(client, experiment_id, "candidate", {}, MLFLOW_LIMITS, Redactor())
+    proxy.add(Rule("delay", r"/runs/update$", delay=2.0))
+    original = sys.stdout
+    ending = threading.Thread(target=tracker.finish)
+    ending.start()
+    seen = set()
+    while ending.is_alive():
+        seen.add(id(sys.stdout))
+        time.sleep(0.005)
+    ending.join()
+    assert seen == {id(original)}
+    assert proxy.faults(), "the proxy did not slow the run's end: the test watched nothing"
+    run = client.get_run(tracker.run_id)
+    assert run.info.status == "FINISHED" and run.info.end_time

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import logging
 import re
 import threading
@@ -22,6 +21,7 @@ from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.store.entities import PagedList
 from mlflow.tracking import MlflowClient
+from mlflow.utils.time import get_current_time_millis
 
 from synapse_ml_track.config import TrackingConfig
 from synapse_ml_track.errors import ConfigError, TrackingError, first_line
@@ -582,14 +582,15 @@ class RunTracker:
         self._terminate(RunStatus.FINISHED)
 
     def _terminate(self, status: int) -> None:
-        # MLflow 2.x prints "View run ... at: <url>" to stdout on set_terminated and has no switch to
-        # stop it (MLflow 3 has MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT); the job's stdout ends with
-        # its JSON summary, so the link goes to the debug log instead.
-        captured = io.StringIO()
-        with contextlib.redirect_stdout(captured):
-            self.client.set_terminated(self.run_id, RunStatus.to_string(status))
-        if captured.getvalue().strip():
-            log.debug("%s", captured.getvalue().strip())
+        # What MlflowClient.set_terminated sends, without what it does first: MLflow 2.x fetches the
+        # run again to write "View run ... at: <url>" to stdout, with no switch to stop it (MLflow 3
+        # has MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT). The job's stdout must end with its JSON summary,
+        # and redirecting sys.stdout around the call is not an option: search candidates end their
+        # runs in worker threads, and sys.stdout is one per process.
+        store = self.client._tracking_client.store
+        store.update_run_info(
+            self.run_id, run_status=status, end_time=get_current_time_millis(), run_name=None
+        )  # fmt: skip
 
     def fail(self, message: str) -> None:
         """Mark the run FAILED, then tag it with the reason, each asked again while the server is slow,
