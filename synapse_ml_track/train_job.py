@@ -163,14 +163,17 @@ def _train(
                 session.client, config.tracking.registered_model_name, tracker.run_id, artifact_path=model_path,
                 resumed=resumed, create_attempts=session.create_attempts,
             )  # fmt: skip
-            if decision.promote:
-                standing = _standing(config, fitted.metrics, champion)
-                promoted = registry.promote(session.client, version, config.gate.champion_alias, standing)
-                if not promoted:
-                    decision = gate.Decision(True, "a better version was promoted at the same moment", promote=False)
-                    for key, value in decision.tags().items():
-                        tracker.set_tag(key, value)
+        # The run is FINISHED before its version can become the champion, which the deployed score job
+        # loads: a run that fails to finish leaves the champion where it was. A promotion that fails
+        # ends the run FAILED all the same (failing_run), so a rerun by run key resumes and promotes.
         tracker.finish()
+        if version and decision and decision.promote:
+            standing = _standing(config, fitted.metrics, champion)
+            promoted = registry.promote(session.client, version, config.gate.champion_alias, standing)
+            if not promoted:
+                decision = gate.Decision(True, "a better version was promoted at the same moment", promote=False)
+                for key, value in decision.tags().items():
+                    tracker.set_tag(key, value)
 
     if decision and not decision.register:
         log.warning("model not registered: %s", decision.reason)

@@ -32,6 +32,7 @@ from synapse_ml_track.spark.pipeline import build_estimator
 from synapse_ml_track.spark.training import config_params
 from synapse_ml_track.tracking import http
 from synapse_ml_track.tracking.runs import MLFLOW_LIMITS, RunTracker, create_once
+from synapse_ml_track.vocabulary import CHAMPION_TAG, ERROR_TAG
 
 from fault_proxy import FaultProxy, Rule
 from support import VENV_BIN, free_port
@@ -488,3 +489,52 @@ def test_a_run_ended_from_a_worker_thread_leaves_the_processs_stdout_alone(proxy
     assert proxy.faults(), "the proxy did not slow the run's end: the test watched nothing"
     run = client.get_run(tracker.run_id)
     assert run.info.status == "FINISHED" and run.info.end_time
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [
+        Rule("respond", r"/runs/update$", body_contains='"FINISHED"', status=400),
+        Rule("respond", r"/registered-models/alias$", method="POST", status=400),
+    ],
+    ids=["finishing the run", "moving the alias"],
+)
+def test_a_challenger_whose_job_fails_does_not_take_the_champion(run_cli, proxy, mlflow_server, refused):
+    """The champion is what the deployed score job loads: it must never be the version of a run that
+    ended FAILED. Here the challenger beats the champion, and the server refuses to mark its run
+    FINISHED, or, once it is, to move the alias (after the champion marks have moved: they are put
+    back). The champion stays where it was, and the challenger's run ends FAILED."""
+    name = f"faults-unfinished-{uuid.uuid4().hex[:6]}"
+    gate = ("--set", "gate.min_metrics.f1=0.1")
+    first = train(run_cli, proxy.url, name, *gate, "--param", "regParam=3.0")
+    assert first.exit_code == 0 and first.summary["promoted"], first.stderr
+    proxy.add(refused)
+    second = train(run_cli, proxy.url, name, *gate)
+
+    assert second.exit_code == 3, second.stderr
+    assert proxy.faults(), "the run's end was never refused: the test saw nothing"
+    client = MlflowClient(mlflow_server.uri)
+    assert client.get_registered_model(name).aliases == {"champion": first.summary["model_version"]}
+    versions = {v.version: v for v in client.search_model_versions(f"name='{name}'")}
+    challenger = next(v for v in versions.values() if v.version != first.summary["model_version"])
+    assert CHAMPION_TAG not in challenger.tags
+    assert versions[first.summary["model_version"]].tags.get(CHAMPION_TAG) == "champion"
+    assert client.get_run(challenger.run_id).info.status == "FAILED"
+
+
+def test_a_resumed_runs_error_tag_deleted_twice_is_deleted(run_cli, proxy, mlflow_server):
+    """A rerun by run key clears its run's error tag. When the server deletes it and the answer is
+    lost, the resent delete is told the tag does not exist: that is done, not a failure that leaves
+    the resumed run RUNNING (it came before the job's failing-run handler)."""
+    name = f"faults-untag-{uuid.uuid4().hex[:6]}"
+    key = ("--run-key", name)
+    proxy.add(Rule("respond", LOG_BATCH, body_contains=METRICS, status=400))
+    failed = train(run_cli, proxy.url, name, *key)
+    assert failed.exit_code == 3, failed.stderr
+    proxy.add(Rule("drop", r"/runs/delete-tag$", forward=True))
+    resumed = train(run_cli, proxy.url, name, *key)
+
+    assert resumed.exit_code == 0, resumed.stderr
+    assert proxy.forwarded(r"POST .*/runs/delete-tag$"), "the error tag was never deleted: the test saw nothing"
+    run = MlflowClient(mlflow_server.uri).get_run(resumed.summary["run_id"])
+    assert run.info.status == "FINISHED" and ERROR_TAG not in run.data.tags

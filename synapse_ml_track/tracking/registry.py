@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from mlflow.entities import Run
@@ -25,7 +25,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from synapse_ml_track.errors import TrackingError, first_line
-from synapse_ml_track.tracking.runs import all_pages, create_once
+from synapse_ml_track.tracking.runs import all_pages, already_gone, create_once
 from synapse_ml_track.vocabulary import (
     ARTIFACT_PATH_TAG,
     CHAMPION_STANDING_TAG,
@@ -228,7 +228,18 @@ def promote(client: MlflowClient, version: RegisteredVersion, alias: str, standi
     the marks settle on the better version; the alias follows, since a job whose alias write lands
     after it lost puts the alias back on the winner (see _settle_alias). Where aliases are not
     served (Azure ML), the one remaining mark is the champion. Returns whether this version won.
+
+    A promotion that fails part way is undone as far as the server lets (_withdraw): the champion
+    must not be left on a version whose job failed.
     """
+    try:
+        return _promote(client, version, alias, standing)
+    except BaseException:
+        _withdraw(client, version, alias, standing.beaten)
+        raise
+
+
+def _promote(client: MlflowClient, version: RegisteredVersion, alias: str, standing: Standing) -> bool:
     client.set_model_version_tag(version.name, version.version, CHAMPION_STANDING_TAG, standing.tag())
     client.set_model_version_tag(version.name, version.version, CHAMPION_TAG, alias)
     marked = _candidates(client, version.name, alias)
@@ -238,12 +249,12 @@ def promote(client: MlflowClient, version: RegisteredVersion, alias: str, standi
         if standing.contested and number not in (version.version, standing.beaten)
     }
     if any(standing.loses_to(tags.get(CHAMPION_STANDING_TAG), version.version, n) for n, tags in rivals.items()):
-        client.delete_model_version_tag(version.name, version.version, CHAMPION_TAG)
+        _delete_tag(client, version.name, version.version, CHAMPION_TAG)
         log.warning("version %s not promoted: a better version was promoted at the same time", version.version)
         return False
     for other in marked:
         if other != version.version:
-            client.delete_model_version_tag(version.name, other, CHAMPION_TAG)
+            _delete_tag(client, version.name, other, CHAMPION_TAG)
     try:
         client.set_registered_model_alias(version.name, alias, version.version)
     except MlflowException as exc:
@@ -252,6 +263,50 @@ def promote(client: MlflowClient, version: RegisteredVersion, alias: str, standi
         log.info("the registry does not serve aliases (Azure ML); the %s tag marks the champion", CHAMPION_TAG)
         return True
     return _settle_alias(client, version, alias)
+
+
+def _withdraw(client: MlflowClient, version: RegisteredVersion, alias: str, previous: str | None) -> None:
+    """This version's champion mark off, then the mark and the alias back on the champion it beat
+    (`previous`; without one, the alias is removed if it names this version). Each step is tried
+    once, whatever the others did: the job's own failure is what it reports."""
+    name = version.name
+
+    def alias_back() -> None:
+        try:
+            holder = str(client.get_model_version_by_alias(name, alias).version)
+        except MlflowException:
+            return  # no alias, or a registry without aliases (Azure ML): the marks are the champion
+        if holder != version.version:
+            return
+        if previous is None:
+            client.delete_registered_model_alias(name, alias)
+        else:
+            client.set_registered_model_alias(name, alias, previous)
+
+    def mark_previous() -> None:
+        if previous is not None:
+            client.set_model_version_tag(name, previous, CHAMPION_TAG, alias)
+
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("remove the champion mark of", lambda: _delete_tag(client, name, version.version, CHAMPION_TAG)),
+        ("mark the champion it beat instead of", mark_previous),
+        ("move the alias back from", alias_back),
+    ]
+    for what, step in steps:
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("promotion of %s version %s undone in part: could not %s it: %s",
+                        name, version.version, what, first_line(exc))  # fmt: skip
+
+
+def _delete_tag(client: MlflowClient, name: str, number: str, key: str) -> None:
+    """Delete a version's tag; one already gone (a resent delete whose first answer was lost) is done."""
+    try:
+        client.delete_model_version_tag(name, number, key)
+    except MlflowException as exc:
+        if not already_gone(exc):
+            raise
 
 
 def _settle_alias(client: MlflowClient, version: RegisteredVersion, alias: str, rounds: int = 3) -> bool:

@@ -475,7 +475,11 @@ class RunTracker:
         """Continue an interrupted run of the same run key: running again, its old error cleared."""
         client.update_run(run.info.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
         if ERROR_TAG in run.data.tags:
-            client.delete_tag(run.info.run_id, ERROR_TAG)
+            try:
+                client.delete_tag(run.info.run_id, ERROR_TAG)
+            except MlflowException as exc:
+                if not already_gone(exc):  # a resent delete whose first answer was lost: done
+                    raise
         tracker = cls(client, run.info.run_id, limits, redactor, transfer_seconds)
         tracker._tag_count = len(run.data.tags)
         tracker._metric_names = set(run.data.metrics)
@@ -611,6 +615,11 @@ class RunTracker:
             settle(lambda: self.set_tag(ERROR_TAG, message), ERROR_TAG_TIMEOUTS * policy.timeout)
         except Exception as exc:  # noqa: BLE001
             log.warning("could not tag run %s with its error: %s", self.run_id, self.redactor.redact(first_line(exc)))
+
+
+def already_gone(exc: MlflowException) -> bool:
+    """Whether a delete was refused because what it deletes is not there (MLflow's 404 code)."""
+    return bool(exc.error_code == "RESOURCE_DOES_NOT_EXIST")
 
 
 def _run_with_attempt_id(client: MlflowClient, experiment_id: str, attempt_id: str) -> Run | None:
