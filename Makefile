@@ -13,9 +13,11 @@ RUNTIME_CONSTRAINTS := tests/data/synapse-runtime/constraints.txt
 # (a pool always tracks to a server or workspace); what a pool says instead is tested here. The same
 # cycle also runs against an mlflow server in its default configuration (artifacts proxied), the
 # Delta tests run there with the runtime's Delta release, and the Python API's (it puts back MLflow's
-# global URIs, whose internals differ between MLflow 2.18 and 3).
+# global URIs, whose internals differ between MLflow 2.18 and 3), and a job throttled by the workspace
+# (MLflow 2.18's HTTP layer under the job's retry policy).
 RUNTIME_TESTS := tests/test_aml_fidelity.py tests/test_aml_cycle.py tests/test_auth.py tests/test_train_e2e.py \
-	tests/test_default_mlflow_server.py tests/test_database_store_without_alembic.py tests/test_delta.py tests/test_api.py
+	tests/test_default_mlflow_server.py tests/test_database_store_without_alembic.py tests/test_delta.py tests/test_api.py \
+	tests/test_aml.py::test_a_job_waits_out_a_throttled_workspace_as_retry_after_asks
 
 .PHONY: delta-jars train test test-fast test-runtime test-aml-live aml-double soak bench bench-score bench-score-delta bench-search check clean
 

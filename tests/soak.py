@@ -273,7 +273,9 @@ def verify(jobs: list[Job], client: MlflowClient) -> Verdict:
         if attempt.exit_code == 0:
             summary = attempt.summary or {}
             says_registered = bool(summary.get("model_version"))
-            if kind != "score" and statuses != {"FINISHED"}:
+            if attempt.summary is None:  # the line a pipeline chains on: a job without it did not finish
+                verdict.lost.append(f"{key}: exit 0 but no JSON summary as its last line of output")
+            elif kind != "score" and statuses != {"FINISHED"}:
                 verdict.lost.append(f"{key}: exit 0 but its runs are {sorted(statuses)}")
             elif kind == "score" and "FINISHED" not in statuses:
                 verdict.lost.append(f"{key}: scored but no FINISHED run")
@@ -314,11 +316,16 @@ def _duplicates(runs: list, versions: list, client: MlflowClient) -> list[str]:
     found += [
         f"search {parent}: candidate {digest} finished {n} times" for (parent, digest), n in candidates.items() if n > 1
     ]
+    # A metric logged twice with one value at one step, whatever the timestamps: a resend keeps the
+    # timestamp of the first send, so comparing timestamps could not see a duplicate.
     for run in runs:
         for name in run.data.metrics:
-            history = client.get_metric_history(run.info.run_id, name)
-            if len({(m.timestamp, m.step) for m in history}) > 1:
-                found.append(f"run {run.info.run_id}: metric {name} logged {len(history)} times")
+            logged = Counter((m.step, m.value) for m in client.get_metric_history(run.info.run_id, name))
+            found += [
+                f"run {run.info.run_id}: metric {name} = {value} logged {n} times at step {step}"
+                for (step, value), n in logged.items()
+                if n > 1
+            ]
     return found
 
 
