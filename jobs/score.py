@@ -2,7 +2,7 @@
 
 import sys
 
-from synapse_ml_track.cli import main
+from synapse_ml_track.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main(["score", *sys.argv[1:]]))
+    run(["score", *sys.argv[1:]])

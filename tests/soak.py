@@ -57,7 +57,7 @@ FAULT_LIFETIME = 20.0  # seconds an injected proxy fault waits for a request to 
 MEAN_FAULT_GAP = 8.0
 JOB_TIMEOUT = 900.0  # seconds one job process may take before the soak kills it and counts it lost
 MLFLOW_API = r"/api/2\.0/mlflow/"
-ENTRY = "import sys; from synapse_ml_track.cli import main; sys.exit(main(sys.argv[1:]))"
+ENTRY = "import sys; from synapse_ml_track.cli import run; run(sys.argv[1:])"
 
 
 @dataclass

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 import types
 import uuid
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -279,6 +281,33 @@ def test_an_unanswering_storage_account_fails_the_job_within_its_bound(run_cli, 
     stored = upstream(aml_server)
     found = stored.search_runs([stored.get_experiment_by_name(experiment).experiment_id])
     assert [r.info.status for r in found] == ["FAILED"]
+
+
+@pytest.mark.timeout(300)
+def test_a_job_past_its_artifact_deadline_ends_its_process_within_seconds(aml_env, aml_server, tmp_path):
+    """The plugin uploads through a ThreadPoolExecutor, and CPython joins every executor worker at
+    exit: a job that gave up on a storage account that does not answer printed its error, then its
+    process went on uploading into a FAILED run for as long as azure-storage's timeouts and retries
+    allowed. Run as a job process, the way it is deployed: it must end soon after its error line."""
+    aml_server.artifacts.hang_blob_requests = True
+    command = [
+        str(Path(sys.executable).with_name("synapse-ml-track")), "train",
+        "--tracking-uri", aml_server.tracking_uri, "--experiment-name", unique("deadline"),
+        "--registered-model-name", unique("m"),
+        "--set", "tracking.request_timeout=3", "--set", "tracking.max_retries=1",
+    ]  # fmt: skip
+    job = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        error_line = next((line for line in job.stderr if line.startswith("error: ")), "")
+        said_at = time.monotonic()
+        code = job.wait(timeout=240)
+        ended_after = time.monotonic() - said_at
+    finally:
+        job.kill()
+    assert "artifact upload" in error_line and "did not finish within" in error_line, error_line
+    assert code == 3
+    # The uploads it abandoned would have run for minutes (each file: three attempts of 3 s and more).
+    assert ended_after < 20, f"the job's process ended {ended_after:.0f} s after its error line"
 
 
 # ---- defect 6: source tags, the cloud's host, pagination, dfs_tmp -------------------------------------

@@ -391,7 +391,7 @@ def test_on_a_pool_spark_runs_before_the_first_token_or_secret(auth, aml_env, am
     if auth == "keyvault":
         settings += ["--set", "azure.key_vault_name=kv-ml"]
     completed = subprocess.run(
-        [sys.executable, "-c", "import sys; from synapse_ml_track.cli import main; sys.exit(main(sys.argv[1:]))",
+        [sys.executable, "-c", "import sys; from synapse_ml_track.cli import run; run(sys.argv[1:])",
          "check", "--tracking-uri", aml_server.tracking_uri, *settings],
         cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=300,
     )  # fmt: skip

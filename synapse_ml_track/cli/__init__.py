@@ -8,13 +8,17 @@ exit code (errors.JobError), anything else one line and exit 1, with the traceba
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from synapse_ml_track.cli import check, deploy, report, score, train
 from synapse_ml_track.cli.common import configure_logging
 from synapse_ml_track.errors import JobError, failure_line
 from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.tracking import abandoned_transfers
 
 SUBCOMMANDS = (train, check, score, report, deploy)
 
@@ -51,5 +55,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def run(argv: Sequence[str] | None = None) -> NoReturn:
+    """The process entry point (the console script, jobs/*.py): exit with main's code. When the job
+    gave up on artifact transfers at their deadline, their threads are not waited for
+    (tracking/abandoned_transfers.py): the job has printed its line and ended its run FAILED."""
+    code = main(argv)
+    if abandoned_transfers.still_running():
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

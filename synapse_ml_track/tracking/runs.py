@@ -26,7 +26,7 @@ from mlflow.utils.time import get_current_time_millis
 from synapse_ml_track.config import TrackingConfig
 from synapse_ml_track.errors import ConfigError, TrackingError, first_line
 from synapse_ml_track.redaction import Redactor
-from synapse_ml_track.tracking import http
+from synapse_ml_track.tracking import abandoned_transfers, http
 from synapse_ml_track.tracking.http import (
     ARTIFACT_BATCH_FILES,
     RetryAfterTooLong,
@@ -103,8 +103,9 @@ def bounded_transfer(call: Callable[[], T], seconds: float, what: str) -> T:
     """Run an artifact transfer with an overall deadline, turning the plugin's failures into one error.
 
     The transfer runs in a worker thread; when the deadline passes the job stops waiting (the thread
-    is abandoned, and ends with the process). Failures that are not MLflow's own (the AML plugin
-    raises bare Exceptions and azure-core errors) become an ArtifactTransferError.
+    is abandoned, and the process entry point does not wait for it: see abandoned_transfers).
+    Failures that are not MLflow's own (the AML plugin raises bare Exceptions and azure-core errors)
+    become an ArtifactTransferError.
     """
     outcome: dict[str, Any] = {}
 
@@ -118,6 +119,7 @@ def bounded_transfer(call: Callable[[], T], seconds: float, what: str) -> T:
     worker.start()
     worker.join(seconds)
     if worker.is_alive():
+        abandoned_transfers.abandon(worker)
         raise ArtifactTransferError(f"artifact {what} did not finish within {seconds:.0f} s")
     error = outcome.get("error")
     if error is None:
