@@ -34,6 +34,9 @@ NULL_POLICIES = ("drop", "reject")
 SEARCH_METHODS = ("grid", "random")
 SEARCH_VALIDATIONS = ("cross_validation", "train_validation_split")
 AUTH_METHODS = ("env", "keyvault", "managed_identity", "auto")
+# MLflow refuses more retries than its _MLFLOW_HTTP_REQUEST_MAX_RETRIES_LIMIT (10 in 2.18 and 3.x,
+# mlflow/utils/rest_utils.py `_validate_max_retries`) in the calls it retries itself.
+MAX_RETRIES_LIMIT = 10
 
 Built = TypeVar("Built")
 
@@ -93,7 +96,7 @@ class TrackingConfig:
     register: bool = True
     dfs_tmp: str | None = None
     request_timeout: float = 30.0
-    max_retries: int = 5
+    max_retries: int = 5  # at most MAX_RETRIES_LIMIT
     max_retry_wait: float = 300.0  # seconds one request may wait between its retries, Retry-After included
     preflight_timeout: float = 10.0
     local_result_dir: str = "mlruns/local-results"
@@ -323,8 +326,13 @@ def validate(config: JobConfig) -> None:
         raise ConfigError(
             f"config key 'data.train_fraction' must be between 0 and 1 (exclusive), got {config.data.train_fraction}"
         )
-    if config.tracking.max_retry_wait < 0 or config.tracking.max_retries < 0:
-        raise ConfigError("config keys 'tracking.max_retries' and 'tracking.max_retry_wait' must not be negative")
+    if config.tracking.max_retry_wait < 0:
+        raise ConfigError("config key 'tracking.max_retry_wait' must not be negative")
+    if not 0 <= config.tracking.max_retries <= MAX_RETRIES_LIMIT:
+        raise ConfigError(
+            f"config key 'tracking.max_retries' must be between 0 and {MAX_RETRIES_LIMIT}, "
+            f"got {config.tracking.max_retries}"
+        )
     if config.data.schema_sample_rows < 1:
         raise ConfigError("config key 'data.schema_sample_rows' must be at least 1")
     if not config.data.label:

@@ -41,8 +41,15 @@ def spark_env(conf_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPARK_", "PYSPARK_", "MLFLOW_"))}
     env.pop("PYTHONPATH", None)
     env.update(SPARK_HOME=str(SPARK_HOME), SPARK_CONF_DIR=str(conf_dir), SPARK_LOCAL_IP=HOST, SPARK_LOCAL_HOSTNAME=HOST)
+    # The tests' JVM options (tests/conftest.py) for the master and workers, and for the driver.
+    env.update(SPARK_DAEMON_JAVA_OPTS=jvm_options_of_the_tests(), SPARK_SUBMIT_OPTS=jvm_options_of_the_tests())
     env.update(extra)
     return env
+
+
+def jvm_options_of_the_tests() -> str:
+    """What tests/conftest.py gives every JVM the tests start (SPARK_SUBMIT_OPTS)."""
+    return os.environ.get("SPARK_SUBMIT_OPTS", "")
 
 
 @dataclass
@@ -84,7 +91,7 @@ class SparkCluster:
         `directory`); its output goes to files there. A submit past the timeout is killed with its driver."""
         directory.mkdir(parents=True, exist_ok=True)
         command = [str(SPARK_SUBMIT), "--master", self.master_url, "--py-files", ",".join(map(str, py_files))]
-        for key, value in conf.items():
+        for key, value in {"spark.executor.extraJavaOptions": jvm_options_of_the_tests(), **conf}.items():
             command += ["--conf", f"{key}={value}"]
         command += [str(script), *args]
         stdout, stderr = directory / "stdout.txt", directory / "stderr.txt"

@@ -154,3 +154,12 @@ def test_invalid_yaml_is_reported_with_the_file(tmp_path):
 def test_redacted_masks_secret_values_but_keeps_secret_names():
     tree = {"azure": {"client_secret_secret": "aml-sp-client-secret", "client_password": "hunter2hunter2"}}
     assert redacted(tree) == {"azure": {"client_secret_secret": "aml-sp-client-secret", "client_password": "***"}}
+
+
+@pytest.mark.parametrize("retries", [-1, 11])
+def test_retries_beyond_what_mlflow_accepts_are_refused_before_any_request(retries):
+    """MLflow refuses more than 10 retries in the calls it retries itself (its /version probe), so
+    11 was accepted here and failed the job later with MLflow's own error."""
+    with pytest.raises(ConfigError, match=rf"'tracking.max_retries' must be between 0 and 10, got {retries}$"):
+        build_config(overrides={"tracking": {"max_retries": retries}}, environ={})
+    assert build_config(overrides={"tracking": {"max_retries": 10}}, environ={}).tracking.max_retries == 10
