@@ -407,3 +407,20 @@ def test_a_retry_after_beyond_the_bound_fails_at_once_with_one_line(run_cli, aml
     )
     assert time.monotonic() - started < 20, "it waited instead of failing"
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("through", ["azureml", "https"])
+def test_a_certificate_the_job_cannot_verify_is_named_with_the_setting_that_fixes_it(
+    run_cli, aml_env, aml_server, monkeypatch, through
+):
+    """A workspace behind a TLS-inspecting proxy, or a private endpoint with a private CA: the job does
+    not trust the certificate, of Azure AD (an azureml:// URI asks for a token first) or of the
+    tracking server (an https:// one). That is neither a server that is down nor a wrong URI."""
+    import certifi
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())  # the public CAs: not the double's own
+    uri = aml_server.tracking_uri if through == "azureml" else f"https://127.0.0.1:{aml_server.port}"
+    result = run_cli("check", "--tracking-uri", uri, "--experiment-name", "aml-tls")
+    assert result.exit_code == (4 if through == "azureml" else 3), result.stderr
+    assert "certificate" in result.error_line and "is not trusted (self-signed certificate)" in result.error_line
+    assert "point REQUESTS_CA_BUNDLE at a bundle" in result.error_line, result.error_line

@@ -280,6 +280,14 @@ def check_token(resolved: ResolvedCredential, redactor: Redactor, scope: str = A
     try:
         resolved.credential.get_token(scope)
     except Exception as exc:  # noqa: BLE001 - azure-identity raises several unrelated types
+        from synapse_ml_track.tracking.http import TRUST_HINT, untrusted_certificate
+
+        untrusted = untrusted_certificate(exc)
+        if untrusted:
+            raise CredentialError(
+                f"could not get an Azure AD token with the {resolved.source} credential: the TLS certificate "
+                f"of Azure AD (or of the proxy before it) is not trusted ({untrusted}); {TRUST_HINT}"
+            ) from None
         text = first_line(exc)
         raise CredentialError(
             f"could not get an Azure AD token with the {resolved.source} credential: {redactor.redact(text)[:300]}"

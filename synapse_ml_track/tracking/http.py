@@ -20,6 +20,8 @@ import contextlib
 import contextvars
 import functools
 import os
+import re
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -250,8 +252,26 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
             continue
         seen.add(id(current))
         yield current
-        pending += [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        reason = getattr(current, "reason", None)  # an ssl.SSLError's is a string
+        pending += [current.__cause__, current.__context__, reason if isinstance(reason, BaseException) else None]
         pending += [arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException)]
+
+
+def untrusted_certificate(exc: BaseException) -> str | None:
+    """Why the server's TLS certificate was not trusted, or None when that is not the failure.
+    azure-identity keeps only the text of the ssl error, so the text is read too."""
+    for cause in causes(exc):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return str(cause.verify_message or cause)
+        found = _CERTIFICATE_VERIFY_FAILED.search(str(cause))
+        if found:
+            return found.group(1).strip()
+    return None
+
+
+_CERTIFICATE_VERIFY_FAILED = re.compile(r"certificate verify failed: ([^(]+)")
+# What fixes an untrusted certificate: a TLS-inspecting proxy or a private endpoint's own CA signs it.
+TRUST_HINT = "if a proxy or a private CA signs it, point REQUESTS_CA_BUNDLE at a bundle that holds that CA"
 
 
 def timed_out(exc: BaseException) -> bool:

@@ -29,12 +29,14 @@ from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.tracking import abandoned_transfers, http
 from synapse_ml_track.tracking.http import (
     ARTIFACT_BATCH_FILES,
+    TRUST_HINT,
     RetryAfterTooLong,
     ServerKeptFailing,
     causes,
     connection_failed,
     dropped,
     timed_out,
+    untrusted_certificate,
 )
 from synapse_ml_track.vocabulary import ATTEMPT_TAG, EMBEDDED, ERROR_TAG, is_aml_uri, tracking_backend
 
@@ -292,6 +294,9 @@ def describe_failure(exc: Exception, uri: str) -> str:
     status = busy_status(exc)
     if status:
         return f"the MLflow tracking server at {uri} kept answering HTTP {status} (busy or failing); try again later"
+    untrusted = untrusted_certificate(exc)
+    if untrusted:
+        return f"the TLS certificate of the MLflow tracking server at {uri} is not trusted ({untrusted}); {TRUST_HINT}"
     if timed_out(exc):
         return f"the MLflow tracking server at {uri} did not answer in time"
     if connection_failed(exc):
