@@ -96,7 +96,7 @@ class TrackingConfig:
     register: bool = True
     dfs_tmp: str | None = None
     request_timeout: float = 30.0
-    max_retries: int = 5  # at most MAX_RETRIES_LIMIT
+    max_retries: int = 5  # retries of one request after a failure, 0 to 10 (MLflow refuses more)
     max_retry_wait: float = 300.0  # seconds one request may wait between its retries, Retry-After included
     preflight_timeout: float = 10.0
     local_result_dir: str = "mlruns/local-results"
