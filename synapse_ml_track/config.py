@@ -98,7 +98,8 @@ class TrackingConfig:
     request_timeout: float = 30.0
     max_retries: int = 5  # retries of one request after a failure, 0 to 10 (MLflow refuses more)
     max_retry_wait: float = 300.0  # seconds one request may wait between its retries, Retry-After included
-    preflight_timeout: float = 10.0
+    preflight_timeout: float = 10.0  # seconds the first preflight request waits for its answer
+    preflight_budget: float = 60.0  # seconds the whole preflight may take, slow answers asked again
     local_result_dir: str = "mlruns/local-results"
 
 
@@ -325,6 +326,10 @@ def validate(config: JobConfig) -> None:
     if not 0.0 < config.data.train_fraction < 1.0:
         raise ConfigError(
             f"config key 'data.train_fraction' must be between 0 and 1 (exclusive), got {config.data.train_fraction}"
+        )
+    if config.tracking.preflight_timeout <= 0 or config.tracking.preflight_budget < config.tracking.preflight_timeout:
+        raise ConfigError(
+            "config key 'tracking.preflight_timeout' must be above 0, and 'tracking.preflight_budget' at least as long"
         )
     if config.tracking.max_retry_wait < 0:
         raise ConfigError("config key 'tracking.max_retry_wait' must not be negative")

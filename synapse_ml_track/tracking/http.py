@@ -283,6 +283,11 @@ def timed_out(exc: BaseException) -> bool:
     )
 
 
+def answer_timed_out(exc: BaseException) -> bool:
+    """The server took the request and its answer did not come in time (not a connection never accepted)."""
+    return any(isinstance(c, (requests.ReadTimeout, urllib3.exceptions.ReadTimeoutError)) for c in causes(exc))
+
+
 def dropped(exc: BaseException) -> bool:
     """A connection the server accepted and then closed or reset before its answer (a proxy or load
     balancer restarting): worth asking again, unlike a refused connection (nothing is listening)."""

@@ -32,6 +32,7 @@ from synapse_ml_track.tracking.http import (
     TRUST_HINT,
     RetryAfterTooLong,
     ServerKeptFailing,
+    answer_timed_out,
     causes,
     connection_failed,
     dropped,
@@ -219,12 +220,15 @@ def is_transient(exc: BaseException) -> bool:
     return bool(busy_status(exc)) or timed_out(exc) or connection_failed(exc)
 
 
-def probe(call: Callable[[], T], timeout: float, attempts: int = 3, backoff: float = 1.0) -> T:
-    """Ask once with a short timeout; a busy answer (429/5xx) or a connection dropped after the
-    server took it is asked again, a few times.
+def probe(call: Callable[[], T], timeout: float, attempts: int = 3, backoff: float = 1.0, budget: float = 0.0) -> T:
+    """Ask with a short timeout; a busy answer (429/5xx) or a connection dropped after the server took
+    it is asked again, a few times, and a slow answer (the server took the request, its answer did
+    not come in time) is asked again with twice the timeout, all within `budget` seconds.
 
-    A refused connection or a silent server fails at once, instead of after MLflow's retries.
+    A refused connection, a name that does not resolve, an untrusted certificate or a connection that
+    is never accepted fails at once, instead of after MLflow's retries.
     """
+    deadline = time.monotonic() + max(budget, timeout)
     attempt = 0
     while True:
         try:
@@ -234,9 +238,14 @@ def probe(call: Callable[[], T], timeout: float, attempts: int = 3, backoff: flo
             attempt += 1
             # A throttled answer was already retried as long as its Retry-After allowed.
             busy = busy_status(exc) not in (None, http.THROTTLED)
-            if not (busy or dropped(exc)) or attempt >= attempts:
+            slow = answer_timed_out(exc)
+            remaining = deadline - time.monotonic()
+            if not (busy or slow or dropped(exc)) or attempt >= attempts or remaining < 1.0:
                 raise
-        time.sleep(backoff * 2 ** (attempt - 1))
+            if slow:
+                timeout = min(timeout * 2, remaining)
+                continue  # the slow answer was the wait
+        time.sleep(min(backoff * 2 ** (attempt - 1), max(0.0, deadline - time.monotonic())))
 
 
 def settle(call: Callable[[], T], seconds: float, backoff: float = 1.0) -> T:

@@ -149,12 +149,17 @@ def open_session(
     # request of the job (tracking.max_retries), with backoff. Three attempts (1 + 2 s) gave up on a
     # burst of 503s, and a rerun of a killed job then left that job's run RUNNING (the short soak).
     attempts = tracking.max_retries + 1
+    budget = tracking.preflight_budget
     with tracking_errors(uri):
         experiment_id = probe(
-            lambda: resolve_experiment(client, tracking, artifact_location, uri, create_experiment), timeout, attempts
-        )
+            lambda: resolve_experiment(client, tracking, artifact_location, uri, create_experiment),
+            timeout, attempts, budget=budget,
+        )  # fmt: skip
         if tracking.register:
-            probe(lambda: registry.model_if_exists(client, tracking.registered_model_name), timeout, attempts)
+            probe(
+                lambda: registry.model_if_exists(client, tracking.registered_model_name),
+                timeout, attempts, budget=budget,
+            )  # fmt: skip
     return TrackingSession(
         uri=uri,
         client=client,
