@@ -1,6 +1,6 @@
 """Spark MLlib training and batch scoring for Azure Synapse, tracked with MLflow in Azure ML.
 
-The Python API (synapse_ml_track/api.py): `train`, `score`, `job_config` and their results. They are
+The Python API (synapse_ml_track/api.py): `train`, `score`, `predict`, `job_config` and their results. They are
 loaded on first use, so `import synapse_ml_track` imports neither Spark nor MLflow.
 """
 
@@ -16,6 +16,7 @@ except metadata.PackageNotFoundError:  # running from a source tree that is not 
 _API = {
     "train": "synapse_ml_track.api",
     "score": "synapse_ml_track.api",
+    "predict": "synapse_ml_track.api",
     "job_config": "synapse_ml_track.api",
     "ScoringResult": "synapse_ml_track.api",
     "TrainingResult": "synapse_ml_track.train_job",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from synapse_ml_track.vocabulary import OUTPUT_FORMATS, UNSCORABLE_POLICIES, WRI
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from synapse_ml_track.spark.scoring import LoadedModel
     from synapse_ml_track.train_job import TrainingResult
 
 log = logging.getLogger("synapse_ml_track")
@@ -222,6 +224,75 @@ def score(
             details=summary,
             _spark=session_spark,
         )
+
+
+# (Spark application id, pinned model URI) -> the model as loaded into that session: predict loads
+# each registered version once per session, however often it is called.
+_loaded_models: dict[tuple[str, str], LoadedModel] = {}
+
+
+def predict(
+    data: Any,
+    model_uri: str | None = None,
+    *,
+    config: ConfigSource = None,
+    spark: SparkSession | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    tracking_uri: str | None = None,
+    redactor: Redactor | None = None,
+) -> DataFrame:
+    """The scores `score` would write for `data`, as a DataFrame to display, join or write yourself:
+    every input row, `prediction`, one `probability_<class>` column per class (a classifier),
+    `unscorable_reason` (null, or why a row with a null model input has no prediction) and the
+    model's lineage (`model_name`, `model_version`, `model_run_id`, `scored_at`).
+
+    Lazy: nothing is computed until the DataFrame is, no MLflow run is started and nothing is
+    written. `model_uri` as for `score` (default: the champion of tracking.registered_model_name,
+    resolved at each call); each version is loaded once per SparkSession. `data`: a Spark DataFrame,
+    or a pandas one (made a Spark DataFrame with `spark`, or the active session).
+    """
+    from datetime import datetime, timezone
+
+    from synapse_ml_track.spark.scoring import (
+        default_model_uri,
+        load_model,
+        parse_model_uri,
+        predictions,
+        resolve_model,
+    )
+    from synapse_ml_track.tracking.session import open_session
+
+    redactor = redactor or Redactor()
+    with redacted_errors(redactor):
+        frame = _spark_frame(data, spark)
+        job = job_config(config, _given({"tracking.uri": tracking_uri}, overrides), spark=frame.sparkSession)
+        model_uri = model_uri or default_model_uri(job)
+        parse_model_uri(model_uri)  # a typo fails at once, before credentials or the tracking server
+        with job_process_state(job):
+            session = open_session(job, redactor, experiment=False)
+            with session.tracking_errors():
+                model = resolve_model(session.client, model_uri)
+                key = (frame.sparkSession.sparkContext.applicationId, model.uri)
+                if key not in _loaded_models:
+                    with tempfile.TemporaryDirectory() as directory:
+                        _loaded_models[key] = load_model(session, model, directory, job.tracking.dfs_tmp)
+        loaded = _loaded_models[key]
+        columns = loaded.input_columns(frame)
+        return predictions(frame, columns, loaded.pipeline, loaded.labels, model, datetime.now(timezone.utc))
+
+
+def _spark_frame(data: Any, spark: SparkSession | None) -> DataFrame:
+    """`data` as a Spark DataFrame: as it is, or a pandas DataFrame made one in `spark` (or the active session)."""
+    from pyspark.sql import DataFrame, SparkSession
+
+    if isinstance(data, DataFrame):
+        return data
+    if type(data).__module__.split(".")[0] == "pandas" and type(data).__name__ == "DataFrame":
+        session = spark or SparkSession.getActiveSession()
+        if session is None:
+            raise ConfigError("a pandas DataFrame is scored in Spark: pass spark= your SparkSession")
+        return session.createDataFrame(data)
+    raise ConfigError(f"data must be a Spark or pandas DataFrame, got {type(data).__module__}.{type(data).__name__}")
 
 
 def _given(named: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from chispa import assert_df_equality
 from mlflow.tracking import MlflowClient
 from mlflow.tracking._model_registry import utils as registry_utils
 from mlflow.tracking._tracking_service import utils as tracking_utils
@@ -17,6 +18,7 @@ from mlflow.utils import rest_utils
 
 import synapse_ml_track as smt
 from synapse_ml_track.errors import ConfigError, DataError
+from synapse_ml_track.spark import scoring
 from synapse_ml_track.spark.sources import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
 from synapse_ml_track.tracking import http
 
@@ -142,6 +144,51 @@ def test_score_a_dataframe_writes_and_returns_the_scores(trained, mlflow_server,
     assert run.data.metrics["rows_scored"] == scored.rows_scored
 
 
+def test_predict_gives_the_scores_score_writes_without_a_run_and_loads_a_version_once(
+    trained, mlflow_server, spark, tmp_path, monkeypatch
+):
+    """What a notebook user asks for first: the scores as a DataFrame, to display or join. The same
+    rows and columns as `score` writes, from the champion by default, from a Spark or a pandas frame;
+    no MLflow run, nothing written, the caller's MLflow state as it was, and each version loaded into
+    the session once, however often it is asked for."""
+    _, experiment, name, _, _ = trained
+    new_penguins = penguins(spark).drop("species")
+    client = MlflowClient(mlflow_server.uri)
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    runs_before = {run.info.run_id for run in client.search_runs([experiment_id])}
+    loads: list[str] = []
+    load_model = scoring.load_model
+    monkeypatch.setattr(scoring, "load_model", lambda *args, **kw: loads.append(args[1].uri) or load_model(*args, **kw))
+    before = process_state()
+
+    predicted = smt.predict(
+        new_penguins, spark=spark, tracking_uri=mlflow_server.uri, overrides={"tracking.registered_model_name": name}
+    )
+    few = new_penguins.dropna().limit(5).toPandas()
+    from_pandas = smt.predict(few, f"models:/{name}/1", spark=spark, tracking_uri=mlflow_server.uri)
+
+    assert changed(before, process_state()) == {}
+    assert loads == [f"models:/{name}/1"]
+    assert {run.info.run_id for run in client.search_runs([experiment_id])} == runs_before
+    assert from_pandas.count() == 5 and from_pandas.columns == predicted.columns
+    assert from_pandas.where("prediction IS NULL").count() == 0
+
+    scored = smt.score(
+        spark=spark, data=new_penguins, model_uri=f"models:/{name}/1", output_path=str(tmp_path / "scores"),
+        tracking_uri=mlflow_server.uri, experiment_name=experiment,
+    )  # fmt: skip
+    written = scored.scores()
+    assert predicted.columns == written.columns
+    assert_df_equality(
+        predicted.drop("scored_at"), written.drop("scored_at"), ignore_row_order=True, ignore_nullable=True
+    )
+
+
+def test_predict_refuses_what_is_not_a_dataframe_in_one_line(spark):
+    with pytest.raises(ConfigError, match=r"^data must be a Spark or pandas DataFrame, got builtins.list$"):
+        smt.predict([{"island": "Dream"}], "models:/m/1", spark=spark)
+
+
 def test_a_missing_label_column_raises_a_data_error_fails_the_run_and_registers_nothing(
     spark, mlflow_server, tmp_path, monkeypatch
 ):
@@ -218,8 +265,9 @@ def test_the_notebook_trains_and_scores_with_the_notebooks_spark(spark, mlflow_s
             assert set(parameters) <= set(namespace), "the test passes only parameters the notebook declares"
             namespace.update(parameters)
 
-    trained, scored = namespace["trained"], namespace["scored"]
+    trained, scored, predicted = namespace["trained"], namespace["scored"], namespace["predicted"]
     assert trained.status == "registered" and trained.model_version == "1"
+    assert predicted.count() == scored.rows_scored + scored.rows_unscorable
     assert scored.status == "scored" and scored.rows_scored > 0
     client = MlflowClient(mlflow_server.uri)
     assert client.get_run(scored.run_id).data.params["model.version"] == "1"

@@ -390,25 +390,12 @@ class ScoringJob:
         }
 
     def _scores(self, model: ModelRef, download_dir: str) -> tuple[DataFrame, Counting, datetime]:
-        from mlflow.models import get_model_info
-
-        from synapse_ml_track.spark.models import load_spark_model
-
         raw = data_module.read_input(self.spark, self.source, self.config.data)
         if self.output.replace_where:  # the rows of the part replaced: Delta refuses scores outside it
             raw = raw.where(self.output.replace_where)
-        # As training loads the champion: from the run artifacts the version was registered from,
-        # with this session's client, so no global MLflow URI is involved.
-        local_model = self.session.download_artifacts(model.run_id, model.artifact_path, download_dir)
-        columns = signature_columns(raw.schema, get_model_info(local_model).signature, model.uri)
-        pipeline = load_spark_model(local_model, self.config.tracking.dfs_tmp)
-        labels = class_labels(pipeline)  # None: a regression
-        outputs = [PREDICTION, *probability_columns(labels or []), UNSCORABLE_REASON, *LINEAGE_COLUMNS]
-        clashes = [c for c in raw.columns if c in outputs]
-        if clashes:
-            raise DataError(
-                f"input already has output column(s) {', '.join(clashes)}; drop or rename them before scoring"
-            )
+        loaded = load_model(self.session, model, download_dir, self.config.tracking.dfs_tmp)
+        columns = loaded.input_columns(raw)
+        pipeline, labels, outputs = loaded.pipeline, loaded.labels, loaded.outputs()
         missing = [c for c in self.output.partition_by if c not in raw.columns + outputs]
         if missing:
             raise ConfigError(f"partition column(s) {', '.join(missing)} are neither input nor output columns")
@@ -497,6 +484,43 @@ class ScoringJob:
 
 
 @dataclass(frozen=True)
+class LoadedModel:
+    """A model as scoring uses it: what it is, its Spark pipeline, its signature and its classes."""
+
+    ref: ModelRef
+    pipeline: Any  # a PipelineModel
+    signature: Any  # an mlflow ModelSignature, or None
+    labels: list[str] | None  # None: a regression
+
+    def outputs(self) -> list[str]:
+        return [PREDICTION, *probability_columns(self.labels or []), UNSCORABLE_REASON, *LINEAGE_COLUMNS]
+
+    def input_columns(self, raw: DataFrame) -> list[str]:
+        """The model's input columns in `raw`, once none is missing or mistyped and `raw` holds no
+        column the scores add."""
+        columns = signature_columns(raw.schema, self.signature, self.ref.uri)
+        clashes = [c for c in raw.columns if c in self.outputs()]
+        if clashes:
+            raise DataError(
+                f"input already has output column(s) {', '.join(clashes)}; drop or rename them before scoring"
+            )
+        return columns
+
+
+def load_model(session: TrackingSession, model: ModelRef, directory: str, dfs_tmp: str | None) -> LoadedModel:
+    """As training loads the champion: from the run artifacts the version was registered from, with
+    the session's client, so no global MLflow URI is involved. Spark reads the model's files as it
+    loads it: `directory` may go once this returns."""
+    from mlflow.models import get_model_info
+
+    from synapse_ml_track.spark.models import load_spark_model
+
+    local_model = session.download_artifacts(model.run_id, model.artifact_path, directory)
+    pipeline = load_spark_model(local_model, dfs_tmp)
+    return LoadedModel(model, pipeline, get_model_info(local_model).signature, class_labels(pipeline))
+
+
+@dataclass(frozen=True)
 class ScoringCounts:
     rows: int  # input rows
     unscorable: int  # of which with a null model input
@@ -535,15 +559,46 @@ def score_frame(
     scored_at: datetime,
     drop: bool,
 ) -> tuple[DataFrame, Counting]:
-    """Every input row (or, with drop, every scorable one) with its prediction (for a classifier,
-    one probability column per class), the reason it could not be scored, and the model's lineage;
-    counted by Spark observations while the output is written, so the input is read once.
+    """The scores (see `predictions`), or with drop only the scorable rows', counted by Spark observations
+    while the output is written, so the input is read once: every count comes from one observation
+    of the output (two with drop, whose input count is taken before the unscorable rows go)."""
+    inputs = Observation(f"{RESERVED_PREFIX}inputs") if drop else None
+    output = predictions(raw, columns, pipeline, labels, model, scored_at, dropping=inputs)
+    outputs = Observation(f"{RESERVED_PREFIX}outputs")
+    if labels is not None:
+        counted = [
+            F.sum((F.col(PREDICTION) == label).cast("long")).alias(f"predicted_{i}") for i, label in enumerate(labels)
+        ]
+    else:
+        counted = [F.avg(PREDICTION).alias("mean"), F.min(PREDICTION).alias("min"), F.max(PREDICTION).alias("max")]
+    output = output.observe(outputs, *counted, *([] if drop else _row_counts()))
+    return output, Counting(outputs, inputs, labels)
+
+
+def _row_counts() -> list[Column]:
+    return [
+        F.count(F.lit(1)).alias("rows"),
+        F.count(UNSCORABLE_REASON).alias("unscorable"),  # count() counts the non-null
+    ]
+
+
+def predictions(
+    raw: DataFrame,
+    columns: list[str],
+    pipeline,
+    labels: list[str] | None,
+    model: ModelRef,
+    scored_at: datetime,
+    dropping: Observation | None = None,
+) -> DataFrame:
+    """Every input row with its prediction (for a classifier, one probability column per class), the
+    reason it could not be scored, and the model's lineage. With `dropping`, the unscorable rows are
+    left out, counted first by that observation.
 
     The model runs on every row, with stand-ins for nulls; a row with a null model input keeps its
     columns and gets a null prediction and probabilities, and its reason. The query computes only
-    what is written: the probability vector becomes an array once per row (not once per class), the
-    lineage is literals, and every count comes from one observation of the output (two with drop,
-    whose input count is taken before the unscorable rows go).
+    what is asked for: the probability vector becomes an array once per row (not once per class),
+    and the lineage is literals.
     """
     kinds = {f.name: f.dataType for f in raw.schema.fields}
     originals = [f"{RESERVED_PREFIX}in_{i}" for i in range(len(raw.columns))]
@@ -552,14 +607,8 @@ def score_frame(
         *[filled(c, kinds[c]) for c in columns],
         why_unscorable(columns).alias(UNSCORABLE_REASON),
     )
-    row_counts = [
-        F.count(F.lit(1)).alias("rows"),
-        F.count(UNSCORABLE_REASON).alias("unscorable"),  # count() counts the non-null
-    ]
-    inputs = None
-    if drop:
-        inputs = Observation(f"{RESERVED_PREFIX}inputs")
-        frame = frame.observe(inputs, *row_counts).where(F.col(UNSCORABLE_REASON).isNull())
+    if dropping is not None:
+        frame = frame.observe(dropping, *_row_counts()).where(F.col(UNSCORABLE_REASON).isNull())
     scored = pipeline.transform(frame)
     scorable = F.col(UNSCORABLE_REASON).isNull()
     per_class = []
@@ -574,7 +623,7 @@ def score_frame(
             F.when(scorable, vector_to_array(F.col(predictor(pipeline).getProbabilityCol()))).alias(probabilities),
         )
         per_class = [F.col(probabilities)[i].alias(name) for i, name in enumerate(probability_columns(labels))]
-    output = scored.select(
+    return scored.select(
         *[F.col(kept).alias(c) for c, kept in zip(raw.columns, originals, strict=True)],
         F.when(scorable, F.col(PREDICTION)).alias(PREDICTION),
         *per_class,
@@ -584,15 +633,6 @@ def score_frame(
         F.lit(model.run_id).alias("model_run_id"),
         F.lit(scored_at).alias("scored_at"),
     )
-    outputs = Observation(f"{RESERVED_PREFIX}outputs")
-    if labels is not None:
-        counted = [
-            F.sum((F.col(PREDICTION) == label).cast("long")).alias(f"predicted_{i}") for i, label in enumerate(labels)
-        ]
-    else:
-        counted = [F.avg(PREDICTION).alias("mean"), F.min(PREDICTION).alias("min"), F.max(PREDICTION).alias("max")]
-    output = output.observe(outputs, *counted, *([] if drop else row_counts))
-    return output, Counting(outputs, inputs, labels)
 
 
 def _write(scores: DataFrame, fmt: str, output: Output) -> None:

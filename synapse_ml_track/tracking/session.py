@@ -131,12 +131,18 @@ def frame_dataset(frame: DataFrame, schema_json: str, rows: int) -> Dataset:
 
 
 def open_session(
-    config: JobConfig, redactor: Redactor, environ: Mapping[str, str] | None = None, *, create_experiment: bool = True
+    config: JobConfig,
+    redactor: Redactor,
+    environ: Mapping[str, str] | None = None,
+    *,
+    create_experiment: bool = True,
+    experiment: bool = True,
 ) -> TrackingSession:
     """Resolve the tracking URI, set up Azure credentials when needed, and check the server answers.
 
-    Fails within the preflight timeout when the server is unreachable or refuses us, instead of
-    letting MLflow's retry schedule stall the job for minutes after training.
+    Fails within the preflight budget when the server is unreachable or refuses us, instead of
+    letting MLflow's retry schedule stall the job for minutes after training. Without `experiment`
+    (a caller that starts no run) no experiment is looked up: the registry is asked instead.
     """
     tracking = config.tracking
     uri, credential = aml.connect(tracking.uri, config.azure, os.environ if environ is None else environ, redactor)
@@ -150,12 +156,14 @@ def open_session(
     # burst of 503s, and a rerun of a killed job then left that job's run RUNNING (the short soak).
     attempts = tracking.max_retries + 1
     budget = tracking.preflight_budget
+    experiment_id = ""
     with tracking_errors(uri):
-        experiment_id = probe(
-            lambda: resolve_experiment(client, tracking, artifact_location, uri, create_experiment),
-            timeout, attempts, budget=budget,
-        )  # fmt: skip
-        if tracking.register:
+        if experiment:
+            experiment_id = probe(
+                lambda: resolve_experiment(client, tracking, artifact_location, uri, create_experiment),
+                timeout, attempts, budget=budget,
+            )  # fmt: skip
+        if tracking.register or not experiment:
             probe(
                 lambda: registry.model_if_exists(client, tracking.registered_model_name),
                 timeout, attempts, budget=budget,
