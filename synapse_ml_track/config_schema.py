@@ -149,7 +149,7 @@ _FROM_TEXT: dict[str, Callable[[str], Any]] = {
     "integer": int,
     "number": float,
     "boolean": _boolean,
-    "array": lambda text: text.split(","),
+    "array": lambda text: [item.strip() for item in text.split(",") if item.strip()],  # "id, f1" is two names
 }
 
 
@@ -204,14 +204,35 @@ def _branch(schema: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
     return {}
 
 
+def closest_key(unknown: str, known: list[str]) -> str | None:
+    """The known key `unknown` is most likely a typo of: two letters swapped first (difflib ranks
+    'data.table' above 'data.label' for 'lable'), else difflib's closest."""
+    swapped = [key for key in known if _one_swap_apart(unknown, key)]
+    if swapped:
+        return swapped[0]
+    close = difflib.get_close_matches(unknown, known, n=1)
+    return close[0] if close else None
+
+
+def _one_swap_apart(a: str, b: str) -> bool:
+    differ = [i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y]
+    return (
+        len(a) == len(b)
+        and len(differ) == 2
+        and differ[1] == differ[0] + 1
+        and a[differ[0]] == b[differ[1]]
+        and a[differ[1]] == b[differ[0]]
+    )
+
+
 def _message(error: ValidationError) -> str:
     dotted = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path)[1:]
     if error.validator == "additionalProperties":
         known = sorted(error.schema["properties"])
         unknown = next(str(key) for key in error.instance if key not in error.schema["properties"])
         prefix = f"{dotted}." if dotted else ""
-        close = difflib.get_close_matches(unknown, known, n=1)
-        hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (known keys: {', '.join(known)})"
+        close = closest_key(unknown, known)
+        hint = f" (did you mean '{prefix}{close}'?)" if close else f" (known keys: {', '.join(known)})"
         return f"unknown config key '{prefix}{unknown}'{hint}"
     if error.validator == "enum":
         allowed = ", ".join(str(value) for value in error.validator_value if value is not None)
