@@ -56,3 +56,11 @@ def test_the_environment_is_a_layer_under_a_dict_but_not_under_a_job_config(monk
 def test_a_bad_key_is_a_config_error_naming_it():
     with pytest.raises(ConfigError, match="unknown config key .model.typo."):
         api.job_config(None, {"model.typo": 1})
+
+
+def test_the_package_lists_its_api_and_nothing_else():
+    """`dir(smt)` in a notebook: the API, not the names the package's lazy loading imports."""
+    import synapse_ml_track as smt
+
+    assert dir(smt) == sorted(smt.__all__)
+    assert all(getattr(smt, name) is not None for name in smt.__all__)
