@@ -1,25 +1,25 @@
-"""Matplotlib for jobs: the non-interactive backend, imported only when a plot is drawn, and the
+"""Matplotlib for jobs: figures drawn without pyplot, imported only when a plot is drawn, and the
 search's candidates plot."""
 
 from __future__ import annotations
 
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 PARAM_PREFIX = "param."  # the candidates table's parameter columns (search.Outcome.table)
 
 
-def pyplot() -> ModuleType:
-    import matplotlib
+def new_figure(figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    """A figure and its axes, outside pyplot: no backend is chosen for the process (a notebook's own
+    plots keep theirs), no figure is registered with pyplot to close, and `savefig` draws with Agg."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # no display on a Spark driver
-    from matplotlib import pyplot as plt
-
-    return plt
+    figure = Figure(figsize=figsize)
+    return figure, figure.subplots()
 
 
 def candidates_figure(table: pd.DataFrame, metric: str, title: str) -> Figure:
@@ -27,10 +27,8 @@ def candidates_figure(table: pd.DataFrame, metric: str, title: str) -> Figure:
     candidate, labelled with its index and parameter values."""
     labels = candidate_labels(table)
     rows = list(range(len(table)))
-    plt = pyplot()
-    figure: Figure
-    figure, axes = plt.subplots(
-        figsize=(max(6.0, 5.0 + 0.07 * max(map(len, labels), default=0)), max(3.0, 1.5 + 0.35 * len(table)))
+    figure, axes = new_figure(
+        (max(6.0, 5.0 + 0.07 * max(map(len, labels), default=0)), max(3.0, 1.5 + 0.35 * len(table)))
     )
     axes.errorbar(table[metric], rows, xerr=table[f"{metric}_std"].fillna(0), fmt="o", capsize=3)
     best = [row for row, is_best in zip(rows, table["best"], strict=True) if is_best]

@@ -8,6 +8,7 @@ import os
 import uuid
 from pathlib import Path
 
+import matplotlib
 import mlflow
 import pytest
 from chispa import assert_df_equality
@@ -46,19 +47,22 @@ def process_state() -> dict:
         "registry_uri": registry_utils._registry_uri,
         "http_request": rest_utils.http_request,
         "policy": http.current_policy(),
+        "matplotlib_backend": matplotlib.get_backend(),
     }
 
 
 @pytest.fixture(scope="module")
 def trained(spark, mlflow_server, tmp_path_factory):
-    """One model trained through the API from a DataFrame, while the caller has MLflow URIs and an
-    MLflow HTTP setting of its own; the process state before and after the call."""
+    """One model trained through the API from a DataFrame, while the caller has MLflow URIs, an
+    MLflow HTTP setting and a matplotlib backend of its own; the process state before and after the call."""
     suffix = uuid.uuid4().hex[:8]
     experiment, name = f"api-{suffix}", f"api-model-{suffix}"
     users_uri = (tmp_path_factory.mktemp("users-store") / "mine.db").as_posix()
     mlflow.set_tracking_uri(f"sqlite:///{users_uri}")
     mlflow.set_registry_uri(f"sqlite:///{users_uri}")
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "77"
+    backend = matplotlib.get_backend()
+    matplotlib.use("svg")  # a notebook's own choice; training draws its plots without changing it
     try:
         before = process_state()
         result = smt.train(
@@ -71,6 +75,7 @@ def trained(spark, mlflow_server, tmp_path_factory):
         )
         after = process_state()
     finally:
+        matplotlib.use(backend)
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
         for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_HTTP_REQUEST_TIMEOUT"):

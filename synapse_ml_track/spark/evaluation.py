@@ -10,7 +10,7 @@ from pathlib import Path
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
 from pyspark.sql import DataFrame
 
-from synapse_ml_track.plots import pyplot
+from synapse_ml_track.plots import new_figure
 from synapse_ml_track.spark.pipeline import LABEL_INDEX, PREDICTION_INDEX, RAW_PREDICTION
 
 # What MLflow accepts in a metric name on every platform (mlflow/utils/validation.py,
@@ -139,9 +139,8 @@ def write_weights(weights: dict | None, directory: Path) -> None:
 
 
 def plot_confusion_matrix(evaluation: Evaluation, path: Path) -> None:
-    plt = pyplot()
     size = len(evaluation.labels)
-    figure, axes = plt.subplots(figsize=(2 + 1.1 * size, 1.6 + 1.0 * size))
+    figure, axes = new_figure((2 + 1.1 * size, 1.6 + 1.0 * size))
     image = axes.imshow(evaluation.confusion, cmap="Blues")
     axes.set_xticks(range(size), labels=evaluation.labels, rotation=45, ha="right")
     axes.set_yticks(range(size), labels=evaluation.labels)
@@ -155,4 +154,3 @@ def plot_confusion_matrix(evaluation: Evaluation, path: Path) -> None:
     figure.colorbar(image, ax=axes)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)

@@ -11,7 +11,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from synapse_ml_track.plots import pyplot
+from synapse_ml_track.plots import new_figure
 from synapse_ml_track.spark.evaluation import write_weights
 from synapse_ml_track.spark.session import one_row
 
@@ -77,8 +77,7 @@ def evaluate_regression(
 
 
 def plot_residuals(points: pd.DataFrame, path: Path) -> None:
-    plt = pyplot()
-    figure, axes = plt.subplots(figsize=(6, 4.5))
+    figure, axes = new_figure((6, 4.5))
     axes.scatter(points["predicted"], points["actual"] - points["predicted"], s=8, alpha=0.5)
     axes.axhline(0.0, color="tab:red", linewidth=1)
     axes.set_xlabel("predicted")
@@ -86,12 +85,10 @@ def plot_residuals(points: pd.DataFrame, path: Path) -> None:
     axes.set_title(f"Residuals (test split, {len(points)} rows)")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def plot_predicted_vs_actual(points: pd.DataFrame, path: Path) -> None:
-    plt = pyplot()
-    figure, axes = plt.subplots(figsize=(5.5, 5.5))
+    figure, axes = new_figure((5.5, 5.5))
     axes.scatter(points["actual"], points["predicted"], s=8, alpha=0.5)
     if len(points):
         low = float(min(points["actual"].min(), points["predicted"].min()))
@@ -103,4 +100,3 @@ def plot_predicted_vs_actual(points: pd.DataFrame, path: Path) -> None:
     axes.set_title(f"Predicted vs actual (test split, {len(points)} rows)")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)

@@ -30,7 +30,7 @@ from pyspark.sql import functions as F
 
 from synapse_ml_track.config import SearchConfig
 from synapse_ml_track.errors import ConfigError
-from synapse_ml_track.plots import candidates_figure, pyplot
+from synapse_ml_track.plots import candidates_figure
 from synapse_ml_track.spark.data import hash_bucket
 from synapse_ml_track.spark.pipeline import set_param
 from synapse_ml_track.vocabulary import higher_is_better
@@ -294,4 +294,3 @@ class Search:
         table.to_csv(directory / "candidates.csv", index=False)
         figure = candidates_figure(table, self.metric, f"{len(table)} candidates, {self.config.method} search")
         figure.savefig(directory / "candidates.png", dpi=100)
-        pyplot().close(figure)

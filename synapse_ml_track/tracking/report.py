@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from synapse_ml_track.config import JobConfig
 from synapse_ml_track.errors import ConfigError
-from synapse_ml_track.plots import pyplot
+from synapse_ml_track.plots import new_figure
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.vocabulary import (
     DEFAULT_METRIC,
@@ -159,7 +159,6 @@ def markdown(table: pd.DataFrame) -> str:
 def write_plot(table: pd.DataFrame, metric: str, title: str, path: Path) -> None:
     """The metric per run in start order, the best run (the table's first, see runs_table) marked,
     each run labelled with its model version."""
-    plt = pyplot()
     best = table.index[0]
     runs = table.dropna(subset=[metric]).sort_values("start_time", kind="stable")
     positions = list(range(len(runs)))
@@ -169,7 +168,7 @@ def write_plot(table: pd.DataFrame, metric: str, title: str, path: Path) -> None
         + (f" ({row.aliases})" if row.aliases else "")
         for row in runs.itertuples()
     ]
-    figure, axes = plt.subplots(figsize=(max(6.0, 1.1 * len(runs) + 2), 4.5))
+    figure, axes = new_figure((max(6.0, 1.1 * len(runs) + 2), 4.5))
     axes.plot(positions, runs[metric], marker="o")
     axes.plot(
         [positions[runs.index.get_loc(best)]],
@@ -188,7 +187,6 @@ def write_plot(table: pd.DataFrame, metric: str, title: str, path: Path) -> None
     axes.legend(loc="lower right")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def build_report(

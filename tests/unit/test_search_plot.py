@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from synapse_ml_track.plots import candidates_figure, pyplot
+from synapse_ml_track.plots import candidates_figure
 from synapse_ml_track.spark.search import Candidate, Outcome
 
 
@@ -21,16 +21,10 @@ def outcome(combos: list[dict], best: int) -> Outcome:
 
 @pytest.fixture
 def draw():
-    figures = []
-
     def draw(combos: list[dict], best: int = 0):
-        figure = candidates_figure(outcome(combos, best).table("f1"), "f1", "title")
-        figures.append(figure)
-        return figure.axes[0]
+        return candidates_figure(outcome(combos, best).table("f1"), "f1", "title").axes[0]
 
-    yield draw
-    for figure in figures:
-        pyplot().close(figure)
+    return draw
 
 
 def labels(axes) -> list[str]:

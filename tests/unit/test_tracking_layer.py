@@ -73,7 +73,13 @@ LAYERS = {
     "shared": ("synapse_ml_track",),
 }
 # errors.failure_line reads a Spark error with the Spark side's reader, imported only once Spark raised one.
-UPWARD_IMPORTS = {("synapse_ml_track.errors", "synapse_ml_track.spark.session")}
+# The package's __init__ is the API's front door: it names the API for type checkers (TYPE_CHECKING)
+# and serves it on first use.
+UPWARD_IMPORTS = {
+    ("synapse_ml_track.errors", "synapse_ml_track.spark.session"),
+    ("synapse_ml_track", "synapse_ml_track.api"),
+    ("synapse_ml_track", "synapse_ml_track.train_job"),
+}
 # The training job's Spark work returns plain results; train_job.py records them.
 UNTRACKED = ("synapse_ml_track.spark.training", "synapse_ml_track.spark.search")
 
