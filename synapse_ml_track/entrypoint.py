@@ -82,6 +82,8 @@ def job_process_state(job: JobConfig) -> Iterator[None]:
     uris = tracking_utils._tracking_uri, registry_utils._registry_uri
     environment = {name: value for name, value in os.environ.items() if name.startswith(JOB_VARIABLE_PREFIXES)}
     try:
+        # No "Downloading artifacts" bars in a notebook cell's output, as none in a job's log.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         with configured_process(job.tracking):
             yield
     finally:

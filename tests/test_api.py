@@ -150,7 +150,7 @@ def test_score_a_dataframe_writes_and_returns_the_scores(trained, mlflow_server,
 
 
 def test_predict_gives_the_scores_score_writes_without_a_run_and_loads_a_version_once(
-    trained, mlflow_server, spark, tmp_path, monkeypatch
+    trained, mlflow_server, spark, tmp_path, monkeypatch, capfd
 ):
     """What a notebook user asks for first: the scores as a DataFrame, to display or join. The same
     rows and columns as `score` writes, from the champion by default, from a Spark or a pandas frame;
@@ -173,6 +173,7 @@ def test_predict_gives_the_scores_score_writes_without_a_run_and_loads_a_version
     from_pandas = smt.predict(few, f"models:/{name}/1", spark=spark, tracking_uri=mlflow_server.uri)
 
     assert changed(before, process_state()) == {}
+    assert "Downloading artifacts" not in capfd.readouterr().err  # MLflow's bars, in a notebook's output
     assert loads == [f"models:/{name}/1"]
     assert {run.info.run_id for run in client.search_runs([experiment_id])} == runs_before
     assert from_pandas.count() == 5 and from_pandas.columns == predicted.columns
