@@ -39,6 +39,18 @@ class WriteConflict(JobError):
     exit_code = 6
 
 
+def option(flag: str, value: str | bool | None = None) -> str:
+    """An option as both its callers spell it, for a message that says what to pass: the command
+    line's flag and the Python API's keyword. `--mode overwrite (mode="overwrite")`; a switch
+    (value True) `--evolve-schema (evolve_schema=True)`; no value `--merge-key (merge_key=...)`."""
+    keyword = flag.removeprefix("--").replace("-", "_")
+    if value is None:
+        return f"{flag} ({keyword}=...)"
+    if value is True:
+        return f"{flag} ({keyword}=True)"
+    return f'{flag} {value} ({keyword}="{value}")'
+
+
 def first_line(exc: BaseException) -> str:
     """The first non-empty line of an exception's message, or its type's name."""
     text = str(exc).strip()

@@ -303,3 +303,16 @@ def test_train_and_score_in_an_azure_ml_workspace_then_the_callers_mlflow_state_
     assert (trained.status, trained.model_version) == ("registered", "1")
     assert scored.status == "scored" and scored.scores().count() == penguins(spark).count()
     assert offline == []
+
+
+def test_an_api_caller_is_told_the_keyword_to_pass_not_only_the_flag(trained, mlflow_server, spark, tmp_path):
+    """A caller of score() was told 'pass --mode overwrite', a flag it has no way to pass."""
+    _, experiment, name, _, _ = trained
+    arguments = dict(
+        spark=spark, data=penguins(spark).drop("species"), model_uri=f"models:/{name}/1",
+        output_path=str(tmp_path / "scores"), tracking_uri=mlflow_server.uri, experiment_name=experiment,
+    )  # fmt: skip
+    smt.score(**arguments)
+    with pytest.raises(DataError, match=r'already exists; pass --mode overwrite \(mode="overwrite"\) to replace it$'):
+        smt.score(**arguments)
+    assert smt.score(**arguments, mode="overwrite").status == "scored"

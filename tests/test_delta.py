@@ -177,7 +177,8 @@ def test_merge_upserts_on_the_key_and_a_retry_writes_once(run_cli, registered, d
     no_key = score(run_cli, mlflow_server, experiment, model, input_table, *merge[:-1], "row_id")
     assert no_key.exit_code == 2
     assert no_key.error_line == (
-        "error: --merge-key row_id is not an input column; name the column that identifies a row"
+        "error: the merge key row_id is not an input column; "
+        "name the column that identifies a row with --merge-key (merge_key=...)"
     )
 
     created = score(run_cli, mlflow_server, experiment, model, input_table, *merge, "--run-key", "nightly-1")
@@ -213,7 +214,7 @@ def test_new_probability_columns_are_refused_by_name_unless_the_schema_may_evolv
     assert refused.exit_code == 2
     assert refused.error_line == (
         f"error: the scores have column(s) probability_Gentoo that {output} lacks (a model with other classes?); "
-        "pass --evolve-schema to add them, or --mode overwrite"
+        'pass --evolve-schema (evolve_schema=True) to add them, or --mode overwrite (mode="overwrite")'
     )
     evolved = score(run_cli, mlflow_server, experiment, model, input_table, "--output-path", output, "--mode", "append",
                     "--evolve-schema")  # fmt: skip

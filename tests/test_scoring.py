@@ -180,7 +180,9 @@ def test_alias_latest_and_default_model_uris_and_output_modes(run_cli, registere
 
     exists = score(run_cli, mlflow_server, experiment, output, "--model-uri", f"models:/{model}")
     assert exists.exit_code == 2
-    assert exists.error_line == f"error: output {output} already exists; pass --mode overwrite to replace it"
+    assert exists.error_line == (
+        f'error: output {output} already exists; pass --mode overwrite (mode="overwrite") to replace it'
+    )
 
     latest = score(run_cli, mlflow_server, experiment, output, "--model-uri", f"models:/{model}", "--mode", "overwrite")
     assert latest.exit_code == 0, latest.stderr

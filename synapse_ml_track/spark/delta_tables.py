@@ -21,7 +21,7 @@ from typing import Any
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
-from synapse_ml_track.errors import ConfigError, DataError, WriteConflict
+from synapse_ml_track.errors import ConfigError, DataError, WriteConflict, option
 from synapse_ml_track.spark import delta
 from synapse_ml_track.spark.session import first_line_of, one_row, spark_error, spark_errors
 from synapse_ml_track.spark.sources import InputSource, local_path
@@ -299,7 +299,9 @@ def write_once(
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
             present = exists(spark, target)
             if present and write.mode == "errorifexists":
-                raise DataError(f"output {target.location} already exists; pass --mode overwrite to replace it")
+                raise DataError(
+                    f"output {target.location} already exists; pass {option('--mode', 'overwrite')} to replace it"
+                )
             if present and write.mode in ("append", "merge"):
                 _check_schema(spark.table(target.identifier).columns, scores.columns, target, write.evolve_schema)
             try:
@@ -399,7 +401,7 @@ def _check_schema(existing: list[str], new: list[str], target: Target, evolve: b
     if added and not evolve:
         raise DataError(
             f"the scores have column(s) {', '.join(added)} that {target.location} lacks (a model with other "
-            "classes?); pass --evolve-schema to add them, or --mode overwrite"
+            f"classes?); pass {option('--evolve-schema', True)} to add them, or {option('--mode', 'overwrite')}"
         )
 
 

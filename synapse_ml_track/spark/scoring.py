@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from synapse_ml_track.config import JobConfig
-from synapse_ml_track.errors import ConfigError, DataError
+from synapse_ml_track.errors import ConfigError, DataError, option
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.spark import data as data_module
 from synapse_ml_track.spark import delta, delta_tables
@@ -234,9 +234,13 @@ class Output:
         if fmt == "delta" and not delta.has_delta(spark):
             raise DataError(delta.MISSING)
         if self.mode == "merge" and not self.merge_key:
-            raise ConfigError("--mode merge needs --merge-key naming the input column that identifies a row")
+            raise ConfigError(
+                f"{option('--mode', 'merge')} needs {option('--merge-key')}: the input column that identifies a row"
+            )
         if self.replace_where and self.mode != "overwrite":
-            raise ConfigError("--replace-where replaces the rows it matches: it needs --mode overwrite")
+            raise ConfigError(
+                f"{option('--replace-where')} replaces the rows it matches: it needs {option('--mode', 'overwrite')}"
+            )
         return fmt
 
     def params(self, fmt: str) -> dict[str, Any]:
@@ -404,7 +408,8 @@ class ScoringJob:
             if with_nulls:
                 listing = ", ".join(f"{c} ({n})" for c, n in with_nulls.items())
                 raise DataError(
-                    f"nulls in model input columns: {listing}; clean the data or score with --unscorable keep"
+                    f"nulls in model input columns: {listing}; clean the data or score with "
+                    f"{option('--unscorable', 'keep')}"
                 )
         scored_at = datetime.now(timezone.utc)
         scores, counting = score_frame(raw, columns, pipeline, labels, model, scored_at, drop=self.unscorable == "drop")
@@ -414,7 +419,8 @@ class ScoringJob:
         output = self.output
         if output.mode == "merge" and output.merge_key not in scores.columns:
             raise ConfigError(
-                f"--merge-key {output.merge_key} is not an input column; name the column that identifies a row"
+                f"the merge key {output.merge_key} is not an input column; "
+                f"name the column that identifies a row with {option('--merge-key')}"
             )
         write = delta_tables.Write(
             output.mode, self.write_key, output.merge_key, output.evolve_schema, output.partition_by,
@@ -644,4 +650,6 @@ def _write(scores: DataFrame, fmt: str, output: Output) -> None:
     except Exception as exc:
         if spark_error(exc, "PATH_ALREADY_EXISTS") is None:
             raise
-        raise DataError(f"output {output.location} already exists; pass --mode overwrite to replace it") from None
+        raise DataError(
+            f"output {output.location} already exists; pass {option('--mode', 'overwrite')} to replace it"
+        ) from None
