@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future, wait
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,20 +41,23 @@ from synapse_ml_track.vocabulary import JOB_TAG, MANY_VALUED_TAG, TRAIN_JOB, hig
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainingResult:
+    """What a training job did; `summary()` is the JSON summary the command line prints. Its repr
+    shows what a notebook cell needs at a glance: the metrics and the fitted model are fields to read."""
+
     run_id: str
     experiment_id: str
     model_uri: str
     model_version: str | None
     registered_model_name: str | None
-    metrics: dict[str, float]
-    local_result_dir: str
-    status: str = "registered"
+    metrics: dict[str, float] = field(repr=False)
+    local_result_dir: str = field(repr=False)
+    status: str = "registered"  # registered, rejected, tracked or reused
     reason: str | None = None
     promoted: bool | None = None  # whether the registered version took the champion alias
     tracking_uri: str | None = None
-    model: PipelineModel | None = None  # the fitted model, in memory; not part of the summary
+    model: PipelineModel | None = field(default=None, repr=False, compare=False)  # in memory; not in the summary
 
     def summary(self) -> dict[str, Any]:
         return {

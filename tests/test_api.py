@@ -3,6 +3,7 @@ server: DataFrames in, typed results out, typed errors, and the caller's MLflow 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import uuid
@@ -90,6 +91,10 @@ def test_train_with_a_dataframe_registers_a_model_and_records_the_frame_not_a_pa
         "registered", name, "1", True,
     )  # fmt: skip
     assert result.metrics["accuracy"] >= 0.9
+    # What a notebook cell shows: who and what, not 17 metrics and a whole PipelineModel; read-only.
+    assert result.run_id in repr(result) and "accuracy" not in repr(result) and "PipelineModel" not in repr(result)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.status = "rejected"
     client = MlflowClient(mlflow_server.uri)
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED"
