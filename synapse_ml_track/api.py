@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from synapse_ml_track.config import JobConfig, build_config, merge_layers, set_dotted
 from synapse_ml_track.entrypoint import job_process_state
@@ -35,6 +35,7 @@ from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.vocabulary import OUTPUT_FORMATS, UNSCORABLE_POLICIES, WRITE_MODES
 
 if TYPE_CHECKING:
+    import pandas as pd
     from pyspark.sql import DataFrame, SparkSession
 
     from synapse_ml_track.spark.scoring import LoadedModel
@@ -44,6 +45,8 @@ log = logging.getLogger("synapse_ml_track")
 
 # A config file's path, a mapping of sections as such a file holds, or a configuration already built.
 ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | JobConfig | None
+# The data a job takes: a Spark DataFrame, or a pandas one, made a Spark DataFrame in the job's session.
+Frame: TypeAlias = "DataFrame | pd.DataFrame"
 
 
 def job_config(
@@ -83,7 +86,7 @@ def train(
     config: ConfigSource = None,
     *,
     spark: SparkSession | None = None,
-    data: DataFrame | None = None,
+    data: Frame | None = None,
     overrides: Mapping[str, Any] | None = None,
     tracking_uri: str | None = None,
     experiment_name: str | None = None,
@@ -94,7 +97,9 @@ def train(
     """Train (or search), evaluate, track and register a model, as `synapse-ml-track train` does.
 
     `data`: a DataFrame to train on in place of data.path / data.table (the run records its schema
-    and row count, no path). `spark`: the session to run in (default: the one `data` belongs to,
+    and row count, no path); a pandas DataFrame is made a Spark one in `spark` (or the active
+    session) before anything else, or refused with a ConfigError when there is no session.
+    `spark`: the session to run in (default: the one `data` belongs to,
     else the active one, else a local one). `tracking_uri`, `experiment_name`,
     `registered_model_name` and `run_key` set the config keys of the same names; `overrides`
     (dotted keys, as `--set`) is applied after them. `redactor` masks the secrets the job learns.
@@ -114,6 +119,7 @@ def train(
     }
     redactor = redactor or Redactor()
     with redacted_errors(redactor):
+        data = None if data is None else _spark_frame(data, spark)
         job = job_config(config, _given(named, overrides), spark=spark)
         _check_data(job, data)
         with _job_spark(spark, data, "synapse-ml-track-train") as job_spark, job_process_state(job):
@@ -161,7 +167,7 @@ def score(
     output_path: str | None = None,
     output_table: str | None = None,
     spark: SparkSession | None = None,
-    data: DataFrame | None = None,
+    data: Frame | None = None,
     overrides: Mapping[str, Any] | None = None,
     output_format: str | None = None,
     mode: str = "errorifexists",
@@ -191,6 +197,7 @@ def score(
     named = {"tracking.uri": tracking_uri, "tracking.experiment_name": experiment_name, "run_key": run_key}
     redactor = redactor or Redactor()
     with redacted_errors(redactor):
+        data = None if data is None else _spark_frame(data, spark)
         _check_choice("mode", mode, WRITE_MODES)
         _check_choice("unscorable", unscorable, UNSCORABLE_POLICIES)
         if output_format is not None:
@@ -232,7 +239,7 @@ _loaded_models: dict[tuple[str, str], LoadedModel] = {}
 
 
 def predict(
-    data: Any,
+    data: Frame,
     model_uri: str | None = None,
     *,
     config: ConfigSource = None,

@@ -321,3 +321,22 @@ def test_an_api_caller_is_told_the_keyword_to_pass_not_only_the_flag(trained, ml
     with pytest.raises(DataError, match=r'already exists; pass --mode overwrite \(mode="overwrite"\) to replace it$'):
         smt.score(**arguments)
     assert smt.score(**arguments, mode="overwrite").status == "scored"
+
+
+def test_a_pandas_frame_trains_and_scores_through_the_callers_session(mlflow_server, spark, tmp_path):
+    """A notebook user's pandas DataFrame: made a Spark DataFrame in the caller's session before
+    anything else. It gave "AttributeError: 'DataFrame' object has no attribute 'schema'" and a
+    FAILED run."""
+    suffix = uuid.uuid4().hex[:8]
+    frame = penguins(spark).dropna().toPandas()
+    trained = smt.train(
+        data=frame, spark=spark, tracking_uri=mlflow_server.uri, experiment_name=f"api-pandas-{suffix}",
+        registered_model_name=f"api-pandas-{suffix}",
+        overrides={"tracking.local_result_dir": str(tmp_path / "results")},
+    )  # fmt: skip
+    assert trained.status == "registered", trained
+    scored = smt.score(
+        data=frame.drop(columns=["species"]), spark=spark, model_uri=f"models:/api-pandas-{suffix}/1",
+        output_path=str(tmp_path / "scores"), tracking_uri=mlflow_server.uri, experiment_name=f"api-pandas-{suffix}",
+    )  # fmt: skip
+    assert scored.rows_scored == len(frame)
