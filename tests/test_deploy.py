@@ -306,7 +306,10 @@ def test_real_deploy_executes_the_plan_in_order(config_file, source_copy, monkey
     ]
     assert [kind for kind, _ in target.calls] == ["upload"] * 5 + ["job definition"] * 2 + ["pipeline"] * 2 + [
         "trigger state", "trigger"]  # fmt: skip
-    assert "[11/11]" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "[11/11]" in out
+    wheel_uri = f"abfss://synapse@stdlmltrackdevabc123.dfs.core.windows.net/synapse-ml-track/dist/{WHEEL}"
+    assert f"For notebooks: the wheel is {wheel_uri}; add it to the pool as a workspace package" in out
 
 
 # ---- the pool's size and the right to publish: refused before any step ---------------------------

@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         plan.preflight(target, request)
         plan.execute(deploy_plan, target, progress=lambda line: print(line, flush=True))
+        print(plan.notebook_install_line(deploy_plan))
     except plan.DeployError as exc:
         if args.debug and exc.__cause__ is not None:
             # The Azure error behind the one line, whole: its response and the credentials tried.

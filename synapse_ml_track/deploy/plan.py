@@ -435,6 +435,15 @@ def execute(plan: Plan, target: Target, progress: Callable[[str], None]) -> None
     progress(f"Deployed: {total} steps done.")
 
 
+def notebook_install_line(plan: Plan) -> str:
+    """Where the uploaded wheel is, and how a notebook gets it: a pool's workspace package."""
+    wheel = next(step.uri for step in plan.steps if isinstance(step, Upload) and step.uri.endswith(".whl"))
+    return (
+        f"For notebooks: the wheel is {wheel}; add it to the pool as a workspace package "
+        "(docs/run-on-synapse.md, From a notebook)."
+    )
+
+
 def find_source(explicit: Path | None) -> Path:
     candidates = [explicit] if explicit else [Path(__file__).resolve().parents[2], Path.cwd()]
     for candidate in candidates:
