@@ -30,7 +30,8 @@ from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.spark.sources import bundled_penguins_path
 from synapse_ml_track.tracking import aml
 from synapse_ml_track.tracking.auth import ARM_SCOPE
-from synapse_ml_track.tracking.runs import AML_LIMITS, RunTracker, limits_for
+from synapse_ml_track.tracking.limits import AML_LIMITS, limits_for
+from synapse_ml_track.tracking.runs import RunTracker
 
 from azure_stub import StubSession
 from support import EXPECTED_ARTIFACTS, free_port

@@ -28,7 +28,8 @@ from synapse_ml_track.config import AzureConfig
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.spark import search as search_module
 from synapse_ml_track.tracking import aml, registry, run_keys
-from synapse_ml_track.tracking.runs import AML_LIMITS, RunTracker
+from synapse_ml_track.tracking.limits import AML_LIMITS
+from synapse_ml_track.tracking.runs import RunTracker
 from synapse_ml_track.vocabulary import (
     ARTIFACT_PATH_TAG,
     CHAMPION_STANDING_TAG,
@@ -217,7 +218,7 @@ def test_a_conflicting_upload_is_one_line_naming_the_path(aml_env, aml_server, t
     tracker.log_artifacts(tmp_path)
     with pytest.raises(Exception) as raised:
         tracker.log_artifacts(tmp_path)
-    from synapse_ml_track.tracking.runs import describe_failure
+    from synapse_ml_track.tracking.failures import describe_failure
 
     line = describe_failure(raised.value, aml_server.tracking_uri)
     assert "report.txt" in line and "write-once" in line and "\n" not in line

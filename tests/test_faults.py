@@ -31,7 +31,9 @@ from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.spark.pipeline import build_estimator
 from synapse_ml_track.spark.training import config_params
 from synapse_ml_track.tracking import http
-from synapse_ml_track.tracking.runs import MLFLOW_LIMITS, RunTracker, create_once
+from synapse_ml_track.tracking.limits import MLFLOW_LIMITS
+from synapse_ml_track.tracking.retries import create_once
+from synapse_ml_track.tracking.runs import RunTracker
 from synapse_ml_track.vocabulary import CHAMPION_TAG, ERROR_TAG
 
 from fault_proxy import FaultProxy, Rule

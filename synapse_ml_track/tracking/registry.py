@@ -25,7 +25,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from synapse_ml_track.errors import TrackingError, first_line
-from synapse_ml_track.tracking.runs import all_pages, already_gone, create_once
+from synapse_ml_track.tracking.retries import already_gone, create_once
+from synapse_ml_track.tracking.runs import all_pages
 from synapse_ml_track.vocabulary import (
     ARTIFACT_PATH_TAG,
     CHAMPION_STANDING_TAG,

@@ -23,18 +23,12 @@ from synapse_ml_track.config import JobConfig
 from synapse_ml_track.errors import ConfigError, JobError, failure_line
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.tracking import aml, registry
+from synapse_ml_track.tracking.failures import tracking_errors
 from synapse_ml_track.tracking.http import policy_for, transfer_deadline
-from synapse_ml_track.tracking.runs import (
-    Limits,
-    RunTracker,
-    download_run_artifacts,
-    is_remote,
-    limits_for,
-    local_tracking_uri,
-    probe,
-    resolve_experiment,
-    tracking_errors,
-)
+from synapse_ml_track.tracking.limits import Limits, limits_for
+from synapse_ml_track.tracking.retries import probe
+from synapse_ml_track.tracking.runs import RunTracker, is_remote, local_tracking_uri, resolve_experiment
+from synapse_ml_track.tracking.transfers import download_run_artifacts
 from synapse_ml_track.vocabulary import DATAFRAME
 
 if TYPE_CHECKING:

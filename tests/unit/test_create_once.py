@@ -4,7 +4,7 @@ earlier attempt did not land."""
 import pytest
 import requests
 
-from synapse_ml_track.tracking import runs
+from synapse_ml_track.tracking import retries
 
 
 class Server:
@@ -30,7 +30,7 @@ class Server:
 
 @pytest.fixture(autouse=True)
 def no_waiting(monkeypatch):
-    monkeypatch.setattr(runs.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(retries.time, "sleep", lambda seconds: None)
 
 
 @pytest.mark.parametrize(
@@ -44,7 +44,7 @@ def no_waiting(monkeypatch):
 )
 def test_a_lost_answer_never_makes_a_second_object(script, attempts, result, sent, created):
     server = Server(*script)
-    assert runs.create_once(server.create, server.find, attempts=attempts) == result
+    assert retries.create_once(server.create, server.find, attempts=attempts) == result
     assert (server.sent, len(server.created)) == (sent, created)
 
 
@@ -54,5 +54,5 @@ def test_a_lost_answer_never_makes_a_second_object(script, attempts, result, sen
 def test_refusals_and_exhausted_attempts_raise(script, attempts, error):
     server = Server(*script)
     with pytest.raises(error):
-        runs.create_once(server.create, server.find, attempts=attempts)
+        retries.create_once(server.create, server.find, attempts=attempts)
     assert server.created == []

@@ -11,7 +11,9 @@ from mlflow.exceptions import MlflowException, RestException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, PERMISSION_DENIED, REQUEST_LIMIT_EXCEEDED
 
 from synapse_ml_track.tracking import http
-from synapse_ml_track.tracking.runs import ArtifactTransferError, busy_status, describe_failure, is_transient
+from synapse_ml_track.tracking.failures import describe_failure
+from synapse_ml_track.tracking.retries import busy_status, is_transient
+from synapse_ml_track.tracking.transfers import ArtifactTransferError
 
 URI = "http://mlflow.example:5000"
 

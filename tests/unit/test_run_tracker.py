@@ -15,7 +15,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from synapse_ml_track.redaction import MASK, Redactor
-from synapse_ml_track.tracking.runs import AML_LIMITS, MLFLOW_LIMITS, Limits, RunTracker
+from synapse_ml_track.tracking.limits import AML_LIMITS, MLFLOW_LIMITS, Limits
+from synapse_ml_track.tracking.runs import RunTracker
 from synapse_ml_track.vocabulary import ATTEMPT_TAG, ERROR_TAG
 
 from support import memory_dir, new_sqlite_store
