@@ -1,8 +1,10 @@
-"""The Python API: the train and score jobs called from a notebook or any Python code.
+"""The Python API: the train and score jobs called from a notebook or any Python code, and the
+scores as a DataFrame without a job.
 
     import synapse_ml_track as smt
 
     trained = smt.train("job.yaml", spark=spark, data=df, overrides={"model.type": "random_forest"})
+    predicted = smt.predict(new_df)  # the champion's scores, lazy: no run, nothing written
     scored = smt.score("job.yaml", spark=spark, data=new_df, output_path="abfss://.../scores")
 
 The same jobs as `synapse-ml-track train` and `score`, which call these. A problem the caller can fix
