@@ -25,7 +25,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from synapse_ml_track.errors import TrackingError, first_line
-from synapse_ml_track.tracking.retries import already_gone, create_once
+from synapse_ml_track.tracking.retries import create_once
 from synapse_ml_track.tracking.runs import all_pages
 from synapse_ml_track.vocabulary import (
     ARTIFACT_PATH_TAG,
@@ -306,7 +306,7 @@ def _delete_tag(client: MlflowClient, name: str, number: str, key: str) -> None:
     try:
         client.delete_model_version_tag(name, number, key)
     except MlflowException as exc:
-        if not already_gone(exc):
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
 
 

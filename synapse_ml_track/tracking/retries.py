@@ -54,7 +54,7 @@ def is_transient(exc: BaseException) -> bool:
     return bool(busy_status(exc)) or timed_out(exc) or connection_failed(exc)
 
 
-def probe(call: Callable[[], T], timeout: float, attempts: int = 3, backoff: float = 1.0, budget: float = 0.0) -> T:
+def probe(call: Callable[[], T], timeout: float, attempts: int, *, budget: float, backoff: float = 1.0) -> T:
     """Ask with a short timeout; a busy answer (429/5xx) or a connection dropped after the server took
     it is asked again, a few times, and a slow answer (the server took the request, its answer did
     not come in time) is asked again with twice the timeout, all within `budget` seconds.
@@ -125,8 +125,3 @@ def create_once(create: Callable[[], T], find: Callable[[], T | None], attempts:
                 return found
             if attempt >= attempts:
                 raise
-
-
-def already_gone(exc: MlflowException) -> bool:
-    """Whether a delete was refused because what it deletes is not there (MLflow's 404 code)."""
-    return bool(exc.error_code == "RESOURCE_DOES_NOT_EXIST")

@@ -24,7 +24,7 @@ from synapse_ml_track.tracking.http import (
     ARTIFACT_BATCH_FILES,
 )
 from synapse_ml_track.tracking.limits import Limits, admit, fit_key
-from synapse_ml_track.tracking.retries import already_gone, create_once, settle
+from synapse_ml_track.tracking.retries import create_once, settle
 from synapse_ml_track.tracking.transfers import bounded_transfer, download_run_artifacts
 from synapse_ml_track.vocabulary import ATTEMPT_TAG, EMBEDDED, ERROR_TAG, tracking_backend
 
@@ -167,7 +167,7 @@ class RunTracker:
             try:
                 client.delete_tag(run.info.run_id, ERROR_TAG)
             except MlflowException as exc:
-                if not already_gone(exc):  # a resent delete whose first answer was lost: done
+                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":  # a resent delete whose first answer was lost: done
                     raise
         tracker = cls(client, run.info.run_id, limits, redactor, transfer_seconds)
         tracker._tag_count = len(run.data.tags)
