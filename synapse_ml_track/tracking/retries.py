@@ -54,15 +54,15 @@ def is_transient(exc: BaseException) -> bool:
     return bool(busy_status(exc)) or timed_out(exc) or connection_failed(exc)
 
 
-def probe(call: Callable[[], T], timeout: float, attempts: int, *, budget: float, backoff: float = 1.0) -> T:
+def probe(call: Callable[[], T], timeout: float, attempts: int, *, deadline: float, backoff: float = 1.0) -> T:
     """Ask with a short timeout; a busy answer (429/5xx) or a connection dropped after the server took
     it is asked again, a few times, and a slow answer (the server took the request, its answer did
-    not come in time) is asked again with twice the timeout, all within `budget` seconds.
+    not come in time) is asked again with twice the timeout, none after `deadline` (time.monotonic();
+    the first attempt gets its whole timeout).
 
     A refused connection, a name that does not resolve, an untrusted certificate or a connection that
     is never accepted fails at once, instead of after MLflow's retries.
     """
-    deadline = time.monotonic() + max(budget, timeout)
     attempt = 0
     while True:
         try:

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import logging
 import os
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -149,18 +150,18 @@ def open_session(
     # request of the job (tracking.max_retries), with backoff. Three attempts (1 + 2 s) gave up on a
     # burst of 503s, and a rerun of a killed job then left that job's run RUNNING (the short soak).
     attempts = tracking.max_retries + 1
-    budget = tracking.preflight_budget
+    deadline = time.monotonic() + tracking.preflight_budget  # for the whole preflight, both probes
     experiment_id = ""
     with tracking_errors(uri):
         if experiment:
             experiment_id = probe(
                 lambda: resolve_experiment(client, tracking, artifact_location, uri, create_experiment),
-                timeout, attempts, budget=budget,
+                timeout, attempts, deadline=deadline,
             )  # fmt: skip
         if tracking.register or not experiment:
             probe(
                 lambda: registry.model_if_exists(client, tracking.registered_model_name),
-                timeout, attempts, budget=budget,
+                timeout, attempts, deadline=deadline,
             )  # fmt: skip
     return TrackingSession(
         uri=uri,
