@@ -19,13 +19,13 @@ from synapse_ml_track.spark import delta
 from synapse_ml_track.spark import session as spark_session
 
 from aml_server import AmlServer
+from jvm_archive import jvm_options
 from support import CliResult, MlflowServer, build_wheel, memory_dir, start_mlflow_server
 
-# Every JVM the tests start (the session below, each job process's, spark-submit's) works on a few
-# hundred rows, so much of its CPU goes on compiling and collecting: the C1 compiler alone and the
-# serial collector take a third less CPU per `train` job process (42 s to 28 s, measured), and the
-# suite is CPU-bound on two cores. A value set by the caller is kept (" " gives the JVM's defaults).
-os.environ.setdefault("SPARK_SUBMIT_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+# Every JVM the tests start (the session below, each job process's, spark-submit's) runs with the
+# options of tests/jvm_archive.py: C1 only, the serial collector, and the class archive `make test`
+# writes. A value set by the caller is kept (" " gives the JVM's defaults).
+os.environ.setdefault("SPARK_SUBMIT_OPTS", jvm_options())
 
 
 def pytest_collection_modifyitems(items) -> None:
