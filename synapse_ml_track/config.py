@@ -98,6 +98,7 @@ class TrackingConfig:
     request_timeout: float = 30.0
     max_retries: int = 5  # retries of one request after a failure, 0 to 10 (MLflow refuses more)
     max_retry_wait: float = 300.0  # seconds one request may wait between its retries, Retry-After included
+    max_job_retry_wait: float = 1800.0  # seconds all requests of one job may wait between retries, together
     preflight_timeout: float = 10.0  # seconds the first preflight request waits for its answer
     preflight_budget: float = 60.0  # seconds the whole preflight may take, slow answers asked again
     local_result_dir: str = "mlruns/local-results"
@@ -331,8 +332,9 @@ def validate(config: JobConfig) -> None:
         raise ConfigError(
             "config key 'tracking.preflight_timeout' must be above 0, and 'tracking.preflight_budget' at least as long"
         )
-    if config.tracking.max_retry_wait < 0:
-        raise ConfigError("config key 'tracking.max_retry_wait' must not be negative")
+    for key in ("max_retry_wait", "max_job_retry_wait"):
+        if getattr(config.tracking, key) < 0:
+            raise ConfigError(f"config key 'tracking.{key}' must not be negative")
     if not 0 <= config.tracking.max_retries <= MAX_RETRIES_LIMIT:
         raise ConfigError(
             f"config key 'tracking.max_retries' must be between 0 and {MAX_RETRIES_LIMIT}, "

@@ -1,4 +1,14 @@
-"""The retry policy of each MLflow REST request: per call, bounded in time, honouring Retry-After.
+"""The job's one retry policy (RetryPolicy): every retry decision of its tracking requests.
+
+MLflow's REST calls (send_with_retries, below), the preflight's probe, ending a failed run (settle)
+and creating a run or version once (create_once, in retries.py) all ask the policy how long to wait
+before the next attempt, or whether to give up: exponential backoff with jitter, every failure and
+every 429 without a Retry-After counted, a positive Retry-After honoured within a bound, a budget
+of waiting per request and one per job. Its defaults follow azure-core's RetryPolicy
+(azure/core/pipeline/policies/_retry.py: backoff_factor * 2 ** (n - 1) up to backoff_max, Retry-After
+honoured, 429 and 503 counted) and MLflow's REST retries (mlflow/environment_variables.py
+MLFLOW_HTTP_REQUEST_MAX_RETRIES, _BACKOFF_FACTOR, _BACKOFF_JITTER, _TIMEOUT), scaled to a batch job
+that must end within its pipeline's timeout.
 
 MLflow reads its retry settings (MLFLOW_HTTP_REQUEST_*) from the process environment at every
 request, so changing them for one call changes them for every thread. Instead `configure_process`
@@ -20,8 +30,10 @@ import contextlib
 import contextvars
 import functools
 import os
+import random
 import re
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -43,11 +55,49 @@ class RetryPolicy:
     timeout: float = 30.0  # seconds to connect and to wait for the answer, each attempt
     max_wait: float = 300.0  # seconds of waiting between attempts, all retries of one request together
     backoff: float = 1.0  # first wait when the server gives no Retry-After; doubled each failure
+    # The longest backoff. Its exponent counts failures only: counting throttled answers too made one
+    # 503 after a long 429 window wait for minutes.
+    backoff_max: float = 30.0
+    # Up to this many seconds added to each backoff at random (urllib3's backoff_jitter, which MLflow
+    # sets to 1 s): parallel candidates and jobs that failed together do not all ask again together.
+    jitter: float = 0.5
 
     @property
     def attempts_seconds(self) -> float:
         """Seconds the attempts of one request may take together, waits between them left out."""
         return self.timeout * (self.retries + 1)
+
+    def backoff_for(self, failures: int) -> float:
+        """The wait after the `failures`-th failure in a row, without a Retry-After."""
+        return min(self.backoff * 2.0 ** max(0, failures - 1), self.backoff_max) + random.uniform(0, self.jitter)
+
+    def next_wait(self, failures: int, waited: float, retry_after: float | None = None) -> float | None:
+        """Seconds to wait before the next attempt of a request that has failed `failures` times and
+        waited `waited` seconds so far, or None to give up: past its retries, past its own budget
+        (max_wait), or past the job's (tracking.max_job_retry_wait). A Retry-After is waited as asked."""
+        if failures > self.retries:
+            return None
+        pause = self.backoff_for(failures) if retry_after is None else retry_after
+        if waited + pause > self.max_wait or not _job_budget.spend(pause):
+            return None
+        return pause
+
+
+class JobRetryBudget:
+    """Seconds all requests of one job may spend waiting to retry, together (tracking.max_job_retry_wait):
+    a workspace that keeps throttling ends the job, within its pipeline's timeout, instead of each
+    request waiting out its own max_wait in turn. Shared by the job's threads."""
+
+    def __init__(self, seconds: float = float("inf")) -> None:
+        self.seconds, self.spent = seconds, 0.0
+        self._lock = threading.Lock()
+
+    def spend(self, pause: float) -> bool:
+        with self._lock:
+            if self.spent + pause > self.seconds:
+                return False
+            self.spent += pause
+            return True
 
 
 class PolicyChanges(TypedDict, total=False):
@@ -82,6 +132,7 @@ class ServerKeptFailing(Exception):
 
 
 _process_policy = RetryPolicy()
+_job_budget = JobRetryBudget()
 _thread_policy: contextvars.ContextVar[RetryPolicy | None] = contextvars.ContextVar("smt_http_policy", default=None)
 
 
@@ -106,8 +157,9 @@ def policy_for(tracking: TrackingConfig) -> RetryPolicy:
 
 def configure_process(tracking: TrackingConfig) -> None:
     """The job's process-wide HTTP settings. Call once, at the entry point, before any request."""
-    global _process_policy
+    global _process_policy, _job_budget
     _process_policy = policy_for(tracking)
+    _job_budget = JobRetryBudget(tracking.max_job_retry_wait)
     timeout = str(max(1, int(tracking.request_timeout)))
     # For MLflow's requests that do not go through call_endpoint (the mlflow-artifacts: repository):
     # urllib3's retries, honouring Retry-After; those transfers run under transfer_deadline.
@@ -132,15 +184,15 @@ def configured_process(tracking: TrackingConfig) -> Iterator[None]:
     """configure_process for one block: afterwards MLflow's `http_request` and the process policy are
     as they were, so the calls a notebook makes itself keep MLflow's own retries and timeouts (the
     environment configure_process sets is the caller's to put back)."""
-    global _process_policy
+    global _process_policy, _job_budget
     from mlflow.utils import rest_utils
 
-    send, before = rest_utils.http_request, _process_policy
+    send, before = rest_utils.http_request, (_process_policy, _job_budget)
     configure_process(tracking)
     try:
         yield
     finally:
-        rest_utils.http_request, _process_policy = send, before
+        rest_utils.http_request, (_process_policy, _job_budget) = send, before
 
 
 # Files per request the AML artifact client sends (base_artifact_client.ARTIFACTS_BATCH_SIZE_DEFAULT).
@@ -196,8 +248,8 @@ def send_with_retries(send: Callable[[], requests.Response], retry: RetryPolicy)
             if not (timed_out(exc) or connection_failed(exc)):
                 raise
             failures += 1
-            pause = _backoff(retry, failures)
-            if failures > retry.retries or waited + pause > retry.max_wait:
+            pause = retry.next_wait(failures, waited)
+            if pause is None:
                 raise
         else:
             status = response.status_code
@@ -209,20 +261,11 @@ def send_with_retries(send: Callable[[], requests.Response], retry: RetryPolicy)
             # Only a throttled answer that says how long to wait is not a failure: without a
             # Retry-After it is counted and backed off from, as azure-core's RetryPolicy does.
             failures += status != THROTTLED or asked is None
-            pause = _backoff(retry, failures) if asked is None else asked
-            if failures > retry.retries or waited + pause > retry.max_wait:
+            pause = retry.next_wait(failures, waited, asked)
+            if pause is None:
                 raise ServerKeptFailing(status, response.url, response.text)
         time.sleep(pause)
         waited += pause
-
-
-# The longest wait between two attempts without a Retry-After. The exponent counts failures only:
-# counting throttled answers too made one 503 after a long 429 window wait for minutes.
-BACKOFF_MAX = 30.0
-
-
-def _backoff(retry: RetryPolicy, failures: int) -> float:
-    return min(retry.backoff * 2.0 ** max(0, failures - 1), BACKOFF_MAX)
 
 
 def retry_after(response: requests.Response) -> float | None:

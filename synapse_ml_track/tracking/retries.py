@@ -1,6 +1,7 @@
 """The retry loops above single requests: the preflight's probe, what must reach the server after a
 failure (settle), and creates that must not land twice (create_once). Each request inside still goes
-through the job's policy (http.py); these decide whether to ask again after it gave up."""
+through the job's policy (http.py); these decide whether to ask again after it gave up, and wait as
+the same policy says (RetryPolicy.backoff_for)."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def is_transient(exc: BaseException) -> bool:
     return bool(busy_status(exc)) or timed_out(exc) or connection_failed(exc)
 
 
-def probe(call: Callable[[], T], timeout: float, attempts: int, *, deadline: float, backoff: float = 1.0) -> T:
+def probe(call: Callable[[], T], timeout: float, attempts: int, *, deadline: float) -> T:
     """Ask with a short timeout; a busy answer (429/5xx) or a connection dropped after the server took
     it is asked again, a few times, and a slow answer (the server took the request, its answer did
     not come in time) is asked again with twice the timeout, none after `deadline` (time.monotonic();
@@ -79,10 +80,10 @@ def probe(call: Callable[[], T], timeout: float, attempts: int, *, deadline: flo
             if slow:
                 timeout = min(timeout * 2, remaining)
                 continue  # the slow answer was the wait
-        time.sleep(min(backoff * 2 ** (attempt - 1), max(0.0, deadline - time.monotonic())))
+        time.sleep(min(http.current_policy().backoff_for(attempt), max(0.0, deadline - time.monotonic())))
 
 
-def settle(call: Callable[[], T], seconds: float, backoff: float = 1.0) -> T:
+def settle(call: Callable[[], T], seconds: float) -> T:
     """An idempotent request asked until it is answered, for at most `seconds`: a busy answer, a
     dropped connection and a timeout are asked again; a refused connection (nothing listens) or a
     refusal ends it at once. For what must reach the server after a failure: ending a run FAILED."""
@@ -96,14 +97,15 @@ def settle(call: Callable[[], T], seconds: float, backoff: float = 1.0) -> T:
                 return call()
         except Exception as exc:
             attempt += 1
-            pause = min(backoff * 2 ** (attempt - 1), 10.0)
+            remaining = deadline - time.monotonic()
             worth_again = bool(busy_status(exc)) or dropped(exc) or timed_out(exc)
-            if not worth_again or time.monotonic() + pause >= deadline:
+            if not worth_again or remaining < 1.0:
                 raise
+            pause = min(http.current_policy().backoff_for(attempt), remaining - 1.0)
         time.sleep(pause)
 
 
-def create_once(create: Callable[[], T], find: Callable[[], T | None], attempts: int, backoff: float = 1.0) -> T:
+def create_once(create: Callable[[], T], find: Callable[[], T | None], attempts: int) -> T:
     """Call a non-idempotent create, retrying only after checking the earlier call did not land.
 
     MLflow's HTTP layer would resend a create whose response was lost, making a second run or
@@ -119,7 +121,7 @@ def create_once(create: Callable[[], T], find: Callable[[], T | None], attempts:
             attempt += 1
             if not is_transient(exc):
                 raise
-            time.sleep(min(backoff * 2 ** (attempt - 1), 10.0))
+            time.sleep(http.current_policy().backoff_for(attempt))
             found = find()  # the lost attempt may have landed, the last one too
             if found is not None:
                 return found

@@ -16,8 +16,10 @@ from synapse_ml_track.tracking.http import RetryAfterTooLong, RetryPolicy, Serve
 
 @pytest.fixture
 def waits(monkeypatch) -> list[float]:
+    """The waits, recorded instead of slept; without jitter, so each is the policy's exact backoff."""
     slept: list[float] = []
     monkeypatch.setattr(http, "time", types.SimpleNamespace(sleep=slept.append))
+    monkeypatch.setattr(http, "random", types.SimpleNamespace(uniform=lambda low, high: low))
     return slept
 
 
@@ -118,7 +120,7 @@ def test_the_backoff_after_a_long_throttle_counts_failures_only(waits):
 def test_the_backoff_is_capped(waits):
     send = answers(*[503] * 9, 200)
     assert send_with_retries(send, RetryPolicy(retries=9, backoff=1.0, max_wait=10_000)).status_code == 200
-    assert max(waits) == http.BACKOFF_MAX
+    assert max(waits) == RetryPolicy().backoff_max
 
 
 @pytest.mark.parametrize("retry_after", ["0", "-5", "Thu, 01 Jan 2015 00:00:00 GMT"], ids=["zero", "negative", "past"])
@@ -138,3 +140,25 @@ def test_a_throttled_answer_without_retry_after_backs_off_and_counts_as_a_failur
     with pytest.raises(ServerKeptFailing, match="HTTP 429"):
         send_with_retries(send, RetryPolicy(retries=5, backoff=1.0, max_wait=300))
     assert waits == [1.0, 2.0, 4.0, 8.0, 16.0] and len(send.sent) == 6
+
+
+def test_each_backoff_gets_its_own_jitter_within_the_bound(monkeypatch):
+    """Jobs and candidates that failed together do not all ask again at the same moment."""
+    slept: list[float] = []
+    monkeypatch.setattr(http, "time", types.SimpleNamespace(sleep=slept.append))
+    send = answers(*[503] * 4, 200)
+    assert send_with_retries(send, RetryPolicy(retries=4, backoff=1.0, jitter=0.5)).status_code == 200
+    jitters = [wait - base for wait, base in zip(slept, [1, 2, 4, 8], strict=True)]
+    assert all(0 <= jitter <= 0.5 for jitter in jitters), slept
+    assert len({round(jitter, 6) for jitter in jitters}) > 1, slept
+
+
+def test_the_jobs_requests_share_one_budget_of_waiting(waits, monkeypatch):
+    """tracking.max_job_retry_wait: every request's waits count against the job's, whatever thread
+    sends it, and the request that would pass it gives up at once."""
+    monkeypatch.setattr(http, "_job_budget", http.JobRetryBudget(5.0))
+    policy = RetryPolicy(retries=5, backoff=1.0, max_wait=300)
+    assert send_with_retries(answers(503, 503, 200), policy).status_code == 200
+    with pytest.raises(ServerKeptFailing, match="HTTP 503"):
+        send_with_retries(answers(503, 503, 200), policy)
+    assert waits == [1.0, 2.0, 1.0]
