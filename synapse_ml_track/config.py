@@ -159,10 +159,29 @@ CHOICES = {
 }
 
 
+# The numeric keys' bounds, in JSON Schema's words: published in the schema, so an editor flags
+# `folds: 1`, and checked with it when a config is built (config_schema.check).
+RANGES: dict[str, dict[str, float]] = {
+    "data.train_fraction": {"exclusiveMinimum": 0, "exclusiveMaximum": 1},
+    "data.version": {"minimum": 0},
+    "data.schema_sample_rows": {"minimum": 1},
+    "model.search.folds": {"minimum": 2},
+    "model.search.train_ratio": {"exclusiveMinimum": 0, "exclusiveMaximum": 1},
+    "model.search.parallelism": {"minimum": 1},
+    "model.search.samples": {"minimum": 1},
+    "tracking.request_timeout": {"exclusiveMinimum": 0},
+    "tracking.max_retries": {"minimum": 0, "maximum": MAX_RETRIES_LIMIT},
+    "tracking.max_retry_wait": {"minimum": 0},
+    "tracking.max_job_retry_wait": {"minimum": 0},
+    "tracking.preflight_timeout": {"exclusiveMinimum": 0},
+    "tracking.preflight_budget": {"exclusiveMinimum": 0},
+}
+
+
 @functools.cache
 def job_schema() -> dict[str, Any]:
     """The JSON Schema of a job config file (checked in as synapse_ml_track/job.schema.json)."""
-    return dataclass_schema(JobConfig, CHOICES, title="synapse-ml-track job config")
+    return dataclass_schema(JobConfig, CHOICES, RANGES, title="synapse-ml-track job config")
 
 
 # Environment variables and the keys they set. MLflow's own variables keep their meaning.
@@ -309,39 +328,16 @@ def _build(cls: type[Built], tree: Mapping[str, Any]) -> Built:
 
 
 def validate(config: JobConfig) -> None:
-    """What the schema cannot say: the model types of the task, ranges, and keys that depend on each other."""
+    """What the schema cannot say: the model types of the task, and keys that depend on each other."""
     task_types = tuple(MODEL_TYPES[config.model.task])
     if config.model.type is not None and config.model.type not in task_types:
         raise ConfigError(
             f"config key 'model.type' must be one of {', '.join(task_types)} for model.task {config.model.task}, "
             f"got {config.model.type!r}"
         )
-    search = config.model.search
-    if search.folds < 2:
-        raise ConfigError(f"config key 'model.search.folds' must be at least 2, got {search.folds}")
-    if not 0.0 < search.train_ratio < 1.0:
-        raise ConfigError(f"config key 'model.search.train_ratio' must be between 0 and 1, got {search.train_ratio}")
-    if search.parallelism < 1 or search.samples < 1:
-        raise ConfigError("config keys 'model.search.parallelism' and 'model.search.samples' must be at least 1")
     _validate_table_keys(config.data)
-    if not 0.0 < config.data.train_fraction < 1.0:
-        raise ConfigError(
-            f"config key 'data.train_fraction' must be between 0 and 1 (exclusive), got {config.data.train_fraction}"
-        )
-    if config.tracking.preflight_timeout <= 0 or config.tracking.preflight_budget < config.tracking.preflight_timeout:
-        raise ConfigError(
-            "config key 'tracking.preflight_timeout' must be above 0, and 'tracking.preflight_budget' at least as long"
-        )
-    for key in ("max_retry_wait", "max_job_retry_wait"):
-        if getattr(config.tracking, key) < 0:
-            raise ConfigError(f"config key 'tracking.{key}' must not be negative")
-    if not 0 <= config.tracking.max_retries <= MAX_RETRIES_LIMIT:
-        raise ConfigError(
-            f"config key 'tracking.max_retries' must be between 0 and {MAX_RETRIES_LIMIT}, "
-            f"got {config.tracking.max_retries}"
-        )
-    if config.data.schema_sample_rows < 1:
-        raise ConfigError("config key 'data.schema_sample_rows' must be at least 1")
+    if config.tracking.preflight_budget < config.tracking.preflight_timeout:
+        raise ConfigError("config key 'tracking.preflight_budget' must be at least 'tracking.preflight_timeout'")
     if not config.data.label:
         raise ConfigError("config key 'data.label' must name the label column")
     if not config.tracking.experiment_name and not config.tracking.experiment_id:

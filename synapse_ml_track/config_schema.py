@@ -43,17 +43,21 @@ _EXPECTED = {
 
 
 def dataclass_schema(
-    cls: type, choices: Mapping[str, Collection[str]] | None = None, title: str | None = None
+    cls: type,
+    choices: Mapping[str, Collection[str]] | None = None,
+    ranges: Mapping[str, Mapping[str, float]] | None = None,
+    title: str | None = None,
 ) -> dict[str, Any]:
-    """The schema of a tree of config dataclasses; `choices` maps a dotted key to the values it takes.
+    """The schema of a tree of config dataclasses; `choices` maps a dotted key to the values it takes,
+    `ranges` a numeric key to its bounds (minimum, maximum, exclusiveMinimum, exclusiveMaximum).
 
     A field type with no JSON Schema here (a Path, a set, a class) is a TypeError, not a pass.
     """
-    choices = dict(choices or {})
-    schema = {"$schema": DRAFT, **({"title": title} if title else {}), **_section(cls, choices, prefix="")}
+    choices, ranges = dict(choices or {}), dict(ranges or {})
+    schema = {"$schema": DRAFT, **({"title": title} if title else {}), **_section(cls, choices, ranges, prefix="")}
     schema["type"] = "object"  # only sections below the top may be left empty (null) in a file
-    if choices:
-        raise TypeError(f"choices name no config key: {', '.join(sorted(choices))}")
+    if choices or ranges:
+        raise TypeError(f"choices or ranges name no config key: {', '.join(sorted({*choices, *ranges}))}")
     return schema
 
 
@@ -61,19 +65,23 @@ def schema_text(schema: Mapping[str, Any]) -> str:
     return json.dumps(schema, indent=2) + "\n"
 
 
-def _section(cls: type, choices: dict[str, Collection[str]], prefix: str) -> dict[str, Any]:
+def _section(
+    cls: type, choices: dict[str, Collection[str]], ranges: dict[str, Mapping[str, float]], prefix: str
+) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     comments = _field_comments(cls)
     properties = {}
     for field in dataclasses.fields(cls):
         dotted, hint = f"{prefix}{field.name}", hints[field.name]
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-            value = _section(hint, choices, prefix=f"{dotted}.")
+            value = _section(hint, choices, ranges, prefix=f"{dotted}.")
         else:
             value = {**_value_schema(hint, dotted), "default": _default(field)}
             if dotted in choices:
                 nullable = "null" in _types(value)
                 value["enum"] = [*choices.pop(dotted), *([None] if nullable else [])]
+            if dotted in ranges:
+                value.update(ranges.pop(dotted))
         if field.name in comments:
             value["description"] = comments[field.name]
         properties[field.name] = value
@@ -225,6 +233,21 @@ def _one_swap_apart(a: str, b: str) -> bool:
     )
 
 
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def bounds_text(schema: Mapping[str, Any]) -> str:
+    """A key's range in words: "at least 2", "above 0", "between 0 and 10", "between 0 and 1 (exclusive)"."""
+    low = schema.get("minimum", schema.get("exclusiveMinimum"))
+    high = schema.get("maximum", schema.get("exclusiveMaximum"))
+    exclusive = "exclusiveMinimum" in schema or "exclusiveMaximum" in schema
+    if low is not None and high is not None:
+        return f"between {low} and {high}" + (" (exclusive)" if exclusive else "")
+    if low is not None:
+        return f"above {low}" if "exclusiveMinimum" in schema else f"at least {low}"
+    return f"below {high}" if "exclusiveMaximum" in schema else f"at most {high}"
+
+
 def _message(error: ValidationError) -> str:
     dotted = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path)[1:]
     if error.validator == "additionalProperties":
@@ -234,6 +257,8 @@ def _message(error: ValidationError) -> str:
         close = closest_key(unknown, known)
         hint = f" (did you mean '{prefix}{close}'?)" if close else f" (known keys: {', '.join(known)})"
         return f"unknown config key '{prefix}{unknown}'{hint}"
+    if error.validator in _BOUNDS:
+        return f"config key '{dotted}' must be {bounds_text(error.schema)}, got {error.instance!r}"
     if error.validator == "enum":
         allowed = ", ".join(str(value) for value in error.validator_value if value is not None)
         return f"config key '{dotted}' must be one of {allowed}, got {error.instance!r}"

@@ -79,7 +79,10 @@ def test_cli_flags_params_tags_and_set(tmp_path):
         ({"data": {"format": "orc"}}, "config key 'data.format' must be one of csv, parquet, delta, got 'orc'"),
         ({"data": {"path": "x.csv", "table": "lake.t"}}, "set data.path or data.table"),
         ({"data": {"table": "lake.t", "version": 2, "timestamp": "2026-01-01"}}, "set data.version or data.timestamp"),
-        ({"data": {"version": -1}}, "'data.version' must be a Delta table version (0 or more), got -1"),
+        ({"data": {"version": -1}}, "config key 'data.version' must be at least 0, got -1"),
+        ({"model": {"search": {"folds": 1}}}, "config key 'model.search.folds' must be at least 2, got 1"),
+        ({"data": {"train_fraction": 1}}, "'data.train_fraction' must be between 0 and 1 (exclusive), got 1.0"),
+        ({"tracking": {"request_timeout": 0}}, "config key 'tracking.request_timeout' must be above 0, got 0.0"),
     ],
 )
 def test_invalid_values_name_the_key(overrides, message):

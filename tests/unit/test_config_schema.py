@@ -53,8 +53,22 @@ def test_a_choice_for_a_key_that_does_not_exist_is_refused():
         mode: str = "a"
 
     assert dataclass_schema(Section, {"mode": ("a", "b")})["properties"]["mode"]["enum"] == ["a", "b"]
-    with pytest.raises(TypeError, match="choices name no config key: mdoe"):
+    with pytest.raises(TypeError, match="choices or ranges name no config key: mdoe"):
         dataclass_schema(Section, {"mdoe": ("a", "b")})
+    with pytest.raises(TypeError, match="choices or ranges name no config key: mdoe"):
+        dataclass_schema(Section, ranges={"mdoe": {"minimum": 1}})
+
+
+def test_the_published_schema_holds_the_ranges_an_editor_checks():
+    """An editor given job.schema.json flags `folds: 1`; the ranges were only in validate() before."""
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    search = schema["properties"]["model"]["properties"]["search"]["properties"]
+    tracking = schema["properties"]["tracking"]["properties"]
+    assert search["folds"]["minimum"] == 2
+    assert (tracking["max_retries"]["minimum"], tracking["max_retries"]["maximum"]) == (0, 10)
+    editor = Draft7Validator(schema)
+    assert [error.validator for error in editor.iter_errors({"model": {"search": {"folds": 1}}})] == ["minimum"]
+    assert list(editor.iter_errors({"model": {"search": {"folds": 3}}})) == []
 
 
 def test_choices_name_keys_of_the_job_config():
