@@ -1,6 +1,7 @@
 """Spark MLlib training and batch scoring for Azure Synapse, tracked with MLflow in Azure ML.
 
-The Python API (synapse_ml_track/api.py): `train`, `predict`, `score`, `job_config` and their results.
+The Python API (synapse_ml_track/api.py): `train`, `predict`, `score`, `report`, `job_config`,
+`sample_data`, and their results (synapse_ml_track/results.py).
 They are loaded on first use, so `import synapse_ml_track` imports neither Spark nor MLflow; type
 checkers and editors see them as they are (TYPE_CHECKING below, and py.typed).
 """
@@ -11,8 +12,8 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
 if _TYPE_CHECKING:
-    from synapse_ml_track.api import ScoringResult, job_config, predict, score, train
-    from synapse_ml_track.train_job import TrainingResult
+    from synapse_ml_track.api import job_config, predict, report, sample_data, score, train
+    from synapse_ml_track.results import RunsReport, ScoringResult, TrainingResult
 
 try:
     __version__ = _metadata.version("synapse-ml-track")
@@ -25,10 +26,16 @@ _API = {
     "predict": "synapse_ml_track.api",
     "score": "synapse_ml_track.api",
     "job_config": "synapse_ml_track.api",
-    "ScoringResult": "synapse_ml_track.api",
-    "TrainingResult": "synapse_ml_track.train_job",
+    "sample_data": "synapse_ml_track.api",
+    "report": "synapse_ml_track.api",
+    "RunsReport": "synapse_ml_track.results",
+    "ScoringResult": "synapse_ml_track.results",
+    "TrainingResult": "synapse_ml_track.results",
 }
-__all__ = ["__version__", "ScoringResult", "TrainingResult", "job_config", "predict", "score", "train"]
+__all__ = [
+    "__version__", "RunsReport", "ScoringResult", "TrainingResult",
+    "job_config", "predict", "report", "sample_data", "score", "train",
+]  # fmt: skip
 
 
 def __getattr__(name: str) -> _Any:

@@ -5,7 +5,9 @@ scores as a DataFrame without a job.
 
     trained = smt.train("job.yaml", spark=spark, data=df, overrides={"model.type": "random_forest"})
     predicted = smt.predict(new_df)  # the champion's scores, lazy: no run, nothing written
+    penguins = smt.sample_data(spark)  # the bundled sample, to try it on
     scored = smt.score("job.yaml", spark=spark, data=new_df, output_path="abfss://.../scores")
+    runs = smt.report("penguins")  # the experiment's runs side by side: runs.table, runs.figure
 
 The same jobs as `synapse-ml-track train` and `score`, which call these. A problem the caller can fix
 raises a JobError subclass (errors.py: ConfigError, DataError, TrackingError, CredentialError,
@@ -22,18 +24,19 @@ Spark and MLflow are imported when a job runs: importing the package stays light
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from synapse_ml_track.config import JobConfig, build_config, merge_layers, set_dotted
 from synapse_ml_track.entrypoint import job_process_state
 from synapse_ml_track.errors import ConfigError, JobError
 from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.results import RunsReport, ScoringResult, TrainingResult
 from synapse_ml_track.vocabulary import OUTPUT_FORMATS, UNSCORABLE_POLICIES, WRITE_MODES
 
 if TYPE_CHECKING:
@@ -41,7 +44,6 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from synapse_ml_track.spark.scoring import LoadedModel
-    from synapse_ml_track.train_job import TrainingResult
 
 log = logging.getLogger("synapse_ml_track")
 
@@ -130,38 +132,6 @@ def train(
             return run_training(job_spark(), job, session, redactor, data)
 
 
-@dataclass(frozen=True)
-class ScoringResult:
-    """What a scoring job did; `summary()` is the JSON summary the command line prints."""
-
-    status: str  # "scored", or "already-written": the run key wrote these scores before, nothing written
-    run_id: str
-    experiment_id: str
-    model_uri: str  # pinned: models:/NAME/VERSION (or the run's model)
-    model_version: str
-    output: str  # the path, or the catalog table
-    output_format: str
-    output_version: int | None  # Delta: the table version holding the scores
-    rows_scored: int | None  # None when already written
-    rows_unscorable: int | None
-    details: dict[str, Any] = field(repr=False)
-    _spark: SparkSession = field(repr=False, compare=False)
-
-    def summary(self) -> dict[str, Any]:
-        return dict(self.details)
-
-    def scores(self) -> DataFrame:
-        """The output as this job left it (a Delta output at output_version), read by the job's session."""
-        from synapse_ml_track.spark import delta_tables
-        from synapse_ml_track.spark.sources import InputSource
-
-        if self.output_format == "delta":
-            table = self.details["output_table"]
-            written = InputSource(self.output, "delta", None, table=table, version=self.output_version)
-            return delta_tables.read(self._spark, written)
-        return self._spark.read.format(self.output_format).load(self.output)
-
-
 def score(
     config: ConfigSource = None,
     *,
@@ -231,8 +201,19 @@ def score(
             rows_scored=summary.get("rows_scored"),
             rows_unscorable=summary.get("rows_unscorable"),
             details=summary,
-            _spark=session_spark,
+            _read_scores=functools.partial(_written_scores, session_spark, summary),
         )
+
+
+def _written_scores(spark: SparkSession, summary: Mapping[str, Any]) -> DataFrame:
+    from synapse_ml_track.spark import delta_tables
+    from synapse_ml_track.spark.sources import InputSource
+
+    output, output_format = summary["output_path"], summary["output_format"]
+    if output_format == "delta":
+        written = InputSource(output, "delta", None, table=summary["output_table"], version=summary["output_version"])
+        return delta_tables.read(spark, written)
+    return spark.read.format(output_format).load(output)
 
 
 # (Spark application id, pinned model URI) -> the model as loaded into that session: predict loads
@@ -288,6 +269,66 @@ def predict(
         loaded = _loaded_models[key]
         columns = loaded.input_columns(frame)
         return predictions(frame, columns, loaded.pipeline, loaded.labels, model, datetime.now(timezone.utc))
+
+
+def report(
+    experiment_name: str | None = None,
+    *,
+    config: ConfigSource = None,
+    metric: str | None = None,
+    registered_model_name: str | None = None,
+    max_runs: int = 100,
+    output_dir: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    tracking_uri: str | None = None,
+    redactor: Redactor | None = None,
+) -> RunsReport:
+    """An experiment's training runs side by side, as `synapse-ml-track report` shows them: the
+    RunsReport's `table` (pandas, best first, with each run's model versions and aliases) and
+    `figure` (the metric across the runs), read-only: no run is started, no experiment created.
+
+    `metric`: what to rank by (default: the gate's metric, f1 or rmse by the runs' task).
+    `output_dir`: also write runs.csv, runs.md and <metric>.png there (RunsReport.files).
+    `experiment_name`, `registered_model_name` and `tracking_uri` set the config keys of the same
+    names; `overrides` (dotted keys, as `--set`) is applied after them.
+    """
+    from pathlib import Path
+
+    from synapse_ml_track.entrypoint import set_global_tracking_uri
+    from synapse_ml_track.tracking.report import connect, runs_report, write_report
+
+    if max_runs < 1:
+        raise ConfigError(f"max_runs must be at least 1, got {max_runs}")
+    named = {
+        "tracking.uri": tracking_uri,
+        "tracking.experiment_name": experiment_name,
+        "tracking.registered_model_name": registered_model_name,
+    }
+    redactor = redactor or Redactor()
+    with redacted_errors(redactor):
+        job = job_config(config, _given(named, overrides))
+        with job_process_state(job):
+            uri, client, experiment = connect(job, redactor)
+            set_global_tracking_uri(uri)
+            found = runs_report(client, experiment, job, max_runs, metric)
+            return found if output_dir is None else write_report(found, Path(output_dir))
+
+
+def sample_data(spark: SparkSession | None = None) -> DataFrame:
+    """The penguins data bundled with the package (344 rows, a few with nulls), as a Spark DataFrame
+    in `spark` (default: the active session, else a local one). Read on the driver and handed to
+    Spark, so a cluster's executors need not see the package's files."""
+    import pandas as pd
+    from pyspark.sql import functions as F
+
+    from synapse_ml_track.spark.session import get_or_create_spark
+    from synapse_ml_track.spark.sources import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
+
+    session = spark or get_or_create_spark("synapse-ml-track")
+    text = pd.read_csv(bundled_penguins_path(), dtype=str, keep_default_na=False)
+    frame = session.createDataFrame(text).replace("", None)
+    typed = session.createDataFrame([], BUNDLED_PENGUINS_SCHEMA).schema
+    return frame.select(*[F.col(field.name).cast(field.dataType) for field in typed.fields])
 
 
 def _spark_frame(data: Any, spark: SparkSession | None) -> DataFrame:

@@ -13,9 +13,8 @@ import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future, wait
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from mlflow.entities import Run
 from mlflow.models import infer_signature
@@ -25,6 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 from synapse_ml_track.config import JobConfig, resolved
 from synapse_ml_track.errors import GateRejected
 from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.results import TrainingResult
 from synapse_ml_track.spark import data as data_module
 from synapse_ml_track.spark import models as spark_models
 from synapse_ml_track.spark import training
@@ -39,40 +39,6 @@ from synapse_ml_track.tracking.session import TrackingSession
 from synapse_ml_track.vocabulary import JOB_TAG, MANY_VALUED_TAG, TRAIN_JOB, higher_is_better
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainingResult:
-    """What a training job did; `summary()` is the JSON summary the command line prints. Its repr
-    shows what a notebook cell needs at a glance: the metrics and the fitted model are fields to read."""
-
-    run_id: str
-    experiment_id: str
-    model_uri: str
-    model_version: str | None
-    registered_model_name: str | None
-    metrics: dict[str, float] = field(repr=False)
-    local_result_dir: str = field(repr=False)
-    status: str = "registered"  # registered, rejected, tracked or reused
-    reason: str | None = None
-    promoted: bool | None = None  # whether the registered version took the champion alias
-    tracking_uri: str | None = None
-    model: PipelineModel | None = field(default=None, repr=False, compare=False)  # in memory; not in the summary
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "run_id": self.run_id,
-            "experiment_id": self.experiment_id,
-            "model_uri": self.model_uri,
-            "registered_model_name": self.registered_model_name,
-            "model_version": self.model_version,
-            "promoted": self.promoted,
-            "metrics": self.metrics,
-            "reason": self.reason,
-            "tracking_uri": self.tracking_uri,
-            "local_result_dir": self.local_result_dir,
-        }
 
 
 def run_training(

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
+import sys
 import uuid
 from pathlib import Path
 
@@ -24,9 +26,6 @@ from synapse_ml_track.spark import scoring
 from synapse_ml_track.spark.sources import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
 from synapse_ml_track.tracking import http
 
-from support import REPO
-
-NOTEBOOK = REPO / "notebooks" / "train_and_score.ipynb"
 FEATURES = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"]
 
 
@@ -49,6 +48,9 @@ def process_state() -> dict:
         "http_request": rest_utils.http_request,
         "policy": http.current_policy(),
         "matplotlib_backend": matplotlib.get_backend(),
+        "stdout": sys.stdout,
+        "stderr": sys.stderr,
+        "root_logger": (logging.root.level, tuple(logging.root.handlers)),
     }
 
 
@@ -195,6 +197,53 @@ def test_predict_gives_the_scores_score_writes_without_a_run_and_loads_a_version
     )
 
 
+def test_train_predict_score_and_report_each_leave_the_callers_process_as_it_was(
+    spark, mlflow_server, tmp_path, monkeypatch
+):
+    """A notebook's own settings, each of the four calls made in turn, and the process state compared
+    after each: environment, MLflow's URIs and HTTP layer, the matplotlib backend, sys.stdout and
+    sys.stderr, the root logger's level and handlers."""
+    monkeypatch.chdir(tmp_path)
+    suffix = uuid.uuid4().hex[:8]
+    tracking = {"tracking_uri": mlflow_server.uri, "experiment_name": f"api-all-{suffix}"}
+    name = f"api-all-{suffix}"
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "77")
+    monkeypatch.setattr(logging.root, "level", logging.WARNING)
+    monkeypatch.setattr(logging.root, "handlers", [logging.StreamHandler(sys.stderr)])
+    backend = matplotlib.get_backend()
+    matplotlib.use("svg")
+    mlflow.set_tracking_uri(f"sqlite:///{(tmp_path / 'mine.db').as_posix()}")
+    calls = {
+        "train": lambda: smt.train(spark=spark, data=penguins(spark), registered_model_name=name, **tracking),
+        "predict": lambda: smt.predict(penguins(spark), tracking_uri=mlflow_server.uri, overrides={
+            "tracking.registered_model_name": name}).count(),
+        "score": lambda: smt.score(
+            spark=spark, data=penguins(spark), model_uri=f"models:/{name}/1", output_path=str(tmp_path / "scores"),
+            output_format="parquet", **tracking,
+        ),
+        "report": lambda: smt.report(registered_model_name=name, output_dir=tmp_path / "report", **tracking),
+    }  # fmt: skip
+    try:
+        outcomes, differences = {}, {}
+        for call, make in calls.items():
+            before = process_state()
+            outcomes[call] = make()
+            differences[call] = changed(before, process_state())
+    finally:
+        matplotlib.use(backend)
+        mlflow.set_tracking_uri(None)
+    assert differences == {call: {} for call in calls}
+    assert outcomes["train"].status == "registered" and outcomes["predict"] == penguins(spark).count()
+    assert outcomes["score"].status == "scored"
+    report = outcomes["report"]
+    assert isinstance(report, smt.RunsReport) and report.best_run_id == outcomes["train"].run_id
+    assert (report.runs, report.metric, report.best_model_version) == (1, "f1", "1")
+    assert list(report.table["run_id"]) == [outcomes["train"].run_id]
+    assert report.figure.axes[0].get_ylabel() == "f1"
+    assert sorted(Path(path).name for path in report.files.values()) == ["f1.png", "runs.csv", "runs.md"]
+    assert report.best_run_id in repr(report) and "DataFrame" not in repr(report)
+
+
 def test_predict_refuses_what_is_not_a_dataframe_in_one_line(spark):
     with pytest.raises(ConfigError, match=r"^data must be a Spark or pandas DataFrame, got builtins.list$"):
         smt.predict([{"island": "Dream"}], "models:/m/1", spark=spark)
@@ -244,45 +293,6 @@ def test_arguments_that_contradict_a_dataframe_or_each_other_are_config_errors(s
         smt.score(spark=spark, data=frame, output_path="a", output_table="b")
     with pytest.raises(ConfigError, match="mode must be one of"):
         smt.score(spark=spark, data=frame, output_path="a", mode="upsert")
-
-
-def notebook_code(path: Path) -> list[tuple[list[str], str]]:
-    """The notebook's code cells, (tags, source), read from its JSON (nbformat 4)."""
-    notebook = json.loads(path.read_text(encoding="utf-8"))
-    return [
-        (cell.get("metadata", {}).get("tags", []), "".join(cell["source"]))
-        for cell in notebook["cells"]
-        if cell["cell_type"] == "code"
-    ]
-
-
-def test_the_notebook_trains_and_scores_with_the_notebooks_spark(spark, mlflow_server, tmp_path, monkeypatch):
-    """Each code cell run in order in one namespace holding `spark`, as a Synapse notebook has it; the
-    parameters cell is followed by the values a pipeline would pass (Synapse adds a cell after it)."""
-    monkeypatch.chdir(tmp_path)
-    suffix = uuid.uuid4().hex[:8]
-    parameters = {
-        "tracking_uri": mlflow_server.uri,
-        "experiment_name": f"notebook-{suffix}",
-        "registered_model_name": f"notebook-{suffix}",
-        "scores_path": str(tmp_path / "scores"),
-    }
-    namespace = {"spark": spark}
-    cells = notebook_code(NOTEBOOK)
-    assert [tags for tags, _ in cells].count(["parameters"]) == 1
-    for tags, source in cells:
-        exec(compile(source, str(NOTEBOOK), "exec"), namespace)  # noqa: S102 - the repository's own notebook
-        if "parameters" in tags:
-            assert set(parameters) <= set(namespace), "the test passes only parameters the notebook declares"
-            namespace.update(parameters)
-
-    trained, scored, predicted = namespace["trained"], namespace["scored"], namespace["predicted"]
-    assert trained.status == "registered" and trained.model_version == "1"
-    assert predicted.count() == scored.rows_scored + scored.rows_unscorable
-    assert scored.status == "scored" and scored.rows_scored > 0
-    client = MlflowClient(mlflow_server.uri)
-    assert client.get_run(scored.run_id).data.params["model.version"] == "1"
-    assert scored.scores().count() == scored.rows_scored + scored.rows_unscorable
 
 
 def test_train_and_score_in_an_azure_ml_workspace_then_the_callers_mlflow_state_is_back(

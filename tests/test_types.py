@@ -28,6 +28,8 @@ def test_a_callers_code_is_checked_against_the_api(tmp_path):
         "smt.train(spak=None)\n"
         "reveal_type(smt.predict(None))\n"
         "reveal_type(smt.score(output_path='s').rows_scored)\n"
+        "reveal_type(smt.report('penguins').best_model_version)\n"
+        "reveal_type(smt.train)\n"
     )
     checked = subprocess.run(
         [sys.executable, "-m", "mypy", "--config-file", str(REPO / "pyproject.toml"), str(user)],
@@ -40,3 +42,8 @@ def test_a_callers_code_is_checked_against_the_api(tmp_path):
     assert any('Unexpected keyword argument "spak" for "train"' in line for line in lines), checked.stdout
     assert any('Revealed type is "pyspark.sql.dataframe.DataFrame"' in line for line in lines), checked.stdout
     assert any('Revealed type is "int | None"' in line for line in lines), checked.stdout
+    assert any('Revealed type is "str | None"' in line for line in lines), checked.stdout
+    train = next(line for line in lines if "def (config:" in line)
+    assert (
+        "spark: pyspark.sql.session.SparkSession | None" in train and "synapse_ml_track.results.TrainingResult" in train
+    )

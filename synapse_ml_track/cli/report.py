@@ -35,13 +35,13 @@ def positive_int(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from synapse_ml_track.entrypoint import set_global_tracking_uri
-    from synapse_ml_track.tracking.report import build_report, connect
+    from synapse_ml_track.tracking.report import connect, runs_report, write_report
 
     config = load_config(args)
     uri, client, experiment = connect(config, args.redactor)
     set_global_tracking_uri(uri)
-    summary = build_report(client, experiment, config, Path(args.output_dir), args.max_runs, args.metric)
-    summary["tracking_uri"] = uri
+    report = runs_report(client, experiment, config, args.max_runs, args.metric)
+    summary = {**write_report(report, Path(args.output_dir)).summary(), "tracking_uri": uri}
     print(Path(summary["files"]["markdown"]).read_text(encoding="utf-8"))
     print(f"best run:        {summary['best_run_id']} ({summary['metric']} {summary['best_value']:.4f})")
     print(f"written:         {', '.join(summary['files'].values())}")

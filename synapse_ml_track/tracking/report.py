@@ -10,6 +10,7 @@ mlflow, pandas and matplotlib are imported where they are used.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from synapse_ml_track.config import JobConfig
 from synapse_ml_track.errors import ConfigError
 from synapse_ml_track.plots import new_figure
 from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.results import RunsReport
 from synapse_ml_track.vocabulary import (
     DEFAULT_METRIC,
     HEADLINE_METRICS,
@@ -31,6 +33,7 @@ from synapse_ml_track.vocabulary import (
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.figure import Figure
     from mlflow.entities import Experiment, Run
     from mlflow.tracking import MlflowClient
 
@@ -156,7 +159,7 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_plot(table: pd.DataFrame, metric: str, title: str, path: Path) -> None:
+def plot(table: pd.DataFrame, metric: str, title: str) -> Figure:
     """The metric per run in start order, the best run (the table's first, see runs_table) marked,
     each run labelled with its model version."""
     best = table.index[0]
@@ -186,17 +189,12 @@ def write_plot(table: pd.DataFrame, metric: str, title: str, path: Path) -> None
     axes.set_title(title)
     axes.legend(loc="lower right")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    return figure
 
 
-def build_report(
-    client: MlflowClient,
-    experiment: Experiment,
-    config: JobConfig,
-    output_dir: Path,
-    max_runs: int,
-    metric: str | None = None,
-) -> dict[str, Any]:
+def runs_report(
+    client: MlflowClient, experiment: Experiment, config: JobConfig, max_runs: int, metric: str | None = None
+) -> RunsReport:
     """The report of the experiment's training runs, ranked by `metric` (default: see default_metric)."""
     runs = training_runs(client, experiment.experiment_id, max_runs)
     if not runs:
@@ -210,19 +208,27 @@ def build_report(
 
     model_name, alias = config.tracking.registered_model_name, config.gate.champion_alias
     table = runs_table(runs, metric, versions_by_run(client, model_name, alias))
-    output_dir.mkdir(parents=True, exist_ok=True)
-    files = {"csv": output_dir / "runs.csv", "markdown": output_dir / "runs.md", "plot": output_dir / f"{metric}.png"}
-    table.to_csv(files["csv"], index=False)
-    files["markdown"].write_text(markdown(table), encoding="utf-8")
-    write_plot(table, metric, f"{metric} of {len(runs)} runs in {experiment.name}", files["plot"])
     best = table.iloc[0]
-    return {
-        "experiment": experiment.name,
-        "experiment_id": experiment.experiment_id,
-        "metric": metric,
-        "runs": len(table),
-        "best_run_id": best["run_id"],
-        "best_value": float(best[metric]),
-        "best_model_version": best["model_version"] or None,
-        "files": {kind: str(path) for kind, path in files.items()},
-    }
+    return RunsReport(
+        experiment=experiment.name,
+        experiment_id=experiment.experiment_id,
+        metric=metric,
+        runs=len(table),
+        best_run_id=best["run_id"],
+        best_value=float(best[metric]),
+        best_model_version=best["model_version"] or None,
+        table=table,
+        figure=plot(table, metric, f"{metric} of {len(runs)} runs in {experiment.name}"),
+    )
+
+
+def write_report(report: RunsReport, output_dir: Path) -> RunsReport:
+    """The report written as runs.csv, runs.md and <metric>.png in `output_dir`, and named in its files."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    files = {
+        "csv": output_dir / "runs.csv", "markdown": output_dir / "runs.md", "plot": output_dir / f"{report.metric}.png",
+    }  # fmt: skip
+    report.table.to_csv(files["csv"], index=False)
+    files["markdown"].write_text(markdown(report.table), encoding="utf-8")
+    report.figure.savefig(files["plot"], dpi=100)
+    return replace(report, files={kind: str(path) for kind, path in files.items()})

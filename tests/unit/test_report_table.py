@@ -6,7 +6,7 @@ import matplotlib.axes
 import pytest
 from mlflow.entities import Metric, Param, Run, RunData, RunInfo, RunTag
 
-from synapse_ml_track.tracking.report import markdown, runs_table, write_plot
+from synapse_ml_track.tracking.report import markdown, plot, runs_table
 
 
 def run(run_id: str, started: int, f1: float | None, model_type: str = "logistic_regression", key: str = "") -> Run:
@@ -37,20 +37,20 @@ def test_among_equals_a_run_with_a_registered_version_comes_first():
 
 
 @pytest.mark.parametrize("versions", [{}, {"c": [(1, [])]}], ids=["none registered", "a later one registered"])
-def test_the_plot_stars_the_run_the_table_ranks_first(versions, tmp_path, monkeypatch):
+def test_the_plot_stars_the_run_the_table_ranks_first(versions, monkeypatch):
     """One tie-break for both: the summary's best run is the table's first row; the star must be on it."""
     runs = [run("a", 1, 0.7), run("b", 2, 0.9), run("c", 3, 0.9), run("d", 4, 0.9)]
     table = runs_table(runs, "f1", versions)
     stars = []
-    plot = matplotlib.axes.Axes.plot
+    axes_plot = matplotlib.axes.Axes.plot
 
     def recording(self, *args, **kwargs):
         if kwargs.get("marker") == "*":
             stars.append(args[0][0])
-        return plot(self, *args, **kwargs)
+        return axes_plot(self, *args, **kwargs)
 
     monkeypatch.setattr(matplotlib.axes.Axes, "plot", recording)
-    write_plot(table, "f1", "title", tmp_path / "f1.png")
+    plot(table, "f1", "title")
     in_start_order = ["a", "b", "c", "d"]
     assert len(stars) == 1 and in_start_order[stars[0]] == table.iloc[0]["run_id"]
 
