@@ -93,7 +93,7 @@ aml-double: $(VENV)/.installed
 	$(BIN)/python tests/aml_server.py $(ARGS)
 
 # 50 jobs with random faults against the AML double; its last line counts what was lost (tests/soak.py).
-soak: $(VENV)/.installed
+soak: $(VENV)/.installed jvm-archives
 	$(BIN)/python tests/soak.py $(ARGS)
 
 bench: $(VENV)/.installed

@@ -44,6 +44,7 @@ from synapse_ml_track.vocabulary import CANDIDATE_TAG, CHAMPION_TAG, JOB_TAG, RU
 
 from aml_server import AmlServer
 from fault_proxy import FaultProxy, Rule
+from jvm_archive import jvm_options
 from support import MlflowServer, start_mlflow_server
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -436,6 +437,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", help="where the servers and jobs keep their files (default: a temp dir)")
     args = parser.parse_args(argv)
     import tempfile
+
+    # The job processes' JVMs as the suite starts them (tests/conftest.py): what the soak measures is
+    # the tracking under faults, and a default JVM burns three times the CPU of one that maps the archive.
+    os.environ.setdefault("SPARK_SUBMIT_OPTS", jvm_options())
 
     root = Path(args.dir or tempfile.mkdtemp(prefix="smt-soak-")).resolve()
     print(f"soak: seed {args.seed}, {args.jobs} jobs, files in {root}", flush=True)

@@ -436,11 +436,12 @@ def execute(plan: Plan, target: Target, progress: Callable[[str], None]) -> None
 
 
 def notebook_install_line(plan: Plan) -> str:
-    """Where the uploaded wheel is, and how a notebook gets it: a pool's workspace package."""
+    """Where the uploaded wheel is, and how a notebook gets it: a pool's workspace package, or `%pip` for
+    one session."""
     wheel = next(step.uri for step in plan.steps if isinstance(step, Upload) and step.uri.endswith(".whl"))
     return (
-        f"For notebooks: the wheel is {wheel}; add it to the pool as a workspace package "
-        "(docs/run-on-synapse.md, From a notebook)."
+        f"For notebooks: the wheel is {wheel}; add it to the pool as a workspace package, or `%pip install` "
+        "it from a mount for one session (docs/run-on-synapse.md, From a notebook)."
     )
 
 
