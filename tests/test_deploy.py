@@ -310,7 +310,9 @@ def test_real_deploy_executes_the_plan_in_order(config_file, source_copy, monkey
     assert "[11/11]" in out
     wheel_uri = f"abfss://synapse@stdlmltrackdevabc123.dfs.core.windows.net/synapse-ml-track/dist/{WHEEL}"
     assert f"For notebooks: the wheel is {wheel_uri}; add it to the pool as a workspace package" in out
-    assert "`%pip install` it from a mount for one session" in out
+    mount = 'mssparkutils.fs.mount("abfss://synapse@stdlmltrackdevabc123.dfs.core.windows.net", "/smt"'
+    assert f"\n  {mount}, " in out
+    assert f"\n  %pip install /synfs/<job id>/smt/synapse-ml-track/dist/{WHEEL}\n" in out
 
 
 # ---- the pool's size and the right to publish: refused before any step ---------------------------

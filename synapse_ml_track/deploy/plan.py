@@ -31,6 +31,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlparse
 
 from synapse_ml_track.config import build_config
 from synapse_ml_track.errors import CredentialError, JobError, TrackingError, first_line
@@ -436,12 +437,17 @@ def execute(plan: Plan, target: Target, progress: Callable[[str], None]) -> None
 
 
 def notebook_install_line(plan: Plan) -> str:
-    """Where the uploaded wheel is, and how a notebook gets it: a pool's workspace package, or `%pip` for
-    one session."""
+    """Where the uploaded wheel is, and how a notebook gets it: a pool's workspace package, or `%pip`
+    for one session from the container mounted as docs/run-on-synapse.md shows (mssparkutils.fs.mount,
+    whose local path is /synfs/<job id>/<mount point>)."""
     wheel = next(step.uri for step in plan.steps if isinstance(step, Upload) and step.uri.endswith(".whl"))
+    parsed = urlparse(wheel)
+    container = f"{parsed.scheme}://{parsed.netloc}"
     return (
-        f"For notebooks: the wheel is {wheel}; add it to the pool as a workspace package, or `%pip install` "
-        "it from a mount for one session (docs/run-on-synapse.md, From a notebook)."
+        f"For notebooks: the wheel is {wheel}; add it to the pool as a workspace package, or install it "
+        "for one session (docs/run-on-synapse.md, From a notebook):\n"
+        f'  mssparkutils.fs.mount("{container}", "/smt", {{"linkedService": "<linked service>"}})\n'
+        f"  %pip install /synfs/<job id>/smt{parsed.path}"
     )
 
 
