@@ -200,6 +200,7 @@ def score(
             output_version=summary["output_version"],
             rows_scored=summary.get("rows_scored"),
             rows_unscorable=summary.get("rows_unscorable"),
+            drift=summary.get("drift"),
             details=summary,
             _read_scores=functools.partial(_written_scores, session_spark, summary),
         )

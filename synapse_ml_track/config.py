@@ -115,6 +115,15 @@ class GateConfig:
 
 
 @dataclass
+class DriftConfig:
+    """Scoring's drift from the training split (synapse_ml_track/drift.py): PSI thresholds per feature."""
+
+    warn: float = 0.1  # tags the scoring run `smt.drift: warn`
+    fail: float = 0.25  # tags it `smt.drift: fail`
+    fail_job: bool = False  # and then the score job exits 7, after writing its scores (--fail-on-drift)
+
+
+@dataclass
 class AzureConfig:
     subscription_id: str | None = None
     resource_group: str | None = None
@@ -139,6 +148,7 @@ class JobConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     gate: GateConfig = field(default_factory=GateConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
     azure: AzureConfig = field(default_factory=AzureConfig)
     run_key: str | None = None
     force: bool = False
@@ -175,6 +185,8 @@ RANGES: dict[str, dict[str, float]] = {
     "tracking.max_job_retry_wait": {"minimum": 0},
     "tracking.preflight_timeout": {"exclusiveMinimum": 0},
     "tracking.preflight_budget": {"exclusiveMinimum": 0},
+    "drift.warn": {"exclusiveMinimum": 0},
+    "drift.fail": {"exclusiveMinimum": 0},
 }
 
 
@@ -338,6 +350,8 @@ def validate(config: JobConfig) -> None:
     _validate_table_keys(config.data)
     if config.tracking.preflight_budget < config.tracking.preflight_timeout:
         raise ConfigError("config key 'tracking.preflight_budget' must be at least 'tracking.preflight_timeout'")
+    if config.drift.fail < config.drift.warn:
+        raise ConfigError("config key 'drift.fail' must be at least 'drift.warn'")
     if not config.data.label:
         raise ConfigError("config key 'data.label' must name the label column")
     if not config.tracking.experiment_name and not config.tracking.experiment_id:

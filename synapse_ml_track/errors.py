@@ -39,6 +39,12 @@ class WriteConflict(JobError):
     exit_code = 6
 
 
+class DriftDetected(JobError):
+    """Scoring found a feature's drift at or over drift.fail with drift.fail_job set; the scores are written."""
+
+    exit_code = 7
+
+
 def option(flag: str, value: str | bool | None = None) -> str:
     """An option as both its callers spell it, for a message that says what to pass: the command
     line's flag and the Python API's keyword. `--mode overwrite (mode="overwrite")`; a switch

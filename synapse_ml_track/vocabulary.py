@@ -107,6 +107,8 @@ MANY_VALUED_TAG = "smt.many_valued_features"  # categorical features over data.m
 CANDIDATE_TAG = "smt.candidate"  # a digest of a search candidate's parameter values
 GATE_TAG = "smt.gate"  # "passed" or "rejected"
 GATE_REASON_TAG = "smt.gate_reason"
+DRIFT_TAG = "smt.drift"  # on a scoring run: ok, warn or fail, its largest PSI against drift.warn and drift.fail
+DRIFTED_TAG = "smt.drift_features"  # the features at or over drift.warn, largest PSI first
 PROMOTION_TAG = "smt.promotion"  # on a registered run: whether its version took the champion alias
 MODEL_PATH_TAG = "smt.model_path"  # set only when a resumed run's model is not under the default path
 # Tags on a registered model version.

@@ -5,14 +5,17 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from chispa import assert_df_equality
 from mlflow.tracking import MlflowClient
 from pyspark.ml.functions import vector_to_array
+from pyspark.sql import functions as F
 
 from synapse_ml_track.config import build_config
+from synapse_ml_track.drift import PROFILE_FILE, TrainingProfile
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.spark.pipeline import PROBABILITY
 from synapse_ml_track.spark.scoring import ModelRef, resolve_model, score_frame
@@ -306,3 +309,95 @@ def test_a_mistyped_model_uri_is_one_line_and_starts_no_scoring_run(uri, run_cli
     assert "is not one of models:/NAME/VERSION" in result.error_line
     assert "Traceback" not in result.stderr
     assert scoring_runs() == before
+
+
+# ---- drift from the training split (synapse_ml_track/drift.py) ---------------------------------
+
+NUMERIC_FEATURES = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year"]
+
+
+def test_the_training_split_profile_travels_in_the_model_directory(registered, mlflow_server, tmp_path):
+    _, _, (first, _) = registered
+    downloaded = MlflowClient(mlflow_server.uri).download_artifacts(first.run_id, "model", str(tmp_path))
+    profile = TrainingProfile.read(downloaded)
+    assert profile is not None and profile.rows == first.metrics["train_rows"]
+    by_name = {feature.name: feature for feature in profile.features}
+    assert sorted(by_name) == sorted([*NUMERIC_FEATURES, "island", "sex"])
+    length = by_name["bill_length_mm"]
+    assert len(length.edges) == 9 and list(length.edges) == sorted(length.edges)
+    assert len(length.shares) == 10 and sum(length.shares) == pytest.approx(1.0)
+    assert all(0.05 < share < 0.15 for share in length.shares)  # deciles: about a tenth each
+    # Three years: the deciles repeat them, kept once; the bin above the last (a later year) is empty.
+    assert by_name["year"].edges == (2007.0, 2008.0, 2009.0) and by_name["year"].shares[-1] == 0.0
+    assert set(by_name["island"].categories) == {"Biscoe", "Dream", "Torgersen"}
+    assert by_name["island"].shares[-1] == 0.0  # no island outside the top categories
+
+
+def test_a_shifted_feature_drifts_the_run_is_tagged_and_fail_on_drift_exits_7_after_writing(
+    run_cli, registered, mlflow_server, spark, tmp_path
+):
+    experiment, model, _ = registered
+    client = MlflowClient(mlflow_server.uri)
+    data = penguins(spark)
+
+    unchanged = score(run_cli, mlflow_server, experiment, tmp_path / "same", "--model-uri", f"models:/{model}/1")
+    assert unchanged.exit_code == 0, unchanged.stderr
+    assert unchanged.summary["drift"]["level"] == "ok", unchanged.summary["drift"]
+    assert "drift:           ok" in unchanged.stdout
+
+    deviation = data.agg(F.stddev("bill_length_mm")).first()[0]
+    shifted_csv = tmp_path / "shifted.csv"
+    data.withColumn("bill_length_mm", F.col("bill_length_mm") + 2 * deviation).toPandas().to_csv(
+        shifted_csv, index=False
+    )
+    output = tmp_path / "scores"
+    result = score(
+        run_cli, mlflow_server, experiment, output, "--model-uri", f"models:/{model}/1",
+        "--input", str(shifted_csv), "--fail-on-drift",
+    )  # fmt: skip
+
+    assert result.exit_code == 7, result.stderr
+    assert result.error_line.startswith("error: drift at or over drift.fail (0.25) in bill_length_mm (PSI ")
+    assert "the scores are written" in result.error_line
+    drift = result.summary["drift"]  # the summary line is printed before the error
+    psi_of = {name: values["psi"] for name, values in drift["features"].items()}
+    assert psi_of["bill_length_mm"] > 0.25, psi_of
+    assert all(value < 0.1 for name, value in psi_of.items() if name != "bill_length_mm"), psi_of
+    assert drift["level"] == "fail" and drift["psi_max"] == psi_of["bill_length_mm"]
+    assert spark.read.parquet(str(output)).count() == 344
+
+    run = client.get_run(result.summary["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["smt.drift"] == "fail"
+    assert run.data.tags["smt.drift_features"] == "bill_length_mm"
+    assert run.data.metrics["drift_psi_bill_length_mm"] == pytest.approx(psi_of["bill_length_mm"])
+    assert run.data.metrics["drift_psi_max"] == pytest.approx(psi_of["bill_length_mm"])
+    assert run.data.metrics["drift_null_change_sex"] == pytest.approx(11 / 344, abs=1e-4)  # none in training
+    artifacts = {info.path for info in client.list_artifacts(run.info.run_id, "drift")}
+    assert artifacts == {"drift/drift.json", "drift/drift_psi.png"}
+
+    without_flag = score(
+        run_cli, mlflow_server, experiment, tmp_path / "again", "--model-uri", f"models:/{model}/1",
+        "--input", str(shifted_csv),
+    )  # fmt: skip
+    assert without_flag.exit_code == 0, without_flag.stderr
+    assert without_flag.summary["drift"]["level"] == "fail"
+
+
+def test_a_model_without_a_training_profile_scores_as_before_and_says_why_no_drift(
+    run_cli, registered, mlflow_server, tmp_path
+):
+    experiment, _, (first, _) = registered
+    client = MlflowClient(mlflow_server.uri)
+    older = client.download_artifacts(first.run_id, "model", str(tmp_path))
+    (Path(older) / PROFILE_FILE).unlink()  # as a model trained before profiles were recorded
+    holder = client.create_run(first.experiment_id).info.run_id
+    client.log_artifacts(holder, older, "model")
+    client.set_terminated(holder)
+
+    result = score(run_cli, mlflow_server, experiment, tmp_path / "scores", "--model-uri", f"runs:/{holder}/model")
+    assert result.exit_code == 0, result.stderr
+    assert result.summary["drift"] is None and result.summary["rows_scored"] == 333
+    assert result.stderr.count("no drift reported") == 1
+    assert "has no training profile" in result.stderr
+    assert "smt.drift" not in client.get_run(result.summary["run_id"]).data.tags

@@ -85,6 +85,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         set_dotted(overrides, "tracking.register", False)
     if getattr(args, "force", False):
         overrides["force"] = True
+    if getattr(args, "fail_on_drift", False):
+        set_dotted(overrides, "drift.fail_job", True)
     # --set is the most specific: applied last.
     for assignment in args.set:
         name, value = parse_assignment(assignment)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from synapse_ml_track.cli.common import add_common, add_output, config_of, write_summary
+from synapse_ml_track.errors import DriftDetected
 from synapse_ml_track.vocabulary import INPUT_FORMATS, OUTPUT_FORMATS, UNSCORABLE_POLICIES, WRITE_MODES
 
 
@@ -54,6 +55,10 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--run-key", help="idempotency key of the pipeline run: a run tag; a Delta output is written once per key"
     )
+    parser.add_argument(
+        "--fail-on-drift", action="store_true",
+        help="exit 7 after writing the scores when a feature's drift (PSI) is at or over drift.fail (drift.fail_job)",
+    )  # fmt: skip
     add_output(parser)
     parser.set_defaults(run=run)
 
@@ -82,5 +87,15 @@ def run(args: argparse.Namespace) -> int:
         )
     written = f", version {summary['output_version']}" if summary.get("output_version") is not None else ""
     print(f"output:          {summary['output_path']} ({summary['output_format']}{written})")
+    drift = summary.get("drift")
+    if drift:
+        thresholds = f"warn {drift['warn']}, fail {drift['fail']}"
+        print(f"drift:           {drift['level']}, largest PSI {drift['psi_max']:.3f} ({thresholds})")
     write_summary(summary, config.output)
+    if drift and drift["level"] == "fail" and config.drift.fail_job:
+        over = [f"{name} (PSI {v['psi']:.2f})" for name, v in drift["features"].items() if v["psi"] >= drift["fail"]]
+        raise DriftDetected(
+            f"drift at or over drift.fail ({drift['fail']}) in {', '.join(over)}; "
+            f"the scores are written (run {summary['run_id']})"
+        )
     return 0

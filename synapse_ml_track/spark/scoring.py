@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import reduce
 from operator import or_
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pyspark.ml.functions import vector_to_array
@@ -26,6 +27,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from synapse_ml_track.config import JobConfig
+from synapse_ml_track.drift import PROFILE_FILE, DriftReport, TrainingProfile, compare
 from synapse_ml_track.errors import ConfigError, DataError, option
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.spark import data as data_module
@@ -34,6 +36,7 @@ from synapse_ml_track.spark.context import run_tags
 from synapse_ml_track.spark.data import RESERVED_PREFIX, column
 from synapse_ml_track.spark.evaluation import class_keys
 from synapse_ml_track.spark.pipeline import PREDICTION, class_labels, predictor
+from synapse_ml_track.spark.profiling import distribution_columns, distributions_of
 from synapse_ml_track.spark.session import one_row, spark_error
 from synapse_ml_track.spark.sources import InputSource, absolute_location, frame_source, resolve_source
 from synapse_ml_track.tracking.run_keys import find_keyed_run
@@ -367,6 +370,7 @@ class ScoringJob:
         outcome = self._outcome(written)
         counts = counting.counts()
         keys = class_keys(counting.labels or [])
+        drift = self._drift(counting, model)
         self.tracker.log_metrics(
             {
                 "rows_in": counts.rows,
@@ -374,7 +378,9 @@ class ScoringJob:
                 "rows_unscorable": counts.unscorable,
                 **{f"predicted_{keys[label]}": count for label, count in counts.predicted.items()},
                 **{f"prediction_{name}": value for name, value in counts.prediction_stats.items()},
-            }
+                **(drift.metrics(class_keys([f.name for f in drift.features])) if drift else {}),
+            },
+            tags=drift.tags() if drift else None,
         )
         log.info(
             "scored %s of %s rows with %s version %s into %s (%s)",
@@ -391,7 +397,26 @@ class ScoringJob:
             "predicted": counts.predicted,
             "prediction_stats": counts.prediction_stats,
             "scored_at": scored_at.isoformat(),
+            "drift": drift.summary() if drift else None,
         }
+
+    def _drift(self, counting: Counting, model: ModelRef) -> DriftReport | None:
+        """The scored rows' drift from the model's training split, its plot and table logged; None for a
+        model trained without a profile (before synapse-ml-track recorded one)."""
+        if counting.profile is None or counting.drift is None:
+            log.info(
+                "no drift reported: %s version %s has no training profile (%s); models trained since have one",
+                model.name, model.version, PROFILE_FILE,
+            )  # fmt: skip
+            return None
+        observed = distributions_of(counting.profile.features, counting.drift.get)
+        drift = self.config.drift
+        report = compare(counting.profile, observed, drift.warn, drift.fail)
+        (log.info if report.level == "ok" else log.warning)("%s", report.line())
+        with tempfile.TemporaryDirectory(prefix="smt-drift-") as directory:
+            report.write(Path(directory))
+            self.tracker.log_artifacts(Path(directory), "drift")
+        return report
 
     def _scores(self, model: ModelRef, download_dir: str) -> tuple[DataFrame, Counting, datetime]:
         raw = data_module.read_input(self.spark, self.source, self.config.data)
@@ -412,7 +437,9 @@ class ScoringJob:
                     f"{option('--unscorable', 'keep')}"
                 )
         scored_at = datetime.now(timezone.utc)
-        scores, counting = score_frame(raw, columns, pipeline, labels, model, scored_at, drop=self.unscorable == "drop")
+        scores, counting = score_frame(
+            raw, columns, pipeline, labels, model, scored_at, drop=self.unscorable == "drop", profile=loaded.profile
+        )
         return scores, counting, scored_at
 
     def _write_delta(self, scores: DataFrame, model: ModelRef) -> delta_tables.Written:
@@ -497,6 +524,7 @@ class LoadedModel:
     pipeline: Any  # a PipelineModel
     signature: Any  # an mlflow ModelSignature, or None
     labels: list[str] | None  # None: a regression
+    profile: TrainingProfile | None = None  # the training split's (drift.py); None for an older model
 
     def outputs(self) -> list[str]:
         return [PREDICTION, *probability_columns(self.labels or []), UNSCORABLE_REASON, *LINEAGE_COLUMNS]
@@ -523,7 +551,8 @@ def load_model(session: TrackingSession, model: ModelRef, directory: str, dfs_tm
 
     local_model = session.download_artifacts(model.run_id, model.artifact_path, directory)
     pipeline = load_spark_model(local_model, dfs_tmp)
-    return LoadedModel(model, pipeline, get_model_info(local_model).signature, class_labels(pipeline))
+    signature = get_model_info(local_model).signature
+    return LoadedModel(model, pipeline, signature, class_labels(pipeline), TrainingProfile.read(local_model))
 
 
 @dataclass(frozen=True)
@@ -545,6 +574,8 @@ class Counting:
     outputs: Observation  # per class (or the prediction's mean, min, max); rows and unscorable too unless dropped
     inputs: Observation | None  # with drop: rows and unscorable, observed before the unscorable rows go
     labels: list[str] | None
+    drift: Observation | None = None  # every input row counted into the profile's bins
+    profile: TrainingProfile | None = None
 
     def counts(self) -> ScoringCounts:
         written = self.outputs.get
@@ -564,10 +595,15 @@ def score_frame(
     model: ModelRef,
     scored_at: datetime,
     drop: bool,
+    profile: TrainingProfile | None = None,
 ) -> tuple[DataFrame, Counting]:
     """The scores (see `predictions`), or with drop only the scorable rows', counted by Spark observations
     while the output is written, so the input is read once: every count comes from one observation
-    of the output (two with drop, whose input count is taken before the unscorable rows go)."""
+    of the output (two with drop, whose input count is taken before the unscorable rows go). With a
+    training `profile`, a third observation counts every input row into its bins, for drift."""
+    drift = Observation(f"{RESERVED_PREFIX}drift") if profile is not None else None
+    if drift is not None and profile is not None:
+        raw = raw.observe(drift, *distribution_columns(profile.features))
     inputs = Observation(f"{RESERVED_PREFIX}inputs") if drop else None
     output = predictions(raw, columns, pipeline, labels, model, scored_at, dropping=inputs)
     outputs = Observation(f"{RESERVED_PREFIX}outputs")
@@ -578,7 +614,7 @@ def score_frame(
     else:
         counted = [F.avg(PREDICTION).alias("mean"), F.min(PREDICTION).alias("min"), F.max(PREDICTION).alias("max")]
     output = output.observe(outputs, *counted, *([] if drop else _row_counts()))
-    return output, Counting(outputs, inputs, labels)
+    return output, Counting(outputs, inputs, labels, drift, profile)
 
 
 def _row_counts() -> list[Column]:

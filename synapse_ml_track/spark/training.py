@@ -19,6 +19,7 @@ from pyspark.ml import Pipeline, PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 
 from synapse_ml_track.config import JobConfig, resolved
+from synapse_ml_track.drift import TrainingProfile
 from synapse_ml_track.spark import data as data_module
 from synapse_ml_track.spark import models as spark_models
 from synapse_ml_track.spark.data import LABEL, FeatureSpec, SplitCounts
@@ -33,6 +34,7 @@ from synapse_ml_track.spark.pipeline import (
     fit_label_indexer,
     predictor,
 )
+from synapse_ml_track.spark.profiling import training_profile
 from synapse_ml_track.spark.regression_evaluation import PLOT_POINTS, RegressionEvaluation, evaluate_regression
 from synapse_ml_track.spark.search import Search
 from synapse_ml_track.spark.sources import InputSource
@@ -153,6 +155,7 @@ class FittedModel:
     null_label_rows: int = 0  # of which with a null label
     many_valued: dict[str, int] = field(default_factory=dict)  # categorical features over data.max_categories
     saved: Future[Path] | None = None  # the model's directory, once the save has written it
+    profile: TrainingProfile | None = None  # the training split's, saved in the model's directory
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -181,13 +184,15 @@ def evaluate(
 ) -> FittedModel:
     """The model's metrics on the test split, and the champion's while the split is cached.
 
-    `save_to`: the directory to save the model in. The save (a Spark write of every stage, about a
-    second even for a small model) goes on in a thread of its own, beside the evaluation and whatever
-    the caller does next, until FittedModel.saved is done.
+    `save_to`: the directory to save the model in, with the training split's profile (drift.py) beside
+    it. The save (a Spark write of every stage, about a second even for a small model) goes on in a
+    thread of its own, beside the evaluation and whatever the caller does next, until
+    FittedModel.saved is done.
     """
     test = prepared.test
     sample = test.select(*[data_module.column(c) for c in prepared.spec.columns]).limit(INPUT_EXAMPLE_ROWS).toPandas()
-    saved = _start_saving(model, sample, prepared.labels, save_to, dfs_tmp) if save_to else None
+    profile = training_profile(prepared.train, prepared.spec) if save_to else None
+    saved = _start_saving(model, sample, prepared.labels, save_to, dfs_tmp, profile) if save_to else None
     try:
         evaluation = evaluate_model(model, test, seed)
         champion_metrics = _champion_metrics(champion, test, prepared.labels, seed) if champion else None
@@ -199,16 +204,27 @@ def evaluate(
     return FittedModel(
         prepared.spec, model, prepared.labels, evaluation, sum(counts.train.values()), test, sample, champion_metrics,
         dropped_rows=counts.incomplete, null_label_rows=counts.null_label, many_valued=prepared.many_valued,
-        saved=saved,
+        saved=saved, profile=profile,
     )  # fmt: skip
 
 
 def _start_saving(
-    model: PipelineModel, sample: pd.DataFrame, labels: list[str] | None, directory: Path, dfs_tmp: str | None
+    model: PipelineModel,
+    sample: pd.DataFrame,
+    labels: list[str] | None,
+    directory: Path,
+    dfs_tmp: str | None,
+    profile: TrainingProfile | None,
 ) -> Future[Path]:
+    def save() -> Path:
+        saved = spark_models.save_model(model, directory, model_signature(sample, labels), sample, dfs_tmp)
+        if profile is not None:
+            profile.write(saved)  # inside the model's directory: every registered version carries its own
+        return saved
+
     saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smt-model-save")
     try:
-        return saver.submit(spark_models.save_model, model, directory, model_signature(sample, labels), sample, dfs_tmp)
+        return saver.submit(save)
     finally:
         saver.shutdown(wait=False)  # the save goes on; its thread ends with it
 

@@ -69,7 +69,7 @@ def test_cli_flags_params_tags_and_set(tmp_path):
         ({"gate": {"min_metrics": {"f1": "high"}}}, "'gate.min_metrics.f1' must be a number"),
         ({"azure": {"auht": "env"}}, "unknown config key 'azure.auht' (did you mean 'azure.auth'?)"),
         ({"data": {"lable": "species"}}, "unknown config key 'data.lable' (did you mean 'data.label'?)"),
-        ({"zzz": 1}, "unknown config key 'zzz' (known keys: azure, data, force, gate"),
+        ({"zzz": 1}, "unknown config key 'zzz' (known keys: azure, data, drift, force, gate"),
         ({"data": 5}, "config section data must be a mapping, got 5"),
         ({"data": {"seed": 4.5}}, "config key 'data.seed' must be an integer, got 4.5"),
         ({"data": {"exclude": ["a", ["b"]]}}, "config key 'data.exclude[1]' must be a string, got ['b']"),
