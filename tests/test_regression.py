@@ -132,6 +132,25 @@ def test_gate_champion_scoring_and_report_for_a_regression(run_cli, mlflow_serve
     assert summary["prediction_stats"]["mean"] == pytest.approx(frame["prediction"].mean())
     run = MlflowClient(mlflow_server.uri).get_run(summary["run_id"])
     assert run.data.metrics["prediction_max"] == pytest.approx(frame["prediction"].max())
+    assert summary["labelled"] is None  # no label column in the input: nothing to backtest
+
+    # The same rows with their label: the model's errors, counted in the scoring pass (backtesting).
+    labelled_csv = tmp_path / "labelled.csv"
+    fresh.to_csv(labelled_csv, index=False)
+    backtest = run_cli(
+        "score", "--tracking-uri", mlflow_server.uri, "--experiment-name", experiment,
+        "--set", f"tracking.registered_model_name={experiment}", "--set", "data.label=y",
+        "--input", str(labelled_csv), "--output-path", str(tmp_path / "backtest"),
+    )  # fmt: skip
+    assert backtest.exit_code == 0, backtest.stderr
+    errors = spark.read.parquet(str(tmp_path / "backtest")).toPandas().dropna(subset=["prediction"])
+    labelled = backtest.summary["labelled"]
+    assert labelled["rows"] == 39
+    assert labelled["rmse"] == pytest.approx(float(np.sqrt(((errors["prediction"] - errors["y"]) ** 2).mean())))
+    assert labelled["mae"] == pytest.approx(float((errors["prediction"] - errors["y"]).abs().mean()))
+    assert labelled["r2"] > 0.97
+    metrics = MlflowClient(mlflow_server.uri).get_run(backtest.summary["run_id"]).data.metrics
+    assert metrics["labelled_rmse"] == pytest.approx(labelled["rmse"]) and metrics["labelled_rows"] == 39
 
     # The report ranks by rmse (the metric of the runs' task), lowest first.
     report = run_cli(

@@ -344,6 +344,13 @@ def test_a_shifted_feature_drifts_the_run_is_tagged_and_fail_on_drift_exits_7_af
     assert unchanged.exit_code == 0, unchanged.stderr
     assert unchanged.summary["drift"]["level"] == "ok", unchanged.summary["drift"]
     assert "drift:           ok" in unchanged.stdout
+    # The bundled data holds the label (species): the model's metrics on it come from the same pass.
+    labelled = unchanged.summary["labelled"]
+    written = spark.read.parquet(str(tmp_path / "same")).where(F.col("prediction").isNotNull())
+    right = written.where(F.col("prediction") == F.col("species")).count()
+    assert labelled["rows"] == written.count() == 333
+    assert labelled["accuracy"] == pytest.approx(right / 333)
+    assert {"f1", "precision", "recall", "f1_Adelie"} <= set(labelled)
 
     deviation = data.agg(F.stddev("bill_length_mm")).first()[0]
     shifted_csv = tmp_path / "shifted.csv"
@@ -395,9 +402,15 @@ def test_a_model_without_a_training_profile_scores_as_before_and_says_why_no_dri
     client.log_artifacts(holder, older, "model")
     client.set_terminated(holder)
 
-    result = score(run_cli, mlflow_server, experiment, tmp_path / "scores", "--model-uri", f"runs:/{holder}/model")
+    unlabelled = tmp_path / "unlabelled.csv"
+    pd.read_csv(bundled_penguins_path()).drop(columns=["species"]).to_csv(unlabelled, index=False)
+    result = score(
+        run_cli, mlflow_server, experiment, tmp_path / "scores", "--model-uri", f"runs:/{holder}/model",
+        "--input", str(unlabelled),
+    )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert result.summary["drift"] is None and result.summary["rows_scored"] == 333
+    assert result.summary["labelled"] is None  # no label column: nothing to backtest
     assert result.stderr.count("no drift reported") == 1
     assert "has no training profile" in result.stderr
     assert "smt.drift" not in client.get_run(result.summary["run_id"]).data.tags

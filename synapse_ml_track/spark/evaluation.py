@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
 
 from synapse_ml_track.plots import new_figure
 from synapse_ml_track.spark.pipeline import LABEL_INDEX, PREDICTION_INDEX, RAW_PREDICTION
@@ -75,6 +78,21 @@ def evaluate(
         ).evaluate(predictions)
         evaluation.metrics["auc"] = float(auc)
     return evaluation
+
+
+def confusion_columns(actual: Column, predicted: Column, labels: list[str], prefix: str) -> list[Column]:
+    """The confusion matrix as aggregates (an Observation's: scoring labelled data counts it while it
+    writes), true class by predicted class; rows whose label is none of `labels` are not counted."""
+    return [
+        F.sum(((actual == truth) & (predicted == guess)).cast("long")).alias(f"{prefix}{i}_{j}")
+        for i, truth in enumerate(labels)
+        for j, guess in enumerate(labels)
+    ]
+
+
+def confusion_of(values: Mapping[str, Any], labels: list[str], prefix: str) -> list[list[int]]:
+    size = range(len(labels))
+    return [[int(values[f"{prefix}{i}_{j}"] or 0) for j in size] for i in size]
 
 
 def from_confusion(labels: list[str], confusion: list[list[int]]) -> Evaluation:

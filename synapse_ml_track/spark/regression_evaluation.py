@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from synapse_ml_track.plots import new_figure
@@ -47,33 +49,46 @@ def evaluate_regression(
     an absolute variance of the predictions. Pass a cached DataFrame: the plot sample (up to
     `plot_points` rows; none when 0) reads it again.
     """
-    error = F.col(prediction_col) - F.col(label_col)
-    row = one_row(
-        predictions.select(
-            F.count(F.lit(1)).alias("n"),
-            F.avg(error * error).alias("mse"),
-            F.avg(F.abs(error)).alias("mae"),
-            F.var_pop(label_col).alias("label_variance"),
-            F.var_pop(error).alias("error_variance"),
-        )
-    )
+    row = one_row(predictions.select(*moment_columns(F.col(label_col), F.col(prediction_col))))
+    metrics = metrics_from_moments(row.asDict())
     n = row["n"]
     if not n:
-        return RegressionEvaluation({"test_rows": 0.0}, pd.DataFrame({"actual": [], "predicted": []}))
-    variance = row["label_variance"]
-    metrics = {
-        "rmse": math.sqrt(row["mse"]),
-        "mae": row["mae"],
-        "r2": 1 - row["mse"] / variance if variance else math.nan,
-        "explained_variance": 1 - row["error_variance"] / variance if variance else math.nan,
-        "test_rows": float(n),
-    }
+        return RegressionEvaluation(metrics, pd.DataFrame({"actual": [], "predicted": []}))
     sample = predictions.select(F.col(label_col).alias("actual"), F.col(prediction_col).alias("predicted"))
     if not plot_points:
         return RegressionEvaluation(metrics, sample.limit(0).toPandas())
     fraction = min(1.0, plot_points / n)
     points = (sample.sample(fraction=fraction, seed=seed) if fraction < 1 else sample).limit(plot_points).toPandas()
     return RegressionEvaluation(metrics, points)
+
+
+def moment_columns(actual: Column, predicted: Column, prefix: str = "") -> list[Column]:
+    """The aggregates the regression metrics come from, over the rows with both values: a select's
+    columns, or an Observation's (scoring labelled data computes them while it writes)."""
+    both = actual.isNotNull() & predicted.isNotNull()
+    error = F.when(both, predicted - actual)
+    return [
+        F.count(error).alias(f"{prefix}n"),
+        F.avg(error * error).alias(f"{prefix}mse"),
+        F.avg(F.abs(error)).alias(f"{prefix}mae"),
+        F.var_pop(F.when(both, actual)).alias(f"{prefix}label_variance"),
+        F.var_pop(error).alias(f"{prefix}error_variance"),
+    ]
+
+
+def metrics_from_moments(row: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """rmse, mae, r2, explained_variance and the rows counted, from moment_columns' values."""
+    n = row[f"{prefix}n"]
+    if not n:
+        return {"test_rows": 0.0}
+    variance = row[f"{prefix}label_variance"]
+    return {
+        "rmse": math.sqrt(row[f"{prefix}mse"]),
+        "mae": row[f"{prefix}mae"],
+        "r2": 1 - row[f"{prefix}mse"] / variance if variance else math.nan,
+        "explained_variance": 1 - row[f"{prefix}error_variance"] / variance if variance else math.nan,
+        "test_rows": float(n),
+    }
 
 
 def plot_residuals(points: pd.DataFrame, path: Path) -> None:

@@ -34,9 +34,10 @@ from synapse_ml_track.spark import data as data_module
 from synapse_ml_track.spark import delta, delta_tables
 from synapse_ml_track.spark.context import run_tags
 from synapse_ml_track.spark.data import RESERVED_PREFIX, column
-from synapse_ml_track.spark.evaluation import class_keys
+from synapse_ml_track.spark.evaluation import class_keys, confusion_columns, confusion_of, from_confusion
 from synapse_ml_track.spark.pipeline import PREDICTION, class_labels, predictor
 from synapse_ml_track.spark.profiling import distribution_columns, distributions_of
+from synapse_ml_track.spark.regression_evaluation import metrics_from_moments, moment_columns
 from synapse_ml_track.spark.session import one_row, spark_error
 from synapse_ml_track.spark.sources import InputSource, absolute_location, frame_source, resolve_source
 from synapse_ml_track.tracking.run_keys import find_keyed_run
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 
 LINEAGE_COLUMNS = ("model_name", "model_version", "model_run_id", "scored_at")
 UNSCORABLE_REASON = "unscorable_reason"  # null, or why the row has no prediction
+LABELLED = "labelled_"  # the metrics on a labelled input, and the prefix of their aggregates
 # The model URIs MLflow users write (mlflow.models.get_model_info and mlflow.pyfunc.load_model take
 # them all): a version number, "latest", an alias, the bare name (its latest version), or a run's path.
 MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+|latest)|@(?P<alias>[^/@]+))?/?$")
@@ -371,6 +373,7 @@ class ScoringJob:
         counts = counting.counts()
         keys = class_keys(counting.labels or [])
         drift = self._drift(counting, model)
+        labelled = counting.labelled_metrics()
         self.tracker.log_metrics(
             {
                 "rows_in": counts.rows,
@@ -379,6 +382,7 @@ class ScoringJob:
                 **{f"predicted_{keys[label]}": count for label, count in counts.predicted.items()},
                 **{f"prediction_{name}": value for name, value in counts.prediction_stats.items()},
                 **(drift.metrics(class_keys([f.name for f in drift.features])) if drift else {}),
+                **{f"{LABELLED}{name}": value for name, value in (labelled or {}).items()},
             },
             tags=drift.tags() if drift else None,
         )
@@ -398,6 +402,7 @@ class ScoringJob:
             "prediction_stats": counts.prediction_stats,
             "scored_at": scored_at.isoformat(),
             "drift": drift.summary() if drift else None,
+            "labelled": labelled,
         }
 
     def _drift(self, counting: Counting, model: ModelRef) -> DriftReport | None:
@@ -438,8 +443,9 @@ class ScoringJob:
                 )
         scored_at = datetime.now(timezone.utc)
         scores, counting = score_frame(
-            raw, columns, pipeline, labels, model, scored_at, drop=self.unscorable == "drop", profile=loaded.profile
-        )
+            raw, columns, pipeline, labels, model, scored_at, drop=self.unscorable == "drop", profile=loaded.profile,
+            label=self.config.data.label,
+        )  # fmt: skip
         return scores, counting, scored_at
 
     def _write_delta(self, scores: DataFrame, model: ModelRef) -> delta_tables.Written:
@@ -576,6 +582,20 @@ class Counting:
     labels: list[str] | None
     drift: Observation | None = None  # every input row counted into the profile's bins
     profile: TrainingProfile | None = None
+    labelled: bool = False  # the input holds the label: `outputs` also counts the model's errors
+
+    def labelled_metrics(self) -> dict[str, float] | None:
+        """The model's metrics on the scored rows that have a label (accuracy, f1, ... or rmse, r2, ...),
+        as training reports them on its test split; None when the input has no label column."""
+        if not self.labelled:
+            return None
+        values = self.outputs.get
+        if self.labels is None:
+            metrics = metrics_from_moments(values, LABELLED)
+        else:
+            metrics = from_confusion(self.labels, confusion_of(values, self.labels, LABELLED)).all_metrics
+        rows = metrics.pop("test_rows", 0.0)
+        return {**metrics, "rows": rows}
 
     def counts(self) -> ScoringCounts:
         written = self.outputs.get
@@ -596,11 +616,13 @@ def score_frame(
     scored_at: datetime,
     drop: bool,
     profile: TrainingProfile | None = None,
+    label: str | None = None,
 ) -> tuple[DataFrame, Counting]:
     """The scores (see `predictions`), or with drop only the scorable rows', counted by Spark observations
     while the output is written, so the input is read once: every count comes from one observation
     of the output (two with drop, whose input count is taken before the unscorable rows go). With a
-    training `profile`, a third observation counts every input row into its bins, for drift."""
+    training `profile`, a third observation counts every input row into its bins, for drift. With a
+    `label` column in the input, the output's observation also counts the model's errors on it."""
     drift = Observation(f"{RESERVED_PREFIX}drift") if profile is not None else None
     if drift is not None and profile is not None:
         raw = raw.observe(drift, *distribution_columns(profile.features))
@@ -613,8 +635,15 @@ def score_frame(
         ]
     else:
         counted = [F.avg(PREDICTION).alias("mean"), F.min(PREDICTION).alias("min"), F.max(PREDICTION).alias("max")]
+    labelled = label is not None and label in raw.columns
+    if labelled and label is not None:
+        actual = column(label)
+        if labels is not None:
+            counted += confusion_columns(actual.cast("string"), F.col(PREDICTION), labels, LABELLED)
+        else:
+            counted += moment_columns(actual.cast("double"), F.col(PREDICTION), LABELLED)
     output = output.observe(outputs, *counted, *([] if drop else _row_counts()))
-    return output, Counting(outputs, inputs, labels, drift, profile)
+    return output, Counting(outputs, inputs, labels, drift, profile, labelled)
 
 
 def _row_counts() -> list[Column]:
