@@ -18,10 +18,12 @@ unexport PYTHONDONTWRITEBYTECODE
 # cycle also runs against an mlflow server in its default configuration (artifacts proxied), the
 # Delta tests run there with the runtime's Delta release, and the Python API's (it puts back MLflow's
 # global URIs, whose internals differ between MLflow 2.18 and 3), and a job throttled by the workspace
-# (MLflow 2.18's HTTP layer under the job's retry policy).
+# (MLflow 2.18's HTTP layer under the job's retry policy), and drift in a scoring pass (the Delta tests
+# hold incremental scoring from a change feed).
 RUNTIME_TESTS := tests/test_aml_fidelity.py tests/test_aml_cycle.py tests/test_auth.py tests/test_train_e2e.py \
 	tests/test_default_mlflow_server.py tests/test_database_store_without_alembic.py tests/test_delta.py tests/test_api.py \
-	tests/test_aml.py::test_a_job_waits_out_a_throttled_workspace_as_retry_after_asks
+	tests/test_aml.py::test_a_job_waits_out_a_throttled_workspace_as_retry_after_asks \
+	tests/test_scoring.py::test_a_shifted_feature_drifts_the_run_is_tagged_and_fail_on_drift_exits_7_after_writing
 
 .PHONY: delta-jars jvm-archives train test test-suite test-runtime-beside test-fast test-runtime test-aml-live aml-double soak bench bench-score bench-score-delta bench-search check clean
 

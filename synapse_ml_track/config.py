@@ -59,6 +59,7 @@ class DataConfig:
     max_categories: int = 100  # warn when a categorical feature has more distinct values
     train_fraction: float = 0.8
     seed: int = 42
+    incremental: bool = False  # score: only the rows changed since the last scoring into the target (--incremental)
 
 
 @dataclass

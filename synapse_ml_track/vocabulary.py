@@ -122,6 +122,8 @@ RUN_ID_FIELD = "smt.mlflow_run_id"
 # field, and the scoring run's tag, by which a retry finds its earlier commit and its earlier run.
 WRITE_FIELD = WRITE_TAG = "smt.write"
 MODEL_FIELD = "smt.model"  # the commit's model: name, version, run id, artifact path
+INPUT_FIELD = "smt.input"  # the commit's input: its path or table, where a Delta input was read...
+INPUT_VERSION_FIELD = "smt.input_version"  # ...and the version read (incremental scoring starts after it)
 # Run params read back by the runs report (a training run logs them with the rest of its settings).
 TASK_PARAM = "model.task"
 MODEL_TYPE_PARAM = "model.type"

@@ -10,6 +10,7 @@ import subprocess
 import uuid
 
 import pytest
+from chispa import assert_df_equality
 from mlflow.tracking import MlflowClient
 from pyspark.sql import functions as F
 
@@ -197,6 +198,88 @@ def test_merge_upserts_on_the_key_and_a_retry_writes_once(run_cli, registered, d
     assert {row["scored_at"] for row in after.collect()} == {max(row["scored_at"] for row in after.collect())}
     assert {row["scored_at"] for row in before}.isdisjoint({row["scored_at"] for row in after.collect()})
     assert [operation for _, operation in history(delta_spark, f"delta.`{output}`")] == ["WRITE", "MERGE"]
+
+
+def scores_of(frame):
+    """A scores table as rows to compare, the time of scoring left out."""
+    return frame.drop("scored_at").orderBy("id")
+
+
+def test_incremental_scoring_reads_only_the_changes_and_equals_a_full_rescore(
+    run_cli, registered, delta_spark, mlflow_server, tmp_path
+):
+    experiment, model, _ = registered
+    spark = delta_spark
+    source, target = f"lake.{unique('nightly_in', '_')}", f"lake.{unique('nightly_scores', '_')}"
+    penguins(spark).write.format("delta").option("delta.enableChangeDataFeed", "true").saveAsTable(source)  # v0
+    nightly = ("--incremental", "--merge-key", "id", "--output-table", target)
+
+    def incremental(*args: str):
+        result = score(run_cli, mlflow_server, experiment, model, source, *nightly, *args)
+        assert result.exit_code == 0, result.stderr
+        return result.summary
+
+    def full_rescore(name: str):
+        output = str(tmp_path / name)
+        result = score(run_cli, mlflow_server, experiment, model, source, "--output-path", output)
+        assert result.exit_code == 0, result.stderr
+        return spark.read.format("delta").load(output)
+
+    first = incremental()
+    assert first["incremental"] == {"read": "first", "from_version": None, "to_version": 0, "rows_deleted": 0}
+    assert first["rows_in"] == 344
+
+    # A night's changes: three rows updated (one of them, 7, then deleted), two added, two deleted.
+    spark.sql(f"UPDATE {source} SET bill_length_mm = bill_length_mm + 10 WHERE id IN (0, 1, 7)")  # v1
+    spark.table(source).where("id IN (3, 4)").withColumn("id", F.col("id") + 1000).write.format("delta").mode(
+        "append"
+    ).saveAsTable(source)  # v2
+    spark.sql(f"DELETE FROM {source} WHERE id IN (5, 6, 7)")  # v3
+    second = incremental("--run-key", "nightly-2")
+    assert second["incremental"] == {"read": "changes", "from_version": 1, "to_version": 3, "rows_deleted": 3}
+    assert second["rows_in"] == 4  # 0 and 1 updated, 1003 and 1004 added: nothing else read or scored
+    assert_df_equality(scores_of(spark.table(target)), scores_of(full_rescore("full-1")), ignore_nullable=True)
+    params = MlflowClient(mlflow_server.uri).get_run(second["run_id"]).data.params
+    assert (params["data.incremental"], params["data.changes_from"], params["data.version_read"]) == ("True", "1", "3")
+
+    retried = score(run_cli, mlflow_server, experiment, model, source, *nightly, "--run-key", "nightly-2")
+    assert (retried.exit_code, retried.summary["status"]) == (0, "already-written"), retried.stderr
+    unchanged = incremental()
+    assert (unchanged["incremental"]["read"], unchanged["rows_in"]) == ("unchanged", 0)
+    assert_df_equality(scores_of(spark.table(target)), scores_of(full_rescore("full-2")), ignore_nullable=True)
+
+    # Changes that VACUUM has removed: the whole input is scored again, replacing the output.
+    spark.sql(f"UPDATE {source} SET body_mass_g = body_mass_g + 500 WHERE id = 8")
+    spark.sql(f"DELETE FROM {source} WHERE id = 9")  # its scores must go too, with no change feed to say so
+    check = "spark.databricks.delta.retentionDurationCheck.enabled"
+    spark.conf.set(check, "false")
+    try:
+        spark.sql(f"VACUUM {source} RETAIN 0 HOURS")
+    finally:
+        spark.conf.unset(check)
+    vacuumed = incremental()
+    assert (vacuumed["incremental"]["read"], vacuumed["rows_in"]) == ("vacuumed", 342)
+    assert_df_equality(scores_of(spark.table(target)), scores_of(full_rescore("full-3")), ignore_nullable=True)
+
+
+def test_incremental_scoring_of_an_input_without_its_change_feed_says_how_to_turn_it_on(
+    run_cli, registered, delta_spark, mlflow_server
+):
+    experiment, model, input_table = registered
+    client = MlflowClient(mlflow_server.uri)
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    before = len(client.search_runs([experiment_id]))
+    result = score(
+        run_cli, mlflow_server, experiment, model, input_table, "--incremental", "--merge-key", "id",
+        "--output-table", f"lake.{unique('never', '_')}",
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert result.error_line == (
+        f"error: {input_table} has no Change Data Feed, which --incremental (incremental=True) reads; turn it on "
+        f"with ALTER TABLE {'.'.join(f'`{part}`' for part in input_table.split('.'))} SET TBLPROPERTIES "
+        "(delta.enableChangeDataFeed = true), then score once more"
+    )
+    assert len(client.search_runs([experiment_id])) == before  # refused before any run started
 
 
 def test_new_probability_columns_are_refused_by_name_unless_the_schema_may_evolve(

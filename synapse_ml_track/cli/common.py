@@ -87,6 +87,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         overrides["force"] = True
     if getattr(args, "fail_on_drift", False):
         set_dotted(overrides, "drift.fail_job", True)
+    if getattr(args, "incremental", False):
+        set_dotted(overrides, "data.incremental", True)
     # --set is the most specific: applied last.
     for assignment in args.set:
         name, value = parse_assignment(assignment)

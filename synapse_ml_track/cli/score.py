@@ -56,6 +56,11 @@ def add_parser(subcommands: argparse._SubParsersAction) -> None:
         "--run-key", help="idempotency key of the pipeline run: a run tag; a Delta output is written once per key"
     )
     parser.add_argument(
+        "--incremental", action="store_true",
+        help="Delta input with its Change Data Feed: score only the rows changed since the last scoring into this "
+        "output, upserted on --merge-key (data.incremental)",
+    )  # fmt: skip
+    parser.add_argument(
         "--fail-on-drift", action="store_true",
         help="exit 7 after writing the scores when a feature's drift (PSI) is at or over drift.fail (drift.fail_job)",
     )  # fmt: skip

@@ -25,9 +25,11 @@ from synapse_ml_track.errors import ConfigError, DataError, WriteConflict, optio
 from synapse_ml_track.spark import delta
 from synapse_ml_track.spark.session import first_line_of, one_row, spark_error, spark_errors
 from synapse_ml_track.spark.sources import InputSource, local_path
-from synapse_ml_track.vocabulary import RUN_ID_FIELD, WRITE_FIELD
+from synapse_ml_track.vocabulary import INPUT_FIELD, INPUT_VERSION_FIELD, RUN_ID_FIELD, WRITE_FIELD
 
 log = logging.getLogger(__name__)
+# A column of a merge's source marking a key to delete (incremental scoring: deleted from the input).
+DELETED = "__smt_deleted"
 
 TABLE_NAME = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+){0,2}$")  # [catalog.][database.]table
 NOT_A_TABLE = (
@@ -240,6 +242,7 @@ class Write:
     evolve_schema: bool = False
     partition_by: tuple[str, ...] = ()
     replace_where: str | None = None
+    delete_missing: bool = False  # merge: a target row whose key the scores lack is deleted (a full re-score)
 
 
 @dataclass(frozen=True)
@@ -267,6 +270,18 @@ def earlier_write(spark: SparkSession, target: Target, write_key: str) -> Writte
     if not exists(spark, target):
         return None
     return _find(_commits(spark, target, RECENT_COMMITS), WRITE_FIELD, write_key, written=False)
+
+
+def last_input_version(spark: SparkSession, target: Target, input_location: str) -> int | None:
+    """The input version the newest scoring of `input_location` into the target read (its commit's
+    INPUT_VERSION_FIELD); None when the target is absent or no commit records one."""
+    if not exists(spark, target):
+        return None
+    for row in _commits(spark, target, None):  # newest first
+        metadata = _metadata(row["userMetadata"] or "")
+        if metadata.get(INPUT_FIELD) == input_location and metadata.get(INPUT_VERSION_FIELD) is not None:
+            return int(metadata[INPUT_VERSION_FIELD])
+    return None
 
 
 def write_once(
@@ -302,13 +317,15 @@ def write_once(
                 raise DataError(
                     f"output {target.location} already exists; pass {option('--mode', 'overwrite')} to replace it"
                 )
+            columns = [c for c in scores.columns if c != DELETED]
             if present and write.mode in ("append", "merge"):
-                _check_schema(spark.table(target.identifier).columns, scores.columns, target, write.evolve_schema)
+                _check_schema(spark.table(target.identifier).columns, columns, target, write.evolve_schema)
             try:
                 if write.mode == "merge" and present:
                     _merge(spark, scores, target, write)
-                else:
-                    _write(scores, target, write, text)
+                else:  # a first write has no scores to delete
+                    kept = scores.where(~F.col(DELETED)).drop(DELETED) if DELETED in scores.columns else scores
+                    _write(kept, target, write, text)
                 break
             except Exception as exc:  # noqa: BLE001 - AnalysisException or a bare Py4JJavaError
                 conflict = next((cls for cls, _ in spark_errors(exc) if cls in CONFLICTS), None)
@@ -414,12 +431,23 @@ def _merge(spark: SparkSession, scores: DataFrame, target: Target, write: Write)
     view = f"smt_scores_{uuid.uuid4().hex}"
     scores.createOrReplaceTempView(view)
     existing = spark.table(target.identifier).columns
-    columns = existing + [c for c in scores.columns if c not in existing]
+    given = [c for c in scores.columns if c != DELETED]
+    columns = existing + [c for c in given if c not in existing]
     # Unqualified target names: Delta resolves a new column named in an action only so.
-    sets = ", ".join(f"{_q(c)} = {'s.' + _q(c) if c in scores.columns else 'NULL'}" for c in columns)
-    names = ", ".join(_q(c) for c in scores.columns)
-    values = ", ".join(f"s.{_q(c)}" for c in scores.columns)
-    actions = f"WHEN MATCHED THEN UPDATE SET {sets} WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values})"
+    sets = ", ".join(f"{_q(c)} = {'s.' + _q(c) if c in given else 'NULL'}" for c in columns)
+    names = ", ".join(_q(c) for c in given)
+    values = ", ".join(f"s.{_q(c)}" for c in given)
+    update, insert = f"UPDATE SET {sets}", f"INSERT ({names}) VALUES ({values})"
+    if DELETED in scores.columns:  # incremental scoring: a key deleted from the input loses its scores
+        deleted = f"s.{_q(DELETED)}"
+        actions = (
+            f"WHEN MATCHED AND {deleted} THEN DELETE WHEN MATCHED THEN {update} "
+            f"WHEN NOT MATCHED AND NOT {deleted} THEN {insert}"
+        )
+    else:
+        actions = f"WHEN MATCHED THEN {update} WHEN NOT MATCHED THEN {insert}"
+    if write.delete_missing:  # Delta 2.3+
+        actions += " WHEN NOT MATCHED BY SOURCE THEN DELETE"
     settings = {"spark.databricks.delta.schema.autoMerge.enabled": "true"} if write.evolve_schema else {}
     key = _q(write.merge_key or "")
     try:

@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import reduce
 from operator import or_
@@ -31,7 +31,7 @@ from synapse_ml_track.drift import PROFILE_FILE, DriftReport, TrainingProfile, c
 from synapse_ml_track.errors import ConfigError, DataError, option
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.spark import data as data_module
-from synapse_ml_track.spark import delta, delta_tables
+from synapse_ml_track.spark import delta, delta_tables, incremental
 from synapse_ml_track.spark.context import run_tags
 from synapse_ml_track.spark.data import RESERVED_PREFIX, column
 from synapse_ml_track.spark.evaluation import class_keys, confusion_columns, confusion_of, from_confusion
@@ -41,7 +41,16 @@ from synapse_ml_track.spark.regression_evaluation import metrics_from_moments, m
 from synapse_ml_track.spark.session import one_row, spark_error
 from synapse_ml_track.spark.sources import InputSource, absolute_location, frame_source, resolve_source
 from synapse_ml_track.tracking.run_keys import find_keyed_run
-from synapse_ml_track.vocabulary import JOB_TAG, MODEL_FIELD, RUN_ID_FIELD, RUN_KEY_FIELD, SCORE_JOB, WRITE_TAG
+from synapse_ml_track.vocabulary import (
+    INPUT_FIELD,
+    INPUT_VERSION_FIELD,
+    JOB_TAG,
+    MODEL_FIELD,
+    RUN_ID_FIELD,
+    RUN_KEY_FIELD,
+    SCORE_JOB,
+    WRITE_TAG,
+)
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -294,10 +303,19 @@ def run_scoring(
     request that cannot be met or an output that cannot be written leaves no FAILED run behind."""
     parse_model_uri(model_uri)
     given = resolve_source(config.data) if data is None else frame_source(data)
+    if config.data.incremental:
+        if output.mode not in ("errorifexists", "merge"):
+            raise ConfigError(
+                f"{option('--incremental', True)} merges the changed rows' scores; pass no {option('--mode')} "
+                f"or {option('--mode', 'merge')}"
+            )
+        output = replace(output, mode="merge")
     fmt = output.format(spark)
     if output.table:
         delta_tables.catalog_table(spark, output.location)
     source = data_module.pin_version(spark, given)
+    if config.data.incremental:
+        incremental.check(spark, source, fmt, output.merge_key)
     run_key = config.run_key
     key = write_key(run_key, model_uri, given, output) if run_key else None
     tags = {**run_tags(spark, config.run_key), **config.tracking.tags, JOB_TAG: SCORE_JOB}
@@ -359,15 +377,24 @@ class ScoringJob:
         if earlier is not None:  # a retry: its scores are in the table already; nothing to load or score
             return self._already_written(earlier)
         model = resolve_model(self.session.client, self.model_uri)
+        changes = self._changes() if self.config.data.incremental else None
+        if changes is not None:
+            self.tracker.log_params(changes.params())
+            if changes.kind == "unchanged":
+                return self._unchanged(model, changes)
         with data_module.malformed_input_errors(source), tempfile.TemporaryDirectory() as download_dir:
-            scores, counting, scored_at = self._scores(model, download_dir)
-            if self.fmt == "delta":
-                written = self._write_delta(scores, model)
-                if not written.written:  # an earlier attempt committed first; Delta skipped this one
-                    return self._already_written(written)
-            else:
-                _write(scores, self.fmt, output)
-                written = None
+            scores, counting, scored_at = self._scores(model, download_dir, changes)
+            try:
+                if self.fmt == "delta":
+                    written = self._write_delta(scores, model, changes)
+                    if not written.written:  # an earlier attempt committed first; Delta skipped this one
+                        return self._already_written(written)
+                else:
+                    _write(scores, self.fmt, output)
+                    written = None
+            finally:
+                if changes is not None:
+                    changes.release()
         self._log_model(model)
         outcome = self._outcome(written)
         counts = counting.counts()
@@ -403,7 +430,16 @@ class ScoringJob:
             "scored_at": scored_at.isoformat(),
             "drift": drift.summary() if drift else None,
             "labelled": labelled,
+            "incremental": self._incremental(changes),
         }
+
+    def _incremental(self, changes: incremental.Changes | None) -> dict[str, Any] | None:
+        """What an incremental run read: the input versions and the keys it deleted."""
+        if changes is None:
+            return None
+        self.tracker.log_metrics({"rows_deleted": changes.deleted_rows})
+        return {"read": changes.kind, "from_version": changes.start, "to_version": self.source.version,
+                "rows_deleted": changes.deleted_rows}  # fmt: skip
 
     def _drift(self, counting: Counting, model: ModelRef) -> DriftReport | None:
         """The scored rows' drift from the model's training split, its plot and table logged; None for a
@@ -417,14 +453,48 @@ class ScoringJob:
         observed = distributions_of(counting.profile.features, counting.drift.get)
         drift = self.config.drift
         report = compare(counting.profile, observed, drift.warn, drift.fail)
-        (log.info if report.level == "ok" else log.warning)("%s", report.line())
+        if report.level != "ok":  # the summary and the printed drift line say "ok" already
+            log.warning("%s", report.line())
         with tempfile.TemporaryDirectory(prefix="smt-drift-") as directory:
             report.write(Path(directory))
             self.tracker.log_artifacts(Path(directory), "drift")
         return report
 
-    def _scores(self, model: ModelRef, download_dir: str) -> tuple[DataFrame, Counting, datetime]:
-        raw = data_module.read_input(self.spark, self.source, self.config.data)
+    def _changes(self) -> incremental.Changes:
+        """What an incremental run scores: the input rows changed since the last scoring into the target."""
+        full = data_module.read_input(self.spark, self.source, self.config.data)
+        if self.output.merge_key not in full.columns:
+            raise ConfigError(
+                f"the merge key {self.output.merge_key} is not an input column; "
+                f"name the column that identifies a row with {option('--merge-key')}"
+            )
+        target = delta_tables.Target(self.output.location, self.output.table)
+        last = delta_tables.last_input_version(self.spark, target, self.source.path)
+        return incremental.changes_to_score(self.spark, self.source, full, last, self.output.merge_key or "")
+
+    def _unchanged(self, model: ModelRef, changes: incremental.Changes) -> dict[str, Any]:
+        """An incremental run with no commit to the input since the last scoring: nothing to score or write."""
+        self._log_model(model)
+        self.tracker.log_metrics({"rows_in": 0, "rows_scored": 0, "rows_unscorable": 0})
+        log.info(
+            "%s has not changed since version %s, which %s was last scored from; nothing scored or written",
+            self.source.path, self.source.version, self.output.location,
+        )  # fmt: skip
+        return {
+            "status": "scored", **self._identity(model), "output_path": self.output.location,
+            "output_table": self.output.table, "output_format": self.fmt, "output_version": None,
+            "output_written": False, "rows_in": 0, "rows_scored": 0, "rows_unscorable": 0,
+            "unscorable": self.unscorable, "predicted": {}, "prediction_stats": {}, "scored_at": None,
+            "drift": None, "labelled": None, "incremental": self._incremental(changes),
+        }  # fmt: skip
+
+    def _scores(
+        self, model: ModelRef, download_dir: str, changes: incremental.Changes | None
+    ) -> tuple[DataFrame, Counting, datetime]:
+        if changes is not None:
+            raw = changes.rows
+        else:
+            raw = data_module.read_input(self.spark, self.source, self.config.data)
         if self.output.replace_where:  # the rows of the part replaced: Delta refuses scores outside it
             raw = raw.where(self.output.replace_where)
         loaded = load_model(self.session, model, download_dir, self.config.tracking.dfs_tmp)
@@ -448,8 +518,12 @@ class ScoringJob:
         )  # fmt: skip
         return scores, counting, scored_at
 
-    def _write_delta(self, scores: DataFrame, model: ModelRef) -> delta_tables.Written:
+    def _write_delta(
+        self, scores: DataFrame, model: ModelRef, changes: incremental.Changes | None
+    ) -> delta_tables.Written:
         output = self.output
+        if changes is not None:
+            scores = incremental.with_deletes(scores, changes.deleted)
         if output.mode == "merge" and output.merge_key not in scores.columns:
             raise ConfigError(
                 f"the merge key {output.merge_key} is not an input column; "
@@ -458,13 +532,17 @@ class ScoringJob:
         write = delta_tables.Write(
             output.mode, self.write_key, output.merge_key, output.evolve_schema, output.partition_by,
             output.replace_where,
+            # The whole input scored again, its changes gone: keys no longer in it lose their scores too.
+            delete_missing=changes is not None and changes.kind == "vacuumed",
         )  # fmt: skip
-        metadata = {
+        metadata: dict[str, Any] = {
             RUN_KEY_FIELD: self.config.run_key,
             RUN_ID_FIELD: self.tracker.run_id,
             MODEL_FIELD: {"name": model.name, "version": model.version, "run_id": model.run_id,
                           "artifact_path": model.artifact_path},
         }  # fmt: skip
+        if self.source.format == "delta" and self.source.version is not None:  # where --incremental starts next
+            metadata.update({INPUT_FIELD: self.source.path, INPUT_VERSION_FIELD: self.source.version})
         return delta_tables.write_once(
             self.spark, scores, target=delta_tables.Target(output.location, output.table), write=write,
             metadata=metadata,

@@ -1,0 +1,152 @@
+"""Incremental scoring: only the input rows changed since the last scoring into the same target.
+
+Every Delta write of scores records in its commit the input it read and that input's version
+(INPUT_FIELD, INPUT_VERSION_FIELD). An incremental run looks for the newest such commit in the target's
+history, then reads the input's Change Data Feed from the version after it to the version it pinned
+(`readChangeFeed`, `startingVersion`, `endingVersion`). Per merge key only the last change counts: an
+insert or an update's post-image is scored and upserted, a delete deletes the key's scores.
+
+- No earlier scoring of this input into the target: the whole input is scored.
+- Nothing committed to the input since: nothing is scored or written.
+- The changes have been removed by VACUUM (or the log retention): the whole input is scored again and
+  merged, keys no longer in the input deleted from the target, and the job says so.
+- An input without the Change Data Feed is refused before anything starts, with the statement that
+  turns it on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from synapse_ml_track.errors import ConfigError, DataError, option
+from synapse_ml_track.spark import delta_tables
+from synapse_ml_track.spark.data import RESERVED_PREFIX, column
+from synapse_ml_track.spark.delta_tables import DELETED
+from synapse_ml_track.spark.session import spark_errors
+from synapse_ml_track.spark.sources import InputSource
+
+log = logging.getLogger(__name__)
+
+CHANGE_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
+# What Delta raises when the change feed's files or log entries are gone (VACUUM, log retention).
+CHANGES_GONE = (
+    "DELTA_CHANGE_DATA_FILE_NOT_FOUND",
+    "DELTA_FILE_NOT_FOUND_DETAILED",
+    "DELTA_VERSIONS_NOT_CONTIGUOUS",
+    "DELTA_CANNOT_RECONSTRUCT_PATH_FROM_URI",
+    "FAILED_READ_FILE",
+)
+CDF_PROPERTY = "delta.enableChangeDataFeed"
+
+
+@dataclass(frozen=True)
+class Changes:
+    rows: DataFrame  # the input rows to score: all of them, or those inserted or updated since
+    deleted: DataFrame | None  # the merge keys deleted from the input since (one column), or None
+    start: int | None  # the first input version read from the change feed; None: the whole input
+    kind: str  # first | changes | unchanged | vacuumed
+    deleted_rows: int = 0
+    cached: DataFrame | None = None  # the net changes, read once; released once the scores are written
+
+    def release(self) -> None:
+        if self.cached is not None:
+            self.cached.unpersist()
+
+    def params(self) -> dict[str, object]:
+        return {"data.incremental": True, "data.changes_from": "" if self.start is None else self.start,
+                "data.incremental_read": self.kind}  # fmt: skip
+
+
+def check(spark: SparkSession, source: InputSource, output_format: str, merge_key: str | None) -> None:
+    """What incremental scoring needs, checked before the run starts: a pinned Delta input with its
+    Change Data Feed on, a Delta output, and the merge key."""
+    if source.format != "delta" or source.version is None:
+        raise ConfigError(
+            f"{option('--incremental', True)} reads a Delta table's changes; {source.path} is not a Delta input"
+        )
+    if output_format != "delta":
+        raise ConfigError(f"{option('--incremental', True)} merges its scores into a Delta output, not {output_format}")
+    if not merge_key:
+        raise ConfigError(
+            f"{option('--incremental', True)} upserts on {option('--merge-key')}: name the column that identifies a row"
+        )
+    if not change_feed_enabled(spark, source):
+        name = _identifier(source)
+        raise DataError(
+            f"{source.path} has no Change Data Feed, which {option('--incremental', True)} reads; turn it on with "
+            f"ALTER TABLE {name} SET TBLPROPERTIES ({CDF_PROPERTY} = true), then score once more"
+        )
+
+
+def change_feed_enabled(spark: SparkSession, source: InputSource) -> bool:
+    identifier = _identifier(source)
+    properties = spark.sql(f"DESCRIBE DETAIL {identifier}").select("properties").first()
+    return properties is not None and str((properties[0] or {}).get(CDF_PROPERTY, "")).lower() == "true"
+
+
+def changes_to_score(
+    spark: SparkSession, source: InputSource, full: DataFrame, last_version: int | None, merge_key: str
+) -> Changes:
+    """The rows to score and the keys to delete, from `last_version` (the input version the target's
+    last scoring read; None: none) to the source's pinned version. `full` is the whole input."""
+    version = int(source.version or 0)
+    if last_version is None:
+        return Changes(full, None, None, "first")
+    if last_version >= version:
+        return Changes(full.limit(0), None, version + 1, "unchanged")
+    start = last_version + 1
+    feed = _change_feed(spark, source, start, version)
+    key = column(merge_key)
+    order = F.when(F.col("_change_type") == "delete", 0).otherwise(1)  # a delete then an insert of one key
+    latest = (
+        feed.where(F.col("_change_type") != "update_preimage")
+        .withColumn(f"{RESERVED_PREFIX}rank", F.row_number().over(
+            Window.partitionBy(key).orderBy(F.desc("_commit_version"), order.desc())))
+        .where(F.col(f"{RESERVED_PREFIX}rank") == 1)
+        .drop(f"{RESERVED_PREFIX}rank")
+    ).cache()  # fmt: skip
+    try:
+        latest.count()  # reads the feed now: changes VACUUM has removed are found before anything is scored
+    except Exception as exc:  # noqa: BLE001 - a bare Py4JJavaError or a SparkException
+        latest.unpersist()
+        if not any(error_class in CHANGES_GONE for error_class, _ in spark_errors(exc)) and not _files_gone(exc):
+            raise
+        log.warning(
+            "the changes to %s since version %s are gone (VACUUM or log retention): scoring the whole input "
+            "(version %s) again; scores of rows no longer in it are deleted",
+            source.path, start, version,
+        )  # fmt: skip
+        return Changes(full, None, None, "vacuumed")
+    rows = latest.where(F.col("_change_type") != "delete").drop(*CHANGE_COLUMNS)
+    deleted = latest.where(F.col("_change_type") == "delete").select(key)
+    return Changes(rows, deleted, start, "changes", deleted.count(), latest)
+
+
+def _identifier(source: InputSource) -> str:
+    return delta_tables.table_identifier(source.path) if source.table else delta_tables.path_identifier(source.path)
+
+
+def _change_feed(spark: SparkSession, source: InputSource, start: int, end: int) -> DataFrame:
+    reader = (
+        spark.read.format("delta")
+        .option("readChangeFeed", "true")
+        .option("startingVersion", start)
+        .option("endingVersion", end)
+    )
+    return reader.table(source.path) if source.table else reader.load(source.path)
+
+
+def _files_gone(exc: BaseException) -> bool:
+    return any("FileNotFoundException" in message or "does not exist" in message for _, message in spark_errors(exc))
+
+
+def with_deletes(scores: DataFrame, deleted: DataFrame | None) -> DataFrame:
+    """The merge's source: the scores, and one row per deleted key marked DELETED."""
+    if deleted is None:
+        return scores
+    marked = scores.withColumn(DELETED, F.lit(False))
+    return marked.unionByName(deleted.withColumn(DELETED, F.lit(True)), allowMissingColumns=True)
