@@ -48,6 +48,7 @@ EXPECTED_STEPS = [
     ("Spark job definition 'synapse-ml-track-score'", "--model-uri models:/penguins-classifier@champion"),
     ("pipeline 'synapse-ml-track-train-pipeline'", "--run-key @pipeline().RunId"),
     ("pipeline 'synapse-ml-track-score-pipeline'", "--replace-where @concat(pipeline().parameters.partitionColumn"),
+    ("pipeline 'synapse-ml-track-incremental-score-pipeline'", "--incremental --merge-key"),
     ("ScheduleTrigger 'synapse-ml-track-score-nightly' (every 1 Day at 23:00 UTC)", "created stopped"),
 ]
 STARTED_TRIGGER_STEP = ("start trigger 'synapse-ml-track-score-nightly'", "every 1 Day at 23:00 UTC")
@@ -302,12 +303,13 @@ def test_real_deploy_executes_the_plan_in_order(config_file, source_copy, monkey
         ("job definition", "synapse-ml-track-score"),
         ("pipeline", "synapse-ml-track-train-pipeline"),
         ("pipeline", "synapse-ml-track-score-pipeline"),
+        ("pipeline", "synapse-ml-track-incremental-score-pipeline"),
         ("trigger", "synapse-ml-track-score-nightly"),
     ]
-    assert [kind for kind, _ in target.calls] == ["upload"] * 5 + ["job definition"] * 2 + ["pipeline"] * 2 + [
+    assert [kind for kind, _ in target.calls] == ["upload"] * 5 + ["job definition"] * 2 + ["pipeline"] * 3 + [
         "trigger state", "trigger"]  # fmt: skip
     out = capsys.readouterr().out
-    assert "[11/11]" in out
+    assert "[12/12]" in out
     wheel_uri = f"abfss://synapse@stdlmltrackdevabc123.dfs.core.windows.net/synapse-ml-track/dist/{WHEEL}"
     assert f"For notebooks: the wheel is {wheel_uri}; add it to the pool as a workspace package" in out
     mount = 'mssparkutils.fs.mount("abfss://synapse@stdlmltrackdevabc123.dfs.core.windows.net", "/smt"'
@@ -582,7 +584,7 @@ def test_a_started_trigger_whose_update_fails_is_started_again(config_file, sour
     monkeypatch.setattr(RecordingTarget, "put_trigger", refuse)
     arguments = deploy_args(config_file, "--source", str(source_copy))
     target = recorded_deploy(monkeypatch, arguments, {NIGHTLY: "Started"}, code=2)
-    assert "step 11 failed: OSError: the update was refused" in capsys.readouterr().err
+    assert "step 12 failed: OSError: the update was refused" in capsys.readouterr().err
     assert trigger_calls(target)[-2:] == [("stop trigger", NIGHTLY), ("start trigger", NIGHTLY)]
     assert target.trigger_states == {NIGHTLY: "Started"}
 
@@ -807,7 +809,8 @@ def test_a_role_held_through_a_group_publishes(config_file, source_copy, monkeyp
     assert ("cannot tell whether dev@example.com (object id 0b6e6a4c-deployer) may publish" in error) == warned
     assert [s.path.rsplit("/", 1)[-1] for s in changes(stub) if "azuresynapse" in s.url] == [
         "synapse-ml-track-train", "synapse-ml-track-score", "synapse-ml-track-train-pipeline",
-        "synapse-ml-track-score-pipeline", "synapse-ml-track-score-nightly",
+        "synapse-ml-track-score-pipeline", "synapse-ml-track-incremental-score-pipeline",
+        "synapse-ml-track-score-nightly",
     ]  # fmt: skip
 
 

@@ -34,11 +34,16 @@ JOB_PROPERTY_TYPES = {
 }  # fmt: skip
 PARAMETER_EXPRESSION = re.compile(r"^@pipeline\(\)\.parameters\.(\w+)$")
 # Each pipeline and the job definition its activity runs.
-PIPELINE_JOBS = {"train.pipeline.json": "train.sjd.json", "score.pipeline.json": "score.sjd.json"}
+PIPELINE_JOBS = {
+    "train.pipeline.json": "train.sjd.json",
+    "score.pipeline.json": "score.sjd.json",
+    "incremental-score.pipeline.json": "score.sjd.json",
+}
 # Options of a job definition a pipeline deliberately passes in another form: the scoring pipeline reads
 # and writes catalog tables where the job definition reads and writes paths. The score parser takes one
 # of --output-path/--output-table (a mutually exclusive group), so both cannot be passed.
-PIPELINE_REPLACES = {"score.pipeline.json": {"--input": "--input-table", "--output-path": "--output-table"}}
+TABLES_FOR_PATHS = {"--input": "--input-table", "--output-path": "--output-table"}
+PIPELINE_REPLACES = {"score.pipeline.json": TABLES_FOR_PATHS, "incremental-score.pipeline.json": TABLES_FOR_PATHS}
 # Pipeline parameters whose empty default means something: the scoring day defaults to the trigger time's.
 EMPTY_MEANS_DEFAULT = {"score.pipeline.json": {"scoreDate"}}
 # pipeline().TriggerTime of one run, with seven decimals as the service writes timestamps.
