@@ -285,11 +285,13 @@ def report(
     redactor: Redactor | None = None,
 ) -> RunsReport:
     """An experiment's training runs side by side, as `synapse-ml-track report` shows them: the
-    RunsReport's `table` (pandas, best first, with each run's model versions and aliases) and
-    `figure` (the metric across the runs), read-only: no run is started, no experiment created.
+    RunsReport's `table` (pandas, best first, with each run's model versions and aliases),
+    `figure` (the metric across the runs) and, when scoring runs measured drift, `drift` and
+    `drift_figure` (each feature's PSI across them); read-only: no run is started, no experiment created.
 
     `metric`: what to rank by (default: the gate's metric, f1 or rmse by the runs' task).
-    `output_dir`: also write runs.csv, runs.md and <metric>.png there (RunsReport.files).
+    `output_dir`: also write runs.csv, runs.md and <metric>.png there, and drift.csv and drift.png
+    with drift (RunsReport.files).
     `experiment_name`, `registered_model_name` and `tracking_uri` set the config keys of the same
     names; `overrides` (dotted keys, as `--set`) is applied after them.
     """

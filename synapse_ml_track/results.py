@@ -82,8 +82,9 @@ class ScoringResult:
 class RunsReport:
     """An experiment's training runs side by side, best first: `table` (a pandas DataFrame, one row
     per run with its params, metrics and model versions) and `figure` (the metric across the runs,
-    the best starred; a notebook displays it). `files`: what was written, when an output directory
-    was given."""
+    the best starred; a notebook displays it). `drift` and `drift_figure`: each feature's PSI across
+    the experiment's scoring runs, oldest first (None when no scoring run measured drift). `files`:
+    what was written, when an output directory was given."""
 
     experiment: str
     experiment_id: str
@@ -94,6 +95,8 @@ class RunsReport:
     best_model_version: str | None
     table: pd.DataFrame = field(repr=False, compare=False)
     figure: Figure = field(repr=False, compare=False)
+    drift: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    drift_figure: Figure | None = field(default=None, repr=False, compare=False)
     files: dict[str, str] = field(default_factory=dict, repr=False)
 
     def summary(self) -> dict[str, Any]:

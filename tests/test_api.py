@@ -240,7 +240,9 @@ def test_train_predict_score_and_report_each_leave_the_callers_process_as_it_was
     assert (report.runs, report.metric, report.best_model_version) == (1, "f1", "1")
     assert list(report.table["run_id"]) == [outcomes["train"].run_id]
     assert report.figure.axes[0].get_ylabel() == "f1"
-    assert sorted(Path(path).name for path in report.files.values()) == ["f1.png", "runs.csv", "runs.md"]
+    files = ["drift.csv", "drift.png", "f1.png", "runs.csv", "runs.md"]  # drift: the scoring run above measured it
+    assert sorted(Path(path).name for path in report.files.values()) == files
+    assert report.drift is not None and list(report.drift["run_id"]) == [outcomes["score"].run_id]
     assert report.best_run_id in repr(report) and "DataFrame" not in repr(report)
 
 

@@ -162,6 +162,12 @@ def test_gate_champion_scoring_and_report_for_a_regression(run_cli, mlflow_serve
     assert len(table) == 4 and list(table["rmse"]) == sorted(table["rmse"])
     assert {"r2", "mae", "explained_variance"} <= set(table.columns)
     assert report.summary["metric"] == "rmse" and report.summary["best_value"] == pytest.approx(table.loc[0, "rmse"])
+    # Drift over time: the two scoring runs above, oldest first, each feature's PSI as logged.
+    drift = pd.read_csv(tmp_path / "report" / "drift.csv")
+    assert list(drift["run_id"]) == [summary["run_id"], backtest.summary["run_id"]]
+    assert {"x1", "x2", "group", "psi_max", "drift", "model_version"} <= set(drift.columns)
+    assert drift.loc[1, "x1"] == pytest.approx(backtest.summary["drift"]["features"]["x1"]["psi"], abs=1e-6)
+    assert (tmp_path / "report" / "drift.png").stat().st_size > 0
 
 
 def test_a_worse_model_is_registered_but_does_not_take_the_champion(run_cli, mlflow_server, linear_csv, tmp_path):

@@ -22,10 +22,12 @@ from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.results import RunsReport
 from synapse_ml_track.vocabulary import (
     DEFAULT_METRIC,
+    DRIFT_TAG,
     HEADLINE_METRICS,
     JOB_TAG,
     MODEL_TYPE_PARAM,
     RUN_KEY_TAG,
+    SCORE_JOB,
     TASK_PARAM,
     TRAIN_JOB,
     higher_is_better,
@@ -108,9 +110,7 @@ def runs_table(runs: list[Run], metric: str, versions: dict[str, list[tuple[int,
         {
             "run_id": run.info.run_id,
             "run_name": run.info.run_name,
-            "start_time": datetime.fromtimestamp(run.info.start_time / 1000, timezone.utc).strftime(
-                "%Y-%m-%d %H:%M:%S"
-            ),
+            "start_time": started(run),
             "status": run.info.status,
             "model_type": run.data.params.get(MODEL_TYPE_PARAM),
             **{name: run.data.metrics.get(name, math.nan) for name in metrics},
@@ -192,6 +192,63 @@ def plot(table: pd.DataFrame, metric: str, title: str) -> Figure:
     return figure
 
 
+DRIFT_PREFIX, DRIFT_MAX = "drift_psi_", "drift_psi_max"
+
+
+def started(run: Run) -> str:
+    return datetime.fromtimestamp(run.info.start_time / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def drift_table(client: MlflowClient, experiment_id: str, max_runs: int) -> pd.DataFrame | None:
+    """Each scoring run that measured drift (synapse_ml_track/drift.py), oldest first: when, which
+    model version, its level and each feature's PSI (a column per feature); None when there is none."""
+    import pandas as pd
+
+    from synapse_ml_track.tracking.runs import all_pages
+
+    runs = all_pages(
+        lambda token: client.search_runs([experiment_id], max_results=PAGE_SIZE, page_token=token),
+        limit=max_runs,
+        keep=lambda run: run.data.tags.get(JOB_TAG) == SCORE_JOB and DRIFT_MAX in run.data.metrics,
+    )
+    if not runs:
+        return None
+    rows = [
+        {
+            "run_id": run.info.run_id,
+            "start_time": started(run),
+            "model_version": run.data.params.get("model.version", ""),
+            "drift": run.data.tags.get(DRIFT_TAG, ""),
+            "psi_max": run.data.metrics[DRIFT_MAX],
+            **{
+                name.removeprefix(DRIFT_PREFIX): value
+                for name, value in sorted(run.data.metrics.items())
+                if name.startswith(DRIFT_PREFIX) and name != DRIFT_MAX
+            },
+        }
+        for run in sorted(runs, key=lambda run: run.info.start_time)
+    ]
+    return pd.DataFrame(rows)
+
+
+def drift_plot(table: pd.DataFrame, warn: float, fail: float, title: str) -> Figure:
+    """Each feature's PSI across the scoring runs, the drift thresholds drawn."""
+    features = [c for c in table.columns if c not in ("run_id", "start_time", "model_version", "drift", "psi_max")]
+    positions = list(range(len(table)))
+    figure, axes = new_figure((max(6.0, 0.9 * len(table) + 3), 4.5))
+    for feature in features:
+        axes.plot(positions, table[feature], marker="o", label=feature)
+    axes.axhline(warn, color="tab:orange", linestyle="--", linewidth=1)
+    axes.axhline(fail, color="tab:red", linestyle="--", linewidth=1)
+    labels = [f"{row.start_time}\nv{row.model_version}" for row in table.itertuples()]
+    axes.set_xticks(positions, labels, rotation=30, ha="right", fontsize=8)
+    axes.set_ylabel("population stability index")
+    axes.set_title(title)
+    axes.legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
 def runs_report(
     client: MlflowClient, experiment: Experiment, config: JobConfig, max_runs: int, metric: str | None = None
 ) -> RunsReport:
@@ -209,6 +266,9 @@ def runs_report(
     model_name, alias = config.tracking.registered_model_name, config.gate.champion_alias
     table = runs_table(runs, metric, versions_by_run(client, model_name, alias))
     best = table.iloc[0]
+    drift = drift_table(client, experiment.experiment_id, max_runs)
+    title = f"Drift per feature across scoring runs in {experiment.name}"
+    drift_figure = drift_plot(drift, config.drift.warn, config.drift.fail, title) if drift is not None else None
     return RunsReport(
         experiment=experiment.name,
         experiment_id=experiment.experiment_id,
@@ -219,11 +279,14 @@ def runs_report(
         best_model_version=best["model_version"] or None,
         table=table,
         figure=plot(table, metric, f"{metric} of {len(runs)} runs in {experiment.name}"),
+        drift=drift,
+        drift_figure=drift_figure,
     )
 
 
 def write_report(report: RunsReport, output_dir: Path) -> RunsReport:
-    """The report written as runs.csv, runs.md and <metric>.png in `output_dir`, and named in its files."""
+    """The report written as runs.csv, runs.md and <metric>.png in `output_dir` (with drift.csv and
+    drift.png when scoring runs measured drift), and named in its files."""
     output_dir.mkdir(parents=True, exist_ok=True)
     files = {
         "csv": output_dir / "runs.csv", "markdown": output_dir / "runs.md", "plot": output_dir / f"{report.metric}.png",
@@ -231,4 +294,8 @@ def write_report(report: RunsReport, output_dir: Path) -> RunsReport:
     report.table.to_csv(files["csv"], index=False)
     files["markdown"].write_text(markdown(report.table), encoding="utf-8")
     report.figure.savefig(files["plot"], dpi=100)
+    if report.drift is not None and report.drift_figure is not None:
+        files.update(drift_csv=output_dir / "drift.csv", drift_plot=output_dir / "drift.png")
+        report.drift.to_csv(files["drift_csv"], index=False)
+        report.drift_figure.savefig(files["drift_plot"], dpi=100)
     return replace(report, files={kind: str(path) for kind, path in files.items()})
