@@ -393,6 +393,27 @@ def test_a_job_waits_out_a_throttled_workspace_as_retry_after_asks(run_cli, aml_
     assert offline == []
 
 
+def test_a_model_download_outlasts_a_throttled_artifact_service(run_cli, aml_env, aml_server, offline, tmp_path):
+    """The plugin's artifact client retries a 429 three times (azure-core's retry_status) and gives up
+    inside a window of 429s longer than that: the job asks again as its retry policy allows and scores.
+    The job failed here (exit 3, "artifact download failed: ... throttled") before downloads were retried."""
+    tracking = ("--tracking-uri", aml_server.tracking_uri, "--experiment-name", "aml-throttled-download")
+    trained = run_cli("train", *tracking, "--registered-model-name", "penguins-aml-download", *THROTTLED_JOB)
+    assert trained.exit_code == 0, trained.stderr
+    aml_server.reset()
+    window = aml_server.throttle_window(seconds=8, retry_after=1, starts_at=r"/artifacts/contentinfo$")
+    scored = run_cli(
+        "score", *tracking, "--model-uri", "models:/penguins-aml-download/1", "--output-path", str(tmp_path / "scores"),
+        *THROTTLED_JOB, "--set", "tracking.max_retry_wait=60",
+    )  # fmt: skip
+    assert scored.exit_code == 0, scored.stderr
+    assert window.ends is not None, "the window never opened"
+    downloads = [r for r in aml_server.recorded() if r.path.endswith("/artifacts/contentinfo")]
+    assert sum(r.status == 429 for r in downloads) > 4  # more than one request's own four attempts
+    assert "the artifact download is tried again" in scored.stderr
+    assert scored.summary["rows_scored"] == 333 and offline == []
+
+
 def test_a_retry_after_beyond_the_bound_fails_at_once_with_one_line(run_cli, aml_env, aml_server):
     aml_server.throttle_window(seconds=600, retry_after=3600, starts_at=r"/runs/create$")
     started = time.monotonic()

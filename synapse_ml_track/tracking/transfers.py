@@ -3,8 +3,10 @@ under one deadline and failing with one ArtifactTransferError line."""
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -12,13 +14,23 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from synapse_ml_track.errors import first_line
-from synapse_ml_track.tracking import abandoned_transfers
+from synapse_ml_track.tracking import abandoned_transfers, http
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class ArtifactTransferError(Exception):
     """An artifact upload or download failed or did not finish in time; the message says which."""
+
+
+class StoreBusy(ArtifactTransferError):
+    """The artifact store answered that it is busy (throttled, unavailable) after the client's own
+    retries: asking again later may succeed. `retry_after`: the seconds it asked for, when it said."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def bounded_transfer(call: Callable[[], T], seconds: float, what: str) -> T:
@@ -49,6 +61,11 @@ def bounded_transfer(call: Callable[[], T], seconds: float, what: str) -> T:
         return value
     if isinstance(error, (MlflowException, ArtifactTransferError)) or not isinstance(error, Exception):
         raise error
+    status = getattr(error, "status_code", None)  # azure-core's HttpResponseError (the plugin's REST client)
+    if status in http.RETRYABLE_STATUS:
+        response = getattr(error, "response", None)
+        asked = _retry_after(getattr(response, "headers", None) or {})
+        raise StoreBusy(f"artifact {what} failed: HTTP {status}: {first_line(error)[:300]}", asked) from None
     conflict = _WRITE_ONCE_CONFLICT.search(str(error))
     if conflict:
         raise ArtifactTransferError(
@@ -79,15 +96,47 @@ def download_run_artifacts(client: MlflowClient, run_id: str, path: str, destina
             file, error = failed.groups()
             cause = _URLLIB3_CAUSE.search(error)  # MLflow's text holds the whole URL before urllib3's reason
             reason = cause.group(1) if cause else error[:300]
-            raise ArtifactTransferError(f"artifact download failed: {file}: {reason}") from None
+            busy = StoreBusy if _BUSY.search(error) else ArtifactTransferError
+            raise busy(f"artifact download failed: {file}: {reason}") from None
 
-    return bounded_transfer(download, seconds, "download")
+    return _while_busy(lambda: bounded_transfer(download, seconds, "download"), "download")
+
+
+def _while_busy(transfer: Callable[[], T], what: str) -> T:
+    """A download again, as the job's retry policy (tracking/http.py) allows, while the store is busy:
+    the plugin's REST client retries a 429 or 503 three times (azure-core's RetryPolicy, retry_status=3),
+    which a throttled workspace outlasts. A download only writes local files, so asking again is safe;
+    an upload is not retried here (AML run artifacts are write-once)."""
+    retry, failures, waited = http.current_policy(), 0, 0.0
+    while True:
+        try:
+            return transfer()
+        except StoreBusy as busy:
+            failures += busy.retry_after is None  # as send_with_retries counts a throttled answer
+            pause = retry.next_wait(failures, waited, busy.retry_after)
+            if pause is None:
+                raise
+            log.info("%s; the artifact %s is tried again in %.1f s", busy, what, pause)
+            time.sleep(pause)
+            waited += pause
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("Retry-After") if hasattr(headers, "get") else None
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and seconds > 0 else None
 
 
 # MLflow's report of failed file downloads, one "##### File PATH #####" section per file, the error on
 # the next line (ArtifactRepository.download_artifacts, mlflow/store/artifact/artifact_repo.py).
 _FAILED_DOWNLOAD = re.compile(r"^##### File (.+?) #####\n(.*)$", re.M)
 _URLLIB3_CAUSE = re.compile(r"\(Caused by (.+)\)\s*$")
+# A busy store's answer in MLflow's report of a failed file: AML's throttling error (azure-core's
+# HttpResponseError text "(UserError) The request was throttled"), or a 429/503 by its reason.
+_BUSY = re.compile(r"throttled|Too Many Requests|Service Unavailable|ServerBusy", re.I)
 
 
 # The plugin's text for a path the run already has (run_artifact_client._create_empty_artifacts).
