@@ -71,8 +71,9 @@ WORKERS := -n 2 --dist loadfile --no-loadscope-reorder
 SLOWEST := --durations=25
 
 # Style first (ruff), then the whole suite in the pinned local environment, then the end-to-end and
-# Azure ML tests again on the Synapse runtime's versions. (Run beside the whole suite on a third worker,
-# the runtime run made `make test` slower, 25:02 against about 23 minutes: the suite is CPU-bound.)
+# Azure ML tests again on the Synapse runtime's versions. (Measured once each from a fresh clone on
+# 2026-12-07: the runtime run on a third worker beside the whole suite, 25:02 in all; one after the
+# other, 21:11 + 6:42 = 27:53 with four tests more. Not yet adopted: see issue 28's note.)
 test: $(VENV)/.installed $(TOOLS_VENV)/.installed $(RUNTIME_VENV)/.installed delta-jars jvm-archives
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
