@@ -463,11 +463,7 @@ class ScoringJob:
     def _changes(self) -> incremental.Changes:
         """What an incremental run scores: the input rows changed since the last scoring into the target."""
         full = data_module.read_input(self.spark, self.source, self.config.data)
-        if self.output.merge_key not in full.columns:
-            raise ConfigError(
-                f"the merge key {self.output.merge_key} is not an input column; "
-                f"name the column that identifies a row with {option('--merge-key')}"
-            )
+        _require_merge_key(self.output.merge_key, full.columns)
         target = delta_tables.Target(self.output.location, self.output.table)
         last = delta_tables.last_input_version(self.spark, target, self.source.path)
         return incremental.changes_to_score(self.spark, self.source, full, last, self.output.merge_key or "")
@@ -524,11 +520,8 @@ class ScoringJob:
         output = self.output
         if changes is not None:
             scores = incremental.with_deletes(scores, changes.deleted)
-        if output.mode == "merge" and output.merge_key not in scores.columns:
-            raise ConfigError(
-                f"the merge key {output.merge_key} is not an input column; "
-                f"name the column that identifies a row with {option('--merge-key')}"
-            )
+        if output.mode == "merge":
+            _require_merge_key(output.merge_key, scores.columns)
         write = delta_tables.Write(
             output.mode, self.write_key, output.merge_key, output.evolve_schema, output.partition_by,
             output.replace_where,
@@ -598,6 +591,14 @@ class ScoringJob:
             "input": self.source.path,
             "tracking_uri": self.session.uri,
         }
+
+
+def _require_merge_key(merge_key: str | None, columns: list[str]) -> None:
+    if merge_key not in columns:
+        raise ConfigError(
+            f"the merge key {merge_key} is not an input column; "
+            f"name the column that identifies a row with {option('--merge-key')}"
+        )
 
 
 @dataclass(frozen=True)

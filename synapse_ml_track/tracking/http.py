@@ -35,7 +35,7 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypedDict, Unpack
 
@@ -269,12 +269,18 @@ def send_with_retries(send: Callable[[], requests.Response], retry: RetryPolicy)
 
 
 def retry_after(response: requests.Response) -> float | None:
-    """Seconds the server's Retry-After asks for (a number or an HTTP date), None without one.
+    """Seconds the server's Retry-After asks for (a number or an HTTP date), None without one."""
+    return retry_after_header(response.headers)
+
+
+def retry_after_header(headers: Mapping[str, str]) -> float | None:
+    """Seconds a Retry-After header in `headers` asks for (a number or an HTTP date), None without one:
+    a response's of requests, or of azure-core (an artifact store's answer).
 
     A wait of no time (0, negative, a date already past) is read as none given, as azure-core does
     (azure/core/pipeline/policies/_retry.py `_sleep_for_retry` sleeps a Retry-After only when it is
     above 0, and backs off otherwise): honoured, it resent at once, for ever."""
-    value = response.headers.get("Retry-After")
+    value = headers.get("Retry-After")
     if value is None:
         return None
     try:

@@ -64,7 +64,7 @@ def bounded_transfer(call: Callable[[], T], seconds: float, what: str) -> T:
     status = getattr(error, "status_code", None)  # azure-core's HttpResponseError (the plugin's REST client)
     if status in http.RETRYABLE_STATUS:
         response = getattr(error, "response", None)
-        asked = _retry_after(getattr(response, "headers", None) or {})
+        asked = http.retry_after_header(getattr(response, "headers", None) or {})
         raise StoreBusy(f"artifact {what} failed: HTTP {status}: {first_line(error)[:300]}", asked) from None
     conflict = _WRITE_ONCE_CONFLICT.search(str(error))
     if conflict:
@@ -119,15 +119,6 @@ def _while_busy(transfer: Callable[[], T], what: str) -> T:
             log.info("%s; the artifact %s is tried again in %.1f s", busy, what, pause)
             time.sleep(pause)
             waited += pause
-
-
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("Retry-After") if hasattr(headers, "get") else None
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
-        return None
-    return seconds if seconds is not None and seconds > 0 else None
 
 
 # MLflow's report of failed file downloads, one "##### File PATH #####" section per file, the error on
