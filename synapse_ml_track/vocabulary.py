@@ -124,6 +124,9 @@ WRITE_FIELD = WRITE_TAG = "smt.write"
 MODEL_FIELD = "smt.model"  # the commit's model: name, version, run id, artifact path
 INPUT_FIELD = "smt.input"  # the commit's input: its path or table, where a Delta input was read...
 INPUT_VERSION_FIELD = "smt.input_version"  # ...and the version read (incremental scoring starts after it)
+# On an incremental scoring run's dataset input: the first input version whose changes it read (its
+# last, the pinned version, is the input's own); absent when it read the whole input.
+CHANGES_FROM_TAG = "smt.changes_from"
 # Run params read back by the runs report (a training run logs them with the rest of its settings).
 TASK_PARAM = "model.task"
 MODEL_TYPE_PARAM = "model.type"

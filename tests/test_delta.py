@@ -17,9 +17,11 @@ from pyspark.sql import functions as F
 from synapse_ml_track.config import build_config
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.spark import delta
+from synapse_ml_track.spark.delta_tables import DELETION_VECTORS
 from synapse_ml_track.spark.sources import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
 from synapse_ml_track.tracking.session import open_session
 from synapse_ml_track.train_job import run_training
+from synapse_ml_track.vocabulary import CHANGES_FROM_TAG
 
 from support import REPO, VENV_BIN, unique
 
@@ -239,8 +241,19 @@ def test_incremental_scoring_reads_only_the_changes_and_equals_a_full_rescore(
     assert second["incremental"] == {"read": "changes", "from_version": 1, "to_version": 3, "rows_deleted": 3}
     assert second["rows_in"] == 4  # 0 and 1 updated, 1003 and 1004 added: nothing else read or scored
     assert_df_equality(scores_of(spark.table(target)), scores_of(full_rescore("full-1")), ignore_nullable=True)
-    params = MlflowClient(mlflow_server.uri).get_run(second["run_id"]).data.params
+    run = MlflowClient(mlflow_server.uri).get_run(second["run_id"])
+    params = run.data.params
     assert (params["data.incremental"], params["data.changes_from"], params["data.version_read"]) == ("True", "1", "3")
+    (read,) = run.inputs.dataset_inputs  # the version range, on the dataset input too
+    assert {tag.key: tag.value for tag in read.tags} == {"mlflow.data.context": "scoring", CHANGES_FROM_TAG: "1"}
+    assert (json.loads(read.dataset.source)["delta_table_version"], read.dataset.source_type) == (3, "delta_table")
+    # The merge marked the replaced rows in deletion vectors (the table was created with them on) rather
+    # than rewriting the files that held them.
+    properties = spark.sql(f"DESCRIBE DETAIL {target}").first()["properties"]
+    assert properties[DELETION_VECTORS] == "true"
+    merge = spark.sql(f"DESCRIBE HISTORY {target}").where("operation = 'MERGE'").orderBy("version").first()
+    assert int(merge["operationMetrics"]["numTargetDeletionVectorsAdded"]) > 0
+    assert merge["operationMetrics"]["numTargetFilesRemoved"] == "0"
 
     retried = score(run_cli, mlflow_server, experiment, model, source, *nightly, "--run-key", "nightly-2")
     assert (retried.exit_code, retried.summary["status"]) == (0, "already-written"), retried.stderr

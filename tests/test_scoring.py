@@ -122,6 +122,11 @@ def test_scores_match_the_trained_model_with_probabilities_and_lineage(
     assert run.data.metrics["rows_scored"] == 333 and run.data.metrics["rows_unscorable"] == 11
     assert run.data.metrics["rows_in"] == 344
     assert sum(run.data.metrics[f"predicted_{label}"] for label in LABELS) == 333
+    (scored_input,) = run.inputs.dataset_inputs
+    (trained_input,) = client.get_run(first.run_id).inputs.dataset_inputs
+    assert {tag.key: tag.value for tag in scored_input.tags} == {"mlflow.data.context": "scoring"}
+    # The same location and schema: MLflow links the scoring run to the dataset that training recorded.
+    assert scored_input.dataset.digest == trained_input.dataset.digest
     assert summary["predicted"] == frame["prediction"].value_counts().to_dict()
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from synapse_ml_track.errors import ConfigError, DataError, option
@@ -28,6 +28,7 @@ from synapse_ml_track.spark.data import RESERVED_PREFIX, column
 from synapse_ml_track.spark.delta_tables import DELETED
 from synapse_ml_track.spark.session import spark_errors
 from synapse_ml_track.spark.sources import InputSource
+from synapse_ml_track.vocabulary import CHANGES_FROM_TAG
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,10 @@ class Changes:
     def release(self) -> None:
         if self.cached is not None:
             self.cached.unpersist()
+
+    def input_tags(self) -> dict[str, str]:
+        """On the run's dataset input: the first input version read from the change feed, if any."""
+        return {CHANGES_FROM_TAG: str(self.start)} if self.kind == "changes" else {}
 
     def params(self) -> dict[str, object]:
         return {"data.incremental": True, "data.changes_from": "" if self.start is None else self.start,
@@ -99,20 +104,14 @@ def changes_to_score(
     if last_version >= version:
         return Changes(full.limit(0), None, version + 1, "unchanged")
     start = last_version + 1
-    feed = _change_feed(spark, source, start, version)
-    key = column(merge_key)
-    order = F.when(F.col("_change_type") == "delete", 0).otherwise(1)  # a delete then an insert of one key
-    latest = (
-        feed.where(F.col("_change_type") != "update_preimage")
-        .withColumn(f"{RESERVED_PREFIX}rank", F.row_number().over(
-            Window.partitionBy(key).orderBy(F.desc("_commit_version"), order.desc())))
-        .where(F.col(f"{RESERVED_PREFIX}rank") == 1)
-        .drop(f"{RESERVED_PREFIX}rank")
-    ).cache()  # fmt: skip
+    latest = None
     try:
-        latest.count()  # reads the feed now: changes VACUUM has removed are found before anything is scored
+        latest = _last_change_per_key(_change_feed(spark, source, start, version), column(merge_key))
+        # Fills the cache, so reads the feed now: changes VACUUM has removed are found before anything is scored.
+        deleted_rows = latest.where(F.col("_change_type") == "delete").count()
     except Exception as exc:  # noqa: BLE001 - a bare Py4JJavaError or a SparkException
-        latest.unpersist()
+        if latest is not None:
+            latest.unpersist()
         if not any(error_class in CHANGES_GONE for error_class, _ in spark_errors(exc)) and not _files_gone(exc):
             raise
         log.warning(
@@ -122,8 +121,27 @@ def changes_to_score(
         )  # fmt: skip
         return Changes(full, None, None, "vacuumed")
     rows = latest.where(F.col("_change_type") != "delete").drop(*CHANGE_COLUMNS)
-    deleted = latest.where(F.col("_change_type") == "delete").select(key)
-    return Changes(rows, deleted, start, "changes", deleted.count(), latest)
+    deleted = latest.where(F.col("_change_type") == "delete").select(column(merge_key))
+    return Changes(rows, deleted, start, "changes", deleted_rows, latest)
+
+
+def _last_change_per_key(feed: DataFrame, key: Column) -> DataFrame:
+    """The feed's last change of each key (an update's post-image, an insert or a delete), cached."""
+    order = F.when(F.col("_change_type") == "delete", 0).otherwise(1)  # a delete then an insert of one key
+    rank = f"{RESERVED_PREFIX}rank"
+    # As many partitions as the change feed's files make, not spark.sql.shuffle.partitions: a cached
+    # plan keeps the window's 200 shuffle partitions (AQE may not coalesce it), and every job over a
+    # night's few thousand changes then ran 200 to 400 tasks (bench/score_incremental.py).
+    partitions = max(feed.rdd.getNumPartitions(), 1)
+    return (
+        feed.where(F.col("_change_type") != "update_preimage")
+        .withColumn(rank, F.row_number().over(
+            Window.partitionBy(key).orderBy(F.desc("_commit_version"), order.desc())))
+        .where(F.col(rank) == 1)
+        .drop(rank)
+        .coalesce(partitions)
+        .cache()
+    )  # fmt: skip
 
 
 def _identifier(source: InputSource) -> str:

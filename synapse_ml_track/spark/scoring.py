@@ -383,7 +383,7 @@ class ScoringJob:
             if changes.kind == "unchanged":
                 return self._unchanged(model, changes)
         with data_module.malformed_input_errors(source), tempfile.TemporaryDirectory() as download_dir:
-            scores, counting, scored_at = self._scores(model, download_dir, changes)
+            scores, counting, scored_at, input_schema = self._scores(model, download_dir, changes)
             try:
                 if self.fmt == "delta":
                     written = self._write_delta(scores, model, changes)
@@ -413,6 +413,10 @@ class ScoringJob:
             },
             tags=drift.tags() if drift else None,
         )
+        self.session.log_input(
+            self.tracker.run_id, source, input_schema, counts.rows, context="scoring",
+            tags=changes.input_tags() if changes is not None else None,
+        )  # fmt: skip
         log.info(
             "scored %s of %s rows with %s version %s into %s (%s)",
             counts.scored, counts.rows, model.name, model.version, output.location, self.fmt,
@@ -486,7 +490,7 @@ class ScoringJob:
 
     def _scores(
         self, model: ModelRef, download_dir: str, changes: incremental.Changes | None
-    ) -> tuple[DataFrame, Counting, datetime]:
+    ) -> tuple[DataFrame, Counting, datetime, str]:
         if changes is not None:
             raw = changes.rows
         else:
@@ -512,7 +516,7 @@ class ScoringJob:
             raw, columns, pipeline, labels, model, scored_at, drop=self.unscorable == "drop", profile=loaded.profile,
             label=self.config.data.label,
         )  # fmt: skip
-        return scores, counting, scored_at
+        return scores, counting, scored_at, loaded.input_schema(raw)
 
     def _write_delta(
         self, scores: DataFrame, model: ModelRef, changes: incremental.Changes | None
@@ -613,6 +617,13 @@ class LoadedModel:
 
     def outputs(self) -> list[str]:
         return [PREDICTION, *probability_columns(self.labels or []), UNSCORABLE_REASON, *LINEAGE_COLUMNS]
+
+    def input_schema(self, raw: DataFrame) -> str:
+        """The scoring input's schema as its dataset input records it: the model's input columns, as
+        training records its own (mlflow_colspec); the input's Spark schema for a model without a signature."""
+        if self.signature is None:
+            return raw.schema.json()
+        return json.dumps({"mlflow_colspec": self.signature.inputs.to_dict()})
 
     def input_columns(self, raw: DataFrame) -> list[str]:
         """The model's input columns in `raw`, once none is missing or mistyped and `raw` holds no

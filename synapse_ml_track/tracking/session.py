@@ -78,10 +78,20 @@ class TrackingSession:
         """A run's artifacts, within the transfer deadline."""
         return download_run_artifacts(self.client, run_id, path, destination, self.transfer_seconds)
 
-    def log_input(self, run_id: str, source: InputSource, schema_json: str, rows: int) -> None:
-        """Record the training input without scanning it: the digest covers location and schema."""
+    def log_input(
+        self,
+        run_id: str,
+        source: InputSource,
+        schema_json: str,
+        rows: int,
+        context: str = "training",
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        """Record the job's input (training's or scoring's, by `context`) without scanning it: the digest
+        covers location and schema, and a Delta input's version; `tags` go on the input beside the context."""
+        input_tags = [InputTag("mlflow.data.context", context), *(InputTag(k, v) for k, v in (tags or {}).items())]
         if source.frame is not None:
-            self._log_dataset(run_id, frame_dataset(source.frame, schema_json, rows))
+            self._log_dataset(run_id, frame_dataset(source.frame, schema_json, rows), input_tags)
             return
         pinned = source.delta_source()  # a Delta input: as mlflow.data's DeltaDatasetSource names it, with its version
         digest_of = "|".join([source.path, source.format, schema_json, *([json.dumps(pinned)] if pinned else [])])
@@ -93,12 +103,11 @@ class TrackingSession:
             schema=schema_json,
             profile=json.dumps({"num_rows": rows}),
         )
-        self._log_dataset(run_id, dataset)
+        self._log_dataset(run_id, dataset, input_tags)
 
-    def _log_dataset(self, run_id: str, dataset: Dataset) -> None:
-        context = InputTag("mlflow.data.context", "training")
+    def _log_dataset(self, run_id: str, dataset: Dataset, tags: list[InputTag]) -> None:
         try:
-            self.client.log_inputs(run_id, [DatasetInput(dataset, tags=[context])])
+            self.client.log_inputs(run_id, [DatasetInput(dataset, tags=tags)])
         except MlflowException as exc:
             if exc.get_http_status_code() != 404:
                 raise
