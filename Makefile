@@ -25,7 +25,7 @@ RUNTIME_TESTS := tests/test_aml_fidelity.py tests/test_aml_cycle.py tests/test_a
 	tests/test_aml.py::test_a_job_waits_out_a_throttled_workspace_as_retry_after_asks \
 	tests/test_scoring.py::test_a_shifted_feature_drifts_the_run_is_tagged_and_fail_on_drift_exits_7_after_writing
 
-.PHONY: delta-jars jvm-archives train test test-suite test-runtime-beside test-fast test-runtime test-aml-live aml-double soak bench bench-score bench-score-delta bench-search check clean
+.PHONY: delta-jars jvm-archives train test test-suite test-runtime-beside test-fast test-runtime test-aml-live aml-double soak bench bench-score bench-score-delta bench-score-drift bench-score-incremental bench-search check clean
 
 # The stamp files make the environments rebuild only when their pins change.
 $(VENV)/.installed: requirements-dev.txt setup.cfg pyproject.toml
@@ -119,6 +119,12 @@ bench-score: $(VENV)/.installed delta-jars
 
 bench-score-delta: $(VENV)/.installed delta-jars
 	$(BIN)/python bench/score_delta.py $(ARGS)
+
+bench-score-drift: $(VENV)/.installed delta-jars
+	$(BIN)/python bench/score_drift.py $(ARGS)
+
+bench-score-incremental: $(VENV)/.installed delta-jars
+	$(BIN)/python bench/score_incremental.py $(ARGS)
 
 bench-search: $(VENV)/.installed
 	$(BIN)/python bench/search.py $(ARGS)

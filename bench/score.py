@@ -46,7 +46,7 @@ sys.path[:0] = [str(BENCH)]
 
 from datagen import generate  # noqa: E402
 from eventlog import delta_costs, events  # noqa: E402
-from sections import marked, write_section  # noqa: E402
+from sections import analysis_lines, marked, write_section  # noqa: E402
 
 MODEL = "bench-score"
 MODEL_URI = f"models:/{MODEL}/latest"
@@ -181,6 +181,18 @@ def run_case(argv: list[str], label: str, extra_args: Sequence[str] = ()) -> tup
     if done.returncode != 0:
         raise SystemExit(f"{label} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return {"seconds": seconds, "load": os.getloadavg()[0]}, event_dir
+
+
+def run_score_job(argv: Callable[[Path], list[str]], label: str, work: Path) -> tuple[dict, Path, dict]:
+    """One `score` process with Delta on, given its JSON summary's path: its run, event log and summary,
+    once it scored."""
+    summary = work / "summaries" / f"{label}.json"
+    summary.parent.mkdir(parents=True, exist_ok=True)
+    run, event_dir = run_case(argv(summary), label, delta_submit_args())
+    outcome = json.loads(summary.read_text())
+    if outcome["status"] != "scored":
+        raise SystemExit(f"{label}: the job did not score ({outcome['status']})")
+    return run, event_dir, outcome
 
 
 def interleaved(
@@ -418,7 +430,7 @@ def table(results: list[dict], analysis: str | None) -> str:
             )
     for r in results:
         lines += breakdown(r)
-    lines += ["", ANALYSIS_START, analysis or "(analysis: to be written after a full run)", ANALYSIS_END, END]
+    lines += ["", *analysis_lines(analysis, ANALYSIS_START, ANALYSIS_END), END]
     return "\n".join(lines)
 
 

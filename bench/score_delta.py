@@ -49,7 +49,7 @@ from score import (  # noqa: E402
 )
 from score import WORK as SCORE_WORK  # noqa: E402
 from search import library_version, run_meta  # noqa: E402
-from sections import write_analysed_section  # noqa: E402
+from sections import analysis_lines, write_analysed_section  # noqa: E402
 
 WORK = SCORE_WORK / "delta"
 CASES = ("plain", "score")
@@ -167,7 +167,7 @@ def section(result: dict, meta: dict, analysis: str | None) -> str:
     for case in CASES:
         cells = [form.format(statistics.median(run[key] for run in r["runs"][case])) for key, _, form in COSTS]
         lines.append(f"| {case} | " + " | ".join(cells) + " |")
-    lines += ["", ANALYSIS_START, analysis or "(analysis: to be written after a full run)", ANALYSIS_END, END]
+    lines += ["", *analysis_lines(analysis, ANALYSIS_START, ANALYSIS_END), END]
     return "\n".join(lines)
 
 

@@ -44,7 +44,7 @@ from synapse_ml_track.spark.session import LOCAL_DEFAULTS  # noqa: E402
 from datagen import generate  # noqa: E402
 from eventlog import events  # noqa: E402
 from fault_proxy import FaultProxy  # noqa: E402
-from sections import write_analysed_section  # noqa: E402
+from sections import analysis_lines, write_analysed_section  # noqa: E402
 from support import start_mlflow_server  # noqa: E402
 
 GRID = {"regParam": [0.0, 0.01, 0.1], "elasticNetParam": [0.0, 0.5], "maxIter": [10, 20]}
@@ -312,9 +312,7 @@ def section(results: list[dict], meta: dict, analysis: str | None = None) -> str
         "",
         *NOTES,
         "",
-        ANALYSIS_START,
-        analysis or "(analysis: to be written after a full run)",
-        ANALYSIS_END,
+        *analysis_lines(analysis, ANALYSIS_START, ANALYSIS_END),
         END,
     ]
     return "\n".join(lines)

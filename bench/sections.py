@@ -31,3 +31,8 @@ def write_analysed_section(
     section = render(analysis.strip() if analysis is not None else None)
     write_section(path, *markers, section)
     return section
+
+
+def analysis_lines(analysis: str | None, start: str, end: str) -> list[str]:
+    """The hand-written analysis block between its markers, or a placeholder until the first full run."""
+    return [start, analysis or "(analysis: to be written after a full run)", end]
