@@ -414,6 +414,27 @@ def test_a_model_download_outlasts_a_throttled_artifact_service(run_cli, aml_env
     assert scored.summary["rows_scored"] == 333 and offline == []
 
 
+def test_a_model_upload_outlasts_a_throttled_artifact_service(run_cli, aml_env, aml_server, offline):
+    """A window of 429s from the first artifact upload on, longer than the plugin's own three retries:
+    the job asks again for the files the run does not hold yet, and finishes with every file stored.
+    The job failed here (exit 3, "artifact upload failed: HTTP 429") before uploads were retried."""
+    window = aml_server.throttle_window(seconds=8, retry_after=1, starts_at=r"/artifacts/batch/metadata$")
+    result = run_cli(
+        "train", "--tracking-uri", aml_server.tracking_uri, "--experiment-name", "aml-throttled-upload",
+        "--registered-model-name", "penguins-aml-upload", *THROTTLED_JOB, "--set", "tracking.max_retry_wait=60",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert window.ends is not None, "the window never opened"
+    creates = [r for r in aml_server.recorded() if r.path.endswith("/artifacts/batch/metadata")]
+    assert [r.status for r in creates[:4]] == [429] * 4  # the plugin's own four attempts, then it gave up
+    assert "the artifact upload is tried again" in result.stderr
+    assert creates[-1].status == 200 and creates[-1].at >= window.ends
+    stored = aml_server.artifacts.paths(result.summary["run_id"])
+    assert {path.split("/", 1)[0] for path in stored} == EXPECTED_ARTIFACTS
+    assert {"model/MLmodel", "model/training_profile.json", "model/sparkml/metadata/part-00000"} <= stored
+    assert offline == []
+
+
 def test_a_retry_after_beyond_the_bound_fails_at_once_with_one_line(run_cli, aml_env, aml_server):
     aml_server.throttle_window(seconds=600, retry_after=3600, starts_at=r"/runs/create$")
     started = time.monotonic()

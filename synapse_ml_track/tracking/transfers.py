@@ -26,11 +26,14 @@ class ArtifactTransferError(Exception):
 
 class StoreBusy(ArtifactTransferError):
     """The artifact store answered that it is busy (throttled, unavailable) after the client's own
-    retries: asking again later may succeed. `retry_after`: the seconds it asked for, when it said."""
+    retries: asking again later may succeed. `retry_after`: the seconds it asked for, when it said.
+    `content`: the busy answer came from the blob store, to a file's content (a SAS-signed URL), after
+    the workspace had created the file's (then empty) artifact entry."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None, *, content: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.content = content
 
 
 def bounded_transfer(call: Callable[[], T], seconds: float, what: str) -> T:
@@ -65,7 +68,10 @@ def bounded_transfer(call: Callable[[], T], seconds: float, what: str) -> T:
     if status in http.RETRYABLE_STATUS:
         response = getattr(error, "response", None)
         asked = http.retry_after_header(getattr(response, "headers", None) or {})
-        raise StoreBusy(f"artifact {what} failed: HTTP {status}: {first_line(error)[:300]}", asked) from None
+        url = str(getattr(getattr(response, "request", None), "url", "") or "")
+        raise StoreBusy(
+            f"artifact {what} failed: HTTP {status}: {first_line(error)[:300]}", asked, content="sig=" in url
+        ) from None
     conflict = _WRITE_ONCE_CONFLICT.search(str(error))
     if conflict:
         raise ArtifactTransferError(
@@ -99,14 +105,16 @@ def download_run_artifacts(client: MlflowClient, run_id: str, path: str, destina
             busy = StoreBusy if _BUSY.search(error) else ArtifactTransferError
             raise busy(f"artifact download failed: {file}: {reason}") from None
 
-    return _while_busy(lambda: bounded_transfer(download, seconds, "download"), "download")
+    return while_busy(lambda: bounded_transfer(download, seconds, "download"), "download")
 
 
-def _while_busy(transfer: Callable[[], T], what: str) -> T:
-    """A download again, as the job's retry policy (tracking/http.py) allows, while the store is busy:
+def while_busy(transfer: Callable[[], T], what: str, *, uploading: bool = False) -> T:
+    """A transfer again, as the job's retry policy (tracking/http.py) allows, while the store is busy:
     the plugin's REST client retries a 429 or 503 three times (azure-core's RetryPolicy, retry_status=3),
-    which a throttled workspace outlasts. A download only writes local files, so asking again is safe;
-    an upload is not retried here (AML run artifacts are write-once)."""
+    which a throttled workspace outlasts. A download only writes local files, so asking again is safe.
+    An upload (`uploading`) is asked again only when the workspace's artifact service refused it (a
+    throttled request is not processed: no artifact entry was created by it), never when the blob store
+    refused a file's content: AML run artifacts are write-once, and that file's entry already exists."""
     retry, failures, waited = http.current_policy(), 0, 0.0
     while True:
         try:
@@ -114,7 +122,7 @@ def _while_busy(transfer: Callable[[], T], what: str) -> T:
         except StoreBusy as busy:
             failures += busy.retry_after is None  # as send_with_retries counts a throttled answer
             pause = retry.next_wait(failures, waited, busy.retry_after)
-            if pause is None:
+            if pause is None or (uploading and busy.content):
                 raise
             log.info("%s; the artifact %s is tried again in %.1f s", busy, what, pause)
             time.sleep(pause)
