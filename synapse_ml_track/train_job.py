@@ -120,12 +120,12 @@ def _train(
         if config.tracking.register:
             decision = gate.decide(config.gate, fitted.metrics, fitted.champion_metrics)
         with session.tracking_errors(hint=saved_at):
-            model_path = _log_results(session, tracker, source, fitted, search, decision, result_dir, resumed)
+            model_path, existing = _log_results(session, tracker, source, fitted, search, decision, result_dir, resumed)
     model_dir = fitted.saved.result()  # outside: a failed save is the job's error, not the server's
     log.info("model and evaluation saved locally at %s", result_dir)
 
     with session.tracking_errors(hint=saved_at):
-        tracker.log_artifacts(model_dir, model_path)
+        model_path = _upload_model(tracker, model_dir, model_path, existing, resumed)
         version, promoted = None, False
         if decision and decision.register:
             version = registry.register(
@@ -233,9 +233,9 @@ def _log_results(
     decision: gate.Decision | None,
     result_dir: Path,
     resumed: bool,
-) -> str:
+) -> tuple[str, set[str]]:
     """The run's input, the search's params, the metrics, the late tags and the evaluation artifacts;
-    returns the artifact path the model goes to.
+    returns the artifact path the model goes to, and the files the run held already.
 
     Artifact stores may be write-once (AML): a resumed run adds what is missing and puts this
     attempt's model beside any earlier upload of it, never over it.
@@ -254,7 +254,31 @@ def _log_results(
     if search:
         tracker.log_params(search.params())
     tracker.log_metrics({**fitted.metrics, **(search.metrics() if search else {})}, tags=late_tags)
-    tracker.log_artifacts(result_dir / "evaluation", skip=existing)
+    left_empty = tracker.log_artifacts(result_dir / "evaluation", skip=existing, resumed=resumed)
+    if left_empty:
+        log.warning(
+            "the run holds %s empty, left by an interrupted attempt (AML run artifacts are write-once); "
+            "this attempt's copies are in %s", ", ".join(sorted(left_empty)), result_dir / "evaluation",
+        )  # fmt: skip
+    return model_path, existing
+
+
+def _upload_model(tracker: RunTracker, model_dir: Path, model_path: str, existing: set[str], resumed: bool) -> str:
+    """Upload the model under `model_path`; returns the path it went to. Where an interrupted attempt of
+    a resumed run left files of that path empty (write-once: AML neither lists nor rewrites them), the
+    model goes to the next free path, recorded in the run's model path tag: no version is registered
+    from a path with an empty file."""
+    taken = set(existing)
+    while left_empty := tracker.log_artifacts(model_dir, model_path, resumed=resumed):
+        taken.add(f"{model_path}/")
+        moved_to = registry.free_model_path(taken)
+        log.warning(
+            "%s holds %d file(s) left empty by an interrupted attempt (AML run artifacts are write-once): "
+            "the model goes to %s instead", model_path, len(left_empty), moved_to,
+        )  # fmt: skip
+        model_path = moved_to
+        for key, value in registry.model_path_tags(model_path).items():
+            tracker.set_tag(key, value)
     return model_path
 
 

@@ -277,6 +277,13 @@ class ArtifactStore:
         )
 
     # ---- for assertions ---------------------------------------------------------------------
+    def create_empty(self, run_id: str, paths: list[str]) -> None:
+        """Entries without content, as an upload interrupted between the workspace's create and the
+        blob write leaves them: not listed (no content), and refused when created again (write-once)."""
+        with self._lock:
+            for path in paths:
+                self._paths[(run_id, path)] = f"ExperimentRun/dcid.{run_id}/{path}"
+
     def paths(self, run_id: str) -> set[str]:
         with self._lock:
             return {p for (r, p), blob in self._paths.items() if r == run_id and self._blob_file(blob).exists()}

@@ -147,9 +147,9 @@ def test_a_resumed_runs_version_is_scored_from_its_own_model_files(
     experiment, model = unique("partial"), unique("partial-model")
     real_log_artifacts = RunTracker.log_artifacts
 
-    def dies_mid_model(self, local_dir, artifact_path=None, skip=frozenset()):
+    def dies_mid_model(self, local_dir, artifact_path=None, skip=frozenset(), **options):
         if artifact_path != "model":
-            return real_log_artifacts(self, local_dir, artifact_path, skip)
+            return real_log_artifacts(self, local_dir, artifact_path, skip, **options)
         self.client.log_artifact(self.run_id, str(local_dir / "MLmodel"), "model")
         raise MlflowException("connection dropped during the upload")
 
@@ -175,6 +175,50 @@ def test_a_resumed_runs_version_is_scored_from_its_own_model_files(
     )  # fmt: skip
     assert scored.exit_code == 0, scored.stderr
     assert scored.summary["rows_scored"] > 300
+    assert offline == []
+
+
+def test_files_an_interrupted_upload_left_empty_do_not_stop_the_resumed_run(
+    run_cli, aml_env, aml_server, offline, monkeypatch, tmp_path
+):
+    """Seen in the 50-job soak: a job killed between AML creating its files' entries and their content
+    reaching the blob store leaves entries that AML neither lists nor lets be written again. Every rerun
+    of that run key failed on the same file ("the run already holds feature_importances.json"). Here the
+    first attempt leaves one evaluation file (coefficients.json) and every model file empty: the resumed
+    run keeps the empty evaluation file with a warning, puts the model beside the empty one (model-2) and
+    registers that."""
+    experiment, model = unique("ghosts"), unique("ghost-model")
+    real_log_artifacts = RunTracker.log_artifacts
+
+    def killed_mid_upload(self, local_dir, artifact_path=None, skip=frozenset(), **options):
+        files = [p.relative_to(local_dir).as_posix() for p in Path(local_dir).rglob("*") if p.is_file()]
+        if artifact_path is None:  # the evaluation: all but one file arrive
+            aml_server.artifacts.create_empty(self.run_id, ["coefficients.json"])
+            return real_log_artifacts(self, local_dir, None, {"coefficients.json"}, **options)
+        aml_server.artifacts.create_empty(self.run_id, [f"{artifact_path}/{name}" for name in files])
+        raise MlflowException("the driver was killed during the upload")
+
+    monkeypatch.setattr(RunTracker, "log_artifacts", killed_mid_upload)
+    failed = train(run_cli, aml_server, experiment, model, "--run-key", "activity-31")
+    assert failed.exit_code == 3, failed.stderr
+    monkeypatch.setattr(RunTracker, "log_artifacts", real_log_artifacts)
+
+    resumed = train(run_cli, aml_server, experiment, model, "--run-key", "activity-31")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert "the run holds coefficients.json empty, left by an interrupted attempt" in resumed.stderr
+    assert "model holds" in resumed.stderr and "the model goes to model-2 instead" in resumed.stderr
+    run_id = resumed.summary["run_id"]
+    stored = aml_server.artifacts.paths(run_id)
+    # model/ keeps the files this attempt could write (Spark names its part files anew each save), not MLmodel
+    assert "model/MLmodel" not in stored and "model-2/MLmodel" in stored
+    assert EVALUATION_FILES - {"coefficients.json"} <= stored
+    details = aml_client(aml_server, aml_env).get_model_version(model, resumed.summary["model_version"])
+    assert registry.model_source(details) == (run_id, "model-2")
+    scored = run_cli(
+        "score", "--tracking-uri", aml_server.tracking_uri, "--experiment-name", experiment,
+        "--model-uri", f"models:/{model}/{resumed.summary['model_version']}", "--output-path", str(tmp_path / "scores"),
+    )  # fmt: skip
+    assert scored.exit_code == 0, scored.stderr
     assert offline == []
 
 

@@ -25,7 +25,12 @@ from synapse_ml_track.tracking.http import (
 )
 from synapse_ml_track.tracking.limits import Limits, admit, fit_key
 from synapse_ml_track.tracking.retries import create_once, settle
-from synapse_ml_track.tracking.transfers import bounded_transfer, download_run_artifacts, while_busy
+from synapse_ml_track.tracking.transfers import (
+    bounded_transfer,
+    download_run_artifacts,
+    while_busy,
+    write_once_path,
+)
 from synapse_ml_track.vocabulary import ATTEMPT_TAG, EMBEDDED, ERROR_TAG, tracking_backend
 
 log = logging.getLogger(__name__)
@@ -248,35 +253,54 @@ class RunTracker:
         return bounded_transfer(lambda: walk(None), self.transfer_seconds, "listing")
 
     def log_artifacts(
-        self, local_dir: Path, artifact_path: str | None = None, skip: AbstractSet[str] = frozenset()
-    ) -> None:
+        self,
+        local_dir: Path,
+        artifact_path: str | None = None,
+        skip: AbstractSet[str] = frozenset(),
+        *,
+        resumed: bool = False,
+    ) -> set[str]:
         """Upload a directory's files, leaving out those whose artifact path is in `skip`. While the
         workspace's artifact service is busy, the files the run does not hold yet are sent again, as
-        the job's retry policy allows (transfers.while_busy): the plugin creates them 50 at a time."""
+        the job's retry policy allows (transfers.while_busy): the plugin creates them 50 at a time.
+
+        Returns the paths it could not write. A `resumed` run's earlier attempt may have died between
+        AML creating a file's entry and its content reaching the blob store: AML's listing leaves such
+        a file out, and its write-once store refuses it again. So a resumed run's files go one at a
+        time: in a batch, AML would create the others and refuse the batch, leaving them empty too."""
         files = sorted(p for p in Path(local_dir).rglob("*") if p.is_file())
         targets = {p: "/".join(filter(None, [artifact_path, p.relative_to(local_dir).as_posix()])) for p in files}
-        held, attempts = set(skip), 0
+        held, refused, attempts = set(skip), set(), 0
+
+        def upload_one(path: Path) -> None:
+            try:
+                self.client.log_artifact(self.run_id, str(path), targets[path].rpartition("/")[0] or None)
+            except Exception as exc:  # noqa: BLE001 - the plugin raises a bare Exception for a conflict
+                if not resumed or write_once_path(exc) != targets[path]:
+                    raise
+                refused.add(targets[path])
 
         def upload_missing() -> None:
             nonlocal attempts
             attempts += 1
             if attempts > 1:  # the refused attempt may have created and filled earlier batches
                 held.update(self.artifact_files())
-            wanted = [p for p in files if targets[p] not in held]
+            wanted = [p for p in files if targets[p] not in held | refused]
             deadline = self.transfer_seconds * max(1, -(-len(wanted) // ARTIFACT_BATCH_FILES))
-            if len(wanted) == len(files):
+            if len(wanted) == len(files) and not resumed:
                 upload = lambda: self.client.log_artifacts(self.run_id, str(local_dir), artifact_path)  # noqa: E731
             else:
 
                 def upload() -> None:
                     for path in wanted:
-                        self.client.log_artifact(self.run_id, str(path), targets[path].rpartition("/")[0] or None)
+                        upload_one(path)
 
             if wanted:
                 bounded_transfer(upload, deadline, "upload")
 
         if any(targets[p] not in skip for p in files):
             while_busy(upload_missing, "upload", uploading=True)
+        return refused
 
     def download_artifacts(self, path: str, destination: str) -> str:
         return download_run_artifacts(self.client, self.run_id, path, destination, self.transfer_seconds)

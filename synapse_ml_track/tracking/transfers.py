@@ -36,6 +36,20 @@ class StoreBusy(ArtifactTransferError):
         self.content = content
 
 
+class WriteOnceConflict(ArtifactTransferError):
+    """The run already holds `path`, which this upload would write: AML run artifacts are write-once."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def write_once_path(error: BaseException) -> str | None:
+    """The path of the plugin's write-once conflict (run_artifact_client._create_empty_artifacts), if it is one."""
+    conflict = _WRITE_ONCE_CONFLICT.search(str(error))
+    return conflict.group(1) if conflict else None
+
+
 def bounded_transfer(call: Callable[[], T], seconds: float, what: str) -> T:
     """Run an artifact transfer with an overall deadline, turning the plugin's failures into one error.
 
@@ -72,10 +86,10 @@ def bounded_transfer(call: Callable[[], T], seconds: float, what: str) -> T:
         raise StoreBusy(
             f"artifact {what} failed: HTTP {status}: {first_line(error)[:300]}", asked, content="sig=" in url
         ) from None
-    conflict = _WRITE_ONCE_CONFLICT.search(str(error))
+    conflict = write_once_path(error)
     if conflict:
-        raise ArtifactTransferError(
-            f"artifact {what} failed: the run already holds {conflict.group(1)} (AML run artifacts are write-once)"
+        raise WriteOnceConflict(
+            f"artifact {what} failed: the run already holds {conflict} (AML run artifacts are write-once)", conflict
         ) from None
     raise ArtifactTransferError(f"artifact {what} failed: {type(error).__name__}: {first_line(error)[:300]}") from None
 
