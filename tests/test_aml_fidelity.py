@@ -138,6 +138,19 @@ def test_resumed_run_uploads_no_artifact_twice(run_cli, aml_env, aml_server, off
     assert {"model/MLmodel", *EVALUATION_FILES} <= aml_server.artifacts.paths(run_id)
 
 
+def fail_then_resume(run_cli, aml_server, monkeypatch, failing_upload, experiment, model, run_key):
+    """Train with `failing_upload` as RunTracker.log_artifacts (exit 3), then again with the real one:
+    the second attempt resumes the run by its key and finishes."""
+    real_log_artifacts = RunTracker.log_artifacts
+    monkeypatch.setattr(RunTracker, "log_artifacts", failing_upload)
+    failed = train(run_cli, aml_server, experiment, model, "--run-key", run_key)
+    assert failed.exit_code == 3, failed.stderr
+    monkeypatch.setattr(RunTracker, "log_artifacts", real_log_artifacts)
+    resumed = train(run_cli, aml_server, experiment, model, "--run-key", run_key)
+    assert resumed.exit_code == 0, resumed.stderr
+    return resumed
+
+
 def test_a_resumed_runs_version_is_scored_from_its_own_model_files(
     run_cli, aml_env, aml_server, offline, monkeypatch, tmp_path
 ):
@@ -153,13 +166,7 @@ def test_a_resumed_runs_version_is_scored_from_its_own_model_files(
         self.client.log_artifact(self.run_id, str(local_dir / "MLmodel"), "model")
         raise MlflowException("connection dropped during the upload")
 
-    monkeypatch.setattr(RunTracker, "log_artifacts", dies_mid_model)
-    failed = train(run_cli, aml_server, experiment, model, "--run-key", "activity-12")
-    assert failed.exit_code == 3, failed.stderr
-    monkeypatch.setattr(RunTracker, "log_artifacts", real_log_artifacts)
-
-    resumed = train(run_cli, aml_server, experiment, model, "--run-key", "activity-12")
-    assert resumed.exit_code == 0, resumed.stderr
+    resumed = fail_then_resume(run_cli, aml_server, monkeypatch, dies_mid_model, experiment, model, "activity-12")
     run_id = resumed.summary["run_id"]
     stored = aml_server.artifacts.paths(run_id)
     assert "model/MLmodel" in stored and not any(p.startswith("model/sparkml/") for p in stored)  # the partial one
@@ -198,13 +205,7 @@ def test_files_an_interrupted_upload_left_empty_do_not_stop_the_resumed_run(
         aml_server.artifacts.create_empty(self.run_id, [f"{artifact_path}/{name}" for name in files])
         raise MlflowException("the driver was killed during the upload")
 
-    monkeypatch.setattr(RunTracker, "log_artifacts", killed_mid_upload)
-    failed = train(run_cli, aml_server, experiment, model, "--run-key", "activity-31")
-    assert failed.exit_code == 3, failed.stderr
-    monkeypatch.setattr(RunTracker, "log_artifacts", real_log_artifacts)
-
-    resumed = train(run_cli, aml_server, experiment, model, "--run-key", "activity-31")
-    assert resumed.exit_code == 0, resumed.stderr
+    resumed = fail_then_resume(run_cli, aml_server, monkeypatch, killed_mid_upload, experiment, model, "activity-31")
     assert "the run holds coefficients.json empty, left by an interrupted attempt" in resumed.stderr
     assert "model holds" in resumed.stderr and "the model goes to model-2 instead" in resumed.stderr
     run_id = resumed.summary["run_id"]
