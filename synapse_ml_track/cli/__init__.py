@@ -60,7 +60,7 @@ def run(argv: Sequence[str] | None = None) -> NoReturn:
     gave up on artifact transfers at their deadline, their threads are not waited for
     (tracking/abandoned_transfers.py): the job has printed its line and ended its run FAILED."""
     code = main(argv)
-    if abandoned_transfers.still_running():
+    if abandoned_transfers.any_abandoned():
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
