@@ -36,14 +36,6 @@ class StoreBusy(ArtifactTransferError):
         self.content = content
 
 
-class WriteOnceConflict(ArtifactTransferError):
-    """The run already holds `path`, which this upload would write: AML run artifacts are write-once."""
-
-    def __init__(self, message: str, path: str) -> None:
-        super().__init__(message)
-        self.path = path
-
-
 def write_once_path(error: BaseException) -> str | None:
     """The path of the plugin's write-once conflict (run_artifact_client._create_empty_artifacts), if it is one."""
     conflict = _WRITE_ONCE_CONFLICT.search(str(error))
@@ -88,8 +80,8 @@ def bounded_transfer(call: Callable[[], T], seconds: float, what: str) -> T:
         ) from None
     conflict = write_once_path(error)
     if conflict:
-        raise WriteOnceConflict(
-            f"artifact {what} failed: the run already holds {conflict} (AML run artifacts are write-once)", conflict
+        raise ArtifactTransferError(
+            f"artifact {what} failed: the run already holds {conflict} (AML run artifacts are write-once)"
         ) from None
     raise ArtifactTransferError(f"artifact {what} failed: {type(error).__name__}: {first_line(error)[:300]}") from None
 
