@@ -102,6 +102,8 @@ class TrackingConfig:
     max_job_retry_wait: float = 1800.0  # seconds all requests of one job may wait between retries, together
     preflight_timeout: float = 10.0  # seconds the first preflight request waits for its answer
     preflight_budget: float = 60.0  # seconds the whole preflight may take, slow answers asked again
+    lease_seconds: float = 60.0  # how long a run stays another job's after its job last renewed its lease
+    live_run_wait: float = 3600.0  # seconds a rerun by run key waits for a live job of the same key to end
     local_result_dir: str = "mlruns/local-results"
 
 
@@ -186,6 +188,8 @@ RANGES: dict[str, dict[str, float]] = {
     "tracking.max_job_retry_wait": {"minimum": 0},
     "tracking.preflight_timeout": {"exclusiveMinimum": 0},
     "tracking.preflight_budget": {"exclusiveMinimum": 0},
+    "tracking.lease_seconds": {"minimum": 3},
+    "tracking.live_run_wait": {"minimum": 0},
     "drift.warn": {"exclusiveMinimum": 0},
     "drift.fail": {"exclusiveMinimum": 0},
 }

@@ -34,7 +34,8 @@ class GateRejected(JobError):
 
 
 class WriteConflict(JobError):
-    """Another writer kept changing the output table while the job wrote to it; a rerun is safe."""
+    """Another writer kept changing the output table while the job wrote to it, or another job of the
+    same run key kept its run; nothing was written, and a rerun is safe."""
 
     exit_code = 6
 

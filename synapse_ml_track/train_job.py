@@ -33,7 +33,7 @@ from synapse_ml_track.spark.pipeline import build_estimator
 from synapse_ml_track.spark.search import Search
 from synapse_ml_track.spark.sources import InputSource, frame_source, resolve_source
 from synapse_ml_track.tracking import gate, registry, search_runs
-from synapse_ml_track.tracking.run_keys import find_keyed_run
+from synapse_ml_track.tracking.run_keys import UNFINISHED
 from synapse_ml_track.tracking.runs import RunTracker
 from synapse_ml_track.tracking.session import TrackingSession
 from synapse_ml_track.vocabulary import JOB_TAG, MANY_VALUED_TAG, TRAIN_JOB, higher_is_better
@@ -55,19 +55,19 @@ def run_training(
         # cleaned, or a time after the last commit, is the user's to fix, not a FAILED run's.
         source = data_module.pin_version(spark, source)
     with session.tracking_errors():
-        keyed = (
-            find_keyed_run(session.client, session.experiment_id, config.run_key, TRAIN_JOB) if config.run_key else None
-        )
-        if keyed is not None and keyed.info.status == "FINISHED" and not config.force:
+        keyed = None
+        if config.run_key and not config.force:  # --force trains in a new run, whatever the key holds
+            keyed = session.keyed_run(config.run_key, TRAIN_JOB, take_over=UNFINISHED)
+        if keyed is not None and keyed.run.info.status == "FINISHED":
             log.info(
                 "run key %s already has finished run %s; reporting it (pass --force to train again)",
                 config.run_key,
-                keyed.info.run_id,
+                keyed.run.info.run_id,
             )
-            return _result_of_finished_run(session, config, keyed)
-        resumed = keyed is not None and not config.force
-        if keyed is not None and resumed:
-            log.info("resuming run %s of run key %s", keyed.info.run_id, config.run_key)
+            return _result_of_finished_run(session, config, keyed.run)
+        resumed = keyed is not None
+        if keyed is not None:
+            log.info("resuming run %s of run key %s", keyed.run.info.run_id, config.run_key)
             tracker = session.resume_run(keyed, redactor)
         else:
             tags = {**run_tags(spark, config.run_key), **config.tracking.tags, JOB_TAG: TRAIN_JOB}

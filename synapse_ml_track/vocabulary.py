@@ -101,6 +101,7 @@ JOBS = (TRAIN_JOB, SCORE_JOB, SEARCH_CANDIDATE_JOB)
 RUN_KEY_TAG = "smt.run_key"  # a rerun of the same pipeline activity finds its earlier run by it
 ATTEMPT_TAG = "smt.attempt_id"  # finds a run whose creation response was lost
 ERROR_TAG = "smt.error"  # why a run FAILED
+LEASE_TAG = "smt.lease"  # "<holder> <until>": the job writing the run, renewed until it ends (tracking/leases.py)
 PACKAGE_VERSION_TAG = "smt.package_version"
 SPARK_VERSION_TAG = "smt.spark_version"
 MANY_VALUED_TAG = "smt.many_valued_features"  # categorical features over data.max_categories

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.tracking import registry
+from synapse_ml_track.tracking.limits import limits_for
+from synapse_ml_track.tracking.runs import RunTracker
+from synapse_ml_track.vocabulary import JOB_TAG, LEASE_TAG, RUN_KEY_TAG, TRAIN_JOB
 
 from support import train, unique
 
@@ -101,3 +108,79 @@ def test_rerun_after_a_failure_resumes_the_same_run(run_cli, mlflow_server, monk
     assert [run.info.run_id for run in runs] == [resumed.summary["run_id"]]
     assert runs[0].info.status == "FINISHED" and "smt.error" not in runs[0].data.tags
     assert [v.version for v in client.search_model_versions(f"name='{model}'")] == ["1"]
+
+
+# ---- two jobs of one run key at once (tracking/leases.py) --------------------------------------------
+
+
+def _live_attempt(uri: str, experiment: str, run_key: str, lease_seconds: float) -> RunTracker:
+    """What a job of this run key leaves while it runs: its training run, with its lease renewed."""
+    client = MlflowClient(uri)
+    experiment_id = client.create_experiment(experiment)
+    tags = {RUN_KEY_TAG: run_key, JOB_TAG: TRAIN_JOB}
+    return RunTracker.start(client, experiment_id, None, tags, limits_for(uri), Redactor(), lease_seconds=lease_seconds)
+
+
+def test_a_rerun_writes_nothing_into_a_run_another_job_still_writes_and_resumes_it_once_ended(run_cli, mlflow_server):
+    """Seen in the soak: a rerun started three seconds after the job it reruns resumed the live run, and
+    both logged its metrics. The live job here renews a 3 s lease for 10 s (so renewals are what keeps
+    it live), then fails; the rerun must write nothing before that, then resume the run and finish it."""
+    experiment, model = unique("live"), unique("live-model")
+    live = _live_attempt(mlflow_server.uri, experiment, "activity-3", lease_seconds=3)
+    client = MlflowClient(mlflow_server.uri)
+    seen_while_live: list = []
+
+    def end_the_live_job() -> None:
+        time.sleep(10)
+        seen_while_live.append(client.get_run(live.run_id).data)
+        live.fail("the other job's own failure")
+
+    ender = threading.Thread(target=end_the_live_job)
+    ender.start()
+    rerun = train(run_cli, mlflow_server, experiment, model, "--run-key", "activity-3")
+    ender.join()
+    assert f"run {live.run_id} is running in another job; waiting" in rerun.stderr
+    before = seen_while_live[0]
+    assert (before.params, before.metrics) == ({}, {}), "the rerun wrote into a run another job still wrote"
+    assert rerun.exit_code == 0, rerun.stderr
+    assert rerun.summary["run_id"] == live.run_id and rerun.summary["model_version"] == "1"
+    run = client.get_run(live.run_id)
+    assert run.info.status == "FINISHED" and "smt.error" not in run.data.tags
+    assert len(client.search_runs([run.info.experiment_id])) == 1
+
+
+def test_a_rerun_takes_over_a_run_whose_job_stopped_renewing_its_lease(run_cli, mlflow_server):
+    """A killed job leaves its run RUNNING with a lease that is no longer renewed: the rerun waits only
+    until it expires, then resumes the run under its own lease."""
+    experiment, model = unique("killed"), unique("killed-model")
+    client = MlflowClient(mlflow_server.uri)
+    experiment_id = client.create_experiment(experiment)
+    lease = f"killedjob {time.time() + 4:.0f}"
+    killed = client.create_run(experiment_id, tags={RUN_KEY_TAG: "activity-4", JOB_TAG: TRAIN_JOB, LEASE_TAG: lease})
+    started = time.monotonic()
+    rerun = train(run_cli, mlflow_server, experiment, model, "--run-key", "activity-4")
+    assert rerun.exit_code == 0, rerun.stderr
+    assert "is running in another job; waiting" in rerun.stderr
+    assert time.monotonic() - started >= 3  # waited for the lease, not for anything longer
+    assert rerun.summary["run_id"] == killed.info.run_id
+    run = client.get_run(killed.info.run_id)
+    assert run.info.status == "FINISHED" and not run.data.tags[LEASE_TAG].startswith("killedjob ")
+
+
+def test_a_rerun_that_outwaits_live_run_wait_stops_in_one_line_and_touches_nothing(run_cli, mlflow_server):
+    experiment, model = unique("held"), unique("held-model")
+    live = _live_attempt(mlflow_server.uri, experiment, "activity-5", lease_seconds=60)
+    try:
+        rerun = train(
+            run_cli, mlflow_server, experiment, model, "--run-key", "activity-5", "--set", "tracking.live_run_wait=1"
+        )  # fmt: skip
+        assert rerun.exit_code == 6, rerun.stderr
+        assert rerun.error_line == (
+            f"error: run key activity-5: run {live.run_id} is still running in another job after 1 s of waiting "
+            "(tracking.live_run_wait); let that job end, then run this again"
+        )
+        run = MlflowClient(mlflow_server.uri).get_run(live.run_id)
+        assert run.info.status == "RUNNING" and (run.data.params, run.data.metrics) == ({}, {})
+        assert len(MlflowClient(mlflow_server.uri).search_runs([run.info.experiment_id])) == 1
+    finally:
+        live.finish()

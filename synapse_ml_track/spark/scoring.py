@@ -40,7 +40,6 @@ from synapse_ml_track.spark.profiling import distribution_columns, distributions
 from synapse_ml_track.spark.regression_evaluation import metrics_from_moments, moment_columns
 from synapse_ml_track.spark.session import one_row, spark_error
 from synapse_ml_track.spark.sources import InputSource, absolute_location, frame_source, resolve_source
-from synapse_ml_track.tracking.run_keys import find_keyed_run
 from synapse_ml_track.vocabulary import (
     INPUT_FIELD,
     INPUT_VERSION_FIELD,
@@ -333,13 +332,14 @@ def run_scoring(
 
 
 def _end_interrupted_attempt(session: TrackingSession, run_key: str, key: str, redactor: Redactor) -> None:
-    """A rerun of a write whose last scoring attempt was killed (still RUNNING) ends that run FAILED
-    before scoring in a run of its own: its params are write-once, and a new attempt may resolve
-    another model version. Found by the write's own tag: another activity of the same pipeline run
-    (the same run key), scoring at this very moment, is not an interrupted attempt."""
-    earlier = find_keyed_run(session.client, session.experiment_id, run_key, SCORE_JOB, write=key)
-    if earlier is not None and earlier.info.status == "RUNNING":
-        log.info("run key %s: ending the interrupted scoring run %s as FAILED", run_key, earlier.info.run_id)
+    """A rerun of a write whose last scoring attempt was killed (still RUNNING, its lease expired) ends
+    that run FAILED before scoring in a run of its own: its params are write-once, and a new attempt
+    may resolve another model version. An attempt still alive is waited for (its scores may be the
+    write's, which a Delta output then finds). Found by the write's own tag: another activity of the
+    same pipeline run (the same run key), scoring at this very moment, is not an attempt of this write."""
+    earlier = session.keyed_run(run_key, SCORE_JOB, take_over=("RUNNING",), write=key)
+    if earlier is not None and earlier.lease is not None:
+        log.info("run key %s: ending the interrupted scoring run %s as FAILED", run_key, earlier.run.info.run_id)
         session.resume_run(earlier, redactor).fail(f"interrupted; scored again by a rerun of run key {run_key}")
 
 

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from synapse_ml_track.errors import WriteConflict
+from synapse_ml_track.tracking import leases
+from synapse_ml_track.tracking.leases import Lease
 from synapse_ml_track.tracking.runs import all_pages
 from synapse_ml_track.vocabulary import JOB_TAG, RUN_KEY_TAG, WRITE_TAG
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 5.0  # between looks at a run another job holds: one search request each
+UNFINISHED = ("RUNNING", "SCHEDULED", "FAILED", "KILLED")  # what a training rerun resumes
 
 
 def find_keyed_run(
@@ -27,3 +40,52 @@ def find_keyed_run(
         keyed += f" AND tags.{WRITE_TAG} = '{write}'"
     runs = all_pages(lambda token: client.search_runs([experiment_id], filter_string=keyed, page_token=token))
     return max(runs, key=lambda run: run.info.start_time or 0) if runs else None
+
+
+@dataclass
+class KeyedRun:
+    run: Run
+    lease: Lease | None  # this job's, on a run it took over; None on a run it leaves as it is
+
+
+def take_keyed_run(
+    client: MlflowClient,
+    experiment_id: str,
+    run_key: str,
+    job: str,
+    *,
+    lease_seconds: float,
+    wait_seconds: float,
+    take_over: Collection[str],
+    write: str | None = None,
+) -> KeyedRun | None:
+    """The newest run of this key (find_keyed_run) once no live job holds it (tracking/leases.py).
+    A run another job still writes is waited for, up to `wait_seconds`; a run whose status is in
+    `take_over` then comes with this job's lease on it, any other (FINISHED) as it is."""
+    deadline = time.monotonic() + wait_seconds
+    announced = None
+    while True:
+        run = find_keyed_run(client, experiment_id, run_key, job, write=write)
+        if run is None:
+            return None
+        if not leases.is_live(run):
+            if run.info.status not in take_over:
+                return KeyedRun(run, None)
+            lease = leases.claim(client, run, lease_seconds)
+            if lease is not None:
+                return KeyedRun(run, lease)
+            continue  # another rerun took it over a moment before: it is live now
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise WriteConflict(
+                f"run key {run_key}: run {run.info.run_id} is still running in another job after {wait_seconds:.0f} s "
+                f"of waiting (tracking.live_run_wait); let that job end, then run this again"
+            )
+        if announced != run.info.run_id:
+            log.info(
+                "run key %s: run %s is running in another job; waiting up to %.0f s for it to end",
+                run_key, run.info.run_id, remaining,
+            )  # fmt: skip
+            announced = run.info.run_id
+        until = leases.expires_at(run) or 0.0
+        time.sleep(max(0.5, min(POLL_SECONDS, remaining, until - time.time() + 0.5)))

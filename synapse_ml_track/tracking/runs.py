@@ -20,9 +20,8 @@ from synapse_ml_track.config import TrackingConfig
 from synapse_ml_track.errors import ConfigError, TrackingError, first_line
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.tracking import http
-from synapse_ml_track.tracking.http import (
-    ARTIFACT_BATCH_FILES,
-)
+from synapse_ml_track.tracking.http import ARTIFACT_BATCH_FILES
+from synapse_ml_track.tracking.leases import Lease
 from synapse_ml_track.tracking.limits import Limits, admit, fit_key
 from synapse_ml_track.tracking.retries import create_once, settle
 from synapse_ml_track.tracking.transfers import (
@@ -31,7 +30,7 @@ from synapse_ml_track.tracking.transfers import (
     while_busy,
     write_once_path,
 )
-from synapse_ml_track.vocabulary import ATTEMPT_TAG, EMBEDDED, ERROR_TAG, tracking_backend
+from synapse_ml_track.vocabulary import ATTEMPT_TAG, EMBEDDED, ERROR_TAG, LEASE_TAG, tracking_backend
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -126,6 +125,7 @@ class RunTracker:
         self._pending_tags: list[RunTag] = []
         # what an interrupted attempt of a resumed run already logged: not logged a second time
         self._logged_metrics: dict[str, float] = {}
+        self._lease: Lease | None = None  # this job's on the run, renewed until the run ends
 
     def _take_pending_tags(self) -> list[RunTag]:
         pending, self._pending_tags = self._pending_tags, []
@@ -142,14 +142,21 @@ class RunTracker:
         redactor: Redactor,
         create_attempts: int = 1,
         transfer_seconds: float = 600.0,
+        lease_seconds: float | None = None,
     ) -> RunTracker:
         """Create the run; a lost response is detected by the attempt-id tag, never sent twice.
 
         `mlflow.source.*` tags are set right after creation: AML drops them when they come with
-        the creation request (Azure/azure-sdk-for-python#45207).
+        the creation request (Azure/azure-sdk-for-python#45207). With `lease_seconds` the run is
+        created with this job's lease on it (tracking/leases.py), so it is never without one.
         """
         attempt_id = uuid.uuid4().hex
-        fitted = {**cls._fit_tags(dict(tags), limits, redactor, already=1), ATTEMPT_TAG: attempt_id}
+        own = {ATTEMPT_TAG: attempt_id}
+        lease = None
+        if lease_seconds is not None:
+            lease = Lease(client, lease_seconds)
+            own[LEASE_TAG] = lease.value()
+        fitted = {**cls._fit_tags(dict(tags), limits, redactor, already=len(own)), **own}
         at_creation = {k: v for k, v in fitted.items() if not k.startswith(SOURCE_TAG_PREFIX)}
         after_creation = [RunTag(k, v) for k, v in fitted.items() if k.startswith(SOURCE_TAG_PREFIX)]
         run = create_once(
@@ -160,13 +167,22 @@ class RunTracker:
         tracker = cls(client, run.info.run_id, limits, redactor, transfer_seconds)
         tracker._pending_tags = after_creation  # sent with the run's first batch: no request of their own
         tracker._tag_count = len(fitted)
+        if lease is not None:
+            tracker._lease = lease.start(run.info.run_id)
         return tracker
 
     @classmethod
     def resume(
-        cls, client: MlflowClient, run: Run, limits: Limits, redactor: Redactor, transfer_seconds: float = 600.0
+        cls,
+        client: MlflowClient,
+        run: Run,
+        limits: Limits,
+        redactor: Redactor,
+        transfer_seconds: float = 600.0,
+        lease: Lease | None = None,
     ) -> RunTracker:
-        """Continue an interrupted run of the same run key: running again, its old error cleared."""
+        """Continue an interrupted run of the same run key, taken over with `lease`
+        (run_keys.take_keyed_run): running again, its old error cleared."""
         client.update_run(run.info.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
         if ERROR_TAG in run.data.tags:
             try:
@@ -175,7 +191,8 @@ class RunTracker:
                 if exc.error_code != "RESOURCE_DOES_NOT_EXIST":  # a resent delete whose first answer was lost: done
                     raise
         tracker = cls(client, run.info.run_id, limits, redactor, transfer_seconds)
-        tracker._tag_count = len(run.data.tags)
+        tracker._tag_count = len(run.data.tags | ({LEASE_TAG: ""} if lease else {}))
+        tracker._lease = lease
         tracker._metric_names = set(run.data.metrics)
         tracker._param_names = set(run.data.params)
         tracker._logged_metrics = dict(run.data.metrics)
@@ -311,6 +328,8 @@ class RunTracker:
         self._terminate(RunStatus.FINISHED)
 
     def _terminate(self, status: int) -> None:
+        if self._lease is not None:
+            self._lease.end()  # a run that cannot be ended is taken over by a rerun once its lease expires
         # What MlflowClient.set_terminated sends, without what it does first: MLflow 2.x fetches the
         # run again to write "View run ... at: <url>" to stdout, with no switch to stop it (MLflow 3
         # has MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT). The job's stdout must end with its JSON summary,

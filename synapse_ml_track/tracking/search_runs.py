@@ -50,7 +50,7 @@ def record_candidate(
     when its validation raised `error`, its values, FAILED with the reason. Returns the run's id."""
     tags = {PARENT_TAG: parent_id, JOB_TAG: SEARCH_CANDIDATE_JOB, CANDIDATE_TAG: key}
     with session.tracking_errors():
-        child = session.start_run(f"candidate-{index}", tags, redactor)
+        child = session.start_run(f"candidate-{index}", tags, redactor, leased=False)
     with session.failing_run(child):
         child.log_params({"candidate.index": index, **{f"estimator.{name}": value for name, value in params.items()}})
         if error is None:

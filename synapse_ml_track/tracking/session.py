@@ -8,14 +8,14 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from mlflow.entities import Dataset, DatasetInput, InputTag, Run
+from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.exceptions import MlflowException
 from mlflow.store.db.db_types import DATABASE_ENGINES
 from mlflow.tracking import MlflowClient
@@ -28,6 +28,7 @@ from synapse_ml_track.tracking.failures import tracking_errors
 from synapse_ml_track.tracking.http import policy_for, transfer_deadline
 from synapse_ml_track.tracking.limits import Limits, limits_for
 from synapse_ml_track.tracking.retries import probe
+from synapse_ml_track.tracking.run_keys import KeyedRun, take_keyed_run
 from synapse_ml_track.tracking.runs import RunTracker, is_remote, local_tracking_uri, resolve_experiment
 from synapse_ml_track.tracking.transfers import download_run_artifacts
 from synapse_ml_track.vocabulary import DATAFRAME
@@ -49,6 +50,8 @@ class TrackingSession:
     create_attempts: int = 1  # tries for a create whose lost response is looked up before resending
     credential_source: str | None = None  # "environment (client secret)", "key vault kv-ml", ...; None off Azure
     transfer_seconds: float = 600.0  # deadline of one artifact transfer (per batch of up to 50 files)
+    lease_seconds: float = 60.0  # tracking.lease_seconds
+    live_run_wait: float = 3600.0  # tracking.live_run_wait
 
     def tracking_errors(self, hint: str | None = None) -> AbstractContextManager[None]:
         """Tracking failures inside as one TrackingError line; the job's own errors pass through."""
@@ -65,14 +68,30 @@ class TrackingSession:
             tracker.fail(failure_reason(exc))
             raise
 
-    def start_run(self, run_name: str | None, tags: Mapping[str, str], redactor: Redactor) -> RunTracker:
+    def start_run(
+        self, run_name: str | None, tags: Mapping[str, str], redactor: Redactor, leased: bool = True
+    ) -> RunTracker:
+        """A new run; `leased`: with this job's lease on it, so that a rerun by its run key waits while
+        this job writes it (a search candidate's run needs none: its parent's key finds the parent)."""
         return RunTracker.start(
             self.client, self.experiment_id, run_name, tags, self.limits, redactor,
             create_attempts=self.create_attempts, transfer_seconds=self.transfer_seconds,
+            lease_seconds=self.lease_seconds if leased else None,
         )  # fmt: skip
 
-    def resume_run(self, run: Run, redactor: Redactor) -> RunTracker:
-        return RunTracker.resume(self.client, run, self.limits, redactor, transfer_seconds=self.transfer_seconds)
+    def keyed_run(
+        self, run_key: str, job: str, take_over: Collection[str], write: str | None = None
+    ) -> KeyedRun | None:
+        """The run of this run key once no live job writes it (run_keys.take_keyed_run)."""
+        return take_keyed_run(
+            self.client, self.experiment_id, run_key, job, lease_seconds=self.lease_seconds,
+            wait_seconds=self.live_run_wait, take_over=take_over, write=write,
+        )  # fmt: skip
+
+    def resume_run(self, keyed: KeyedRun, redactor: Redactor) -> RunTracker:
+        return RunTracker.resume(
+            self.client, keyed.run, self.limits, redactor, transfer_seconds=self.transfer_seconds, lease=keyed.lease
+        )  # fmt: skip
 
     def download_artifacts(self, run_id: str, path: str, destination: str) -> str:
         """A run's artifacts, within the transfer deadline."""
@@ -180,6 +199,8 @@ def open_session(
         create_attempts=tracking.max_retries + 1,
         credential_source=credential.source if credential else None,
         transfer_seconds=transfer_deadline(policy_for(tracking)),
+        lease_seconds=tracking.lease_seconds,
+        live_run_wait=tracking.live_run_wait,
     )
 
 
