@@ -32,6 +32,7 @@ from synapse_ml_track.vocabulary import LEASE_TAG
 log = logging.getLogger(__name__)
 
 CLAIM_SETTLE = 2.0  # seconds between writing a lease on a taken-over run and reading it back
+RETRY_RENEWAL = 1.0  # seconds after a failed renewal before the next
 
 
 def expires_at(run: Run) -> float | None:
@@ -77,11 +78,18 @@ class Lease:
         self._ended.set()
 
     def _keep(self, run_id: str) -> None:
-        while not self._ended.wait(self.seconds / 3):
+        # After a failed renewal the next comes at once: a renewal that gave up after waiting a whole
+        # interval, then another interval of waiting, would let the lease lapse under a live job.
+        interval, failing = self.seconds / 3, False
+        while not self._ended.wait(RETRY_RENEWAL if failing else interval):
             try:
                 self.renew(run_id)
             except Exception as exc:  # noqa: BLE001 - the job goes on; the next renewal tries again
-                log.warning("could not renew the lease on run %s: %s", run_id, first_line(exc))
+                if not failing:
+                    log.warning("could not renew the lease on run %s: %s", run_id, first_line(exc)[:200])
+                failing = True
+            else:
+                failing = False
 
 
 def claim(client: MlflowClient, run: Run, seconds: float) -> Lease | None:
