@@ -7,6 +7,8 @@ import hashlib
 import json
 import os
 import subprocess
+import threading
+import time
 import uuid
 
 import pytest
@@ -21,7 +23,7 @@ from synapse_ml_track.spark.delta_tables import DELETION_VECTORS
 from synapse_ml_track.spark.sources import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
 from synapse_ml_track.tracking.session import open_session
 from synapse_ml_track.train_job import run_training
-from synapse_ml_track.vocabulary import CHANGES_FROM_TAG
+from synapse_ml_track.vocabulary import CHANGES_FROM_TAG, ERROR_TAG, LEASE_TAG
 
 from support import REPO, VENV_BIN, unique
 
@@ -169,6 +171,32 @@ def test_an_append_retried_with_the_same_run_key_writes_once(run_cli, registered
     assert another.exit_code == 0, another.stderr
     assert another.summary["output_version"] == 1
     assert delta_spark.table(output).count() == 2 * rows
+
+
+def test_a_retry_waits_for_a_live_attempt_of_its_write_instead_of_ending_it(
+    run_cli, registered, delta_spark, mlflow_server
+):
+    """A pipeline's retry can start while the attempt it retries still runs (Synapse ends an activity
+    at its timeout, not its Spark job). That attempt is put back here as it looks while its job still
+    writes: RUNNING under a fresh lease, until it finishes 8 s later. The retry must neither end it
+    FAILED nor write, then find the attempt's scores in the table."""
+    experiment, model, input_table = registered
+    output = f"lake.{unique('scores', '_')}"
+    append = ("--output-table", output, "--mode", "append", "--run-key", "pipeline-43")
+    first = score(run_cli, mlflow_server, experiment, model, input_table, *append)
+    assert first.exit_code == 0, first.stderr
+    client, attempt = MlflowClient(mlflow_server.uri), first.summary["run_id"]
+    client.update_run(attempt, status="RUNNING")
+    client.set_tag(attempt, LEASE_TAG, f"livejob {time.time() + 600:.0f}")
+    finisher = threading.Thread(target=lambda: (time.sleep(8), client.set_terminated(attempt, "FINISHED")))
+    finisher.start()
+    retried = score(run_cli, mlflow_server, experiment, model, input_table, *append)
+    finisher.join()
+    assert f"run {attempt} is running in another job; waiting" in retried.stderr
+    assert (retried.exit_code, retried.summary["status"]) == (0, "already-written"), retried.stderr
+    run = client.get_run(attempt)
+    assert run.info.status == "FINISHED" and ERROR_TAG not in run.data.tags
+    assert delta_spark.table(output).count() == delta_spark.table(input_table).count()
 
 
 def test_merge_upserts_on_the_key_and_a_retry_writes_once(run_cli, registered, delta_spark, mlflow_server, tmp_path):
