@@ -34,7 +34,7 @@ from synapse_ml_track.tracking import http
 from synapse_ml_track.tracking.limits import MLFLOW_LIMITS
 from synapse_ml_track.tracking.retries import create_once
 from synapse_ml_track.tracking.runs import RunTracker
-from synapse_ml_track.vocabulary import CHAMPION_TAG, ERROR_TAG
+from synapse_ml_track.vocabulary import CHAMPION_TAG, ERROR_TAG, JOB_TAG, LEASE_TAG, RUN_KEY_TAG, TRAIN_JOB
 
 from fault_proxy import FaultProxy, Rule
 from support import VENV_BIN, free_port
@@ -553,3 +553,24 @@ def test_a_resumed_runs_error_tag_deleted_twice_is_deleted(run_cli, proxy, mlflo
     assert proxy.forwarded(r"POST .*/runs/delete-tag$"), "the error tag was never deleted: the test saw nothing"
     run = MlflowClient(mlflow_server.uri).get_run(resumed.summary["run_id"])
     assert run.info.status == "FINISHED" and ERROR_TAG not in run.data.tags
+
+
+def test_a_rerun_waiting_on_a_run_rides_out_a_look_that_failed_with_all_its_retries(
+    run_cli, proxy, mlflow_server, retries
+):
+    """Seen in the 50-job soak: two reruns waited on a killed job's lease, their looks the only traffic
+    left, and met every fault of a busy spell. One look failed with all its retries, both reruns
+    exited 3, and the killed job's run stayed RUNNING. While waiting, a failed look is taken again."""
+    client = MlflowClient(mlflow_server.uri)
+    experiment_id = client.create_experiment("faults-waiting")
+    lease = f"killedjob {time.time() + 6:.0f}"
+    killed = client.create_run(experiment_id, tags={RUN_KEY_TAG: "activity-8", JOB_TAG: TRAIN_JOB, LEASE_TAG: lease})
+    # The first look finds the run live; the next meets one more 503 than a request's attempts.
+    proxy.add(Rule("respond", r"/runs/search$", body_contains="activity-8", status=503, skip=1, times=MAX_RETRIES + 2))
+    result = train(run_cli, proxy.url, "faults-waiting", "--no-register", "--run-key", "activity-8")
+
+    assert result.exit_code == 0, result.stderr
+    assert_all_faults_fired(proxy)
+    assert f"could not look at run {killed.info.run_id}: " in result.stderr
+    assert result.summary["run_id"] == killed.info.run_id
+    assert client.get_run(killed.info.run_id).info.status == "FINISHED"

@@ -83,6 +83,12 @@ def probe(call: Callable[[], T], timeout: float, attempts: int, *, deadline: flo
         time.sleep(min(http.current_policy().backoff_for(attempt), max(0.0, deadline - time.monotonic())))
 
 
+def worth_asking_again(exc: BaseException) -> bool:
+    """A busy answer, a connection dropped after the server took it, or a timeout: the server is
+    there. Not a refused connection (nothing listens) or a refusal."""
+    return bool(busy_status(exc)) or dropped(exc) or timed_out(exc)
+
+
 def settle(call: Callable[[], T], seconds: float) -> T:
     """An idempotent request asked until it is answered, for at most `seconds`: a busy answer, a
     dropped connection and a timeout are asked again; a refused connection (nothing listens) or a
@@ -98,8 +104,7 @@ def settle(call: Callable[[], T], seconds: float) -> T:
         except Exception as exc:
             attempt += 1
             remaining = deadline - time.monotonic()
-            worth_again = bool(busy_status(exc)) or dropped(exc) or timed_out(exc)
-            if not worth_again or remaining < 1.0:
+            if not worth_asking_again(exc) or remaining < 1.0:
                 raise
             pause = min(http.current_policy().backoff_for(attempt), remaining - 1.0)
         time.sleep(pause)

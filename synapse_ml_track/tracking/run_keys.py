@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from synapse_ml_track.errors import WriteConflict
+from synapse_ml_track.errors import WriteConflict, first_line
 from synapse_ml_track.tracking import leases
 from synapse_ml_track.tracking.leases import Lease
+from synapse_ml_track.tracking.retries import worth_asking_again
 from synapse_ml_track.tracking.runs import all_pages
 from synapse_ml_track.vocabulary import JOB_TAG, RUN_KEY_TAG, WRITE_TAG
 
@@ -65,16 +66,26 @@ def take_keyed_run(
     deadline = time.monotonic() + wait_seconds
     announced = None
     while True:
-        run = find_keyed_run(client, experiment_id, run_key, job, write=write)
-        if run is None:
-            return None
-        if not leases.is_live(run):
-            if run.info.status not in take_over:
-                return KeyedRun(run, None)
-            lease = leases.claim(client, run, lease_seconds)
-            if lease is not None:
-                return KeyedRun(run, lease)
-            continue  # another rerun took it over a moment before: it is live now
+        try:
+            run = find_keyed_run(client, experiment_id, run_key, job, write=write)
+            if run is None:
+                return None
+            if not leases.is_live(run):
+                if run.info.status not in take_over:
+                    return KeyedRun(run, None)
+                lease = leases.claim(client, run, lease_seconds)
+                if lease is not None:
+                    return KeyedRun(run, lease)
+                continue  # another rerun took it over a moment before: it is live now
+        except Exception as exc:
+            # While waiting, the job's looks may be all its traffic, and meet every fault of a busy
+            # spell: one that failed with all its retries is taken again at the next, within the wait.
+            if announced is None or not worth_asking_again(exc) or time.monotonic() + POLL_SECONDS > deadline:
+                raise
+            failure = first_line(exc)[:200]
+            log.info("run key %s: could not look at run %s: %s; looking again", run_key, announced, failure)
+            time.sleep(POLL_SECONDS)
+            continue
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise WriteConflict(
