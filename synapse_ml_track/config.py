@@ -188,7 +188,7 @@ RANGES: dict[str, dict[str, float]] = {
     "tracking.max_job_retry_wait": {"minimum": 0},
     "tracking.preflight_timeout": {"exclusiveMinimum": 0},
     "tracking.preflight_budget": {"exclusiveMinimum": 0},
-    "tracking.lease_seconds": {"minimum": 3},
+    "tracking.lease_seconds": {"minimum": 15},
     "tracking.live_run_wait": {"minimum": 0},
     "drift.warn": {"exclusiveMinimum": 0},
     "drift.fail": {"exclusiveMinimum": 0},

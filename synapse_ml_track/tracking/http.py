@@ -58,6 +58,9 @@ class RetryPolicy:
     # The longest backoff. Its exponent counts failures only: counting throttled answers too made one
     # 503 after a long 429 window wait for minutes.
     backoff_max: float = 30.0
+    # Whether its waits count against the job's (tracking.max_job_retry_wait). A lease's renewals do
+    # not: under throttling they would spend the job's budget beside the job's own requests.
+    job_budget: bool = True
     # Up to this many seconds added to each backoff at random (urllib3's backoff_jitter, which MLflow
     # sets to 1 s): parallel candidates and jobs that failed together do not all ask again together.
     jitter: float = 0.5
@@ -78,7 +81,7 @@ class RetryPolicy:
         if failures > self.retries:
             return None
         pause = self.backoff_for(failures) if retry_after is None else retry_after
-        if waited + pause > self.max_wait or not _job_budget.spend(pause):
+        if waited + pause > self.max_wait or (self.job_budget and not _job_budget.spend(pause)):
             return None
         return pause
 
@@ -105,6 +108,7 @@ class PolicyChanges(TypedDict, total=False):
     timeout: float
     max_wait: float
     backoff: float
+    job_budget: bool
 
 
 class RetryAfterTooLong(Exception):

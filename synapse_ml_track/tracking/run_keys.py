@@ -65,18 +65,20 @@ def take_keyed_run(
     `take_over` then comes with this job's lease on it, any other (FINISHED) as it is."""
     deadline = time.monotonic() + wait_seconds
     announced = None
+    own: set[str] = set()  # the holders of this job's claims: a claim that failed half-way holds nothing
     while True:
         try:
             run = find_keyed_run(client, experiment_id, run_key, job, write=write)
             if run is None:
                 return None
-            if not leases.is_live(run):
+            if not leases.is_live(run, ignore=own):
                 if run.info.status not in take_over:
                     return KeyedRun(run, None)
-                lease = leases.claim(client, run, lease_seconds)
-                if lease is not None:
+                lease = Lease(client, lease_seconds)
+                own.add(lease.holder)
+                if leases.claim(lease, run):
                     return KeyedRun(run, lease)
-                continue  # another rerun took it over a moment before: it is live now
+                continue  # another rerun's lease is on it: looked at again, and waited for while it holds
         except Exception as exc:
             # While waiting, the job's looks may be all its traffic, and meet every fault of a busy
             # spell: one that failed with all its retries is taken again at the next, within the wait.

@@ -183,13 +183,18 @@ class RunTracker:
     ) -> RunTracker:
         """Continue an interrupted run of the same run key, taken over with `lease`
         (run_keys.take_keyed_run): running again, its old error cleared."""
-        client.update_run(run.info.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
-        if ERROR_TAG in run.data.tags:
-            try:
-                client.delete_tag(run.info.run_id, ERROR_TAG)
-            except MlflowException as exc:
-                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":  # a resent delete whose first answer was lost: done
-                    raise
+        try:
+            client.update_run(run.info.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            if ERROR_TAG in run.data.tags:
+                try:
+                    client.delete_tag(run.info.run_id, ERROR_TAG)
+                except MlflowException as exc:
+                    if exc.error_code != "RESOURCE_DOES_NOT_EXIST":  # a resent delete whose first answer was lost
+                        raise
+        except BaseException:
+            if lease is not None:
+                lease.end()  # not resumed: a rerun takes the run over once the lease expires
+            raise
         tracker = cls(client, run.info.run_id, limits, redactor, transfer_seconds)
         tracker._tag_count = len(run.data.tags | ({LEASE_TAG: ""} if lease else {}))
         tracker._lease = lease
@@ -327,9 +332,14 @@ class RunTracker:
             self.client.log_batch(self.run_id, tags=self._take_pending_tags())
         self._terminate(RunStatus.FINISHED)
 
-    def _terminate(self, status: int) -> None:
+    def end_lease(self) -> None:
+        """Stop renewing this job's lease: a run that is not ended (it cannot be, or the job was
+        interrupted) is taken over by a rerun once the lease expires."""
         if self._lease is not None:
-            self._lease.end()  # a run that cannot be ended is taken over by a rerun once its lease expires
+            self._lease.end()
+
+    def _terminate(self, status: int) -> None:
+        self.end_lease()
         # What MlflowClient.set_terminated sends, without what it does first: MLflow 2.x fetches the
         # run again to write "View run ... at: <url>" to stdout, with no switch to stop it (MLflow 3
         # has MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT). The job's stdout must end with its JSON summary,

@@ -67,6 +67,9 @@ class TrackingSession:
         except Exception as exc:
             tracker.fail(failure_reason(exc))
             raise
+        except BaseException:  # a notebook's interrupt: the process goes on, the lease must not
+            tracker.end_lease()
+            raise
 
     def start_run(
         self, run_name: str | None, tags: Mapping[str, str], redactor: Redactor, leased: bool = True

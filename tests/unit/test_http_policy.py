@@ -162,3 +162,13 @@ def test_the_jobs_requests_share_one_budget_of_waiting(waits, monkeypatch):
     with pytest.raises(ServerKeptFailing, match="HTTP 503"):
         send_with_retries(answers(503, 503, 200), policy)
     assert waits == [1.0, 2.0, 1.0]
+
+
+def test_a_policy_outside_the_jobs_budget_neither_spends_nor_is_refused_by_it(waits, monkeypatch):
+    """A lease's renewals (RetryPolicy.job_budget False) wait as their own policy says, and leave the
+    job's budget to the job's requests."""
+    budget = http.JobRetryBudget(2.0)
+    monkeypatch.setattr(http, "_job_budget", budget)
+    renewal = RetryPolicy(retries=5, backoff=1.0, max_wait=300, job_budget=False)
+    assert send_with_retries(answers(503, 503, 503, 200), renewal).status_code == 200
+    assert (waits, budget.spent) == ([1.0, 2.0, 4.0], 0.0)
