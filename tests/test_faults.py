@@ -574,3 +574,24 @@ def test_a_rerun_waiting_on_a_run_rides_out_a_look_that_failed_with_all_its_retr
     assert f"could not look at run {killed.info.run_id}: " in result.stderr
     assert result.summary["run_id"] == killed.info.run_id
     assert client.get_run(killed.info.run_id).info.status == "FINISHED"
+
+
+def test_a_rerun_taking_over_a_run_waits_out_a_throttled_answer_to_its_lease(run_cli, proxy, mlflow_server, retries):
+    """Seen in the short soak: a rerun wrote its lease on a killed job's run within a renewal's third of
+    a lease, and a 429 asking for longer than what was left of it failed the job (exit 3), leaving the
+    killed job's run RUNNING. Taking a run over is the job's own request, under the job's policy."""
+    client = MlflowClient(mlflow_server.uri)
+    experiment_id = client.create_experiment("faults-claim")
+    lease = f"killedjob {time.time() - 1:.0f} {time.time() - 61:.0f}"
+    killed = client.create_run(experiment_id, tags={RUN_KEY_TAG: "activity-9", JOB_TAG: TRAIN_JOB, LEASE_TAG: lease})
+    proxy.add(Rule("respond", r"/runs/set-tag$", body_contains=LEASE_TAG, status=429, retry_after="6"))
+    result = train(
+        run_cli, proxy.url, "faults-claim", "--no-register", "--run-key", "activity-9",
+        "--set", "tracking.lease_seconds=15",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    assert_all_faults_fired(proxy)
+    assert 6 in retries.waits
+    assert result.summary["run_id"] == killed.info.run_id
+    assert client.get_run(killed.info.run_id).info.status == "FINISHED"

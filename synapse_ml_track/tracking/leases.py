@@ -122,9 +122,11 @@ class Lease:
 
 def claim(lease: Lease, run: Run) -> bool:
     """Take over a run nobody holds (an expired lease, or a FAILED run) with `lease`, renewed from
-    then on; False when another rerun's lease is on it CLAIM_SETTLE seconds after this one was written."""
+    then on; False when another rerun's lease is on it CLAIM_SETTLE seconds after this one was written.
+    The first write is the job's own request, under the job's policy: a renewal's third of a lease
+    (renew) refused a Retry-After longer than what was left of it, and failed the job (the short soak)."""
     run_id = run.info.run_id
-    lease.renew(run_id)
+    lease.client.set_tag(run_id, LEASE_TAG, lease.value())
     time.sleep(CLAIM_SETTLE)
     if holder_of(lease.client.get_run(run_id)) != lease.holder:
         log.info("run %s was taken over by another job at the same moment", run_id)
