@@ -178,7 +178,7 @@ def test_a_retry_waits_for_a_live_attempt_of_its_write_instead_of_ending_it(
 ):
     """A pipeline's retry can start while the attempt it retries still runs (Synapse ends an activity
     at its timeout, not its Spark job). That attempt is put back here as it looks while its job still
-    writes: RUNNING under a fresh lease, until it finishes 8 s later. The retry must neither end it
+    writes: RUNNING under a fresh lease, until it finishes 15 s later. The retry must neither end it
     FAILED nor write, then find the attempt's scores in the table."""
     experiment, model, input_table = registered
     output = f"lake.{unique('scores', '_')}"
@@ -188,7 +188,7 @@ def test_a_retry_waits_for_a_live_attempt_of_its_write_instead_of_ending_it(
     client, attempt = MlflowClient(mlflow_server.uri), first.summary["run_id"]
     client.update_run(attempt, status="RUNNING")
     client.set_tag(attempt, LEASE_TAG, f"livejob {time.time() + 600:.0f}")
-    finisher = threading.Thread(target=lambda: (time.sleep(8), client.set_terminated(attempt, "FINISHED")))
+    finisher = threading.Thread(target=lambda: (time.sleep(15), client.set_terminated(attempt, "FINISHED")))
     finisher.start()
     retried = score(run_cli, mlflow_server, experiment, model, input_table, *append)
     finisher.join()

@@ -563,7 +563,7 @@ def test_a_rerun_waiting_on_a_run_rides_out_a_look_that_failed_with_all_its_retr
     exited 3, and the killed job's run stayed RUNNING. While waiting, a failed look is taken again."""
     client = MlflowClient(mlflow_server.uri)
     experiment_id = client.create_experiment("faults-waiting")
-    lease = f"killedjob {time.time() + 6:.0f}"
+    lease = f"killedjob {time.time() + 12:.0f}"  # expires after the first look
     killed = client.create_run(experiment_id, tags={RUN_KEY_TAG: "activity-8", JOB_TAG: TRAIN_JOB, LEASE_TAG: lease})
     # The first look finds the run live; the next meets one more 503 than a request's attempts.
     proxy.add(Rule("respond", r"/runs/search$", body_contains="activity-8", status=503, skip=1, times=MAX_RETRIES + 2))

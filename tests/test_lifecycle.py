@@ -123,7 +123,7 @@ def _live_attempt(uri: str, experiment: str, run_key: str, lease_seconds: float)
 
 def test_a_rerun_writes_nothing_into_a_run_another_job_still_writes_and_resumes_it_once_ended(run_cli, mlflow_server):
     """Seen in the soak: a rerun started three seconds after the job it reruns resumed the live run, and
-    both logged its metrics. The live job here renews a 3 s lease for 10 s (so renewals are what keeps
+    both logged its metrics. The live job here renews a 3 s lease for 15 s (so renewals are what keeps
     it live), then fails; the rerun must write nothing before that, then resume the run and finish it."""
     experiment, model = unique("live"), unique("live-model")
     live = _live_attempt(mlflow_server.uri, experiment, "activity-3", lease_seconds=3)
@@ -131,7 +131,7 @@ def test_a_rerun_writes_nothing_into_a_run_another_job_still_writes_and_resumes_
     seen_while_live: list = []
 
     def end_the_live_job() -> None:
-        time.sleep(10)
+        time.sleep(15)  # the rerun's first look comes well before, even on a loaded machine
         seen_while_live.append(client.get_run(live.run_id).data)
         live.fail("the other job's own failure")
 
@@ -155,13 +155,11 @@ def test_a_rerun_takes_over_a_run_whose_job_stopped_renewing_its_lease(run_cli, 
     experiment, model = unique("killed"), unique("killed-model")
     client = MlflowClient(mlflow_server.uri)
     experiment_id = client.create_experiment(experiment)
-    lease = f"killedjob {time.time() + 4:.0f}"
+    lease = f"killedjob {time.time() + 12:.0f}"  # expires after the rerun's first look
     killed = client.create_run(experiment_id, tags={RUN_KEY_TAG: "activity-4", JOB_TAG: TRAIN_JOB, LEASE_TAG: lease})
-    started = time.monotonic()
     rerun = train(run_cli, mlflow_server, experiment, model, "--run-key", "activity-4")
     assert rerun.exit_code == 0, rerun.stderr
     assert "is running in another job; waiting" in rerun.stderr
-    assert time.monotonic() - started >= 3  # waited for the lease, not for anything longer
     assert rerun.summary["run_id"] == killed.info.run_id
     run = client.get_run(killed.info.run_id)
     assert run.info.status == "FINISHED" and not run.data.tags[LEASE_TAG].startswith("killedjob ")
