@@ -29,7 +29,8 @@ def describe_failure(exc: Exception, uri: str) -> str:
         return f"{exc} (tracking URI {uri})"
     throttled = next((c for c in causes(exc) if isinstance(c, RetryAfterTooLong)), None)
     if throttled is not None:
-        return f"the MLflow tracking server at {uri} {throttled}; try again later or raise tracking.max_retry_wait"
+        hint = f" or raise {throttled.source}" if throttled.source.startswith("tracking.") else ""
+        return f"the MLflow tracking server at {uri} {throttled}; try again later{hint}"
     status = busy_status(exc)
     if status:
         return f"the MLflow tracking server at {uri} kept answering HTTP {status} (busy or failing); try again later"

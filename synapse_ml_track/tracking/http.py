@@ -54,6 +54,8 @@ class RetryPolicy:
     retries: int = 5  # further attempts after a failure (5xx, dropped connection, timeout); 0: one attempt
     timeout: float = 30.0  # seconds to connect and to wait for the answer, each attempt
     max_wait: float = 300.0  # seconds of waiting between attempts, all retries of one request together
+    # What sets max_wait, as a refused Retry-After names it: the setting, or a caller's own deadline.
+    max_wait_source: str = "tracking.max_retry_wait"
     backoff: float = 1.0  # first wait when the server gives no Retry-After; doubled each failure
     # The longest backoff. Its exponent counts failures only: counting throttled answers too made one
     # 503 after a long 429 window wait for minutes.
@@ -107,6 +109,7 @@ class PolicyChanges(TypedDict, total=False):
     retries: int
     timeout: float
     max_wait: float
+    max_wait_source: str
     backoff: float
     job_budget: bool
 
@@ -114,11 +117,11 @@ class PolicyChanges(TypedDict, total=False):
 class RetryAfterTooLong(Exception):
     """The server asked to wait longer than the policy allows before trying again."""
 
-    def __init__(self, status: int, seconds: float, bound: float) -> None:
-        self.status, self.seconds, self.bound = status, seconds, bound
+    def __init__(self, status: int, seconds: float, bound: float, source: str) -> None:
+        self.status, self.seconds, self.bound, self.source = status, seconds, bound, source
         super().__init__(
             f"asked to wait {seconds:.0f} s before the next request (HTTP {status}, Retry-After), "
-            f"more than tracking.max_retry_wait ({bound:.0f} s)"
+            f"more than {source} ({bound:.0f} s)"
         )
 
 
@@ -261,7 +264,7 @@ def send_with_retries(send: Callable[[], requests.Response], retry: RetryPolicy)
                 return response
             asked = retry_after(response)
             if asked is not None and asked > retry.max_wait:
-                raise RetryAfterTooLong(status, asked, retry.max_wait)
+                raise RetryAfterTooLong(status, asked, retry.max_wait, retry.max_wait_source)
             # Only a throttled answer that says how long to wait is not a failure: without a
             # Retry-After it is counted and backed off from, as azure-core's RetryPolicy does.
             failures += status != THROTTLED or asked is None

@@ -89,6 +89,9 @@ def worth_asking_again(exc: BaseException) -> bool:
     return bool(busy_status(exc)) or dropped(exc) or timed_out(exc)
 
 
+DEADLINE = "the time left for this request"
+
+
 def settle(call: Callable[[], T], seconds: float) -> T:
     """An idempotent request asked until it is answered, for at most `seconds`: a busy answer, a
     dropped connection and a timeout are asked again; a refused connection (nothing listens) or a
@@ -98,8 +101,8 @@ def settle(call: Callable[[], T], seconds: float) -> T:
     while True:
         remaining = deadline - time.monotonic()
         try:
-            with http.policy(retries=0, timeout=max(1.0, min(http.current_policy().timeout, remaining)),
-                             max_wait=max(0.0, remaining)):  # fmt: skip
+            timeout = max(1.0, min(http.current_policy().timeout, remaining))
+            with http.policy(retries=0, timeout=timeout, max_wait=max(0.0, remaining), max_wait_source=DEADLINE):
                 return call()
         except Exception as exc:
             attempt += 1

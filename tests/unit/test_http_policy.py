@@ -11,7 +11,9 @@ import pytest
 import requests
 
 from synapse_ml_track.tracking import http
+from synapse_ml_track.tracking.failures import describe_failure
 from synapse_ml_track.tracking.http import RetryAfterTooLong, RetryPolicy, ServerKeptFailing, send_with_retries
+from synapse_ml_track.tracking.retries import settle
 
 
 @pytest.fixture
@@ -172,3 +174,12 @@ def test_a_policy_outside_the_jobs_budget_neither_spends_nor_is_refused_by_it(wa
     renewal = RetryPolicy(retries=5, backoff=1.0, max_wait=300, job_budget=False)
     assert send_with_retries(answers(503, 503, 503, 200), renewal).status_code == 200
     assert (waits, budget.spent) == ([1.0, 2.0, 4.0], 0.0)
+
+
+def test_a_retry_after_past_a_callers_deadline_names_that_deadline_not_the_setting(waits):
+    with pytest.raises(RetryAfterTooLong) as caught:
+        settle(lambda: send_with_retries(answers((429, "600")), http.current_policy()), 20)
+    line = describe_failure(caught.value, "http://tracking")
+    assert "more than the time left for this request (" in line
+    assert "tracking.max_retry_wait" not in line
+    assert line.endswith("; try again later")
