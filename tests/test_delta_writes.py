@@ -150,6 +150,49 @@ def test_a_merge_into_another_class_set_with_evolve_schema_leaves_no_stale_proba
         assert math.isclose(sum(row[c] for c in PROBABILITIES), 1.0, abs_tol=1e-9), row
 
 
+def test_a_merge_key_null_or_repeated_is_refused_before_anything_is_written(
+    run_cli, model, delta_spark, mlflow_server, tmp_path
+):
+    """Delta refuses two rows of one key only when they meet a target row: a table that a merge created
+    took both rows of a key, and a row whose key is null, matching nothing, was inserted again by every
+    merge (two identical merges left 22 rows of 20). Refused now in one line, before any write."""
+    experiment, name = unique("merge-keys"), model[1]
+    frame = penguins(delta_spark)
+    inputs = {
+        "good": frame,
+        "null keys": frame.withColumn("id", F.when(F.col("id").isin(3, 7), None).otherwise(F.col("id"))),
+        "repeated key": frame.withColumn("id", F.when(F.col("id") == 6, 5).otherwise(F.col("id"))),
+    }
+    for case, rows in inputs.items():
+        rows.write.format("delta").save(str(tmp_path / case))
+    output = str(tmp_path / "scores")
+
+    def merge(case: str):
+        return score(run_cli, mlflow_server, experiment, "--model-uri", f"models:/{name}/1", "--input",
+                     str(tmp_path / case), "--output-path", output, "--mode", "merge", "--merge-key", "id")  # fmt: skip
+
+    null_line = (
+        "error: merge key id is null in the input (2 row(s) to merge); a merge needs a key on every row: "
+        "fill it or leave those rows out"
+    )
+    repeated_line = (
+        "error: merge key id is not unique in the input: 1 key(s) on more than one row (e.g. 5); "
+        "a merge needs one row per key"
+    )
+    for case, line in [("null keys", null_line), ("repeated key", repeated_line)]:
+        refused = merge(case)
+        assert (refused.exit_code, refused.error_line) == (2, line), refused.stderr
+        assert not os.path.exists(output), f"{case}: a table was created"
+    assert merge("good").exit_code == 0
+    for case, line in [("null keys", null_line), ("repeated key", repeated_line)]:
+        refused = merge(case)
+        assert (refused.exit_code, refused.error_line) == (2, line), refused.stderr
+    assert delta_spark.sql(f"DESCRIBE HISTORY delta.`{output}`").count() == 1
+    assert delta_spark.read.format("delta").load(output).count() == frame.count()
+    statuses = sorted(run.info.status for run in scoring_runs(mlflow_server, experiment))
+    assert statuses == ["FAILED"] * 4 + ["FINISHED"]
+
+
 @pytest.mark.parametrize("case", ["vacuumed version", "future timestamp"])
 def test_time_travel_that_cannot_be_met_is_one_line_before_any_run(
     case, run_cli, model, delta_spark, mlflow_server, tmp_path

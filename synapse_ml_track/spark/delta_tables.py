@@ -315,6 +315,8 @@ def write_once(
         settings["spark.databricks.delta.write.txnAppId"] = TXN_APP_PREFIX + write.write_key
         settings["spark.databricks.delta.write.txnVersion"] = "0"
     with _materialized(scores, materialize) as scores, _session_settings(spark, settings):
+        if write.mode == "merge":
+            _require_one_row_per_key(scores, write.merge_key or "")
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
             present = exists(spark, target)
             if present and write.mode == "errorifexists":
@@ -428,6 +430,31 @@ def _check_schema(existing: list[str], new: list[str], target: Target, evolve: b
         )
 
 
+def _require_one_row_per_key(scores: DataFrame, merge_key: str) -> None:
+    """A merge's rows each need a key of their own, checked before anything is written. Delta refuses
+    two rows of one key only when they meet a row of the target, so a table the merge creates took
+    them both; and a null key matches nothing, so each merge inserted its row again."""
+    key = F.col(_q(merge_key))
+    per_key = scores.groupBy(key.alias("key")).count()
+    found = one_row(
+        per_key.where(F.col("key").isNull() | (F.col("count") > 1)).agg(
+            F.sum(F.when(F.col("key").isNull(), F.col("count"))).alias("null_rows"),
+            F.count("key").alias("repeated"),
+            F.min("key").alias("example"),
+        )
+    )
+    if found["null_rows"]:
+        raise DataError(
+            f"merge key {merge_key} is null in the input ({found['null_rows']} row(s) to merge); a merge needs a "
+            "key on every row: fill it or leave those rows out"
+        )
+    if found["repeated"]:
+        raise DataError(
+            f"merge key {merge_key} is not unique in the input: {found['repeated']} key(s) on more than one row "
+            f"(e.g. {found['example']}); a merge needs one row per key"
+        )
+
+
 def _merge(spark: SparkSession, scores: DataFrame, target: Target, write: Write) -> None:
     """Upsert on the key: rows seen before get their new scores, new rows are inserted. Every target
     column is set by name: one the scores lack becomes null (no stale probability of a class the
@@ -459,12 +486,6 @@ def _merge(spark: SparkSession, scores: DataFrame, target: Target, write: Write)
     try:
         with _session_settings(spark, settings):
             spark.sql(f"MERGE INTO {target.identifier} AS t USING {view} AS s ON t.{key} = s.{key} {actions}").collect()
-    except Exception as exc:  # noqa: BLE001 - AnalysisException, UnsupportedOperationException...
-        if any("MULTIPLE_SOURCE_ROW_MATCHING" in (cls or "") for cls, _ in spark_errors(exc)):
-            raise DataError(
-                f"merge key {write.merge_key} is not unique in the input; merge needs one row per key"
-            ) from None
-        raise
     finally:
         spark.catalog.dropTempView(view)
 
