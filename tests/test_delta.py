@@ -259,22 +259,24 @@ def test_incremental_scoring_reads_only_the_changes_and_equals_a_full_rescore(
     assert first["incremental"] == {"read": "first", "from_version": None, "to_version": 0, "rows_deleted": 0}
     assert first["rows_in"] == 344
 
-    # A night's changes: three rows updated (one of them, 7, then deleted), two added, two deleted.
+    # A night's changes: three rows updated (one of them, 7, then deleted), two added, two deleted, and
+    # one row's key changed (2 to 2002: the change feed has key 2 only in the update's pre-image).
     spark.sql(f"UPDATE {source} SET bill_length_mm = bill_length_mm + 10 WHERE id IN (0, 1, 7)")  # v1
     spark.table(source).where("id IN (3, 4)").withColumn("id", F.col("id") + 1000).write.format("delta").mode(
         "append"
     ).saveAsTable(source)  # v2
     spark.sql(f"DELETE FROM {source} WHERE id IN (5, 6, 7)")  # v3
+    spark.sql(f"UPDATE {source} SET id = id + 2000 WHERE id = 2")  # v4
     second = incremental("--run-key", "nightly-2")
-    assert second["incremental"] == {"read": "changes", "from_version": 1, "to_version": 3, "rows_deleted": 3}
-    assert second["rows_in"] == 4  # 0 and 1 updated, 1003 and 1004 added: nothing else read or scored
+    assert second["incremental"] == {"read": "changes", "from_version": 1, "to_version": 4, "rows_deleted": 4}
+    assert second["rows_in"] == 5  # 0 and 1 updated, 1003, 1004 and 2002 added: nothing else read or scored
     assert_df_equality(scores_of(spark.table(target)), scores_of(full_rescore("full-1")), ignore_nullable=True)
     run = MlflowClient(mlflow_server.uri).get_run(second["run_id"])
     params = run.data.params
-    assert (params["data.incremental"], params["data.changes_from"], params["data.version_read"]) == ("True", "1", "3")
+    assert (params["data.incremental"], params["data.changes_from"], params["data.version_read"]) == ("True", "1", "4")
     (read,) = run.inputs.dataset_inputs  # the version range, on the dataset input too
     assert {tag.key: tag.value for tag in read.tags} == {"mlflow.data.context": "scoring", CHANGES_FROM_TAG: "1"}
-    assert (json.loads(read.dataset.source)["delta_table_version"], read.dataset.source_type) == (3, "delta_table")
+    assert (json.loads(read.dataset.source)["delta_table_version"], read.dataset.source_type) == (4, "delta_table")
     # The merge marked the replaced rows in deletion vectors (the table was created with them on) rather
     # than rewriting the files that held them.
     properties = spark.sql(f"DESCRIBE DETAIL {target}").first()["properties"]

@@ -4,7 +4,8 @@ Every Delta write of scores records in its commit the input it read and that inp
 (INPUT_FIELD, INPUT_VERSION_FIELD). An incremental run looks for the newest such commit in the target's
 history, then reads the input's Change Data Feed from the version after it to the version it pinned
 (`readChangeFeed`, `startingVersion`, `endingVersion`). Per merge key only the last change counts: an
-insert or an update's post-image is scored and upserted, a delete deletes the key's scores.
+insert or an update's post-image is scored and upserted, a delete deletes the key's scores, and so does
+an update that changes a row's key, for the old key.
 
 - No earlier scoring of this input into the target: the whole input is scored.
 - Nothing committed to the input since: nothing is scored or written.
@@ -42,6 +43,9 @@ CHANGES_GONE = (
     "FAILED_READ_FILE",
 )
 CDF_PROPERTY = "delta.enableChangeDataFeed"
+# Changes that take a key out of the input: a delete, and the pre-image of an update (which, when the
+# update changed the key, is the old key's last change).
+REMOVING_A_KEY = ("delete", "update_preimage")
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,7 @@ def changes_to_score(
     try:
         latest = _last_change_per_key(_change_feed(spark, source, start, version), column(merge_key))
         # Fills the cache, so reads the feed now: changes VACUUM has removed are found before anything is scored.
-        deleted_rows = latest.where(F.col("_change_type") == "delete").count()
+        deleted_rows = latest.where(_removes_a_key()).count()
     except Exception as exc:  # noqa: BLE001 - a bare Py4JJavaError or a SparkException
         if latest is not None:
             latest.unpersist()
@@ -120,28 +124,33 @@ def changes_to_score(
             source.path, start, version,
         )  # fmt: skip
         return Changes(full, None, None, "vacuumed")
-    rows = latest.where(F.col("_change_type") != "delete").drop(*CHANGE_COLUMNS)
-    deleted = latest.where(F.col("_change_type") == "delete").select(column(merge_key))
+    rows = latest.where(~_removes_a_key()).drop(*CHANGE_COLUMNS)
+    deleted = latest.where(_removes_a_key()).select(column(merge_key))
     return Changes(rows, deleted, start, "changes", deleted_rows, latest)
 
 
 def _last_change_per_key(feed: DataFrame, key: Column) -> DataFrame:
-    """The feed's last change of each key (an update's post-image, an insert or a delete), cached."""
-    order = F.when(F.col("_change_type") == "delete", 0).otherwise(1)  # a delete then an insert of one key
+    """The feed's last change of each key, cached: an insert or an update's post-image (scored), or a
+    delete or an update's pre-image (the key's scores deleted). An update that changes the key leaves
+    its old key only in the pre-image; an update that keeps it has both, and the post-image wins."""
+    order = F.when(_removes_a_key(), 0).otherwise(1)  # within one commit: a delete, then an insert of the key
     rank = f"{RESERVED_PREFIX}rank"
     # As many partitions as the change feed's files make, not spark.sql.shuffle.partitions: a cached
     # plan keeps the window's 200 shuffle partitions (AQE may not coalesce it), and every job over a
     # night's few thousand changes then ran 200 to 400 tasks (bench/score_incremental.py).
     partitions = max(feed.rdd.getNumPartitions(), 1)
     return (
-        feed.where(F.col("_change_type") != "update_preimage")
-        .withColumn(rank, F.row_number().over(
+        feed.withColumn(rank, F.row_number().over(
             Window.partitionBy(key).orderBy(F.desc("_commit_version"), order.desc())))
         .where(F.col(rank) == 1)
         .drop(rank)
         .coalesce(partitions)
         .cache()
     )  # fmt: skip
+
+
+def _removes_a_key() -> Column:
+    return F.col("_change_type").isin(*REMOVING_A_KEY)
 
 
 def _identifier(source: InputSource) -> str:
