@@ -7,13 +7,14 @@ knows both, and calls them in the job's order.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future, wait
 from contextlib import closing, contextmanager
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from mlflow.entities import Run
@@ -36,9 +37,28 @@ from synapse_ml_track.tracking import gate, registry, search_runs
 from synapse_ml_track.tracking.run_keys import UNFINISHED
 from synapse_ml_track.tracking.runs import RunTracker
 from synapse_ml_track.tracking.session import TrackingSession
-from synapse_ml_track.vocabulary import JOB_TAG, MANY_VALUED_TAG, TRAIN_JOB, higher_is_better
+from synapse_ml_track.vocabulary import JOB_TAG, MANY_VALUED_TAG, TRAIN_JOB, TRAINING_TAG, higher_is_better
 
 log = logging.getLogger(__name__)
+
+
+def training_key(run_key: str, config: JobConfig, given: InputSource) -> str:
+    """What a training is, as the job was asked for it: the run key, the input as named (a path, a table
+    or a DataFrame's plan) with any version or time asked for, how it is read and split, the model, the
+    gate and the registered model. Two training activities of one pipeline run (one run key) that train
+    on other data or another model, or register under another name, are two trainings; a retry of
+    either is the same training, and finds its run."""
+    data = {name: value for name, value in asdict(config.data).items() if name not in ("path", "table", "incremental")}
+    named = given.frame.semanticHash() if given.frame is not None else given.path
+    fields = {
+        "run_key": run_key,
+        "input": [named, given.version, given.timestamp],
+        "data": data,
+        "model": asdict(config.model),
+        "gate": asdict(config.gate),
+        "registered_model": [config.tracking.registered_model_name, config.tracking.register],
+    }
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
 def run_training(
@@ -50,6 +70,7 @@ def run_training(
 ) -> TrainingResult:
     """The training job; `data`, when given, is the input in place of data.path / data.table."""
     source = resolve_source(config.data) if data is None else frame_source(data)
+    what = training_key(config.run_key, config, source) if config.run_key else None
     if source.version is not None or source.timestamp:
         # Time travel asked for by name is checked before any run exists: a version VACUUM has
         # cleaned, or a time after the last commit, is the user's to fix, not a FAILED run's.
@@ -57,7 +78,7 @@ def run_training(
     with session.tracking_errors():
         keyed = None
         if config.run_key and not config.force:  # --force trains in a new run, whatever the key holds
-            keyed = session.keyed_run(config.run_key, TRAIN_JOB, take_over=UNFINISHED)
+            keyed = session.keyed_run(config.run_key, TRAIN_JOB, take_over=UNFINISHED, what=what)
         if keyed is not None and keyed.run.info.status == "FINISHED":
             log.info(
                 "run key %s already has finished run %s; reporting it (pass --force to train again)",
@@ -71,6 +92,8 @@ def run_training(
             tracker = session.resume_run(keyed, redactor)
         else:
             tags = {**run_tags(spark, config.run_key), **config.tracking.tags, JOB_TAG: TRAIN_JOB}
+            if what:
+                tags[TRAINING_TAG] = what
             tracker = session.start_run(config.tracking.run_name, tags, redactor)
     with session.failing_run(tracker):
         result = _train(spark, config, session, tracker, redactor, source, resumed)

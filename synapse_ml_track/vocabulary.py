@@ -122,6 +122,10 @@ RUN_ID_FIELD = "smt.mlflow_run_id"
 # What a scoring write is (a digest of its run key, input, model URI, target and mode): the commit's
 # field, and the scoring run's tag, by which a retry finds its earlier commit and its earlier run.
 WRITE_FIELD = WRITE_TAG = "smt.write"
+# What a training is (a digest of its run key, input, how it is read and split, the model, the gate and the
+# registered model): the training run's tag, by which a rerun finds its run and another training
+# activity of the same pipeline run (the same run key) does not.
+TRAINING_TAG = "smt.training"
 MODEL_FIELD = "smt.model"  # the commit's model: name, version, run id, artifact path
 INPUT_FIELD = "smt.input"  # the commit's input: its path or table, where a Delta input was read...
 INPUT_VERSION_FIELD = "smt.input_version"  # ...and the version read (incremental scoring starts after it)

@@ -88,6 +88,26 @@ def test_same_run_key_twice_leaves_one_run_and_one_version(run_cli, mlflow_serve
     assert forced.summary["run_id"] != first.summary["run_id"] and forced.summary["model_version"] == "2"
 
 
+def test_two_trainings_of_one_pipeline_run_each_train_and_each_retry_finds_its_own(run_cli, mlflow_server):
+    """A ForEach over regions: every training activity gets the same @pipeline().RunId as its run key.
+    The second reported the first's run ("reused", exit 0) and its own model was never trained."""
+    experiment = unique("foreach")
+    activities = [(unique("region-a"), ()), (unique("region-b"), ("--model-type", "random_forest"))]
+
+    def each(*extra: str) -> list:
+        return [train(run_cli, mlflow_server, experiment, model, "--run-key", "pipeline-43", *args, *extra)
+                for model, args in activities]  # fmt: skip
+
+    first = each()
+    assert [(r.exit_code, r.summary["status"]) for r in first] == [(0, "registered")] * 2, first[1].stderr
+    retried = each()
+    assert [r.summary["status"] for r in retried] == ["reused"] * 2
+    assert [r.summary["run_id"] for r in retried] == [r.summary["run_id"] for r in first]
+    assert len({r.summary["run_id"] for r in first}) == 2
+    client = MlflowClient(mlflow_server.uri)
+    assert [len(client.search_model_versions(f"name='{model}'")) for model, _ in activities] == [1, 1]
+
+
 def test_rerun_after_a_failure_resumes_the_same_run(run_cli, mlflow_server, monkeypatch):
     experiment, model = unique("resume"), unique("resume-model")
     real_register = registry.register

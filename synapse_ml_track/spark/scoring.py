@@ -337,7 +337,7 @@ def _end_interrupted_attempt(session: TrackingSession, run_key: str, key: str, r
     may resolve another model version. An attempt still alive is waited for (its scores may be the
     write's, which a Delta output then finds). Found by the write's own tag: another activity of the
     same pipeline run (the same run key), scoring at this very moment, is not an attempt of this write."""
-    earlier = session.keyed_run(run_key, SCORE_JOB, take_over=("RUNNING",), write=key)
+    earlier = session.keyed_run(run_key, SCORE_JOB, take_over=("RUNNING",), what=key)
     if earlier is not None and earlier.lease is not None:
         log.info("run key %s: ending the interrupted scoring run %s as FAILED", run_key, earlier.run.info.run_id)
         session.resume_run(earlier, redactor).fail(f"interrupted; scored again by a rerun of run key {run_key}")

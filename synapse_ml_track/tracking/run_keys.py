@@ -15,21 +15,23 @@ from synapse_ml_track.tracking import leases
 from synapse_ml_track.tracking.leases import Lease
 from synapse_ml_track.tracking.retries import worth_asking_again
 from synapse_ml_track.tracking.runs import all_pages
-from synapse_ml_track.vocabulary import JOB_TAG, RUN_KEY_TAG, WRITE_TAG
+from synapse_ml_track.vocabulary import JOB_TAG, RUN_KEY_TAG, SCORE_JOB, TRAIN_JOB, TRAINING_TAG, WRITE_TAG
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 5.0  # between looks at a run another job holds: one search request each
 UNFINISHED = ("RUNNING", "SCHEDULED", "FAILED", "KILLED")  # what a training rerun resumes
+WHAT_TAGS = {TRAIN_JOB: TRAINING_TAG, SCORE_JOB: WRITE_TAG}  # each job's digest of what it was asked to do
 
 
 def find_keyed_run(
-    client: MlflowClient, experiment_id: str, run_key: str, job: str, *, write: str | None = None
+    client: MlflowClient, experiment_id: str, run_key: str, job: str, *, what: str | None = None
 ) -> Run | None:
     """The newest run of this job ("train" or "score") tagged with this key: a pipeline passes its one
     run id to every activity, so a training rerun must not resume the scoring run of the same key.
-    Sorted here: AML cannot order runs server-side by tags. `write`: a scoring run's write key
-    (scoring.write_key), since one pipeline run may score several inputs or models."""
+    Sorted here: AML cannot order runs server-side by tags. `what`: the digest of what the job was
+    asked to do (scoring.write_key, train_job.training_key), since one pipeline run may score several
+    inputs or train several models; a run without one was made before jobs recorded it, and is kept."""
     escaped = run_key.replace("'", "\\'")
     # Dotted tag names unquoted: AML's examples write `tags.mlflow.parentRunId = '...'` and its support
     # matrix lists escaped special characters in filters as unsupported (learn.microsoft.com/azure/
@@ -37,9 +39,9 @@ def find_keyed_run(
     # its first dot only (mlflow/utils/search_utils.py `_get_identifier`, 2.18 and 3.15), so its
     # stores read the same key. The same form in search.py and tracking.py.
     keyed = f"tags.{RUN_KEY_TAG} = '{escaped}' AND tags.{JOB_TAG} = '{job}'"
-    if write is not None:
-        keyed += f" AND tags.{WRITE_TAG} = '{write}'"
     runs = all_pages(lambda token: client.search_runs([experiment_id], filter_string=keyed, page_token=token))
+    if what is not None:
+        runs = [run for run in runs if run.data.tags.get(WHAT_TAGS[job], what) == what]
     return max(runs, key=lambda run: run.info.start_time or 0) if runs else None
 
 
@@ -58,7 +60,7 @@ def take_keyed_run(
     lease_seconds: float,
     wait_seconds: float,
     take_over: Collection[str],
-    write: str | None = None,
+    what: str | None = None,
 ) -> KeyedRun | None:
     """The newest run of this key (find_keyed_run) once no live job holds it (tracking/leases.py).
     A run another job still writes is waited for, up to `wait_seconds`; a run whose status is in
@@ -68,7 +70,7 @@ def take_keyed_run(
     own: set[str] = set()  # the holders of this job's claims: a claim that failed half-way holds nothing
     while True:
         try:
-            run = find_keyed_run(client, experiment_id, run_key, job, write=write)
+            run = find_keyed_run(client, experiment_id, run_key, job, what=what)
             if run is None:
                 return None
             if not leases.is_live(run, ignore=own):

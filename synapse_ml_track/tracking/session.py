@@ -82,13 +82,11 @@ class TrackingSession:
             lease_seconds=self.lease_seconds if leased else None,
         )  # fmt: skip
 
-    def keyed_run(
-        self, run_key: str, job: str, take_over: Collection[str], write: str | None = None
-    ) -> KeyedRun | None:
+    def keyed_run(self, run_key: str, job: str, take_over: Collection[str], what: str | None = None) -> KeyedRun | None:
         """The run of this run key once no live job writes it (run_keys.take_keyed_run)."""
         return take_keyed_run(
             self.client, self.experiment_id, run_key, job, lease_seconds=self.lease_seconds,
-            wait_seconds=self.live_run_wait, take_over=take_over, write=write,
+            wait_seconds=self.live_run_wait, take_over=take_over, what=what,
         )  # fmt: skip
 
     def resume_run(self, keyed: KeyedRun, redactor: Redactor) -> RunTracker:
