@@ -193,6 +193,30 @@ def test_a_merge_key_null_or_repeated_is_refused_before_anything_is_written(
     assert statuses == ["FAILED"] * 4 + ["FINISHED"]
 
 
+def test_a_merge_that_drops_a_row_no_longer_scorable_drops_its_earlier_scores(
+    run_cli, model, delta_spark, mlflow_server, tmp_path
+):
+    """--unscorable drop leaves a row with a null model input out of the output. A merge left out only
+    its new scores: its earlier ones stayed, next to input values the row no longer had."""
+    experiment, name = unique("merge-drop"), model[1]
+    night_1 = penguins(delta_spark)
+    night_2 = night_1.withColumn("bill_length_mm", F.when(F.col("id") == 0, None).otherwise(F.col("bill_length_mm")))
+    output = str(tmp_path / "scores")
+    for night, rows in enumerate([night_1, night_2], 1):
+        rows.write.format("delta").save(str(tmp_path / f"night-{night}"))
+        result = score(run_cli, mlflow_server, experiment, "--model-uri", f"models:/{name}/1", "--input",
+                       str(tmp_path / f"night-{night}"), "--output-path", output, "--mode", "merge", "--merge-key",
+                       "id", "--unscorable", "drop")  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+    assert (result.summary["rows_in"], result.summary["rows_unscorable"]) == (344, 12)
+    scorable = night_2.dropna(subset=[c for c in night_2.columns if c not in ("species", "id")])
+    table = delta_spark.read.format("delta").load(output)
+    assert sorted(row["id"] for row in table.select("id").collect()) == sorted(
+        row["id"] for row in scorable.select("id").collect()
+    )
+    assert table.where("unscorable_reason IS NOT NULL").count() == 0
+
+
 @pytest.mark.parametrize("case", ["vacuumed version", "future timestamp"])
 def test_time_travel_that_cannot_be_met_is_one_line_before_any_run(
     case, run_cli, model, delta_spark, mlflow_server, tmp_path

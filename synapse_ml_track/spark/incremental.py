@@ -175,5 +175,5 @@ def with_deletes(scores: DataFrame, deleted: DataFrame | None) -> DataFrame:
     """The merge's source: the scores, and one row per deleted key marked DELETED."""
     if deleted is None:
         return scores
-    marked = scores.withColumn(DELETED, F.lit(False))
+    marked = scores if DELETED in scores.columns else scores.withColumn(DELETED, F.lit(False))
     return marked.unionByName(deleted.withColumn(DELETED, F.lit(True)), allowMissingColumns=True)

@@ -512,8 +512,10 @@ class ScoringJob:
                     f"{option('--unscorable', 'keep')}"
                 )
         scored_at = datetime.now(timezone.utc)
+        # A merge keeps the rows it drops until the write, which deletes their keys' earlier scores.
+        drop = self.unscorable == "drop" and self.output.mode != "merge"
         scores, counting = score_frame(
-            raw, columns, pipeline, labels, model, scored_at, drop=self.unscorable == "drop", profile=loaded.profile,
+            raw, columns, pipeline, labels, model, scored_at, drop=drop, profile=loaded.profile,
             label=self.config.data.label,
         )  # fmt: skip
         return scores, counting, scored_at, loaded.input_schema(raw)
@@ -522,6 +524,10 @@ class ScoringJob:
         self, scores: DataFrame, model: ModelRef, changes: incremental.Changes | None
     ) -> delta_tables.Written:
         output = self.output
+        if output.mode == "merge" and self.unscorable == "drop":
+            # A row that can no longer be scored is dropped, and its key's earlier scores with it: they
+            # were made from input values the row no longer has.
+            scores = scores.withColumn(delta_tables.DELETED, F.col(UNSCORABLE_REASON).isNotNull())
         if changes is not None:
             scores = incremental.with_deletes(scores, changes.deleted)
         if output.mode == "merge":
