@@ -217,6 +217,25 @@ def test_a_merge_that_drops_a_row_no_longer_scorable_drops_its_earlier_scores(
     assert table.where("unscorable_reason IS NOT NULL").count() == 0
 
 
+def test_an_output_that_is_the_input_is_refused_before_any_run(run_cli, model, delta_spark, mlflow_server, tmp_path):
+    """`--input din --output-path din --mode overwrite` replaced a Delta input with its own scores, exit 0."""
+    experiment = unique("into-itself")
+    penguins(delta_spark).write.format("delta").save(str(tmp_path / "din"))
+    table = unique("din", "_")
+    penguins(delta_spark).write.format("delta").saveAsTable(table)
+    cases = [
+        (("--input", "din", "--output-path", f"file://{tmp_path / 'din'}/"), f"file://{tmp_path / 'din'}/"),
+        (("--input-table", table, "--output-table", table.upper()), f"table {table.upper()}"),
+    ]
+    for args, named in cases:
+        result = score(run_cli, mlflow_server, experiment, "--model-uri", f"models:/{model[1]}/1", *args,
+                       "--mode", "overwrite")  # fmt: skip
+        assert result.exit_code == 2, result.stderr
+        assert result.error_line.startswith(f"error: the output is the input ({named}"), result.error_line
+    assert scoring_runs(mlflow_server, experiment) == []
+    assert delta_spark.read.format("delta").load(str(tmp_path / "din")).columns == penguins(delta_spark).columns
+
+
 @pytest.mark.parametrize("case", ["vacuumed version", "future timestamp"])
 def test_time_travel_that_cannot_be_met_is_one_line_before_any_run(
     case, run_cli, model, delta_spark, mlflow_server, tmp_path

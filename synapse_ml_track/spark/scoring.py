@@ -310,6 +310,12 @@ def run_scoring(
             )
         output = replace(output, mode="merge")
     fmt = output.format(spark)
+    if _is_the_input(given, output):
+        where = f"table {output.location}" if output.table else output.location
+        raise ConfigError(
+            f"the output is the input ({where}): the scores would replace or mix with the data they score; "
+            f"write them elsewhere ({option('--output-path')} or {option('--output-table')})"
+        )
     if output.table:
         delta_tables.catalog_table(spark, output.location)
     source = data_module.pin_version(spark, given)
@@ -329,6 +335,21 @@ def run_scoring(
         summary = job.run()
         tracker.finish()
     return summary
+
+
+def _is_the_input(given: InputSource, output: Output) -> bool:
+    if given.frame is not None or given.table != output.table:
+        return False
+    if given.table:
+        return given.path.lower() == output.location.lower()
+    return _place(given.path) == _place(output.location)
+
+
+def _place(location: str) -> str:
+    """A path or URI as one place is named: a local file: URI as its path, no trailing slash."""
+    if location.startswith("file:"):
+        location = "/" + location.removeprefix("file:").lstrip("/")
+    return absolute_location(location).rstrip("/")
 
 
 def _end_interrupted_attempt(session: TrackingSession, run_key: str, key: str, redactor: Redactor) -> None:
