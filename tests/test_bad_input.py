@@ -76,6 +76,10 @@ CASES = {
         ],
         "does not match the schema",
     ),
+    "files with their columns in another order": (
+        lambda spark, tmp: ["--input", swapped_files(tmp), "--format", "csv", "--set", "data.schema_sample_rows=100"],
+        "does not match the columns",
+    ),
     "empty after filtering": (
         lambda spark, tmp: ["--input", write_csv(tmp / "nulls.csv", penguins().assign(sex=None))],
         "no rows left to train on",
@@ -92,6 +96,19 @@ CASES = {
         "model.params.maxIterations is not a parameter",
     ),
 }
+
+
+def swapped_files(tmp: Path) -> str:
+    """Two CSV files of one input, the second with two columns in the other order, header and values
+    alike: Spark read it by position, so its bill lengths became depths, and the job trained on them."""
+    frame, directory = penguins(), tmp / "parts"
+    directory.mkdir()
+    write_csv(directory / "part-1.csv", frame.iloc[:200])
+    order = list(frame.columns)
+    length, depth = order.index("bill_length_mm"), order.index("bill_depth_mm")
+    order[length], order[depth] = order[depth], order[length]
+    write_csv(directory / "part-2.csv", frame.iloc[200:][order])
+    return str(directory)
 
 
 def _write_text(path: Path, text: str) -> Path:

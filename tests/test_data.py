@@ -97,3 +97,14 @@ def test_class_and_null_counts_per_split_from_one_aggregation(spark):
     counts = count_split(train, test)
     assert (counts.train, counts.test) == ({"a": 3}, {"b": 1})
     assert (counts.incomplete, counts.null_label) == (2, 1)
+
+
+def test_a_header_spark_renames_is_read_by_position_with_sparks_names(spark, tmp_path):
+    """Each file's header is checked against the columns read (a file with two columns the other way round
+    is refused: tests/test_bad_input.py), except where Spark names a column itself, which no header holds."""
+    path = tmp_path / "repeated.csv"
+    path.write_text("a,a,,b\n1,2,3,4\n")
+    config = DataConfig(path=str(path))
+    frame = read_input(spark, resolve_source(config), config)
+    assert [tuple(row) for row in frame.collect()] == [(1, 2, 3, 4)]
+    assert frame.columns == ["a0", "a1", "_c2", "b"]

@@ -18,7 +18,7 @@ from pyspark.sql import types as T
 from synapse_ml_track.config import DataConfig
 from synapse_ml_track.errors import DataError
 from synapse_ml_track.spark import delta_tables
-from synapse_ml_track.spark.session import first_line_of, one_row, spark_error, spark_error_line
+from synapse_ml_track.spark.session import first_line_of, one_row, spark_error, spark_error_line, spark_errors
 from synapse_ml_track.spark.sources import BUNDLED_PENGUINS_SCHEMA, InputSource, is_local, local_path
 from synapse_ml_track.vocabulary import MODEL_TYPES
 
@@ -84,7 +84,16 @@ def _read_bundled(spark: SparkSession, source: InputSource) -> DataFrame:
 
 def _read_csv(spark: SparkSession, source: InputSource, data: DataConfig) -> DataFrame:
     options = {"header": "true", "mode": "FAILFAST", **data.csv_options}
-    schema = source.schema or _infer_csv_schema(spark, source.path, data.schema_sample_rows, options)
+    schema: str | T.StructType
+    if source.schema:
+        schema, named_as_written = source.schema, True
+    else:
+        schema, named_as_written = _infer_csv_schema(spark, source.path, data.schema_sample_rows, options)
+    if named_as_written and "enforceSchema" not in data.csv_options:
+        # Spark then checks each file's header against the columns it reads; otherwise it reads them by
+        # position, and a file with two columns the other way round was read swapped. Not where Spark
+        # named a column itself (a repeated or empty name in the header: a0, a1, _c2), which no header holds.
+        options["enforceSchema"] = "false"
     try:
         return spark.read.options(**options).schema(schema).csv(source.path)
     except Exception as exc:
@@ -93,15 +102,22 @@ def _read_csv(spark: SparkSession, source: InputSource, data: DataConfig) -> Dat
         raise
 
 
-def _infer_csv_schema(spark: SparkSession, path: str, sample_rows: int, options: dict[str, str]) -> T.StructType:
-    """Infer a CSV schema from the first lines only: a full inferSchema pass reads the data twice."""
+def _infer_csv_schema(
+    spark: SparkSession, path: str, sample_rows: int, options: dict[str, str]
+) -> tuple[T.StructType, bool]:
+    """Infer a CSV schema from the first lines only (a full inferSchema pass reads the data twice), and
+    whether its column names are the header's own."""
     lines = [row.value for row in spark.read.text(path).limit(sample_rows + 1).collect()]
     if not lines:
         raise DataError(f"input {path} is empty: it needs a header line and data rows")
-    sample = spark.sparkContext.parallelize(lines, 1)
     # csv() reads an RDD of lines too; pyspark's annotation names only paths.
     reader = spark.read.options(**{**options, "inferSchema": "true", "mode": "PERMISSIVE"})
-    return reader.csv(sample).schema  # type: ignore[arg-type]
+    schema = reader.csv(spark.sparkContext.parallelize(lines, 1)).schema  # type: ignore[arg-type]
+    if options.get("header", "true").lower() != "true":
+        return schema, True
+    header_line = spark.sparkContext.parallelize(lines[:1], 1)
+    header = one_row(spark.read.options(**{**options, "header": "false"}).csv(header_line))  # type: ignore[arg-type]
+    return schema, [field.name for field in schema.fields] == list(header)
 
 
 def feature_spec(schema: T.StructType, data: DataConfig) -> FeatureSpec:
@@ -288,15 +304,27 @@ def check_split(
     return classes
 
 
+CSV_HEADER_MISMATCH = "CSV header does not conform to the schema"  # Spark's CSVHeaderChecker
+
+
 @contextmanager
 def malformed_input_errors(source: InputSource) -> Iterator[None]:
-    """Turn Spark's FAILFAST parse failure (raised at the first action) into a DataError."""
+    """Turn Spark's FAILFAST parse failure, and a CSV file whose header names other columns than the input
+    is read with (both raised at the first action), into a DataError."""
     try:
         yield
     except Exception as exc:
         malformed = spark_error(exc, "MALFORMED_RECORD_IN_PARSING")
         if malformed is None:
-            raise
+            header = next((m for _, m in spark_errors(exc) if m.startswith(CSV_HEADER_MISMATCH)), None)
+            if header is None:
+                raise
+            found = dict(line.strip().split(": ", 1) for line in header.splitlines()[1:] if ": " in line)
+            raise DataError(
+                f"the header of {found.get('CSV file', source.path)} ({found.get('Header', '?')}) does not match the "
+                f"columns {source.path} is read with ({found.get('Schema', '?')}): give every file the same columns "
+                "in the same order, or fix data.schema"
+            ) from None
         detail = first_line_of(malformed)
         raise DataError(
             f"a row of {source.path or 'the input DataFrame'} does not match the schema "
