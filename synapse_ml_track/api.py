@@ -344,8 +344,21 @@ def _spark_frame(data: Any, spark: SparkSession | None) -> DataFrame:
         session = spark or SparkSession.getActiveSession()
         if session is None:
             raise ConfigError("a pandas DataFrame is scored in Spark: pass spark= your SparkSession")
-        return session.createDataFrame(data)
+        return session.createDataFrame(_text_gaps_as_none(data))
     raise ConfigError(f"data must be a Spark or pandas DataFrame, got {type(data).__module__}.{type(data).__name__}")
+
+
+def _text_gaps_as_none(frame: Any) -> Any:
+    """pandas marks a missing value in a text or categorical column NaN, which Spark reads as the text
+    'NaN' (a category the model then scores): made None, which Spark reads as null. Numeric columns are
+    left as they are: scoring reads NaN there as missing (spark.scoring.missing)."""
+    text = [name for name, kind in frame.dtypes.items() if str(kind) in ("object", "category", "string")]
+    if not text or not frame[text].isna().to_numpy().any():
+        return frame
+    fixed = frame.copy()
+    for name in text:
+        fixed[name] = fixed[name].astype(object).where(fixed[name].notna(), None)
+    return fixed
 
 
 def _given(named: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:

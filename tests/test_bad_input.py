@@ -91,6 +91,21 @@ CASES = {
     "class only in test split": (class_only_in_test, "'Emperor' of 'species' appear only in the test split"),
     "gbt with three classes": (lambda spark, tmp: ["--model-type", "gbt"], "gbt supports binary labels only"),
     "nulls rejected": (lambda spark, tmp: ["--nulls", "reject"], "null values in"),
+    "NaN and Inf rejected as nulls": (
+        lambda spark, tmp: [
+            "--input",
+            write_csv(
+                tmp / "odd.csv",
+                penguins()
+                .dropna()
+                .astype({"bill_length_mm": object})
+                .replace({"bill_length_mm": {39.1: "NaN", 39.5: "Inf"}}),
+            ),
+            "--nulls",
+            "reject",
+        ],
+        "null values in bill_length_mm (",
+    ),
     "bad hyperparameter": (
         lambda spark, tmp: ["--param", "maxIterations=5"],
         "model.params.maxIterations is not a parameter",

@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 
+import synapse_ml_track as smt
 from synapse_ml_track.config import build_config
 from synapse_ml_track.drift import PROFILE_FILE, TrainingProfile
 from synapse_ml_track.redaction import Redactor
@@ -271,6 +272,29 @@ def test_dropping_unscorable_rows_is_a_choice(run_cli, registered, mlflow_server
         11,
     )
     assert spark.read.parquet(str(output)).count() == 333
+
+
+def test_a_number_that_is_nan_or_infinite_is_missing_and_so_is_a_pandas_gap_in_text(
+    run_cli, registered, mlflow_server, spark, tmp_path
+):
+    """A CSV's NaN failed the job with a raw Py4JJavaError (the assembler refuses NaN), Inf was scored
+    with NaN probabilities, and a pandas frame's NaN in a text column was scored as the category 'NaN'."""
+    experiment, model, _ = registered
+    rows = penguins(spark).dropna().limit(4).toPandas()
+    rows = rows.astype({"bill_length_mm": object, "body_mass_g": object})
+    rows.loc[0, "bill_length_mm"], rows.loc[1, "body_mass_g"] = "NaN", "Inf"  # as Spark's CSV reader writes them
+    rows.to_csv(tmp_path / "odd.csv", index=False)
+    result = score(run_cli, mlflow_server, experiment, tmp_path / "scores", "--model-uri", f"models:/{model}/1",
+                   "--input", str(tmp_path / "odd.csv"), "--output-format", "parquet")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    written = spark.read.parquet(str(tmp_path / "scores")).toPandas()
+    assert written["unscorable_reason"].tolist() == ["null in bill_length_mm", "null in body_mass_g", None, None]
+    assert written["prediction"].isna().tolist() == [True, True, False, False]
+
+    frame = penguins(spark).dropna().limit(3).toPandas()
+    frame.loc[0, "sex"], frame.loc[1, "flipper_length_mm"] = float("nan"), float("nan")
+    predicted = smt.predict(frame, f"models:/{model}/1", spark=spark, tracking_uri=mlflow_server.uri).toPandas()
+    assert predicted["unscorable_reason"].tolist() == ["null in sex", "null in flipper_length_mm", None]
 
 
 @pytest.mark.parametrize(("drop", "observations", "written"), [(False, 1, 344), (True, 2, 333)])

@@ -177,13 +177,19 @@ def prepare(df: DataFrame, spec: FeatureSpec, task: str = "classification") -> D
             f"label '{spec.label}' is {label_type.simpleString()}, but a regression needs a numeric label; "
             "fix data.label or set model.task=classification"
         )
-    features = [column(c).cast("double").alias(c) for c in spec.numeric] + [
+    features = [finite(column(c).cast("double")).alias(c) for c in spec.numeric] + [
         column(c).alias(c) for c in spec.categorical
     ]
-    label = column(spec.label).cast("double" if task == "regression" else "string")
+    label = finite(column(spec.label).cast("double")) if task == "regression" else column(spec.label).cast("string")
     selected = df.select(label.alias(LABEL), *features)
     complete = reduce(and_, [column(name).isNotNull() for name in selected.columns])
     return selected.withColumn(COMPLETE, complete)
+
+
+def finite(number: Column) -> Column:
+    """A number, or null for NaN and infinity (a CSV's NaN or Inf, pandas' NaN for a missing value): the
+    model cannot learn from them, so they count as the nulls data.nulls drops or rejects."""
+    return F.when(~F.isnan(number) & (F.abs(number) != float("inf")), number)
 
 
 def split(df: DataFrame, train_fraction: float, seed: int) -> tuple[DataFrame, DataFrame]:

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import reduce
@@ -176,9 +177,21 @@ def _type_name(spec) -> str:
 
 
 def count_nulls(df: DataFrame, columns: list[str]) -> dict[str, int]:
-    """Nulls per column, for the ones that have any, from one aggregation."""
-    row = one_row(df.select([F.count(F.when(column(c).isNull(), 1)).alias(c) for c in columns]))
+    """Missing values per column (null, or a NaN or infinite number), for the ones that have any, from
+    one aggregation."""
+    kinds = {f.name: f.dataType for f in df.schema.fields}
+    row = one_row(df.select([F.count(F.when(missing(c, kinds[c]), 1)).alias(c) for c in columns]))
     return {c: row[c] for c in columns if row[c]}
+
+
+def missing(name: str, kind: T.DataType) -> Column:
+    """A model input the model cannot use: null, or in a float column NaN or infinite (pandas writes a
+    missing number as NaN, a CSV may hold NaN or Inf; the model's assembler refuses NaN, and infinity
+    makes every probability NaN)."""
+    value = column(name)
+    if isinstance(kind, T.FloatType | T.DoubleType):
+        return value.isNull() | F.isnan(value) | (F.abs(value) == float("inf"))
+    return value.isNull()
 
 
 def probability_columns(labels: list[str]) -> list[str]:
@@ -186,11 +199,11 @@ def probability_columns(labels: list[str]) -> list[str]:
     return [f"probability_{keys[label]}" for label in labels]
 
 
-def why_unscorable(columns: list[str]) -> Column:
-    """Null when every model input is there; else "null in a, b" naming the missing ones."""
-    missing = [F.when(column(c).isNull(), F.lit(c)) for c in columns]
-    any_missing = reduce(or_, [column(c).isNull() for c in columns])
-    return F.when(any_missing, F.concat(F.lit("null in "), F.concat_ws(", ", *missing)))
+def why_unscorable(columns: list[str], kinds: Mapping[str, T.DataType]) -> Column:
+    """Null when every model input is there; else "null in a, b" naming the missing ones (see `missing`)."""
+    absent = [missing(c, kinds[c]) for c in columns]
+    named = [F.when(gone, F.lit(c)) for c, gone in zip(columns, absent, strict=True)]
+    return F.when(reduce(or_, absent), F.concat(F.lit("null in "), F.concat_ws(", ", *named)))
 
 
 def filled(name: str, kind: T.DataType) -> Column:
@@ -202,7 +215,7 @@ def filled(name: str, kind: T.DataType) -> Column:
         stand_in = F.lit("")
     else:
         stand_in = F.lit(0).cast(kind)
-    return F.coalesce(column(name), stand_in).alias(name)
+    return F.when(missing(name, kind), stand_in).otherwise(column(name)).alias(name)
 
 
 @dataclass(frozen=True)
@@ -793,7 +806,7 @@ def predictions(
     frame = raw.select(
         *[column(c).alias(kept) for c, kept in zip(raw.columns, originals, strict=True)],
         *[filled(c, kinds[c]) for c in columns],
-        why_unscorable(columns).alias(UNSCORABLE_REASON),
+        why_unscorable(columns, kinds).alias(UNSCORABLE_REASON),
     )
     if dropping is not None:
         frame = frame.observe(dropping, *_row_counts()).where(F.col(UNSCORABLE_REASON).isNull())
