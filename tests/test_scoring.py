@@ -297,6 +297,18 @@ def test_a_number_that_is_nan_or_infinite_is_missing_and_so_is_a_pandas_gap_in_t
     assert predicted["unscorable_reason"].tolist() == ["null in sex", "null in flipper_length_mm", None]
 
 
+def test_a_run_key_on_an_append_into_parquet_is_refused_before_any_run(run_cli, registered, mlflow_server, tmp_path):
+    """Only a Delta write can be made once per run key: a retried append into Parquet added its rows again."""
+    experiment = "parquet-append-run-key"
+    result = score(run_cli, mlflow_server, experiment, tmp_path / "scores", "--model-uri", f"models:/{registered[1]}/1",
+                   "--output-format", "parquet", "--mode", "append", "--run-key", "n-1")  # fmt: skip
+    assert result.exit_code == 2, result.stderr
+    assert result.error_line.startswith("error: --run-key (run_key=...) writes once only into Delta: ")
+    client = MlflowClient(mlflow_server.uri)
+    assert client.search_runs([client.get_experiment_by_name(experiment).experiment_id]) == []
+    assert not (tmp_path / "scores").exists()
+
+
 @pytest.mark.parametrize(("drop", "observations", "written"), [(False, 1, 344), (True, 2, 333)])
 def test_the_scoring_query_computes_each_output_once(drop, observations, written, registered, spark, tmp_path):
     """The per-class probabilities read one array per row (not one vector_to_array per class), and the

@@ -323,6 +323,12 @@ def run_scoring(
             )
         output = replace(output, mode="merge")
     fmt = output.format(spark)
+    if config.run_key and fmt == "parquet" and output.mode == "append":
+        raise ConfigError(
+            f"{option('--run-key')} writes once only into Delta: a retried append into Parquet would add its rows "
+            f"again; write Delta ({option('--output-format', 'delta')}, which a Synapse pool has) or append "
+            f"without a run key"
+        )
     if _is_the_input(given, output):
         where = f"table {output.location}" if output.table else output.location
         raise ConfigError(
