@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from synapse_ml_track.spark.scoring import LoadedModel
+    from synapse_ml_track.spark.sources import InputSource
 
 log = logging.getLogger("synapse_ml_track")
 
@@ -123,13 +126,14 @@ def train(
     }
     redactor = redactor or Redactor()
     with redacted_errors(redactor):
-        data = None if data is None else _spark_frame(data, spark)
+        given = None if data is None else _frame_input(data, spark)
+        frame = None if given is None else given.frame
         job = job_config(config, _given(named, overrides), spark=spark)
-        _check_data(job, data)
-        with _job_spark(spark, data, "synapse-ml-track-train") as job_spark, job_process_state(job):
+        _check_data(job, frame)
+        with _job_spark(spark, frame, "synapse-ml-track-train") as job_spark, job_process_state(job):
             session = open_session(job, redactor)
             set_global_tracking_uri(session.uri)
-            return run_training(job_spark(), job, session, redactor, data)
+            return run_training(job_spark(), job, session, redactor, given)
 
 
 def score(
@@ -169,25 +173,26 @@ def score(
     named = {"tracking.uri": tracking_uri, "tracking.experiment_name": experiment_name, "run_key": run_key}
     redactor = redactor or Redactor()
     with redacted_errors(redactor):
-        data = None if data is None else _spark_frame(data, spark)
+        given = None if data is None else _frame_input(data, spark)
+        frame = None if given is None else given.frame
         _check_choice("mode", mode, WRITE_MODES)
         _check_choice("unscorable", unscorable, UNSCORABLE_POLICIES)
         if output_format is not None:
             _check_choice("output_format", output_format, OUTPUT_FORMATS)
         job = job_config(config, _given(named, overrides), spark=spark)
-        _check_data(job, data)
+        _check_data(job, frame)
         model_uri = model_uri or default_model_uri(job)
         parse_model_uri(model_uri)  # a typo fails at once, before credentials, the tracking server or Spark
         output = Output.of(
             output_path, output_table, mode=mode, requested_format=output_format, merge_key=merge_key,
             evolve_schema=evolve_schema, partition_by=partition_by, replace_where=replace_where,
         )  # fmt: skip
-        with _job_spark(spark, data, "synapse-ml-track-score") as job_spark, job_process_state(job):
+        with _job_spark(spark, frame, "synapse-ml-track-score") as job_spark, job_process_state(job):
             session = open_session(job, redactor)
             set_global_tracking_uri(session.uri)
             session_spark = job_spark()
             summary = run_scoring(
-                session_spark, job, session, redactor, model_uri, output, unscorable=unscorable, data=data
+                session_spark, job, session, redactor, model_uri, output, unscorable=unscorable, data=given
             )
         return ScoringResult(
             status=summary["status"],
@@ -346,6 +351,28 @@ def _spark_frame(data: Any, spark: SparkSession | None) -> DataFrame:
             raise ConfigError("a pandas DataFrame is scored in Spark: pass spark= your SparkSession")
         return session.createDataFrame(_text_gaps_as_none(data))
     raise ConfigError(f"data must be a Spark or pandas DataFrame, got {type(data).__module__}.{type(data).__name__}")
+
+
+def _frame_input(data: Any, spark: SparkSession | None) -> InputSource:
+    """`data` as a job's input (_spark_frame); a pandas frame with its content's digest as its identity,
+    so a retry with the same rows is the same write, and the same training."""
+    from synapse_ml_track.spark.sources import frame_source
+
+    return frame_source(_spark_frame(data, spark), _pandas_digest(data))
+
+
+def _pandas_digest(data: Any) -> str | None:
+    """The digest of a pandas frame's columns, types and rows; None for anything else, or rows pandas cannot hash."""
+    if type(data).__module__.split(".")[0] != "pandas":
+        return None
+    from pandas.util import hash_pandas_object
+
+    try:
+        rows = hash_pandas_object(data, index=False).to_numpy().tobytes()
+    except TypeError:  # a cell holding a list or a dict
+        return None
+    described = json.dumps([[str(name), str(kind)] for name, kind in data.dtypes.items()]).encode()
+    return "pandas:" + hashlib.sha256(described + rows).hexdigest()[:32]
 
 
 def _text_gaps_as_none(frame: Any) -> Any:

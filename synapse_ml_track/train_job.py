@@ -32,7 +32,7 @@ from synapse_ml_track.spark import training
 from synapse_ml_track.spark.context import run_tags
 from synapse_ml_track.spark.pipeline import build_estimator
 from synapse_ml_track.spark.search import Search
-from synapse_ml_track.spark.sources import InputSource, frame_source, resolve_source
+from synapse_ml_track.spark.sources import InputSource, resolve_source
 from synapse_ml_track.tracking import gate, registry, search_runs
 from synapse_ml_track.tracking.run_keys import UNFINISHED
 from synapse_ml_track.tracking.runs import RunTracker
@@ -49,7 +49,7 @@ def training_key(run_key: str, config: JobConfig, given: InputSource) -> str:
     on other data or another model, or register under another name, are two trainings; a retry of
     either is the same training, and finds its run."""
     data = {name: value for name, value in asdict(config.data).items() if name not in ("path", "table", "incremental")}
-    named = given.frame.semanticHash() if given.frame is not None else given.path
+    named = given.named()
     fields = {
         "run_key": run_key,
         "input": [named, given.version, given.timestamp],
@@ -66,10 +66,11 @@ def run_training(
     config: JobConfig,
     session: TrackingSession,
     redactor: Redactor,
-    data: DataFrame | None = None,
+    data: InputSource | None = None,
 ) -> TrainingResult:
-    """The training job; `data`, when given, is the input in place of data.path / data.table."""
-    source = resolve_source(config.data) if data is None else frame_source(data)
+    """The training job; `data`, when given, is the input in place of data.path / data.table
+    (sources.frame_source)."""
+    source = resolve_source(config.data) if data is None else data
     what = training_key(config.run_key, config, source) if config.run_key else None
     if source.version is not None or source.timestamp:
         # Time travel asked for by name is checked before any run exists: a version VACUUM has

@@ -352,3 +352,16 @@ def test_a_pandas_frame_trains_and_scores_through_the_callers_session(mlflow_ser
         output_path=str(tmp_path / "scores"), tracking_uri=mlflow_server.uri, experiment_name=f"api-pandas-{suffix}",
     )  # fmt: skip
     assert scored.rows_scored == len(frame)
+
+    # A cell run again with the same rows and run key: one write. Each pandas frame made a Spark plan of
+    # its own, so the write's key changed and the retry appended the rows a second time.
+    def append(rows):
+        return smt.score(
+            data=rows, spark=spark, model_uri=f"models:/api-pandas-{suffix}/1", output_path=str(tmp_path / "appended"),
+            output_format="delta", mode="append", run_key="cell-1", tracking_uri=mlflow_server.uri,
+            experiment_name=f"api-pandas-{suffix}",
+        )  # fmt: skip
+
+    statuses = [append(frame.head(20)).status, append(frame.head(20).copy()).status, append(frame.head(21)).status]
+    assert statuses == ["scored", "already-written", "scored"]
+    assert spark.read.format("delta").load(str(tmp_path / "appended")).count() == 41

@@ -40,7 +40,7 @@ from synapse_ml_track.spark.pipeline import PREDICTION, class_labels, predictor
 from synapse_ml_track.spark.profiling import distribution_columns, distributions_of
 from synapse_ml_track.spark.regression_evaluation import metrics_from_moments, moment_columns
 from synapse_ml_track.spark.session import one_row, spark_error
-from synapse_ml_track.spark.sources import InputSource, absolute_location, frame_source, resolve_source
+from synapse_ml_track.spark.sources import InputSource, absolute_location, resolve_source
 from synapse_ml_track.vocabulary import (
     INPUT_FIELD,
     INPUT_VERSION_FIELD,
@@ -287,7 +287,7 @@ def write_key(run_key: str, model_uri: str, given: InputSource, output: Output) 
     inputs, or with another model URI, into one table are two writes; a retry of either is the same
     write, even when the champion alias or the input table has moved on since: it reports what the
     first attempt wrote."""
-    named = given.frame.semanticHash() if given.frame is not None else given.path
+    named = given.named()
     fields = {
         "run_key": run_key,
         "model_uri": model_uri,
@@ -307,14 +307,15 @@ def run_scoring(
     output: Output,
     *,
     unscorable: str = "keep",
-    data: DataFrame | None = None,
+    data: InputSource | None = None,
 ) -> dict[str, Any]:
-    """The scoring job's summary; `data`, when given, is the input in place of data.path / data.table.
+    """The scoring job's summary; `data`, when given, is the input in place of data.path / data.table
+    (sources.frame_source).
 
     The input's version and the output's format are settled before the run starts: a time-travel
     request that cannot be met or an output that cannot be written leaves no FAILED run behind."""
     parse_model_uri(model_uri)
-    given = resolve_source(config.data) if data is None else frame_source(data)
+    given = resolve_source(config.data) if data is None else data
     if config.data.incremental:
         if output.mode not in ("errorifexists", "merge"):
             raise ConfigError(

@@ -67,10 +67,18 @@ class InputSource:
     timestamp: str | None = None  # Delta: read the version current at this time
     commit_time: str | None = None  # Delta, once pinned: when the version read was committed
     frame: DataFrame | None = field(default=None, compare=False, repr=False)  # format DATAFRAME: the input itself
+    identity: str | None = None  # a frame's, where its plan cannot say what it holds (frame_source)
 
     @property
     def pinned(self) -> bool:
         return self.commit_time is not None
+
+    def named(self) -> str:
+        """The input as named, which tells one job's input from another's: its path or table, or a
+        frame's identity, else its plan's hash."""
+        if self.frame is None:
+            return self.path
+        return self.identity or str(self.frame.semanticHash())
 
     def delta_source(self) -> dict[str, Any] | None:
         """A pinned Delta input as mlflow.data's DeltaDatasetSource writes it (path or delta_table_name,
@@ -106,9 +114,11 @@ def resolve_source(data: DataConfig) -> InputSource:
     return InputSource(path, input_format, data.schema, version=data.version, timestamp=data.timestamp)
 
 
-def frame_source(frame: DataFrame) -> InputSource:
-    """An input handed over as a DataFrame: read as it is; it has no path (the run records none)."""
-    return InputSource("", DATAFRAME, None, frame=frame)
+def frame_source(frame: DataFrame, identity: str | None = None) -> InputSource:
+    """An input handed over as a DataFrame: read as it is; it has no path (the run records none).
+    `identity`: what it holds, where its plan cannot say: a frame made from a pandas one scans a new
+    RDD each time, so the plan of the same rows handed over again hashes differently."""
+    return InputSource("", DATAFRAME, None, frame=frame, identity=identity)
 
 
 def _format_from_path(path: str) -> str:
