@@ -129,6 +129,7 @@ TRAINING_TAG = "smt.training"
 MODEL_FIELD = "smt.model"  # the commit's model: name, version, run id, artifact path
 INPUT_FIELD = "smt.input"  # the commit's input: its path or table, where a Delta input was read...
 INPUT_VERSION_FIELD = "smt.input_version"  # ...and the version read (incremental scoring starts after it)
+INPUT_ID_FIELD = "smt.input_id"  # ...and its Delta table id (a name or path may come to hold another table)
 # On an incremental scoring run's dataset input: the first input version whose changes it read (its
 # last, the pinned version, is the input's own); absent when it read the whole input.
 CHANGES_FROM_TAG = "smt.changes_from"

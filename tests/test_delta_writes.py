@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import subprocess
 import uuid
 
@@ -16,7 +17,7 @@ from pyspark.sql import functions as F
 from synapse_ml_track.config import build_config
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.spark import delta
-from synapse_ml_track.spark.sources import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
+from synapse_ml_track.spark.sources import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path, local_path
 from synapse_ml_track.tracking.session import open_session
 from synapse_ml_track.train_job import run_training
 
@@ -234,6 +235,55 @@ def test_an_output_that_is_the_input_is_refused_before_any_run(run_cli, model, d
         assert result.error_line.startswith(f"error: the output is the input ({named}"), result.error_line
     assert scoring_runs(mlflow_server, experiment) == []
     assert delta_spark.read.format("delta").load(str(tmp_path / "din")).columns == penguins(delta_spark).columns
+
+
+def test_incremental_scoring_keeps_the_output_equal_to_the_input_across_what_nights_bring(
+    run_cli, model, delta_spark, mlflow_server, tmp_path
+):
+    """Each night below left the output holding rows the input no longer had, exit 0: the input named by
+    path, then by table name (read as a first run, which deleted nothing); a plain merge in between
+    (recorded as where the next night starts, though it deletes nothing); the champion moved (the output
+    mixed two models' scores); the input dropped and written again (its versions restarted: nothing read)."""
+    experiment, name = unique("nights"), model[1]
+    client = MlflowClient(mlflow_server.uri)
+    spark, table, output = delta_spark, unique("nightly_input", "_"), str(tmp_path / "scores")
+    penguins(spark).write.format("delta").option("delta.enableChangeDataFeed", "true").saveAsTable(table)
+    location = spark.sql(f"DESCRIBE DETAIL {table}").first()["location"]
+    champion = ("--model-uri", f"models:/{name}@champion")
+
+    def night(*source: str):
+        result = score(run_cli, mlflow_server, experiment, *champion, *source, "--output-path", output,
+                       "--merge-key", "id", "--incremental")  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        scored = spark.read.format("delta").load(output)
+        assert sorted(r["id"] for r in scored.collect()) == sorted(r["id"] for r in spark.table(table).collect())
+        return result.summary["incremental"], {
+            r["model_version"] for r in scored.where("prediction IS NOT NULL").collect()
+        }
+
+    assert night("--input", location)[0]["read"] == "first"
+    spark.sql(f"DELETE FROM {table} WHERE id IN (3, 4)")
+    assert night("--input-table", table)[0]["read"] == "changes"
+
+    spark.sql(f"DELETE FROM {table} WHERE id = 5")
+    result = score(run_cli, mlflow_server, experiment, *champion, "--input-table", table, "--output-path", output,
+                   "--mode", "merge", "--merge-key", "id")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert night("--input-table", table)[0]["read"] == "changes"
+
+    one = client.get_model_version(name, "1")
+    other = client.create_model_version(name, one.source, run_id=one.run_id).version
+    client.set_registered_model_alias(name, "champion", other)
+    try:
+        read, versions = night("--input-table", table)
+    finally:
+        client.set_registered_model_alias(name, "champion", "1")
+    assert (read["read"], versions) == ("model", {other})
+
+    spark.sql(f"DROP TABLE {table}")
+    shutil.rmtree(local_path(location), ignore_errors=True)
+    penguins(spark).limit(10).write.format("delta").option("delta.enableChangeDataFeed", "true").saveAsTable(table)
+    assert night("--input-table", table)[0]["read"] == "replaced"
 
 
 @pytest.mark.parametrize("case", ["vacuumed version", "future timestamp"])

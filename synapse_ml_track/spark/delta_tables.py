@@ -25,7 +25,14 @@ from synapse_ml_track.errors import ConfigError, DataError, WriteConflict, optio
 from synapse_ml_track.spark import delta
 from synapse_ml_track.spark.session import first_line_of, one_row, spark_error, spark_errors
 from synapse_ml_track.spark.sources import InputSource, local_path
-from synapse_ml_track.vocabulary import INPUT_FIELD, INPUT_VERSION_FIELD, RUN_ID_FIELD, WRITE_FIELD
+from synapse_ml_track.vocabulary import (
+    INPUT_FIELD,
+    INPUT_ID_FIELD,
+    INPUT_VERSION_FIELD,
+    MODEL_FIELD,
+    RUN_ID_FIELD,
+    WRITE_FIELD,
+)
 
 log = logging.getLogger(__name__)
 # A table property: with it, an UPDATE or MERGE marks the rows it replaces in a deletion vector beside
@@ -276,15 +283,30 @@ def earlier_write(spark: SparkSession, target: Target, write_key: str) -> Writte
     return _find(_commits(spark, target, RECENT_COMMITS), WRITE_FIELD, write_key, written=False)
 
 
-def last_input_version(spark: SparkSession, target: Target, input_location: str) -> int | None:
-    """The input version the newest scoring of `input_location` into the target read (its commit's
-    INPUT_VERSION_FIELD); None when the target is absent or no commit records one."""
+@dataclass(frozen=True)
+class ScoredInput:
+    """The newest commit after which the target held the scores of the whole input (a full write or an
+    incremental run): the input version it read, whether the input is still that table, and the model."""
+
+    version: int
+    same_table: bool  # False: the name or path has since come to hold another table (another Delta id)
+    model: dict[str, Any]
+
+
+def last_scored_input(spark: SparkSession, target: Target, input_location: str, input_id: str) -> ScoredInput | None:
+    """The newest commit that recorded scoring the whole input into the target: the input found by its
+    Delta table id (named by path one night and by table name the next, it is one table), or, in a
+    commit without one, by its name. None when the target is absent or no commit records the input."""
     if not exists(spark, target):
         return None
     for row in _commits(spark, target, None):  # newest first
         metadata = _metadata(row["userMetadata"] or "")
-        if metadata.get(INPUT_FIELD) == input_location and metadata.get(INPUT_VERSION_FIELD) is not None:
-            return int(metadata[INPUT_VERSION_FIELD])
+        if metadata.get(INPUT_VERSION_FIELD) is None:
+            continue
+        recorded_id = metadata.get(INPUT_ID_FIELD)
+        if recorded_id == input_id or metadata.get(INPUT_FIELD) == input_location:
+            same = recorded_id in (None, input_id)
+            return ScoredInput(int(metadata[INPUT_VERSION_FIELD]), same, metadata.get(MODEL_FIELD) or {})
     return None
 
 

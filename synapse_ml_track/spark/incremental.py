@@ -8,6 +8,8 @@ insert or an update's post-image is scored and upserted, a delete deletes the ke
 an update that changes a row's key, for the old key.
 
 - No earlier scoring of this input into the target: the whole input is scored.
+- The input is another table under its name, or the model another than the target's: the whole input
+  is scored again and keys no longer in it deleted.
 - Nothing committed to the input since: nothing is scored or written.
 - The changes have been removed by VACUUM (or the log retention): the whole input is scored again and
   merged, keys no longer in the input deleted from the target, and the job says so.
@@ -53,7 +55,7 @@ class Changes:
     rows: DataFrame  # the input rows to score: all of them, or those inserted or updated since
     deleted: DataFrame | None  # the merge keys deleted from the input since (one column), or None
     start: int | None  # the first input version read from the change feed; None: the whole input
-    kind: str  # first | changes | unchanged | vacuumed
+    kind: str  # first | changes | unchanged | vacuumed | replaced | model
     deleted_rows: int = 0
     cached: DataFrame | None = None  # the net changes, read once; released once the scores are written
 
@@ -70,9 +72,9 @@ class Changes:
                 "data.incremental_read": self.kind}  # fmt: skip
 
 
-def check(spark: SparkSession, source: InputSource, output_format: str, merge_key: str | None) -> None:
+def check(spark: SparkSession, source: InputSource, output_format: str, merge_key: str | None) -> str:
     """What incremental scoring needs, checked before the run starts: a pinned Delta input with its
-    Change Data Feed on, a Delta output, and the merge key."""
+    Change Data Feed on, a Delta output, and the merge key. Returns the input's Delta table id."""
     if source.format != "delta" or source.version is None:
         raise ConfigError(
             f"{option('--incremental', True)} reads a Delta table's changes; {source.path} is not a Delta input"
@@ -83,31 +85,50 @@ def check(spark: SparkSession, source: InputSource, output_format: str, merge_ke
         raise ConfigError(
             f"{option('--incremental', True)} upserts on {option('--merge-key')}: name the column that identifies a row"
         )
-    if not change_feed_enabled(spark, source):
-        name = _identifier(source)
+    detail = spark.sql(f"DESCRIBE DETAIL {_identifier(source)}").select("id", "properties").first()
+    if detail is None or str((detail["properties"] or {}).get(CDF_PROPERTY, "")).lower() != "true":
         raise DataError(
             f"{source.path} has no Change Data Feed, which {option('--incremental', True)} reads; turn it on with "
-            f"ALTER TABLE {name} SET TBLPROPERTIES ({CDF_PROPERTY} = true), then score once more"
+            f"ALTER TABLE {_identifier(source)} SET TBLPROPERTIES ({CDF_PROPERTY} = true), then score once more"
         )
-
-
-def change_feed_enabled(spark: SparkSession, source: InputSource) -> bool:
-    identifier = _identifier(source)
-    properties = spark.sql(f"DESCRIBE DETAIL {identifier}").select("properties").first()
-    return properties is not None and str((properties[0] or {}).get(CDF_PROPERTY, "")).lower() == "true"
+    return str(detail["id"])
 
 
 def changes_to_score(
-    spark: SparkSession, source: InputSource, full: DataFrame, last_version: int | None, merge_key: str
+    spark: SparkSession,
+    source: InputSource,
+    full: DataFrame,
+    last: delta_tables.ScoredInput | None,
+    model: tuple[str, str],
+    merge_key: str,
 ) -> Changes:
-    """The rows to score and the keys to delete, from `last_version` (the input version the target's
-    last scoring read; None: none) to the source's pinned version. `full` is the whole input."""
+    """The rows to score and the keys to delete, from the input version the target's last scoring read
+    (`last`; None: none) to the source's pinned version. `full` is the whole input, `model` the (name,
+    version) scoring now. Where the changes cannot say what the target lacks, the whole input is scored
+    again and the keys no longer in it deleted: the input is another table under the same name (dropped
+    and written again), or the model is another than the one whose scores the target holds (so that
+    the target never mixes two models' scores)."""
     version = int(source.version or 0)
-    if last_version is None:
+    if last is None:
         return Changes(full, None, None, "first")
-    if last_version >= version:
+    scored_by = (str(last.model.get("name", "")), str(last.model.get("version", "")))
+    if not last.same_table or last.version > version:
+        log.warning(
+            "%s is another table than the one last scored into this output (at version %s): scoring the whole "
+            "input (version %s) again; scores of rows no longer in it are deleted",
+            source.path, last.version, version,
+        )  # fmt: skip
+        return Changes(full, None, None, "replaced")
+    if scored_by != model:
+        log.warning(
+            "the output holds the scores of %s version %s, and this run scores with %s version %s: scoring the "
+            "whole input (version %s) again, so that the output holds one model's scores",
+            *scored_by, *model, version,
+        )  # fmt: skip
+        return Changes(full, None, None, "model")
+    if last.version >= version:
         return Changes(full.limit(0), None, version + 1, "unchanged")
-    start = last_version + 1
+    start = last.version + 1
     latest = None
     try:
         latest = _last_change_per_key(_change_feed(spark, source, start, version), column(merge_key))

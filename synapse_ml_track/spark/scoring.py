@@ -43,6 +43,7 @@ from synapse_ml_track.spark.session import one_row, spark_error
 from synapse_ml_track.spark.sources import InputSource, absolute_location, resolve_source
 from synapse_ml_track.vocabulary import (
     INPUT_FIELD,
+    INPUT_ID_FIELD,
     INPUT_VERSION_FIELD,
     JOB_TAG,
     MODEL_FIELD,
@@ -339,8 +340,7 @@ def run_scoring(
     if output.table:
         delta_tables.catalog_table(spark, output.location)
     source = data_module.pin_version(spark, given)
-    if config.data.incremental:
-        incremental.check(spark, source, fmt, output.merge_key)
+    input_id = incremental.check(spark, source, fmt, output.merge_key) if config.data.incremental else None
     run_key = config.run_key
     key = write_key(run_key, model_uri, given, output) if run_key else None
     tags = {**run_tags(spark, config.run_key), **config.tracking.tags, JOB_TAG: SCORE_JOB}
@@ -351,7 +351,7 @@ def run_scoring(
             _end_interrupted_attempt(session, run_key, key, redactor)
         tracker = session.start_run(config.tracking.run_name, tags, redactor)
     with session.failing_run(tracker):
-        job = ScoringJob(spark, config, session, tracker, model_uri, output, fmt, unscorable, source, key)
+        job = ScoringJob(spark, config, session, tracker, model_uri, output, fmt, unscorable, source, key, input_id)
         summary = job.run()
         tracker.finish()
     return summary
@@ -396,6 +396,7 @@ class ScoringJob:
     unscorable: str
     source: InputSource
     write_key: str | None
+    input_id: str | None = None  # incremental scoring: the input's Delta table id
 
     def run(self) -> dict[str, Any]:
         source, output = self.source, self.output
@@ -418,7 +419,7 @@ class ScoringJob:
         if earlier is not None:  # a retry: its scores are in the table already; nothing to load or score
             return self._already_written(earlier)
         model = resolve_model(self.session.client, self.model_uri)
-        changes = self._changes() if self.config.data.incremental else None
+        changes = self._changes(model) if self.config.data.incremental else None
         if changes is not None:
             self.tracker.log_params(changes.params())
             if changes.kind == "unchanged":
@@ -505,13 +506,15 @@ class ScoringJob:
             self.tracker.log_artifacts(Path(directory), "drift")
         return report
 
-    def _changes(self) -> incremental.Changes:
+    def _changes(self, model: ModelRef) -> incremental.Changes:
         """What an incremental run scores: the input rows changed since the last scoring into the target."""
         full = data_module.read_input(self.spark, self.source, self.config.data)
         _require_merge_key(self.output.merge_key, full.columns)
         target = delta_tables.Target(self.output.location, self.output.table)
-        last = delta_tables.last_input_version(self.spark, target, self.source.path)
-        return incremental.changes_to_score(self.spark, self.source, full, last, self.output.merge_key or "")
+        last = delta_tables.last_scored_input(self.spark, target, self.source.path, self.input_id or "")
+        return incremental.changes_to_score(
+            self.spark, self.source, full, last, (model.name, model.version), self.output.merge_key or ""
+        )
 
     def _unchanged(self, model: ModelRef, changes: incremental.Changes) -> dict[str, Any]:
         """An incremental run with no commit to the input since the last scoring: nothing to score or write."""
@@ -576,8 +579,9 @@ class ScoringJob:
         write = delta_tables.Write(
             output.mode, self.write_key, output.merge_key, output.evolve_schema, output.partition_by,
             output.replace_where,
-            # The whole input scored again, its changes gone: keys no longer in it lose their scores too.
-            delete_missing=changes is not None and changes.kind == "vacuumed",
+            # The whole input scored again (its changes gone, or not what the output was scored from): keys
+            # no longer in it lose their scores too.
+            delete_missing=changes is not None and changes.kind != "changes",
         )  # fmt: skip
         metadata: dict[str, Any] = {
             RUN_KEY_FIELD: self.config.run_key,
@@ -585,8 +589,13 @@ class ScoringJob:
             MODEL_FIELD: {"name": model.name, "version": model.version, "run_id": model.run_id,
                           "artifact_path": model.artifact_path},
         }  # fmt: skip
-        if self.source.format == "delta" and self.source.version is not None:  # where --incremental starts next
+        # Where --incremental starts next: recorded by a write after which the output holds the scores of
+        # the whole input, not by an append, a merge of rows (which deletes none) or a partial overwrite.
+        whole = changes is not None or (output.mode in ("overwrite", "errorifexists") and not output.replace_where)
+        if whole and self.source.format == "delta" and self.source.version is not None:
             metadata.update({INPUT_FIELD: self.source.path, INPUT_VERSION_FIELD: self.source.version})
+            if self.input_id:
+                metadata[INPUT_ID_FIELD] = self.input_id
         return delta_tables.write_once(
             self.spark, scores, target=delta_tables.Target(output.location, output.table), write=write,
             metadata=metadata,
