@@ -40,7 +40,7 @@ from synapse_ml_track.spark.pipeline import PREDICTION, class_labels, predictor
 from synapse_ml_track.spark.profiling import distribution_columns, distributions_of
 from synapse_ml_track.spark.regression_evaluation import metrics_from_moments, moment_columns
 from synapse_ml_track.spark.session import one_row, spark_error
-from synapse_ml_track.spark.sources import InputSource, absolute_location, resolve_source
+from synapse_ml_track.spark.sources import InputSource, absolute_location, local_path, resolve_source
 from synapse_ml_track.vocabulary import (
     INPUT_FIELD,
     INPUT_ID_FIELD,
@@ -367,9 +367,7 @@ def _is_the_input(given: InputSource, output: Output) -> bool:
 
 def _place(location: str) -> str:
     """A path or URI as one place is named: a local file: URI as its path, no trailing slash."""
-    if location.startswith("file:"):
-        location = "/" + location.removeprefix("file:").lstrip("/")
-    return absolute_location(location).rstrip("/")
+    return absolute_location(local_path(location)).rstrip("/")
 
 
 def _end_interrupted_attempt(session: TrackingSession, run_key: str, key: str, redactor: Redactor) -> None:
