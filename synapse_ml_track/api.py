@@ -345,12 +345,17 @@ def _spark_frame(data: Any, spark: SparkSession | None) -> DataFrame:
 
     if isinstance(data, DataFrame):
         return data
-    if type(data).__module__.split(".")[0] == "pandas" and type(data).__name__ == "DataFrame":
+    if _is_pandas_frame(data):
         session = spark or SparkSession.getActiveSession()
         if session is None:
             raise ConfigError("a pandas DataFrame is scored in Spark: pass spark= your SparkSession")
         return session.createDataFrame(_text_gaps_as_none(data))
     raise ConfigError(f"data must be a Spark or pandas DataFrame, got {type(data).__module__}.{type(data).__name__}")
+
+
+def _is_pandas_frame(data: Any) -> bool:
+    """Told without importing pandas, which a caller of a Spark DataFrame may not have loaded."""
+    return type(data).__module__.split(".")[0] == "pandas" and type(data).__name__ == "DataFrame"
 
 
 def _frame_input(data: Any, spark: SparkSession | None) -> InputSource:
@@ -363,7 +368,7 @@ def _frame_input(data: Any, spark: SparkSession | None) -> InputSource:
 
 def _pandas_digest(data: Any) -> str | None:
     """The digest of a pandas frame's columns, types and rows; None for anything else, or rows pandas cannot hash."""
-    if type(data).__module__.split(".")[0] != "pandas":
+    if not _is_pandas_frame(data):
         return None
     from pandas.util import hash_pandas_object
 
