@@ -18,7 +18,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from mlflow.entities import Run
-from mlflow.models import infer_signature
+from mlflow.models import get_model_info, infer_signature
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 
@@ -142,7 +142,7 @@ def _train(
             search.write(result_dir / "evaluation" / "search", child_runs)
         decision = None
         if config.tracking.register:
-            decision = gate.decide(config.gate, fitted.metrics, fitted.champion_metrics)
+            decision = gate.decide(config.gate, fitted.metrics, fitted.champion_metrics, fitted.champion_incomparable)
         with session.tracking_errors(hint=saved_at):
             model_path, existing = _log_results(session, tracker, source, fitted, search, decision, result_dir, resumed)
     model_dir = fitted.saved.result()  # outside: a failed save is the job's error, not the server's
@@ -212,7 +212,9 @@ def _fetch_champion(session: TrackingSession, config: JobConfig) -> training.Cha
     with tempfile.TemporaryDirectory() as download_dir:
         local_model = session.download_artifacts(champion_run, champion_path, download_dir)
         model = spark_models.load_spark_model(local_model, config.tracking.dfs_tmp)  # loaded whole, into memory
-    return training.Champion(model, name, version)
+        signature = get_model_info(local_model).signature
+    columns = signature.inputs.input_names() if signature is not None else None
+    return training.Champion(model, name, version, columns)
 
 
 def _search(

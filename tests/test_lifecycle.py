@@ -70,6 +70,17 @@ def test_alias_moves_only_when_the_challenger_beats_the_champion(run_cli, mlflow
     assert client.get_model_version_by_alias(model, "champion").version == "2"
     assert len(client.search_model_versions(f"name='{model}'")) == 3
 
+    # The champion reads columns this challenger leaves out, so it cannot be scored on the challenger's
+    # test split: not beaten, so not promoted, and the reason says why and how to promote anyway.
+    fewer = train(run_cli, mlflow_server, experiment, model, "--numeric-features", "body_mass_g")
+    assert fewer.exit_code == 0, fewer.stderr
+    assert (fewer.summary["status"], fewer.summary["model_version"], fewer.summary["promoted"]) == (
+        "registered", "4", False
+    )  # fmt: skip
+    assert "not compared with the champion: version 2 reads bill_length_mm, bill_depth_mm" in fewer.summary["reason"]
+    assert "--no-compare-to-champion promotes it" in fewer.summary["reason"]
+    assert client.get_model_version_by_alias(model, "champion").version == "2"
+
 
 def test_same_run_key_twice_leaves_one_run_and_one_version(run_cli, mlflow_server):
     experiment, model = unique("rerun"), unique("rerun-model")

@@ -139,6 +139,7 @@ class Champion:
     model: PipelineModel
     name: str  # the registered model's
     version: str
+    columns: list[str] | None = None  # its input columns (its signature's); None: no signature
 
 
 @dataclass
@@ -151,6 +152,7 @@ class FittedModel:
     test_indexed: DataFrame  # the test split (with its label index, for classification), for further evaluation
     sample: pd.DataFrame  # a few test rows of the model's input: the input example
     champion_metrics: dict[str, float] | None = None  # None: no champion, or one not comparable
+    champion_incomparable: str | None = None  # why the champion could not be scored on the test split
     dropped_rows: int = 0  # rows with a null label or feature, left out (data.nulls=drop)
     null_label_rows: int = 0  # of which with a null label
     many_valued: dict[str, int] = field(default_factory=dict)  # categorical features over data.max_categories
@@ -195,7 +197,9 @@ def evaluate(
     saved = _start_saving(model, sample, prepared.labels, save_to, dfs_tmp, profile) if save_to else None
     try:
         evaluation = evaluate_model(model, test, seed)
-        champion_metrics = _champion_metrics(champion, test, prepared.labels, seed) if champion else None
+        champion_metrics, incomparable = None, _incomparable(champion, test, prepared.labels) if champion else None
+        if champion is not None and incomparable is None:
+            champion_metrics = evaluate_model(champion.model, test, seed).all_metrics
     except BaseException:
         if saved is not None:
             wait([saved])  # the failure is reported once the model's directory is complete
@@ -203,8 +207,8 @@ def evaluate(
     counts = prepared.counts
     return FittedModel(
         prepared.spec, model, prepared.labels, evaluation, sum(counts.train.values()), test, sample, champion_metrics,
-        dropped_rows=counts.incomplete, null_label_rows=counts.null_label, many_valued=prepared.many_valued,
-        saved=saved, profile=profile,
+        champion_incomparable=incomparable, dropped_rows=counts.incomplete, null_label_rows=counts.null_label,
+        many_valued=prepared.many_valued, saved=saved, profile=profile,
     )  # fmt: skip
 
 
@@ -264,14 +268,13 @@ def evaluate_model(
             predictions.unpersist()
 
 
-def _champion_metrics(
-    champion: Champion, test: DataFrame, labels: list[str] | None, seed: int
-) -> dict[str, float] | None:
-    """The champion's metrics on this run's test split, or None when it predicts other classes."""
+def _incomparable(champion: Champion, test: DataFrame, labels: list[str] | None) -> str | None:
+    """Why the champion cannot be scored on this run's test split, or None when it can: it predicts other
+    classes, or reads a column this run's features leave out (the split holds the features alone)."""
     if class_labels(champion.model) != labels:
-        log.warning(
-            "champion %s/%s is not comparable: it predicts other classes, or is not a %s model; it is not compared",
-            champion.name, champion.version, "regression" if labels is None else "classification",
-        )  # fmt: skip
-        return None
-    return evaluate_model(champion.model, test, seed).all_metrics
+        kind = "regression" if labels is None else "classification"
+        return f"version {champion.version} predicts other classes than this run's, or is not a {kind} model"
+    unread = [name for name in champion.columns or [] if name not in test.columns]
+    if unread:
+        return f"version {champion.version} reads {', '.join(unread)}, which this run's features leave out"
+    return None

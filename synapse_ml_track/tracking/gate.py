@@ -25,10 +25,16 @@ class Decision:
         return tags
 
 
-def decide(gate: GateConfig, metrics: dict[str, float], champion_metrics: dict[str, float] | None) -> Decision:
+def decide(
+    gate: GateConfig,
+    metrics: dict[str, float],
+    champion_metrics: dict[str, float] | None,
+    incomparable: str | None = None,
+) -> Decision:
     """Register when every min_metrics and max_metrics bound holds. Promote too unless there is a
     champion to compare with (None: none, or the comparison is off) and the run does not do better
-    on gate.champion_metric: higher, or lower for an error metric."""
+    on gate.champion_metric: higher, or lower for an error metric. A champion that could not be scored
+    on this run's test split (`incomparable` says why) is not beaten: the version is not promoted."""
     failed = []
     for bound, thresholds, beyond in (("below", gate.min_metrics, "<"), ("above", gate.max_metrics, ">")):
         missed = []
@@ -41,6 +47,8 @@ def decide(gate: GateConfig, metrics: dict[str, float], champion_metrics: dict[s
             failed.append(f"{bound} threshold: " + "; ".join(missed))
     if failed:
         return Decision(False, "; ".join(failed))
+    if incomparable:
+        return Decision(True, f"not compared with the champion: {incomparable}; --no-compare-to-champion promotes it")
     if champion_metrics is None:
         return Decision(True, promote=True)
     metric = gate.champion_metric

@@ -56,6 +56,15 @@ def test_regression_decision(gate, champion, outcome, reason):
     check(decide(gate, REGRESSION_RUN, champion), outcome, reason)
 
 
+def test_a_champion_that_could_not_be_scored_on_the_split_is_not_beaten():
+    """Promotion means beating the champion on the same test split; a champion that cannot be scored
+    there (other classes, columns this run leaves out) is not beaten, and the reason names the way out."""
+    why = "version 2 reads bill_depth_mm, which this run's features leave out"
+    check(decide(GateConfig(**CHAMPION_F1), RUN, None, why), REGISTERED, f"not compared with the champion: {why}")
+    assert "--no-compare-to-champion" in decide(GateConfig(**CHAMPION_F1), RUN, None, why).reason
+    check(decide(GateConfig(min_metrics={"f1": 0.99}), RUN, None, why), REJECTED, "below threshold")
+
+
 def check(decision, outcome, reason):
     register, promote = outcome
     assert (decision.register, decision.promote) == (register, promote)
