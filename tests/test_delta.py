@@ -304,6 +304,23 @@ def test_incremental_scoring_reads_only_the_changes_and_equals_a_full_rescore(
     assert (vacuumed["incremental"]["read"], vacuumed["rows_in"]) == ("vacuumed", 342)
     assert_df_equality(scores_of(spark.table(target)), scores_of(full_rescore("full-3")), ignore_nullable=True)
 
+    # An insert repeating a key another row still holds: its scores would replace that row's.
+    before = scores_of(spark.table(target))
+    spark.table(source).where("id = 10").withColumn("body_mass_g", F.lit(6300.0)).write.format("delta").mode(
+        "append"
+    ).saveAsTable(source)
+    repeated = score(run_cli, mlflow_server, experiment, model, source, *nightly)
+    assert repeated.exit_code == 2, repeated.stderr
+    assert repeated.error_line == (
+        "error: merge key id is not unique in the input: 1 key(s) on more than one row (e.g. 10); "
+        "a merge needs one row per key"
+    )
+    assert_df_equality(scores_of(spark.table(target)), before, ignore_nullable=True)
+    (newest,) = MlflowClient(mlflow_server.uri).search_runs(
+        [run.info.experiment_id], order_by=["attributes.start_time DESC"], max_results=1
+    )
+    assert newest.info.status == "FAILED"
+
 
 def test_incremental_scoring_of_an_input_without_its_change_feed_says_how_to_turn_it_on(
     run_cli, registered, delta_spark, mlflow_server

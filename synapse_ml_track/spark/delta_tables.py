@@ -338,7 +338,7 @@ def write_once(
         settings["spark.databricks.delta.write.txnVersion"] = "0"
     with _materialized(scores, materialize) as scores, _session_settings(spark, settings):
         if write.mode == "merge":
-            _require_one_row_per_key(scores, write.merge_key or "")
+            require_one_row_per_key(scores, write.merge_key or "")
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
             present = exists(spark, target)
             if present and write.mode == "errorifexists":
@@ -452,12 +452,19 @@ def _check_schema(existing: list[str], new: list[str], target: Target, evolve: b
         )
 
 
-def _require_one_row_per_key(scores: DataFrame, merge_key: str) -> None:
+def require_one_row_per_key(rows: DataFrame, merge_key: str, whole: DataFrame | None = None) -> None:
     """A merge's rows each need a key of their own, checked before anything is written. Delta refuses
     two rows of one key only when they meet a row of the target, so a table the merge creates took
-    them both; and a null key matches nothing, so each merge inserted its row again."""
+    them both; and a null key matches nothing, so each merge inserted its row again.
+
+    `whole`: the input that `rows` are the changes of (incremental scoring): each of their keys must be
+    on one row of it, or a changed row's scores would replace those of another row with its key."""
     key = F.col(_q(merge_key))
-    per_key = scores.groupBy(key.alias("key")).count()
+    keyed = rows.select(key.alias("key"))
+    if whole is not None:
+        changed = keyed.where(F.col("key").isNotNull()).distinct()
+        keyed = whole.select(key.alias("key")).join(changed, "key", "left_semi")
+    per_key = keyed.groupBy("key").count()
     found = one_row(
         per_key.where(F.col("key").isNull() | (F.col("count") > 1)).agg(
             F.sum(F.when(F.col("key").isNull(), F.col("count"))).alias("null_rows"),

@@ -11,6 +11,8 @@ an update that changes a row's key, for the old key.
 - The input is another table under its name, or the model another than the target's: the whole input
   is scored again and keys no longer in it deleted.
 - Nothing committed to the input since: nothing is scored or written.
+- A changed row whose merge key another row of the input holds (or holds too) is refused before anything
+  is written, as a full scoring's merge refuses a repeated key.
 - The changes have been removed by VACUUM (or the log retention): the whole input is scored again and
   merged, keys no longer in the input deleted from the target, and the job says so.
 - An input without the Change Data Feed is refused before anything starts, with the statement that
@@ -146,6 +148,13 @@ def changes_to_score(
         )  # fmt: skip
         return Changes(full, None, None, "vacuumed")
     rows = latest.where(~_removes_a_key()).drop(*CHANGE_COLUMNS)
+    try:
+        # The changes hold each key once (its last change), and a key another row of the input still has
+        # is not among them: it is checked against the whole input, as a full scoring's merge would be.
+        delta_tables.require_one_row_per_key(rows, merge_key, whole=full)
+    except BaseException:
+        latest.unpersist()
+        raise
     deleted = latest.where(_removes_a_key()).select(column(merge_key))
     return Changes(rows, deleted, start, "changes", deleted_rows, latest)
 
