@@ -205,6 +205,7 @@ def score(
             output_version=summary["output_version"],
             rows_scored=summary.get("rows_scored"),
             rows_unscorable=summary.get("rows_unscorable"),
+            rows_unseen=summary.get("rows_unseen"),
             drift=summary.get("drift"),
             details=summary,
             _read_scores=functools.partial(_written_scores, session_spark, summary),

@@ -63,6 +63,9 @@ class ScoringResult:
     output_version: int | None  # Delta: the table version holding the scores
     rows_scored: int | None  # None when already written
     rows_unscorable: int | None
+    # Per categorical feature, the scored rows with a category the model did not see in training (all
+    # scored as one unknown category); None when already written
+    rows_unseen: dict[str, int] | None
     # level (ok, warn, fail), psi_max and each feature's PSI and null-share change against the training
     # split (synapse_ml_track/drift.py); None when nothing was scored or the model has no training profile
     drift: dict[str, Any] | None

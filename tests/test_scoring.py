@@ -297,6 +297,27 @@ def test_a_number_that_is_nan_or_infinite_is_missing_and_so_is_a_pandas_gap_in_t
     assert predicted["unscorable_reason"].tolist() == ["null in sex", "null in flipper_length_mm", None]
 
 
+def test_a_category_unseen_in_training_is_scored_as_unknown_and_counted(
+    run_cli, registered, mlflow_server, spark, tmp_path
+):
+    """The pipeline scores every category it did not learn as one unknown category (StringIndexer's
+    handleInvalid keep). An island written in lower case changed predictions, and nothing said so."""
+    experiment, model, _ = registered
+    rows = penguins(spark).toPandas()
+    renamed = rows.index[rows.notna().all(axis=1) & (rows["island"] == "Biscoe")][:8]
+    rows.loc[renamed, "island"] = "biscoe"
+    rows.to_csv(tmp_path / "renamed.csv", index=False)
+    result = score(run_cli, mlflow_server, experiment, tmp_path / "scores", "--model-uri", f"models:/{model}/1",
+                   "--input", str(tmp_path / "renamed.csv"), "--output-format", "parquet")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert result.summary["rows_unseen"] == {"island": 8, "sex": 0}
+    assert "unseen:          rows with a category not seen in training, scored as unknown: island 8" in result.stdout
+    assert "did not see in training, scored as one unknown category: island 8 row(s)" in result.stderr
+    client = MlflowClient(mlflow_server.uri)
+    run = client.get_run(result.summary["run_id"])
+    assert (run.data.metrics["rows_unseen_island"], run.data.metrics["rows_unseen_sex"]) == (8, 0)
+
+
 def test_a_run_key_on_an_append_into_parquet_is_refused_before_any_run(run_cli, registered, mlflow_server, tmp_path):
     """Only a Delta write can be made once per run key: a retried append into Parquet added its rows again."""
     experiment = "parquet-append-run-key"

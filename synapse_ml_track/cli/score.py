@@ -90,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
             f"scored:          {summary['rows_scored']} of {summary['rows_in']} rows; "
             f"{summary['rows_unscorable']} with a null model input ({summary['unscorable']})"
         )
+        unseen = ", ".join(f"{name} {count}" for name, count in summary["rows_unseen"].items() if count)
+        if unseen:
+            print(f"unseen:          rows with a category not seen in training, scored as unknown: {unseen}")
     written = f", version {summary['output_version']}" if summary.get("output_version") is not None else ""
     print(f"output:          {summary['output_path']} ({summary['output_format']}{written})")
     drift = summary.get("drift")

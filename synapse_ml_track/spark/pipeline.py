@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from typing import Any
 
 from pyspark.ml import Estimator, Pipeline, PipelineModel, Transformer
@@ -130,6 +131,23 @@ def class_labels(model: PipelineModel) -> list[str] | None:
     """The classes a classification pipeline decodes its prediction to; None for a regression."""
     last = model.stages[-1]
     return list(last.getLabels()) if isinstance(last, IndexToString) else None
+
+
+# How build_pipeline's first stage copies a categorical feature to its slot: CAST(`name` AS STRING) AS slot.
+_CATEGORICAL_COPY = re.compile(r"CAST\(`((?:[^`]|``)*)` AS STRING\) AS (\w+)")
+
+
+def known_categories(model: PipelineModel) -> dict[str, list[str]]:
+    """Each categorical feature, by its input name, and the categories the model learned from its
+    training split; a value outside them is scored as one shared unknown category (handleInvalid keep).
+    A model built otherwise than build_pipeline builds it (no copy stage) has none to tell."""
+    copy = next((stage for stage in model.stages if isinstance(stage, SQLTransformer)), None)
+    indexer = next((stage for stage in model.stages if isinstance(stage, StringIndexerModel)), None)
+    if copy is None or indexer is None:
+        return {}
+    names = {slot: name.replace("``", "`") for name, slot in _CATEGORICAL_COPY.findall(copy.getStatement())}
+    learned = zip(indexer.getInputCols(), indexer.labelsArray, strict=True)
+    return {names[slot]: list(labels) for slot, labels in learned if slot in names}
 
 
 def feature_weights(model: PipelineModel, spec: FeatureSpec, data: DataFrame) -> dict[str, Any] | None:

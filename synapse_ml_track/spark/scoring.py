@@ -15,7 +15,7 @@ import logging
 import re
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import reduce
 from operator import or_
@@ -36,7 +36,7 @@ from synapse_ml_track.spark import delta, delta_tables, incremental
 from synapse_ml_track.spark.context import run_tags
 from synapse_ml_track.spark.data import RESERVED_PREFIX, column
 from synapse_ml_track.spark.evaluation import class_keys, confusion_columns, confusion_of, from_confusion
-from synapse_ml_track.spark.pipeline import PREDICTION, class_labels, predictor
+from synapse_ml_track.spark.pipeline import PREDICTION, class_labels, known_categories, predictor
 from synapse_ml_track.spark.profiling import distribution_columns, distributions_of
 from synapse_ml_track.spark.regression_evaluation import metrics_from_moments, moment_columns
 from synapse_ml_track.spark.session import one_row, spark_error
@@ -441,11 +441,13 @@ class ScoringJob:
         keys = class_keys(counting.labels or [])
         drift = self._drift(counting, model)
         labelled = counting.labelled_metrics()
+        unseen_keys = class_keys(list(counts.unseen))
         self.tracker.log_metrics(
             {
                 "rows_in": counts.rows,
                 "rows_scored": counts.scored,
                 "rows_unscorable": counts.unscorable,
+                **{f"rows_unseen_{unseen_keys[name]}": count for name, count in counts.unseen.items()},
                 **{f"predicted_{keys[label]}": count for label, count in counts.predicted.items()},
                 **{f"prediction_{name}": value for name, value in counts.prediction_stats.items()},
                 **(drift.metrics(class_keys([f.name for f in drift.features])) if drift else {}),
@@ -461,6 +463,13 @@ class ScoringJob:
             "scored %s of %s rows with %s version %s into %s (%s)",
             counts.scored, counts.rows, model.name, model.version, output.location, self.fmt,
         )  # fmt: skip
+        unseen = {name: count for name, count in counts.unseen.items() if count}
+        if unseen:
+            log.warning(
+                "scored row(s) with a category %s version %s did not see in training, scored as one unknown "
+                "category: %s",
+                model.name, model.version, ", ".join(f"{name} {count} row(s)" for name, count in unseen.items()),
+            )  # fmt: skip
         return {
             "status": "scored",
             **self._identity(model),
@@ -468,6 +477,7 @@ class ScoringJob:
             "rows_in": counts.rows,
             "rows_scored": counts.scored,
             "rows_unscorable": counts.unscorable,
+            "rows_unseen": counts.unseen,
             "unscorable": self.unscorable,
             "predicted": counts.predicted,
             "prediction_stats": counts.prediction_stats,
@@ -525,7 +535,7 @@ class ScoringJob:
         return {
             "status": "scored", **self._identity(model), "output_path": self.output.location,
             "output_table": self.output.table, "output_format": self.fmt, "output_version": None,
-            "output_written": False, "rows_in": 0, "rows_scored": 0, "rows_unscorable": 0,
+            "output_written": False, "rows_in": 0, "rows_scored": 0, "rows_unscorable": 0, "rows_unseen": {},
             "unscorable": self.unscorable, "predicted": {}, "prediction_stats": {}, "scored_at": None,
             "drift": None, "labelled": None, "incremental": self._incremental(changes),
         }  # fmt: skip
@@ -711,6 +721,8 @@ class ScoringCounts:
     unscorable: int  # of which with a null model input
     predicted: dict[str, int]  # predictions per class (classification)
     prediction_stats: dict[str, float]  # mean, min and max prediction (regression)
+    unseen: dict[str, int] = field(default_factory=dict)  # scored rows per categorical feature with a category
+    # the model did not see in training
 
     @property
     def scored(self) -> int:
@@ -727,6 +739,7 @@ class Counting:
     drift: Observation | None = None  # every input row counted into the profile's bins
     profile: TrainingProfile | None = None
     labelled: bool = False  # the input holds the label: `outputs` also counts the model's errors
+    categorical: tuple[str, ...] = ()  # the model's categorical features: `outputs` counts their unseen values
 
     def labelled_metrics(self) -> dict[str, float] | None:
         """The model's metrics on the scored rows that have a label (accuracy, f1, ... or rmse, r2, ...),
@@ -748,7 +761,8 @@ class Counting:
         stats = (
             {} if self.labels is not None else {k: written[k] for k in ("mean", "min", "max") if written[k] is not None}
         )
-        return ScoringCounts(int(seen["rows"]), int(seen["unscorable"] or 0), predicted, stats)
+        unseen = {name: int(written[f"unseen_{i}"] or 0) for i, name in enumerate(self.categorical)}
+        return ScoringCounts(int(seen["rows"]), int(seen["unscorable"] or 0), predicted, stats, unseen)
 
 
 def score_frame(
@@ -786,8 +800,20 @@ def score_frame(
             counted += confusion_columns(actual.cast("string"), F.col(PREDICTION), labels, LABELLED)
         else:
             counted += moment_columns(actual.cast("double"), F.col(PREDICTION), LABELLED)
+    categories = known_categories(pipeline)
+    counted += _unseen_counts(categories)
     output = output.observe(outputs, *counted, *([] if drop else _row_counts()))
-    return output, Counting(outputs, inputs, labels, drift, profile, labelled)
+    return output, Counting(outputs, inputs, labels, drift, profile, labelled, tuple(categories))
+
+
+def _unseen_counts(categories: Mapping[str, list[str]]) -> list[Column]:
+    """Per categorical feature, the scored rows whose value (as the model reads it, as text) is none of
+    the categories it learned: the model scores them all as one unknown category."""
+    scored = F.col(UNSCORABLE_REASON).isNull()
+    return [
+        F.count(F.when(scored & ~column(name).cast("string").isin(*known), True)).alias(f"unseen_{i}")
+        for i, (name, known) in enumerate(categories.items())
+    ]
 
 
 def _row_counts() -> list[Column]:
