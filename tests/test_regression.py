@@ -134,12 +134,13 @@ def test_gate_champion_scoring_and_report_for_a_regression(run_cli, mlflow_serve
     assert run.data.metrics["prediction_max"] == pytest.approx(frame["prediction"].max())
     assert summary["labelled"] is None  # no label column in the input: nothing to backtest
 
-    # The same rows with their label: the model's errors, counted in the scoring pass (backtesting).
+    # The same rows with their label: the model's errors, counted in the scoring pass (backtesting). The
+    # label is the one the model was trained on (its run's data.label), not data.label's default, species.
     labelled_csv = tmp_path / "labelled.csv"
     fresh.to_csv(labelled_csv, index=False)
     backtest = run_cli(
         "score", "--tracking-uri", mlflow_server.uri, "--experiment-name", experiment,
-        "--set", f"tracking.registered_model_name={experiment}", "--set", "data.label=y",
+        "--set", f"tracking.registered_model_name={experiment}",
         "--input", str(labelled_csv), "--output-path", str(tmp_path / "backtest"),
     )  # fmt: skip
     assert backtest.exit_code == 0, backtest.stderr

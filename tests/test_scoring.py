@@ -147,6 +147,12 @@ BAD_INPUTS = {
         ("--unscorable", "reject"),
         "nulls in model input columns: ",
     ),
+    # Spark resolves names case-insensitively: an unexpected AMBIGUOUS_REFERENCE error, exit 1, before.
+    "an output column in other case": (
+        lambda frame: frame.assign(Prediction="earlier"),
+        (),
+        "input already has output column(s) Prediction; drop or rename them before scoring",
+    ),
 }
 
 

@@ -288,12 +288,13 @@ def write_key(run_key: str, model_uri: str, given: InputSource, output: Output) 
     inputs, or with another model URI, into one table are two writes; a retry of either is the same
     write, even when the champion alias or the input table has moved on since: it reports what the
     first attempt wrote."""
-    named = given.named()
+    named = given.named() if given.table or given.frame is not None else _place(given.path)
+    place = output.location if output.table else _place(output.location)  # `out`, file:/…/out: one place
     fields = {
         "run_key": run_key,
         "model_uri": model_uri,
         "input": [named, given.version, given.timestamp],
-        "output": [output.location, output.table, output.mode, output.merge_key, list(output.partition_by)],
+        "output": [place, output.table, output.mode, output.merge_key, list(output.partition_by)],
         "replace_where": output.replace_where,
     }
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
@@ -568,7 +569,7 @@ class ScoringJob:
         drop = self.unscorable == "drop" and self.output.mode != "merge"
         scores, counting = score_frame(
             raw, columns, pipeline, labels, model, scored_at, drop=drop, profile=loaded.profile,
-            label=self.config.data.label,
+            label=loaded.label or self.config.data.label,  # a model of `sex` is checked against sex, not species
         )  # fmt: skip
         return scores, counting, scored_at, loaded.input_schema(raw)
 
@@ -678,6 +679,7 @@ class LoadedModel:
     signature: Any  # an mlflow ModelSignature, or None
     labels: list[str] | None  # None: a regression
     profile: TrainingProfile | None = None  # the training split's (drift.py); None for an older model
+    label: str | None = None  # the column it was trained to predict, as its training run records it
 
     def outputs(self) -> list[str]:
         return [PREDICTION, *probability_columns(self.labels or []), UNSCORABLE_REASON, *LINEAGE_COLUMNS]
@@ -693,7 +695,8 @@ class LoadedModel:
         """The model's input columns in `raw`, once none is missing or mistyped and `raw` holds no
         column the scores add."""
         columns = signature_columns(raw.schema, self.signature, self.ref.uri)
-        clashes = [c for c in raw.columns if c in self.outputs()]
+        added = {name.lower() for name in self.outputs()}  # Spark resolves names case-insensitively
+        clashes = [c for c in raw.columns if c.lower() in added]
         if clashes:
             raise DataError(
                 f"input already has output column(s) {', '.join(clashes)}; drop or rename them before scoring"
@@ -712,7 +715,9 @@ def load_model(session: TrackingSession, model: ModelRef, directory: str, dfs_tm
     local_model = session.download_artifacts(model.run_id, model.artifact_path, directory)
     pipeline = load_spark_model(local_model, dfs_tmp)
     signature = get_model_info(local_model).signature
-    return LoadedModel(model, pipeline, signature, class_labels(pipeline), TrainingProfile.read(local_model))
+    with session.tracking_errors():
+        label = session.client.get_run(model.run_id).data.params.get("data.label")  # training.config_params
+    return LoadedModel(model, pipeline, signature, class_labels(pipeline), TrainingProfile.read(local_model), label)
 
 
 @dataclass(frozen=True)
@@ -743,7 +748,8 @@ class Counting:
 
     def labelled_metrics(self) -> dict[str, float] | None:
         """The model's metrics on the scored rows that have a label (accuracy, f1, ... or rmse, r2, ...),
-        as training reports them on its test split; None when the input has no label column."""
+        as training reports them on its test split; None when the input has no label column, or no row
+        with a label."""
         if not self.labelled:
             return None
         values = self.outputs.get
@@ -752,7 +758,7 @@ class Counting:
         else:
             metrics = from_confusion(self.labels, confusion_of(values, self.labels, LABELLED)).all_metrics
         rows = metrics.pop("test_rows", 0.0)
-        return {**metrics, "rows": rows}
+        return {**metrics, "rows": rows} if rows else None  # no labelled row: no metric, rather than zeros
 
     def counts(self) -> ScoringCounts:
         written = self.outputs.get
