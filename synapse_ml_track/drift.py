@@ -187,11 +187,13 @@ class DriftReport:
 
 
 def compare(profile: TrainingProfile, observed: Mapping[str, Distribution], warn: float, fail: float) -> DriftReport:
-    """Each profiled feature's drift; a feature the scored rows lack is left out."""
+    """Each profiled feature's drift; a feature the scored rows lack, or hold no value of (no rows, or
+    every one null), is left out: there is no distribution to compare, and PSI over empty bins would
+    be as large as the share floor makes it (a night that only deleted rows failed on drift)."""
     drifts = []
     for feature in profile.features:
         seen = observed.get(feature.name)
-        if seen is None:
+        if seen is None or not sum(seen.counts):
             continue
         null_change = (seen.nulls / seen.rows if seen.rows else 0.0) - feature.null_share
         drifts.append(FeatureDrift(feature.name, psi(feature.shares, shares(seen.counts)), null_change, seen.rows))

@@ -60,6 +60,15 @@ def test_a_feature_the_scored_rows_lack_is_left_out():
     assert [f.name for f in compare(PROFILE, {"island": Distribution((1, 1, 1), 0)}, 0.1, 0.25).features] == ["island"]
 
 
+def test_a_feature_with_no_value_to_compare_is_left_out_and_no_rows_is_no_drift():
+    """No rows (a night that only deleted rows) or every value null: every bin at the floor gave PSI ~8.5,
+    drift fail, and --fail-on-drift exit 7."""
+    no_rows = {"length": Distribution((0, 0, 0, 0), 0), "island": Distribution((0, 0, 0), 0)}
+    assert compare(PROFILE, no_rows, 0.1, 0.25).level == "ok"
+    all_null = {"length": Distribution((0, 0, 0, 0), nulls=10), "island": Distribution((5, 3, 2), 0)}
+    assert [f.name for f in compare(PROFILE, all_null, 0.1, 0.25).features] == ["island"]
+
+
 def test_the_profile_file_round_trips_and_a_model_without_one_has_none(tmp_path):
     PROFILE.write(tmp_path)
     assert TrainingProfile.read(tmp_path) == PROFILE
