@@ -51,6 +51,9 @@ def test_grid_search_gives_a_child_run_per_candidate_and_registers_the_best(run_
     best = max(kids, key=lambda k: (k.data.metrics["f1"], -int(k.data.params["candidate.index"])))
     assert parent.data.params["best.regParam"] == best.data.params["estimator.regParam"]
     assert parent.data.params["best.elasticNetParam"] == best.data.params["estimator.elasticNetParam"]
+    # The parent's estimator.* params are the refitted model's, not the estimator's before the search.
+    for name in ("regParam", "elasticNetParam"):
+        assert parent.data.params[f"estimator.{name}"] == best.data.params[f"estimator.{name}"]
     assert parent.data.params["search.candidates"] == "4" and parent.data.params["search.metric"] == "f1"
     assert parent.data.metrics["validation_f1"] == pytest.approx(best.data.metrics["f1"])
     assert {"f1", "accuracy", "test_rows"} <= set(parent.data.metrics)  # the held-out test split, as always

@@ -268,7 +268,8 @@ class Search:
         return self.outcome, self.outcome.best
 
     def params(self) -> dict[str, Any]:
-        """The parent run's record of the search: how it was run, and the winner's values."""
+        """The parent run's record of the search: how it was run, and the winner's values (as best.* and
+        as the estimator.* params the job leaves out until the search has chosen them)."""
         config, (_, best) = self.config, self.result
         return {
             "search.method": config.method,
@@ -279,6 +280,8 @@ class Search:
             "search.parallelism": config.parallelism,
             "search.best_candidate": best.index,
             **{f"best.{name}": value for name, value in best.params.items()},
+            # The refitted model's: the run's estimator.* params are the model it holds, searched ones too.
+            **{f"estimator.{name}": value for name, value in best.params.items()},
         }
 
     def metrics(self) -> dict[str, float]:

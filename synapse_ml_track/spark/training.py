@@ -65,8 +65,10 @@ def config_params(config: JobConfig, estimator, *, dataframe: bool = False) -> d
     }
     for name, value in sorted(data.csv_options.items()):
         params[f"data.csv_options.{name}"] = value
+    searched = config.model.search.params  # recorded once the search has chosen them (Search.params)
     for param, value in estimator.extractParamMap().items():
-        params[f"estimator.{param.name}"] = value
+        if param.name not in searched:
+            params[f"estimator.{param.name}"] = value
     return params
 
 
