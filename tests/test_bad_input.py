@@ -162,6 +162,8 @@ def test_bad_input_fails_cleanly_with_a_failed_run(case, run_cli, mlflow_server,
         (["--set", "data.train_fraction=1.5"], "'data.train_fraction' must be between 0 and 1"),
         (["--set", "data.seed=abc"], "'data.seed' must be an integer"),
         (["--config", "missing.yaml"], "config file not found: missing.yaml"),
+        # MLflow 3's refusal of a file store came out as "unexpected MlflowException", exit 1.
+        (["--tracking-uri", "./mlruns"], "tracking URI ./mlruns is a directory (a file store)"),
     ],
 )
 def test_bad_config_fails_before_any_run(args, expected, run_cli, mlflow_server):

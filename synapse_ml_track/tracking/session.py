@@ -154,6 +154,24 @@ def frame_dataset(frame: DataFrame, schema_json: str, rows: int) -> Dataset:
     )
 
 
+# What MLflow 3.7+ says when asked to open a file store (a directory such as ./mlruns) as a tracking URI.
+_FILE_STORE_OPT_OUT = "MLFLOW_ALLOW_FILE_STORE"
+
+
+@contextmanager
+def _file_store_refusal(uri: str) -> Iterator[None]:
+    """MLflow's refusal of a file store as one line that says what to track to instead."""
+    try:
+        yield
+    except MlflowException as exc:
+        if _FILE_STORE_OPT_OUT not in str(exc):
+            raise
+        raise ConfigError(
+            f"tracking URI {uri} is a directory (a file store), which this MLflow opens only with "
+            f"{_FILE_STORE_OPT_OUT}=true; track to a database instead, e.g. sqlite:///mlflow.db"
+        ) from None
+
+
 def open_session(
     config: JobConfig,
     redactor: Redactor,
@@ -172,7 +190,8 @@ def open_session(
     uri, credential = aml.connect(tracking.uri, config.azure, os.environ if environ is None else environ, redactor)
     require_store_modules(uri)
     uri = uri or local_tracking_uri(tracking.local_dir)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    with _file_store_refusal(uri):
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     artifact_location = None if is_remote(uri) else _local_artifact_location(tracking.local_dir)
     timeout = tracking.preflight_timeout
     # A server that answers busy (5xx) or drops a connection it took is alive: asked as often as any
