@@ -11,6 +11,7 @@ import subprocess
 import uuid
 
 import pytest
+from chispa import assert_df_equality
 from mlflow.tracking import MlflowClient
 from pyspark.sql import functions as F
 
@@ -243,7 +244,10 @@ def test_incremental_scoring_keeps_the_output_equal_to_the_input_across_what_nig
     """Each night below left the output holding rows the input no longer had, exit 0: the input named by
     path, then by table name (read as a first run, which deleted nothing); a plain merge in between
     (recorded as where the next night starts, though it deletes nothing); the champion moved (the output
-    mixed two models' scores); the input dropped and written again (its versions restarted: nothing read)."""
+    mixed two models' scores); the input dropped and written again (its versions restarted: nothing read).
+    Two more left stale rows or failed with an unexpected error: the output restored to undo a night (the
+    next night read on from the undone night's input version), and an input column renamed (Delta refuses
+    to read changes across it, and every night after failed)."""
     experiment, name = unique("nights"), model[1]
     client = MlflowClient(mlflow_server.uri)
     spark, table, output = delta_spark, unique("nightly_input", "_"), str(tmp_path / "scores")
@@ -255,8 +259,9 @@ def test_incremental_scoring_keeps_the_output_equal_to_the_input_across_what_nig
         result = score(run_cli, mlflow_server, experiment, *champion, *source, "--output-path", output,
                        "--merge-key", "id", "--incremental")  # fmt: skip
         assert result.exit_code == 0, result.stderr
-        scored = spark.read.format("delta").load(output)
-        assert sorted(r["id"] for r in scored.collect()) == sorted(r["id"] for r in spark.table(table).collect())
+        scored, given = spark.read.format("delta").load(output), spark.table(table)
+        as_written = given.select(*[F.col(c).cast(scored.schema[c].dataType) for c in given.columns])  # int in double
+        assert_df_equality(scored.select(*given.columns), as_written, ignore_row_order=True, ignore_nullable=True)
         return result.summary["incremental"], {
             r["model_version"] for r in scored.where("prediction IS NOT NULL").collect()
         }
@@ -270,6 +275,38 @@ def test_incremental_scoring_keeps_the_output_equal_to_the_input_across_what_nig
                    "--mode", "merge", "--merge-key", "id")  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert night("--input-table", table)[0]["read"] == "changes"
+
+    spark.sql(f"UPDATE {table} SET body_mass_g = body_mass_g + 1000 WHERE id IN (10, 11)")
+    assert night("--input-table", table)[0]["read"] == "changes"
+    undone = spark.sql(f"DESCRIBE HISTORY delta.`{output}`").agg(F.max("version")).first()[0] - 1
+    spark.sql(f"RESTORE TABLE delta.`{output}` TO VERSION AS OF {undone}")  # rows 10 and 11 as they were
+    spark.sql(f"UPDATE {table} SET body_mass_g = body_mass_g + 1000 WHERE id = 12")
+    assert night("--input-table", table)[0]["read"] == "altered"
+
+    # A column's type changed (the input written again with overwriteSchema): reading the changes failed
+    # with a raw Spark error, and a merge would cast the new values into the output's old type.
+    typed = spark.table(table).withColumn("year", F.col("year").cast("double") + 0.5)
+    typed.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(location)
+    refused = score(run_cli, mlflow_server, experiment, *champion, "--input-table", table, "--output-path", output,
+                    "--merge-key", "id", "--incremental")  # fmt: skip
+    assert (refused.exit_code, refused.error_line) == (
+        2,
+        f"error: the scores do not fit the types of {output}: year is double, the table's int; the input's types "
+        'changed since the table was written: pass --mode overwrite (mode="overwrite") to replace it, or cast the '
+        "input to the table's types",
+    ), refused.stderr
+    replaced = score(run_cli, mlflow_server, experiment, *champion, "--input-table", table, "--output-path", output,
+                     "--mode", "overwrite")  # fmt: skip
+    assert replaced.exit_code == 0, replaced.stderr
+    assert night("--input-table", table)[0]["read"] == "unchanged"
+
+    spark.sql(
+        f"ALTER TABLE {table} SET TBLPROPERTIES ('delta.columnMapping.mode' = 'name', "
+        "'delta.minReaderVersion' = '2', 'delta.minWriterVersion' = '5')"
+    )
+    spark.sql(f"ALTER TABLE {table} RENAME COLUMN species TO observed_species")
+    spark.sql(f"UPDATE {table} SET body_mass_g = body_mass_g + 1000 WHERE id = 13")
+    assert night("--input-table", table, "--evolve-schema")[0]["read"] == "schema"
 
     one = client.get_model_version(name, "1")
     other = client.create_model_version(name, one.source, run_id=one.run_id).version
@@ -340,6 +377,14 @@ def test_relative_paths_and_file_uris_work_for_every_format(run_cli, model, delt
         assert result.summary["rows_in"] == 344
         read = delta_spark.read.format(written).load(result.summary["output_path"])
         assert read.count() == 344
+
+    # One write, its output and input named two ways: the retry wrote the rows again.
+    nightly = ("--mode", "append", "--run-key", "night-1")
+    first = score(run_cli, mlflow_server, experiment, *uri, "--input", "in-delta", "--output-path", "app", *nightly)
+    retried = score(run_cli, mlflow_server, experiment, *uri, "--input", f"file://{tmp_path / 'in-delta'}/",
+                    "--output-path", f"file://{tmp_path / 'app'}/", *nightly)  # fmt: skip
+    assert (first.exit_code, retried.exit_code, retried.summary["status"]) == (0, 0, "already-written"), retried.stderr
+    assert delta_spark.read.format("delta").load(str(tmp_path / "app")).count() == 344
 
 
 def test_one_days_partition_is_replaced_and_a_retry_writes_it_once(

@@ -20,6 +20,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from synapse_ml_track.errors import ConfigError, DataError, WriteConflict, option
 from synapse_ml_track.spark import delta
@@ -283,14 +284,24 @@ def earlier_write(spark: SparkSession, target: Target, write_key: str) -> Writte
     return _find(_commits(spark, target, RECENT_COMMITS), WRITE_FIELD, write_key, written=False)
 
 
+# Operations on a table that leave its rows as they were: another writer's commit of any other kind
+# (RESTORE, DELETE, UPDATE, MERGE, WRITE, TRUNCATE...) may have changed the scores a target holds.
+ROWS_KEPT = frozenset({
+    "OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES", "UNSET TBLPROPERTIES", "ADD COLUMNS",
+    "CHANGE COLUMN", "ADD CONSTRAINT", "DROP CONSTRAINT", "UPGRADE PROTOCOL", "REORG",
+})  # fmt: skip
+
+
 @dataclass(frozen=True)
 class ScoredInput:
     """The newest commit after which the target held the scores of the whole input (a full write or an
-    incremental run): the input version it read, whether the input is still that table, and the model."""
+    incremental run): the input version it read, whether the input is still that table, the model, and
+    the first commit since that another writer made and that may have changed the target's rows."""
 
     version: int
     same_table: bool  # False: the name or path has since come to hold another table (another Delta id)
     model: dict[str, Any]
+    altered_by: str | None = None  # e.g. "RESTORE (version 4)"; None: only our writes, or none, since
 
 
 def last_scored_input(spark: SparkSession, target: Target, input_location: str, input_id: str) -> ScoredInput | None:
@@ -299,14 +310,17 @@ def last_scored_input(spark: SparkSession, target: Target, input_location: str, 
     commit without one, by its name. None when the target is absent or no commit records the input."""
     if not exists(spark, target):
         return None
+    altered_by = None
     for row in _commits(spark, target, None):  # newest first
         metadata = _metadata(row["userMetadata"] or "")
         if metadata.get(INPUT_VERSION_FIELD) is None:
+            if RUN_ID_FIELD not in metadata and row["operation"] not in ROWS_KEPT:
+                altered_by = f"{row['operation']} (version {row['version']})"  # the oldest such is kept
             continue
         recorded_id = metadata.get(INPUT_ID_FIELD)
         if recorded_id == input_id or metadata.get(INPUT_FIELD) == input_location:
             same = recorded_id in (None, input_id)
-            return ScoredInput(int(metadata[INPUT_VERSION_FIELD]), same, metadata.get(MODEL_FIELD) or {})
+            return ScoredInput(int(metadata[INPUT_VERSION_FIELD]), same, metadata.get(MODEL_FIELD) or {}, altered_by)
     return None
 
 
@@ -347,7 +361,8 @@ def write_once(
                 )
             columns = [c for c in scores.columns if c != DELETED]
             if present and write.mode in ("append", "merge"):
-                _check_schema(spark.table(target.identifier).columns, columns, target, write.evolve_schema)
+                existing = spark.table(target.identifier).schema
+                _check_schema(existing, [scores.schema[name] for name in columns], target, write.evolve_schema)
             try:
                 if write.mode == "merge" and present:
                     _merge(spark, scores, target, write)
@@ -431,10 +446,11 @@ def _write(scores: DataFrame, target: Target, write: Write, metadata: str) -> No
     elif write.evolve_schema:
         writer = writer.option("mergeSchema", "true")
     try:
-        if target.table:
+        spark = scores.sparkSession
+        if target.table and not spark.catalog.tableExists(target.location):
             writer.saveAsTable(target.location)
         else:
-            writer.save(target.location)
+            writer.save(_table_location(spark, target) if target.table else target.location)
     except Exception as exc:  # noqa: BLE001 - AnalysisException or a bare Py4JJavaError
         mismatch = spark_error(exc, "DELTA_REPLACE_WHERE_MISMATCH")
         if mismatch is None:
@@ -442,14 +458,56 @@ def _write(scores: DataFrame, target: Target, write: Write, metadata: str) -> No
         raise DataError(f"scores outside --replace-where {write.replace_where!r}: {first_line_of(mismatch)}") from None
 
 
-def _check_schema(existing: list[str], new: list[str], target: Target, evolve: bool) -> None:
-    """Another class set means other probability columns: added only when asked (--evolve-schema)."""
-    added = [name for name in new if name not in existing]
+def _table_location(spark: SparkSession, target: Target) -> str:
+    """Where an existing catalog table keeps its files. Appending or overwriting by name goes through the
+    catalog's schema of the table, which for a table registered by catalog_table (a later process of a
+    laptop's in-memory catalog) is empty: Spark refused every later write ("the column number of the
+    existing table (struct<>) doesn't match"). Delta writes the same commit by path."""
+    return str(one_row(spark.sql(f"DESCRIBE DETAIL {target.identifier}").select("location"))[0])
+
+
+def _check_schema(existing: T.StructType, new: list[T.StructField], target: Target, evolve: bool) -> None:
+    """Another class set means other probability columns: added only when asked (--evolve-schema). A
+    column the table has with another type would be cast into it, losing what does not fit (a MERGE
+    casts a double into an int column): refused, unless the table's type holds every value of the new."""
+    types = {field.name: field.dataType for field in existing.fields}
+    added = [field.name for field in new if field.name not in types]
     if added and not evolve:
         raise DataError(
             f"the scores have column(s) {', '.join(added)} that {target.location} lacks (a model with other "
             f"classes?); pass {option('--evolve-schema', True)} to add them, or {option('--mode', 'overwrite')}"
         )
+    narrowed = [
+        f"{field.name} is {field.dataType.simpleString()}, the table's {types[field.name].simpleString()}"
+        for field in new
+        if field.name in types and not _holds(types[field.name], field.dataType)
+    ]
+    if narrowed:
+        raise DataError(
+            f"the scores do not fit the types of {target.location}: {'; '.join(narrowed)}; the input's types "
+            f"changed since the table was written: pass {option('--mode', 'overwrite')} to replace it, or cast "
+            "the input to the table's types"
+        )
+
+
+_INTEGRAL = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
+
+
+def _holds(table: T.DataType, given: T.DataType) -> bool:
+    """Whether every value of type `given` is a value of the table's type: the same type, or a wider one."""
+    if table == given:
+        return True
+    if isinstance(table, T.StructType | T.ArrayType | T.MapType) or isinstance(
+        given, T.StructType | T.ArrayType | T.MapType
+    ):
+        return table.simpleString() == given.simpleString()  # nullability aside
+    if isinstance(given, _INTEGRAL) and isinstance(table, _INTEGRAL):
+        return _INTEGRAL.index(type(table)) >= _INTEGRAL.index(type(given))
+    if isinstance(given, T.FloatType):
+        return isinstance(table, T.DoubleType)
+    if isinstance(given, T.ByteType | T.ShortType | T.IntegerType):
+        return isinstance(table, T.DoubleType)
+    return False
 
 
 def require_one_row_per_key(rows: DataFrame, merge_key: str, whole: DataFrame | None = None) -> None:

@@ -8,13 +8,15 @@ insert or an update's post-image is scored and upserted, a delete deletes the ke
 an update that changes a row's key, for the old key.
 
 - No earlier scoring of this input into the target: the whole input is scored.
-- The input is another table under its name, or the model another than the target's: the whole input
-  is scored again and keys no longer in it deleted.
+- The input is another table under its name, the model another than the target's, a column of the input
+  changed type or was renamed or dropped, or another writer changed the target's rows since (a RESTORE,
+  a DELETE...): the whole input is scored again and keys no longer in it deleted.
 - Nothing committed to the input since: nothing is scored or written.
 - A changed row whose merge key another row of the input holds (or holds too) is refused before anything
   is written, as a full scoring's merge refuses a repeated key.
-- The changes have been removed by VACUUM (or the log retention): the whole input is scored again and
-  merged, keys no longer in the input deleted from the target, and the job says so.
+- The changes have been removed by VACUUM (or the log retention), or were not recorded (the feed off
+  for a while): the whole input is scored again and merged, keys no longer in the input deleted from
+  the target, and the job says so.
 - An input without the Change Data Feed is refused before anything starts, with the statement that
   turns it on.
 """
@@ -38,14 +40,21 @@ from synapse_ml_track.vocabulary import CHANGES_FROM_TAG
 log = logging.getLogger(__name__)
 
 CHANGE_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
-# What Delta raises when the change feed's files or log entries are gone (VACUUM, log retention).
-CHANGES_GONE = (
+# What Delta raises when the change feed's files or log entries are gone (VACUUM, log retention), or
+# were never written (the Change Data Feed off for some versions).
+CHANGES_GONE = {
     "DELTA_CHANGE_DATA_FILE_NOT_FOUND",
+    "DELTA_MISSING_CHANGE_DATA",
     "DELTA_FILE_NOT_FOUND_DETAILED",
     "DELTA_VERSIONS_NOT_CONTIGUOUS",
     "DELTA_CANNOT_RECONSTRUCT_PATH_FROM_URI",
     "FAILED_READ_FILE",
-)
+}
+# What Delta raises when the versions' schemas differ too much for one read of their changes.
+SCHEMA_CHANGED = {
+    "DELTA_CHANGE_DATA_FEED_INCOMPATIBLE_DATA_SCHEMA",
+    "DELTA_CHANGE_DATA_FEED_INCOMPATIBLE_SCHEMA_CHANGE",
+}
 CDF_PROPERTY = "delta.enableChangeDataFeed"
 # Changes that take a key out of the input: a delete, and the pre-image of an update (which, when the
 # update changed the key, is the old key's last change).
@@ -57,7 +66,7 @@ class Changes:
     rows: DataFrame  # the input rows to score: all of them, or those inserted or updated since
     deleted: DataFrame | None  # the merge keys deleted from the input since (one column), or None
     start: int | None  # the first input version read from the change feed; None: the whole input
-    kind: str  # first | changes | unchanged | vacuumed | replaced | model
+    kind: str  # first | changes | unchanged | vacuumed | replaced | model | schema | altered
     deleted_rows: int = 0
     cached: DataFrame | None = None  # the net changes, read once; released once the scores are written
 
@@ -108,29 +117,37 @@ def changes_to_score(
     (`last`; None: none) to the source's pinned version. `full` is the whole input, `model` the (name,
     version) scoring now. Where the changes cannot say what the target lacks, the whole input is scored
     again and the keys no longer in it deleted: the input is another table under the same name (dropped
-    and written again), or the model is another than the one whose scores the target holds (so that
-    the target never mixes two models' scores)."""
+    and written again), the model is another than the one whose scores the target holds (so that the
+    target never mixes two models' scores), another writer changed the target since (`last.altered_by`),
+    or the input's schema changed so that its change feed cannot be read."""
     version = int(source.version or 0)
     if last is None:
         return Changes(full, None, None, "first")
     scored_by = (str(last.model.get("name", "")), str(last.model.get("version", "")))
     if not last.same_table or last.version > version:
-        log.warning(
-            "%s is another table than the one last scored into this output (at version %s): scoring the whole "
-            "input (version %s) again; scores of rows no longer in it are deleted",
-            source.path, last.version, version,
-        )  # fmt: skip
-        return Changes(full, None, None, "replaced")
+        why = f"{source.path} is another table than the one last scored into this output (at version {last.version})"
+        return _whole_input(full, "replaced", why, version)
     if scored_by != model:
-        log.warning(
-            "the output holds the scores of %s version %s, and this run scores with %s version %s: scoring the "
-            "whole input (version %s) again, so that the output holds one model's scores",
-            *scored_by, *model, version,
-        )  # fmt: skip
-        return Changes(full, None, None, "model")
+        why = (
+            f"the output holds the scores of {scored_by[0]} version {scored_by[1]}, and this run scores with "
+            f"{model[0]} version {model[1]}"
+        )
+        return _whole_input(full, "model", why, version)
+    if last.altered_by:
+        why = (
+            f"the output was changed by {last.altered_by} since it recorded the scores of input version {last.version}"
+        )
+        return _whole_input(full, "altered", why, version)
     if last.version >= version:
         return Changes(full.limit(0), None, version + 1, "unchanged")
     start = last.version + 1
+    changed = _columns_changed(spark, source, last.version, version)
+    if changed:
+        why = (
+            f"column(s) {', '.join(changed)} of {source.path} changed type, or were renamed or dropped, since "
+            f"version {last.version}"
+        )
+        return _whole_input(full, "schema", why, version)
     latest = None
     try:
         latest = _last_change_per_key(_change_feed(spark, source, start, version), column(merge_key))
@@ -139,14 +156,17 @@ def changes_to_score(
     except Exception as exc:  # noqa: BLE001 - a bare Py4JJavaError or a SparkException
         if latest is not None:
             latest.unpersist()
-        if not any(error_class in CHANGES_GONE for error_class, _ in spark_errors(exc)) and not _files_gone(exc):
+        classes = {error_class for error_class, _ in spark_errors(exc)}
+        if classes & SCHEMA_CHANGED:
+            why = f"the schema of {source.path} changed since version {last.version}, so its changes cannot be read"
+            return _whole_input(full, "schema", why, version)
+        if not classes & CHANGES_GONE and not _files_gone(exc):
             raise
-        log.warning(
-            "the changes to %s since version %s are gone (VACUUM or log retention): scoring the whole input "
-            "(version %s) again; scores of rows no longer in it are deleted",
-            source.path, start, version,
-        )  # fmt: skip
-        return Changes(full, None, None, "vacuumed")
+        why = (
+            f"the changes to {source.path} since version {start} are gone or were not recorded (VACUUM, log "
+            "retention, or its Change Data Feed off for a while)"
+        )
+        return _whole_input(full, "vacuumed", why, version)
     rows = latest.where(~_removes_a_key()).drop(*CHANGE_COLUMNS)
     try:
         # The changes hold each key once (its last change), and a key another row of the input still has
@@ -157,6 +177,31 @@ def changes_to_score(
         raise
     deleted = latest.where(_removes_a_key()).select(column(merge_key))
     return Changes(rows, deleted, start, "changes", deleted_rows, latest)
+
+
+def _whole_input(full: DataFrame, kind: str, why: str, version: int) -> Changes:
+    """The whole input to score again, when its changes cannot say what the target lacks."""
+    log.warning(
+        "%s: scoring the whole input (version %s) again; scores of rows no longer in it are deleted", why, version
+    )
+    return Changes(full, None, None, kind)
+
+
+def _columns_changed(spark: SparkSession, source: InputSource, scored: int, version: int) -> list[str]:
+    """The input's columns at the version last scored that are gone or of another type at `version`: the
+    change feed reads older files under the newer schema, which a type change breaks (a Parquet column
+    that cannot be converted) and a rename makes Delta refuse. [] when the older schema cannot be read
+    (the feed's own errors then say why)."""
+    try:
+        before, now = (_schema_at(spark, source, v) for v in (scored, version))
+    except Exception:  # noqa: BLE001 - AnalysisException or a bare Py4JJavaError: the log is gone
+        return []
+    types = {field.name: field.dataType for field in now.fields}
+    return [field.name for field in before.fields if types.get(field.name) != field.dataType]
+
+
+def _schema_at(spark: SparkSession, source: InputSource, version: int):
+    return spark.sql(f"SELECT * FROM {_identifier(source)} VERSION AS OF {int(version)}").schema
 
 
 def _last_change_per_key(feed: DataFrame, key: Column) -> DataFrame:
