@@ -412,6 +412,16 @@ def _commits(spark: SparkSession, target: Target, limit: int | None) -> list[Row
     return history.select("version", "operation", "commit_time", "userMetadata").orderBy(F.desc("version")).collect()
 
 
+def rows_deleted(spark: SparkSession, target: Target, written: Written | None) -> int:
+    """The target rows the write's commit deleted (a MERGE's numTargetRowsDeleted; 0 for one that deletes none)."""
+    if written is None or written.version is None:
+        return 0
+    history = _history(spark, target.identifier, target.location).where(F.col("version") == written.version)
+    row = history.select("operationMetrics").first()
+    metrics = (row["operationMetrics"] if row else None) or {}
+    return int(metrics.get("numTargetRowsDeleted") or 0)
+
+
 def _find(commits: list[Row], field_name: str, value: str | None, *, written: bool) -> Written | None:
     if value is None:
         return None

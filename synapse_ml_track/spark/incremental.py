@@ -67,7 +67,6 @@ class Changes:
     deleted: DataFrame | None  # the merge keys deleted from the input since (one column), or None
     start: int | None  # the first input version read from the change feed; None: the whole input
     kind: str  # first | changes | unchanged | vacuumed | replaced | model | schema | altered
-    deleted_rows: int = 0
     cached: DataFrame | None = None  # the net changes, read once; released once the scores are written
 
     def release(self) -> None:
@@ -152,7 +151,7 @@ def changes_to_score(
     try:
         latest = _last_change_per_key(_change_feed(spark, source, start, version), column(merge_key))
         # Fills the cache, so reads the feed now: changes VACUUM has removed are found before anything is scored.
-        deleted_rows = latest.where(_removes_a_key()).count()
+        latest.count()
     except Exception as exc:  # noqa: BLE001 - a bare Py4JJavaError or a SparkException
         if latest is not None:
             latest.unpersist()
@@ -176,7 +175,7 @@ def changes_to_score(
         latest.unpersist()
         raise
     deleted = latest.where(_removes_a_key()).select(column(merge_key))
-    return Changes(rows, deleted, start, "changes", deleted_rows, latest)
+    return Changes(rows, deleted, start, "changes", latest)
 
 
 def _whole_input(full: DataFrame, kind: str, why: str, version: int) -> Changes:

@@ -437,6 +437,9 @@ class ScoringJob:
                 if changes is not None:
                     changes.release()
         self._log_model(model)
+        # Counted by the commit, not from the input's changes: a key inserted and deleted between two runs
+        # was never in the output, and a whole rescore deletes the keys gone from the input.
+        deleted = delta_tables.rows_deleted(self.spark, target, written) if changes is not None else 0
         outcome = self._outcome(written)
         counts = counting.counts()
         keys = class_keys(counting.labels or [])
@@ -485,16 +488,16 @@ class ScoringJob:
             "scored_at": scored_at.isoformat(),
             "drift": drift.summary() if drift else None,
             "labelled": labelled,
-            "incremental": self._incremental(changes),
+            "incremental": self._incremental(changes, deleted),
         }
 
-    def _incremental(self, changes: incremental.Changes | None) -> dict[str, Any] | None:
-        """What an incremental run read: the input versions and the keys it deleted."""
+    def _incremental(self, changes: incremental.Changes | None, deleted: int) -> dict[str, Any] | None:
+        """What an incremental run read: the input versions, and the output rows its write deleted."""
         if changes is None:
             return None
-        self.tracker.log_metrics({"rows_deleted": changes.deleted_rows})
+        self.tracker.log_metrics({"rows_deleted": deleted})
         return {"read": changes.kind, "from_version": changes.start, "to_version": self.source.version,
-                "rows_deleted": changes.deleted_rows}  # fmt: skip
+                "rows_deleted": deleted}  # fmt: skip
 
     def _drift(self, counting: Counting, model: ModelRef) -> DriftReport | None:
         """The scored rows' drift from the model's training split, its plot and table logged; None for a
@@ -538,7 +541,7 @@ class ScoringJob:
             "output_table": self.output.table, "output_format": self.fmt, "output_version": None,
             "output_written": False, "rows_in": 0, "rows_scored": 0, "rows_unscorable": 0, "rows_unseen": {},
             "unscorable": self.unscorable, "predicted": {}, "prediction_stats": {}, "scored_at": None,
-            "drift": None, "labelled": None, "incremental": self._incremental(changes),
+            "drift": None, "labelled": None, "incremental": self._incremental(changes, 0),
         }  # fmt: skip
 
     def _scores(
