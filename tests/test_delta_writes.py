@@ -323,6 +323,39 @@ def test_incremental_scoring_keeps_the_output_equal_to_the_input_across_what_nig
     assert night("--input-table", table)[0]["read"] == "replaced"
 
 
+def test_incremental_scoring_with_another_runs_model_scores_the_whole_input_again(
+    run_cli, model, delta_spark, mlflow_server, tmp_path
+):
+    """A run's model (runs:/) has no name or version. Incremental scoring compared only those, so a
+    night with another run's model found "the same model" and wrote nothing, exit 0: the output kept the
+    first model's scores under a run that names the second. The job's lines read "with  version"."""
+    experiment, name = model
+    client = MlflowClient(mlflow_server.uri)
+    first = client.get_model_version(name, "1").run_id
+    # The same model files logged by another run: another model by its URI, scoring alike.
+    copy = client.create_run(client.get_experiment_by_name(experiment).experiment_id).info.run_id
+    client.log_artifacts(copy, client.download_artifacts(first, "model", str(tmp_path)), "model")
+    client.set_terminated(copy)
+    table, output = unique("runs_models", "_"), str(tmp_path / "scores")
+    penguins(delta_spark).write.format("delta").option("delta.enableChangeDataFeed", "true").saveAsTable(table)
+
+    def night(run_id: str):
+        nightly = ("--output-path", output, "--merge-key", "id", "--incremental")
+        result = score(run_cli, mlflow_server, experiment, "--model-uri", f"runs:/{run_id}/model", "--input-table",
+                       table, *nightly)  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        return result
+
+    assert night(first).summary["incremental"]["read"] == "first"
+    second = night(copy)
+    assert second.summary["incremental"]["read"] == "model"
+    assert f"model:           runs:/{copy}/model (run {copy})" in second.stdout
+    assert f"rows with runs:/{copy}/model into" in second.stderr
+    written = delta_spark.read.format("delta").load(output)
+    assert {row["model_run_id"] for row in written.select("model_run_id").distinct().collect()} == {copy}
+    assert written.count() == penguins(delta_spark).count()
+
+
 @pytest.mark.parametrize("case", ["vacuumed version", "future timestamp"])
 def test_time_travel_that_cannot_be_met_is_one_line_before_any_run(
     case, run_cli, model, delta_spark, mlflow_server, tmp_path

@@ -80,9 +80,8 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     summary = result.summary()
     print(f"run id:          {summary['run_id']} (experiment {summary['experiment_id']})")
-    print(
-        f"model:           {summary['model_name']} version {summary['model_version']} (run {summary['model_run_id']})"
-    )
+    described = f"{summary['model_name']} version {summary['model_version']}" if summary["model_name"] else ""
+    print(f"model:           {described or summary['model_uri']} (run {summary['model_run_id']})")
     if summary["status"] == "already-written":
         print(f"scored:          nothing written: run key {config.run_key} wrote these scores before")
     else:

@@ -33,6 +33,7 @@ from synapse_ml_track.errors import ConfigError, DataError, option
 from synapse_ml_track.spark import delta_tables
 from synapse_ml_track.spark.data import RESERVED_PREFIX, column
 from synapse_ml_track.spark.delta_tables import DELETED
+from synapse_ml_track.spark.model_ref import ModelRef
 from synapse_ml_track.spark.session import spark_errors
 from synapse_ml_track.spark.sources import InputSource
 from synapse_ml_track.vocabulary import CHANGES_FROM_TAG
@@ -109,12 +110,12 @@ def changes_to_score(
     source: InputSource,
     full: DataFrame,
     last: delta_tables.ScoredInput | None,
-    model: tuple[str, str],
+    model: ModelRef,
     merge_key: str,
 ) -> Changes:
     """The rows to score and the keys to delete, from the input version the target's last scoring read
-    (`last`; None: none) to the source's pinned version. `full` is the whole input, `model` the (name,
-    version) scoring now. Where the changes cannot say what the target lacks, the whole input is scored
+    (`last`; None: none) to the source's pinned version. `full` is the whole input, `model` the one
+    scoring now. Where the changes cannot say what the target lacks, the whole input is scored
     again and the keys no longer in it deleted: the input is another table under the same name (dropped
     and written again), the model is another than the one whose scores the target holds (so that the
     target never mixes two models' scores), another writer changed the target since (`last.altered_by`),
@@ -122,15 +123,13 @@ def changes_to_score(
     version = int(source.version or 0)
     if last is None:
         return Changes(full, None, None, "first")
-    scored_by = (str(last.model.get("name", "")), str(last.model.get("version", "")))
+    # A run's model (runs:/) has no name or version: its run and path tell two such models apart.
+    scored_by = ModelRef.recorded(last.model)
     if not last.same_table or last.version > version:
         why = f"{source.path} is another table than the one last scored into this output (at version {last.version})"
         return _whole_input(full, "replaced", why, version)
     if scored_by != model:
-        why = (
-            f"the output holds the scores of {scored_by[0]} version {scored_by[1]}, and this run scores with "
-            f"{model[0]} version {model[1]}"
-        )
+        why = f"the output holds the scores of {scored_by.described}, and this run scores with {model.described}"
         return _whole_input(full, "model", why, version)
     if last.altered_by:
         why = (

@@ -36,6 +36,7 @@ from synapse_ml_track.spark import delta, delta_tables, incremental
 from synapse_ml_track.spark.context import run_tags
 from synapse_ml_track.spark.data import RESERVED_PREFIX, column
 from synapse_ml_track.spark.evaluation import class_keys, confusion_columns, confusion_of, from_confusion
+from synapse_ml_track.spark.model_ref import ModelRef
 from synapse_ml_track.spark.pipeline import PREDICTION, class_labels, known_categories, predictor
 from synapse_ml_track.spark.profiling import distribution_columns, distributions_of
 from synapse_ml_track.spark.regression_evaluation import metrics_from_moments, moment_columns
@@ -82,19 +83,6 @@ ACCEPTED_TYPES = {
     "datetime": (T.TimestampType, T.TimestampNTZType, T.DateType),
     "binary": (T.BinaryType,),
 }
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    name: str
-    version: str
-    run_id: str
-    artifact_path: str = "model"  # where in its run the version's files are
-
-    @property
-    def uri(self) -> str:
-        """The pinned URI: an alias moved while the job runs does not change what it loads."""
-        return f"models:/{self.name}/{self.version}" if self.name else f"runs:/{self.run_id}/{self.artifact_path}"
 
 
 def default_model_uri(config: JobConfig) -> str:
@@ -464,15 +452,14 @@ class ScoringJob:
             tags=changes.input_tags() if changes is not None else None,
         )  # fmt: skip
         log.info(
-            "scored %s of %s rows with %s version %s into %s (%s)",
-            counts.scored, counts.rows, model.name, model.version, output.location, self.fmt,
+            "scored %s of %s rows with %s into %s (%s)",
+            counts.scored, counts.rows, model.described, output.location, self.fmt,
         )  # fmt: skip
         unseen = {name: count for name, count in counts.unseen.items() if count}
         if unseen:
             log.warning(
-                "scored row(s) with a category %s version %s did not see in training, scored as one unknown "
-                "category: %s",
-                model.name, model.version, ", ".join(f"{name} {count} row(s)" for name, count in unseen.items()),
+                "scored row(s) with a category %s did not see in training, scored as one unknown category: %s",
+                model.described, ", ".join(f"{name} {count} row(s)" for name, count in unseen.items()),
             )  # fmt: skip
         return {
             "status": "scored",
@@ -504,8 +491,8 @@ class ScoringJob:
         model trained without a profile (before synapse-ml-track recorded one)."""
         if counting.profile is None or counting.drift is None:
             log.info(
-                "no drift reported: %s version %s has no training profile (%s); models trained since have one",
-                model.name, model.version, PROFILE_FILE,
+                "no drift reported: %s has no training profile (%s); models trained since have one",
+                model.described, PROFILE_FILE,
             )  # fmt: skip
             return None
         observed = distributions_of(counting.profile.features, counting.drift.get)
@@ -524,9 +511,7 @@ class ScoringJob:
         _require_merge_key(self.output.merge_key, full.columns)
         target = delta_tables.Target(self.output.location, self.output.table)
         last = delta_tables.last_scored_input(self.spark, target, self.source.path, self.input_id or "")
-        return incremental.changes_to_score(
-            self.spark, self.source, full, last, (model.name, model.version), self.output.merge_key or ""
-        )
+        return incremental.changes_to_score(self.spark, self.source, full, last, model, self.output.merge_key or "")
 
     def _unchanged(self, model: ModelRef, changes: incremental.Changes) -> dict[str, Any]:
         """An incremental run with no commit to the input since the last scoring: nothing to score or write."""
@@ -598,8 +583,7 @@ class ScoringJob:
         metadata: dict[str, Any] = {
             RUN_KEY_FIELD: self.config.run_key,
             RUN_ID_FIELD: self.tracker.run_id,
-            MODEL_FIELD: {"name": model.name, "version": model.version, "run_id": model.run_id,
-                          "artifact_path": model.artifact_path},
+            MODEL_FIELD: model.fields(),
         }  # fmt: skip
         # Where --incremental starts next: recorded by a write after which the output holds the scores of
         # the whole input, not by an append, a merge of rows (which deletes none) or a partial overwrite.
@@ -619,11 +603,7 @@ class ScoringJob:
 
     def _already_written(self, written: delta_tables.Written) -> dict[str, Any]:
         """A retry's summary: the model and table version of the commit that holds the scores."""
-        recorded = written.metadata.get(MODEL_FIELD) or {}
-        model = ModelRef(
-            recorded.get("name", ""), recorded.get("version", ""), recorded.get("run_id", ""),
-            recorded.get("artifact_path", "model"),
-        )  # fmt: skip
+        model = ModelRef.recorded(written.metadata.get(MODEL_FIELD) or {})
         self._log_model(model)
         log.info(
             "run key %s already wrote these scores to %s (version %s, model %s); nothing written",
