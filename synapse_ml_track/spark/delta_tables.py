@@ -416,10 +416,14 @@ def rows_deleted(spark: SparkSession, target: Target, written: Written | None) -
     """The target rows the write's commit deleted (a MERGE's numTargetRowsDeleted; 0 for one that deletes none)."""
     if written is None or written.version is None:
         return 0
-    history = _history(spark, target.identifier, target.location).where(F.col("version") == written.version)
-    row = history.select("operationMetrics").first()
-    metrics = (row["operationMetrics"] if row else None) or {}
-    return int(metrics.get("numTargetRowsDeleted") or 0)
+    # The commit was just made, so it is among the newest: the whole history (which the run has read once
+    # already, and which grows by a commit a night) is read only if other writers have committed many since.
+    for limit in (RECENT_COMMITS, None):
+        history = _history(spark, target.identifier, target.location, limit)
+        row = history.where(F.col("version") == written.version).select("operationMetrics").first()
+        if row is not None:
+            return int((row["operationMetrics"] or {}).get("numTargetRowsDeleted") or 0)
+    return 0
 
 
 def _find(commits: list[Row], field_name: str, value: str | None, *, written: bool) -> Written | None:
