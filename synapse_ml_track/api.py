@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import DataFrame, SparkSession
 
-    from synapse_ml_track.spark.scoring import LoadedModel
     from synapse_ml_track.spark.sources import InputSource
 
 log = logging.getLogger("synapse_ml_track")
@@ -154,13 +153,15 @@ def score(
     unscorable: str = "keep",
     tracking_uri: str | None = None,
     experiment_name: str | None = None,
+    registered_model_name: str | None = None,
     run_key: str | None = None,
     redactor: Redactor | None = None,
 ) -> ScoringResult:
     """Score data with a registered model and write the scores, as `synapse-ml-track score` does.
 
-    `model_uri`: default the champion (models:/<tracking.registered_model_name>@<gate.champion_alias>).
-    One of `output_path` (a relative path is taken from the working directory) and `output_table`;
+    `model_uri`: default the champion (models:/<tracking.registered_model_name>@<gate.champion_alias>),
+    `registered_model_name` setting that config key. One of `output_path` (a relative path is taken
+    from the working directory) and `output_table`;
     `output_format`, `mode`, `merge_key`, `evolve_schema`, `partition_by` (column names, or one
     comma-separated string), `replace_where` and `unscorable` are the command line's --output-format,
     --mode, --merge-key, --evolve-schema, --partition-by, --replace-where and --unscorable. `data`,
@@ -170,7 +171,12 @@ def score(
     from synapse_ml_track.spark.scoring import Output, default_model_uri, parse_model_uri, run_scoring
     from synapse_ml_track.tracking.session import open_session
 
-    named = {"tracking.uri": tracking_uri, "tracking.experiment_name": experiment_name, "run_key": run_key}
+    named = {
+        "tracking.uri": tracking_uri,
+        "tracking.experiment_name": experiment_name,
+        "tracking.registered_model_name": registered_model_name,
+        "run_key": run_key,
+    }
     redactor = redactor or Redactor()
     with redacted_errors(redactor):
         given = None if data is None else _frame_input(data, spark)
@@ -223,11 +229,6 @@ def _written_scores(spark: SparkSession, summary: Mapping[str, Any]) -> DataFram
     return spark.read.format(output_format).load(output)
 
 
-# (Spark application id, pinned model URI) -> the model as loaded into that session: predict loads
-# each registered version once per session, however often it is called.
-_loaded_models: dict[tuple[str, str], LoadedModel] = {}
-
-
 def predict(
     data: Frame,
     model_uri: str | None = None,
@@ -236,6 +237,7 @@ def predict(
     spark: SparkSession | None = None,
     overrides: Mapping[str, Any] | None = None,
     tracking_uri: str | None = None,
+    registered_model_name: str | None = None,
     redactor: Redactor | None = None,
 ) -> DataFrame:
     """The scores `score` would write for `data`, as a DataFrame to display, join or write yourself:
@@ -244,9 +246,10 @@ def predict(
     model's lineage (`model_name`, `model_version`, `model_run_id`, `scored_at`).
 
     Lazy: nothing is computed until the DataFrame is, no MLflow run is started and nothing is
-    written. `model_uri` as for `score` (default: the champion of tracking.registered_model_name,
-    resolved at each call); each version is loaded once per SparkSession. `data`: a Spark DataFrame,
-    or a pandas one (made a Spark DataFrame with `spark`, or the active session).
+    written. `model_uri` as for `score` (default: the champion of tracking.registered_model_name, which
+    `registered_model_name` sets, resolved at each call); a model is read once per SparkSession
+    (spark/models.py). `data`: a Spark DataFrame, or a pandas one (made a Spark DataFrame with `spark`,
+    or the active session).
     """
     from datetime import datetime, timezone
 
@@ -262,18 +265,16 @@ def predict(
     redactor = redactor or Redactor()
     with redacted_errors(redactor):
         frame = _spark_frame(data, spark)
-        job = job_config(config, _given({"tracking.uri": tracking_uri}, overrides), spark=frame.sparkSession)
+        named = {"tracking.uri": tracking_uri, "tracking.registered_model_name": registered_model_name}
+        job = job_config(config, _given(named, overrides), spark=frame.sparkSession)
         model_uri = model_uri or default_model_uri(job)
         parse_model_uri(model_uri)  # a typo fails at once, before credentials or the tracking server
         with job_process_state(job):
             session = open_session(job, redactor, experiment=False)
             with session.tracking_errors():
                 model = resolve_model(session.client, model_uri)
-                key = (frame.sparkSession.sparkContext.applicationId, model.uri)
-                if key not in _loaded_models:
-                    with tempfile.TemporaryDirectory() as directory:
-                        _loaded_models[key] = load_model(session, model, directory, job.tracking.dfs_tmp)
-        loaded = _loaded_models[key]
+                with tempfile.TemporaryDirectory() as directory:
+                    loaded = load_model(session, model, directory, job.tracking.dfs_tmp)
         columns = loaded.input_columns(frame)
         return predictions(frame, columns, loaded.pipeline, loaded.labels, model, datetime.now(timezone.utc))
 

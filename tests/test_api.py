@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 
 import matplotlib
@@ -22,7 +23,7 @@ from mlflow.utils import rest_utils
 
 import synapse_ml_track as smt
 from synapse_ml_track.errors import ConfigError, DataError
-from synapse_ml_track.spark import scoring
+from synapse_ml_track.spark import models as spark_models
 from synapse_ml_track.spark.sources import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
 from synapse_ml_track.tracking import http
 
@@ -168,20 +169,19 @@ def test_predict_gives_the_scores_score_writes_without_a_run_and_loads_a_version
     client = MlflowClient(mlflow_server.uri)
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
     runs_before = {run.info.run_id for run in client.search_runs([experiment_id])}
-    loads: list[str] = []
-    load_model = scoring.load_model
-    monkeypatch.setattr(scoring, "load_model", lambda *args, **kw: loads.append(args[1].uri) or load_model(*args, **kw))
+    reads: list[str] = []
+    read = spark_models._read_spark_model
+    monkeypatch.setattr(spark_models, "_models", OrderedDict())  # as in a new session
+    monkeypatch.setattr(spark_models, "_read_spark_model", lambda *args: reads.append(args[0].name) or read(*args))
     before = process_state()
 
-    predicted = smt.predict(
-        new_penguins, spark=spark, tracking_uri=mlflow_server.uri, overrides={"tracking.registered_model_name": name}
-    )
+    predicted = smt.predict(new_penguins, spark=spark, tracking_uri=mlflow_server.uri, registered_model_name=name)
     few = new_penguins.dropna().limit(5).toPandas()
     from_pandas = smt.predict(few, f"models:/{name}/1", spark=spark, tracking_uri=mlflow_server.uri)
 
     assert changed(before, process_state()) == {}
     assert "Downloading artifacts" not in capfd.readouterr().err  # MLflow's bars, in a notebook's output
-    assert loads == [f"models:/{name}/1"]
+    assert reads == ["sparkml"]  # the champion, version 1, read once for both calls
     assert {run.info.run_id for run in client.search_runs([experiment_id])} == runs_before
     assert from_pandas.count() == 5 and from_pandas.columns == predicted.columns
     assert from_pandas.where("prediction IS NULL").count() == 0
@@ -218,7 +218,7 @@ def test_train_predict_score_and_report_each_leave_the_callers_process_as_it_was
         "predict": lambda: smt.predict(penguins(spark), tracking_uri=mlflow_server.uri, overrides={
             "tracking.registered_model_name": name}).count(),
         "score": lambda: smt.score(
-            spark=spark, data=penguins(spark), model_uri=f"models:/{name}/1", output_path=str(tmp_path / "scores"),
+            spark=spark, data=penguins(spark), registered_model_name=name, output_path=str(tmp_path / "scores"),
             output_format="parquet", **tracking,
         ),
         "report": lambda: smt.report(registered_model_name=name, output_dir=tmp_path / "report", **tracking),

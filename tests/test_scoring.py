@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import shutil
 import uuid
+from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import synapse_ml_track as smt
 from synapse_ml_track.config import build_config
 from synapse_ml_track.drift import PROFILE_FILE, TrainingProfile
 from synapse_ml_track.redaction import Redactor
+from synapse_ml_track.spark import models as spark_models
 from synapse_ml_track.spark.pipeline import PROBABILITY
 from synapse_ml_track.spark.scoring import ModelRef, resolve_model, score_frame
 from synapse_ml_track.spark.sources import BUNDLED_PENGUINS_SCHEMA, bundled_penguins_path
@@ -241,6 +244,38 @@ def test_every_model_uri_mlflow_users_write(uri, version, registered, mlflow_ser
     assert resolved.version == version
     assert resolved.run_id == (second.run_id if version == "2" else first.run_id)
     assert resolved.artifact_path == "model"
+
+
+def test_a_model_is_read_once_per_session_and_content(registered, mlflow_server, spark, tmp_path, monkeypatch):
+    """A session scoring with one model again (a notebook's cells, a loop over regions) reads it once;
+    another version, or the same files changed in one byte, is read anew."""
+    _, model, _ = registered
+    client = MlflowClient(mlflow_server.uri)
+    monkeypatch.setattr(spark_models, "_models", OrderedDict())  # as in a new session
+    reads: list[Path] = []
+    read = spark_models._read_spark_model
+    monkeypatch.setattr(spark_models, "_read_spark_model", lambda *args: reads.append(args[0]) or read(*args))
+
+    def loaded(version: str, where: str):
+        ref = resolve_model(client, f"models:/{model}/{version}")
+        local = client.download_artifacts(ref.run_id, ref.artifact_path, str(tmp_path / where))
+        return spark_models.load_spark_model(local, None), Path(local)
+
+    first, first_dir = loaded("1", "a")
+    again, _ = loaded("1", "b")
+    other, _ = loaded("2", "c")
+    assert again is first and other is not first
+    edited_dir = tmp_path / "d"
+    shutil.copytree(first_dir, edited_dir)
+    metadata = edited_dir / "sparkml" / "metadata" / "part-00000"
+    metadata.write_text(metadata.read_text() + "\n")  # the same model, in other bytes
+    (metadata.parent / ".part-00000.crc").unlink()  # Hadoop would refuse the file against its old checksum
+    edited = spark_models.load_spark_model(str(edited_dir), None)
+    assert edited is not first and len(reads) == 3
+    frame = spark.read.csv(bundled_penguins_path(), header=True, schema=BUNDLED_PENGUINS_SCHEMA).dropna()
+    assert_df_equality(
+        edited.transform(frame).select("prediction"), first.transform(frame).select("prediction"), ignore_nullable=True
+    )
 
 
 def test_the_deployed_score_job_resolves_its_model_uri(registered, mlflow_server, tmp_path):

@@ -5,9 +5,12 @@ Registering a saved model and naming its champion need no Spark: synapse_ml_trac
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
+import threading
 import uuid
+from collections import OrderedDict
 from importlib import metadata
 from pathlib import Path
 
@@ -63,7 +66,52 @@ def save_model(
     return path
 
 
+# Models loaded in this process, by Spark application and the digest of the model's files: a session
+# that scores with one model again (a notebook's cells, a loop over regions, smt.predict) reuses it
+# instead of reading it again (about 4 s and two dozen Spark jobs for a small pipeline). The same
+# bytes are the same model; a model whose files differ in any byte is loaded anew. A few are kept:
+# a large forest can hold hundreds of MB of driver memory.
+MODELS_KEPT = 4
+_models: OrderedDict[tuple[str, str], PipelineModel] = OrderedDict()
+_models_lock = threading.Lock()
+
+
 def load_spark_model(local_path: str, dfs_tmp: str | None) -> PipelineModel:
+    """The saved Spark model at local_path (a model as MLflow saves it), loaded once per Spark
+    application and content (_models)."""
+    from pyspark import SparkContext
+
+    model_data = Path(local_path) / Model.load(local_path).flavors["spark"]["model_data"]
+    active = SparkContext._active_spark_context
+    application = active.applicationId if active is not None else ""
+    key = (application, files_digest(model_data))
+    with _models_lock:
+        if key in _models:
+            _models.move_to_end(key)
+            return _models[key]
+    loaded = _read_spark_model(model_data, dfs_tmp)
+    with _models_lock:
+        for other in [k for k in _models if k[0] != application]:  # a stopped session's models are of no use
+            del _models[other]
+        _models[key] = loaded
+        while len(_models) > MODELS_KEPT:
+            _models.popitem(last=False)
+    return loaded
+
+
+def files_digest(directory: Path) -> str:
+    """sha256 over every file under `directory`: its path there and its bytes."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        with path.open("rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _read_spark_model(model_data: Path, dfs_tmp: str | None) -> PipelineModel:
     """Load a saved Spark model from a copy in dfs_tmp, and leave no copy behind.
 
     Spark ML reads a model's files on the executors (PipelineModel.load reads its metadata with
@@ -79,13 +127,12 @@ def load_spark_model(local_path: str, dfs_tmp: str | None) -> PipelineModel:
     """
     from pyspark import SparkContext
 
-    model_data = Model.load(local_path).flavors["spark"]["model_data"]
     active = SparkContext._active_spark_context
     if active is not None and str(active.master).startswith("local"):
-        return PipelineModel.load((Path(local_path).resolve() / model_data).as_uri())
+        return PipelineModel.load(model_data.resolve().as_uri())
     staging = f"{(dfs_tmp or MLFLOW_DFS_TMP.get()).rstrip('/')}/smt-load-{uuid.uuid4().hex}"
     try:
-        _HadoopFileSystem.copy_from_local_file(str(Path(local_path) / model_data), staging, remove_src=False)
+        _HadoopFileSystem.copy_from_local_file(str(model_data), staging, remove_src=False)
         return PipelineModel.load(staging)
     finally:
         try:
