@@ -85,16 +85,17 @@ def test_two_activities_of_one_pipeline_run_append_both_inputs_and_retries_add_n
         frame.write.format("delta").save(str(tmp_path / region))
     output = f"lake.{unique('regions', '_')}"
 
-    def activity(region):
+    def activity(region, table=output):
         return score(run_cli, mlflow_server, experiment, "--model-uri", f"models:/{name}/1", "--input",
-                     str(tmp_path / region), "--output-table", output, "--mode", "append",
+                     str(tmp_path / region), "--output-table", table, "--mode", "append",
                      "--run-key", "pipeline-run-0a1b")  # fmt: skip
 
     first, second = activity("biscoe"), activity("others")
     assert (first.exit_code, second.exit_code) == (0, 0), first.stderr + second.stderr
     assert (first.summary["status"], second.summary["status"]) == ("scored", "scored")
     assert (first.summary["output_version"], second.summary["output_version"]) == (0, 1)
-    retried = [activity("biscoe"), activity("others")]
+    # The table spelled another way is the same table: those retries wrote the rows again.
+    retried = [activity("biscoe", output.upper()), activity("others", f"spark_catalog.{output}")]
     assert [(r.exit_code, r.summary["status"]) for r in retried] == [(0, "already-written")] * 2
     assert [r.summary["output_version"] for r in retried] == [0, 1]
 
@@ -128,6 +129,36 @@ def test_a_retry_after_the_champion_moved_reports_the_model_whose_scores_are_in_
     assert (params["model.version"], params["output.version"], params["output.written"]) == ("1", "0", "False")
     assert {row["model_version"] for row in delta_spark.read.format("delta").load(output).collect()} == {"1"}
     client.set_registered_model_alias(name, "champion", "1")
+
+
+def test_a_write_in_one_format_into_a_path_that_holds_the_other_is_refused_before_any_run(
+    run_cli, model, delta_spark, mlflow_server, tmp_path
+):
+    """An append as Delta (the default with the Delta jars) to the Parquet scores a session without them
+    wrote, or as Parquet to a Delta table, wrote rows that no reader of the other format sees, exit 0."""
+    experiment, name = unique("formats"), model[1]
+    uri = ("--model-uri", f"models:/{name}/1")
+    for written in (("--output-path", "pq", "--output-format", "parquet"), ("--output-path", "dl")):
+        assert score(run_cli, mlflow_server, experiment, *uri, *written).exit_code == 0
+    holds_parquet = (
+        f"error: {tmp_path / 'pq'} holds Parquet files, not a Delta table: write the scores as Parquet "
+        '(--output-format parquet (output_format="parquet")) or elsewhere'
+    )
+    is_delta = (
+        f"error: {tmp_path / 'dl'} is a Delta table: write the scores as Delta "
+        '(--output-format delta (output_format="delta")) or elsewhere'
+    )
+    cases = [
+        (("--output-path", "pq", "--mode", "append"), holds_parquet),
+        (("--output-path", "pq", "--mode", "overwrite", "--output-format", "delta"), holds_parquet),
+        (("--output-path", "dl", "--mode", "append", "--output-format", "parquet"), is_delta),
+    ]
+    for args, line in cases:
+        result = score(run_cli, mlflow_server, experiment, *uri, *args)
+        assert (result.exit_code, result.error_line) == (2, line), result.stderr
+    assert delta_spark.read.parquet(str(tmp_path / "pq")).count() == 344
+    assert delta_spark.sql(f"DESCRIBE HISTORY delta.`{tmp_path / 'dl'}`").count() == 1
+    assert [run.info.status for run in scoring_runs(mlflow_server, experiment)] == ["FINISHED"] * 2
 
 
 def test_a_merge_into_another_class_set_with_evolve_schema_leaves_no_stale_probability(

@@ -80,6 +80,17 @@ def table_identifier(name: str) -> str:
     return ".".join(f"`{part}`" for part in name.split("."))
 
 
+def qualified_table_name(spark: SparkSession, name: str) -> str:
+    """catalog.database.table in lower case, as the session resolves `name` now: `scores`,
+    `default.scores` and `SCORES` are one table (Spark's catalog names are case-insensitive)."""
+    parts = name.lower().split(".")
+    if len(parts) == 1:
+        parts.insert(0, spark.catalog.currentDatabase().lower())
+    if len(parts) == 2:
+        parts.insert(0, spark.catalog.currentCatalog().lower())
+    return ".".join(parts)
+
+
 def path_identifier(path: str) -> str:
     return "delta.`" + path.replace("`", "``") + "`"
 
@@ -273,6 +284,20 @@ def exists(spark: SparkSession, target: Target) -> bool:
     if not file_system.exists(log_dir):
         return False
     return any(status.getPath().getName().endswith(".json") for status in file_system.listStatus(log_dir))
+
+
+def path_holds(spark: SparkSession, location: str) -> str | None:
+    """What a path already holds: "delta" (a table), "parquet" (files but no Delta table: what a Parquet
+    write leaves), or None (nothing, or an empty directory). A look at the file system, no Spark job."""
+    if exists(spark, Target(location, table=False)):
+        return "delta"
+    file_system, path = _file_system(spark, location)
+    if not file_system.exists(path):
+        return None
+    if not file_system.getFileStatus(path).isDirectory():
+        return "parquet"
+    names = [status.getPath().getName() for status in file_system.listStatus(path)]
+    return "parquet" if any(not name.startswith(("_", ".")) or name == "_SUCCESS" for name in names) else None
 
 
 def earlier_write(spark: SparkSession, target: Target, write_key: str) -> Written | None:

@@ -269,15 +269,19 @@ class Output:
         }
 
 
-def write_key(run_key: str, model_uri: str, given: InputSource, output: Output) -> str:
+def write_key(spark: SparkSession, run_key: str, model_uri: str, given: InputSource, output: Output) -> str:
     """What a scoring write is, as the job was asked for it: the run key, the input as named (a path,
     a table, or a DataFrame's plan) with any version or time asked for, the model URI as given, the
     output and how it is written. Two activities of one pipeline run (one run key) that score other
     inputs, or with another model URI, into one table are two writes; a retry of either is the same
     write, even when the champion alias or the input table has moved on since: it reports what the
-    first attempt wrote."""
-    named = given.named() if given.table or given.frame is not None else _place(given.path)
-    place = output.location if output.table else _place(output.location)  # `out`, file:/…/out: one place
+    first attempt wrote. A place is named one way however it is spelled (`out` and file:/…/out; a
+    table `scores`, `default.scores` and `SCORES`)."""
+    if given.table:
+        named = delta_tables.qualified_table_name(spark, given.path)
+    else:
+        named = given.named() if given.frame is not None else _place(given.path)
+    place = delta_tables.qualified_table_name(spark, output.location) if output.table else _place(output.location)
     fields = {
         "run_key": run_key,
         "model_uri": model_uri,
@@ -320,7 +324,7 @@ def run_scoring(
             f"again; write Delta ({option('--output-format', 'delta')}, which a Synapse pool has) or append "
             f"without a run key"
         )
-    if _is_the_input(given, output):
+    if _is_the_input(spark, given, output):
         where = f"table {output.location}" if output.table else output.location
         raise ConfigError(
             f"the output is the input ({where}): the scores would replace or mix with the data they score; "
@@ -328,10 +332,12 @@ def run_scoring(
         )
     if output.table:
         delta_tables.catalog_table(spark, output.location)
+    else:
+        _check_what_the_output_holds(spark, output.location, fmt)
     source = data_module.pin_version(spark, given)
     input_id = incremental.check(spark, source, fmt, output.merge_key) if config.data.incremental else None
     run_key = config.run_key
-    key = write_key(run_key, model_uri, given, output) if run_key else None
+    key = write_key(spark, run_key, model_uri, given, output) if run_key else None
     tags = {**run_tags(spark, config.run_key), **config.tracking.tags, JOB_TAG: SCORE_JOB}
     if key:
         tags[WRITE_TAG] = key
@@ -346,11 +352,29 @@ def run_scoring(
     return summary
 
 
-def _is_the_input(given: InputSource, output: Output) -> bool:
+def _check_what_the_output_holds(spark: SparkSession, location: str, fmt: str) -> None:
+    """A write in one format into a path that holds the other is refused: Delta appended beside Parquet
+    files, or Parquet beside a Delta table, wrote rows no reader of the other format sees (exit 0)."""
+    holds = delta_tables.path_holds(spark, location)
+    if holds is None or holds == fmt:
+        return
+    if holds == "delta":
+        raise ConfigError(
+            f"{location} is a Delta table: write the scores as Delta ({option('--output-format', 'delta')}) "
+            "or elsewhere"
+        )
+    raise ConfigError(
+        f"{location} holds Parquet files, not a Delta table: write the scores as Parquet "
+        f"({option('--output-format', 'parquet')}) or elsewhere"
+    )
+
+
+def _is_the_input(spark: SparkSession, given: InputSource, output: Output) -> bool:
     if given.frame is not None or given.table != output.table:
         return False
     if given.table:
-        return given.path.lower() == output.location.lower()
+        qualified = delta_tables.qualified_table_name
+        return qualified(spark, given.path) == qualified(spark, output.location)
     return _place(given.path) == _place(output.location)
 
 
