@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from synapse_ml_track.config import JobConfig, build_config, merge_layers, set_dotted
 from synapse_ml_track.entrypoint import job_process_state
-from synapse_ml_track.errors import ConfigError, JobError
+from synapse_ml_track.errors import ConfigError, DataError, JobError, first_line
 from synapse_ml_track.redaction import Redactor
 from synapse_ml_track.results import RunsReport, ScoringResult, TrainingResult
 from synapse_ml_track.vocabulary import OUTPUT_FORMATS, UNSCORABLE_POLICIES, WRITE_MODES
@@ -44,6 +44,7 @@ from synapse_ml_track.vocabulary import OUTPUT_FORMATS, UNSCORABLE_POLICIES, WRI
 if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import DataType
 
     from synapse_ml_track.spark.sources import InputSource
 
@@ -351,7 +352,7 @@ def _spark_frame(data: Any, spark: SparkSession | None) -> DataFrame:
         session = spark or SparkSession.getActiveSession()
         if session is None:
             raise ConfigError("a pandas DataFrame is scored in Spark: pass spark= your SparkSession")
-        return session.createDataFrame(_text_gaps_as_none(data))
+        return _numeric_gaps_as_null(_pandas_to_spark(session, _text_gaps_as_none(data)))
     raise ConfigError(f"data must be a Spark or pandas DataFrame, got {type(data).__module__}.{type(data).__name__}")
 
 
@@ -382,10 +383,57 @@ def _pandas_digest(data: Any) -> str | None:
     return "pandas:" + hashlib.sha256(described + rows).hexdigest()[:32]
 
 
+def _pandas_to_spark(session: SparkSession, frame: Any) -> DataFrame:
+    """Spark infers a pandas frame's types from its values, and fails on a column without one (a feature
+    missing in every row given, or no rows at all): such a column's type is then told from its pandas
+    dtype, and a column of objects all missing is text."""
+    from pyspark.sql import types as T
+
+    try:
+        return session.createDataFrame(frame)
+    except (TypeError, ValueError):  # PySparkValueError CANNOT_DETERMINE_TYPE, CANNOT_INFER_EMPTY_SCHEMA...
+        schema = T.StructType([T.StructField(str(name), _pandas_type(frame[name]), True) for name in frame.columns])
+    try:
+        return session.createDataFrame(frame, schema)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"cannot make a Spark DataFrame of the pandas frame: {first_line(exc)}") from None
+
+
+def _pandas_type(column: Any) -> DataType:
+    from pyspark.sql import types as T
+
+    kind = column.dtype.kind
+    if kind == "f":
+        return T.DoubleType()
+    if kind in "iu":
+        return T.LongType()
+    if kind == "b":
+        return T.BooleanType()
+    if kind == "M":
+        return T.TimestampType()
+    present = column.dropna()
+    return T._infer_type(present.iloc[0]) if len(present) else T.StringType()
+
+
+def _numeric_gaps_as_null(frame: DataFrame) -> DataFrame:
+    """pandas marks a missing number NaN, which Spark keeps as NaN: null in Spark, as training and the
+    scores' unscorable_reason take it, so that an IS NULL filter and a sum over the scores see it."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    floating = {field.name for field in frame.schema.fields if isinstance(field.dataType, (T.DoubleType, T.FloatType))}
+    if not floating:
+        return frame
+    return frame.select(*[
+        F.when(F.isnan(name), None).otherwise(F.col(name)).alias(name) if name in floating else F.col(name)
+        for name in frame.columns
+    ])  # fmt: skip
+
+
 def _text_gaps_as_none(frame: Any) -> Any:
     """pandas marks a missing value in a text or categorical column NaN, which Spark reads as the text
-    'NaN' (a category the model then scores): made None, which Spark reads as null. Numeric columns are
-    left as they are: scoring reads NaN there as missing (spark.scoring.missing)."""
+    'NaN' (a category the model then scores): made None, which Spark reads as null (_numeric_gaps_as_null
+    for numbers)."""
     text = [name for name, kind in frame.dtypes.items() if str(kind) in ("object", "category", "string")]
     if not text or not frame[text].isna().to_numpy().any():
         return frame

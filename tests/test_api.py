@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.tracking._model_registry import utils as registry_utils
 from mlflow.tracking._tracking_service import utils as tracking_utils
 from mlflow.utils import rest_utils
+from pyspark.sql import functions as F
 
 import synapse_ml_track as smt
 from synapse_ml_track.errors import ConfigError, DataError
@@ -365,3 +366,15 @@ def test_a_pandas_frame_trains_and_scores_through_the_callers_session(mlflow_ser
     statuses = [append(frame.head(20)).status, append(frame.head(20).copy()).status, append(frame.head(21)).status]
     assert statuses == ["scored", "already-written", "scored"]
     assert spark.read.format("delta").load(str(tmp_path / "appended")).count() == 41
+
+    # A frame missing a feature in every row, or with no rows, gave a raw PySparkValueError
+    # (CANNOT_DETERMINE_TYPE); a missing number was written as NaN, which IS NULL and sums do not skip.
+    gappy = frame.drop(columns=["species"]).head(3).copy()
+    gappy["sex"], gappy.loc[gappy.index[0], "bill_length_mm"] = None, float("nan")
+    predicted = smt.predict(gappy, f"models:/api-pandas-{suffix}/1", spark=spark, tracking_uri=mlflow_server.uri)
+    rows = predicted.orderBy(F.col("bill_length_mm").asc_nulls_first()).collect()
+    shown = [(row["bill_length_mm"] is None, row["prediction"]) for row in rows]
+    assert shown == [(True, None), (False, None), (False, None)]
+    assert all(row["unscorable_reason"] for row in rows)
+    empty = smt.predict(gappy.iloc[0:0], f"models:/api-pandas-{suffix}/1", spark=spark, tracking_uri=mlflow_server.uri)
+    assert empty.count() == 0 and empty.columns == predicted.columns
