@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import uuid
 from collections import OrderedDict
 from pathlib import Path
@@ -196,6 +197,22 @@ def test_predict_gives_the_scores_score_writes_without_a_run_and_loads_a_version
     assert_df_equality(
         predicted.drop("scored_at"), written.drop("scored_at"), ignore_row_order=True, ignore_nullable=True
     )
+
+
+def test_a_call_from_another_thread_leaves_the_callers_session_settings(spark):
+    """SparkSession.getActiveSession is per thread: a call from a thread of a notebook's own took the
+    running session for none and applied the package's local defaults to it (time zone UTC, 8 shuffle
+    partitions): the caller's timestamps then read otherwise."""
+    spark.conf.set("spark.sql.session.timeZone", "America/New_York")
+    try:
+        counted: list[int] = []
+        thread = threading.Thread(target=lambda: counted.append(smt.sample_data().count()))
+        thread.start()
+        thread.join()
+        settings = [spark.conf.get(key) for key in ("spark.sql.session.timeZone", "spark.sql.shuffle.partitions")]
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+    assert (counted, settings) == ([344], ["America/New_York", "1"])
 
 
 def test_train_predict_score_and_report_each_leave_the_callers_process_as_it_was(

@@ -36,6 +36,10 @@ def get_or_create_spark(app_name: str) -> SparkSession:
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    if SparkContext._active_spark_context is not None:
+        # Running, but not this thread's active session (a notebook's session, called from a thread of
+        # its own): the builder without options returns it with its settings as they are.
+        return SparkSession.builder.getOrCreate()
     builder = SparkSession.builder
     if not configured_by_launcher():
         builder = builder.appName(app_name).master("local[*]")
