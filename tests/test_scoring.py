@@ -201,6 +201,8 @@ def test_alias_latest_and_default_model_uris_and_output_modes(run_cli, registere
     assert exists.error_line == (
         f'error: output {output} already exists; pass --mode overwrite (mode="overwrite") to replace it'
     )
+    last = last_scoring_run(MlflowClient(mlflow_server.uri), by_alias.summary["experiment_id"])
+    assert last.info.run_id == by_alias.summary["run_id"]  # refused before a run: no FAILED one left behind
 
     latest = score(run_cli, mlflow_server, experiment, output, "--model-uri", f"models:/{model}", "--mode", "overwrite")
     assert latest.exit_code == 0, latest.stderr

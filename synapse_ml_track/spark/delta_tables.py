@@ -286,6 +286,10 @@ def exists(spark: SparkSession, target: Target) -> bool:
     return any(status.getPath().getName().endswith(".json") for status in file_system.listStatus(log_dir))
 
 
+def output_exists(location: str) -> DataError:
+    return DataError(f"output {location} already exists; pass {option('--mode', 'overwrite')} to replace it")
+
+
 def path_holds(spark: SparkSession, location: str) -> str | None:
     """What a path already holds: "delta" (a table), "parquet" (files but no Delta table: what a Parquet
     write leaves), or None (nothing, or an empty directory). A look at the file system, no Spark job."""
@@ -381,9 +385,7 @@ def write_once(
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
             present = exists(spark, target)
             if present and write.mode == "errorifexists":
-                raise DataError(
-                    f"output {target.location} already exists; pass {option('--mode', 'overwrite')} to replace it"
-                )
+                raise output_exists(target.location)
             columns = [c for c in scores.columns if c != DELETED]
             if present and write.mode in ("append", "merge"):
                 existing = spark.table(target.identifier).schema

@@ -330,10 +330,7 @@ def run_scoring(
             f"the output is the input ({where}): the scores would replace or mix with the data they score; "
             f"write them elsewhere ({option('--output-path')} or {option('--output-table')})"
         )
-    if output.table:
-        delta_tables.catalog_table(spark, output.location)
-    else:
-        _check_what_the_output_holds(spark, output.location, fmt)
+    _check_the_output(spark, output, fmt)
     source = data_module.pin_version(spark, given)
     input_id = incremental.check(spark, source, fmt, output.merge_key) if config.data.incremental else None
     run_key = config.run_key
@@ -352,10 +349,19 @@ def run_scoring(
     return summary
 
 
-def _check_what_the_output_holds(spark: SparkSession, location: str, fmt: str) -> None:
-    """A write in one format into a path that holds the other is refused: Delta appended beside Parquet
-    files, or Parquet beside a Delta table, wrote rows no reader of the other format sees (exit 0)."""
+def _check_the_output(spark: SparkSession, output: Output, fmt: str) -> None:
+    """Before any run: an output that exists, unless the mode says what to do with it; and a write in
+    one format into a path that holds the other (Delta appended beside Parquet files, or Parquet beside
+    a Delta table wrote rows no reader of the other format sees, exit 0)."""
+    if output.table:
+        delta_tables.catalog_table(spark, output.location)  # a table an earlier process wrote, known by name
+        if output.mode == "errorifexists" and spark.catalog.tableExists(output.location):
+            raise delta_tables.output_exists(output.location)
+        return
+    location = output.location
     holds = delta_tables.path_holds(spark, location)
+    if holds is not None and output.mode == "errorifexists":
+        raise delta_tables.output_exists(location)
     if holds is None or holds == fmt:
         return
     if holds == "delta":
@@ -898,6 +904,4 @@ def _write(scores: DataFrame, fmt: str, output: Output) -> None:
     except Exception as exc:
         if spark_error(exc, "PATH_ALREADY_EXISTS") is None:
             raise
-        raise DataError(
-            f"output {output.location} already exists; pass {option('--mode', 'overwrite')} to replace it"
-        ) from None
+        raise delta_tables.output_exists(output.location) from None
