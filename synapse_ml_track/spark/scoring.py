@@ -354,8 +354,9 @@ def _check_the_output(spark: SparkSession, output: Output, fmt: str) -> None:
     one format into a path that holds the other (Delta appended beside Parquet files, or Parquet beside
     a Delta table wrote rows no reader of the other format sees, exit 0)."""
     if output.table:
-        delta_tables.catalog_table(spark, output.location)  # a table an earlier process wrote, known by name
-        if output.mode == "errorifexists" and spark.catalog.tableExists(output.location):
+        # exists() registers by name a table an earlier process wrote (catalog_table), whatever the mode.
+        present = delta_tables.exists(spark, delta_tables.Target(output.location, table=True))
+        if present and output.mode == "errorifexists":
             raise delta_tables.output_exists(output.location)
         return
     location = output.location
